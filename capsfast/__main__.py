@@ -1,0 +1,5 @@
+import sys
+
+from capsfast.cli import main
+
+sys.exit(main())

@@ -1,0 +1,163 @@
+"""CPUID decoding: a data table of feature bits, the vendor and hypervisor
+signatures, and the reader for ``cpuid -r -1`` dumps.
+
+The five leaves capsfast reads arrive as a tuple of register tuples
+``(eax, ebx, ecx, edx)`` in the order of ``LEAVES``, from the C module or
+from a dump through ``leaves_from_dump``; both gate the extended and
+hypervisor leaves the same way, so a dump replays what the CPU would say.
+"""
+from capsfast.errors import CapsfastError
+from capsfast.model import Cpu
+
+LEAVES = (0x00000000, 0x00000001, 0x80000000, 0x80000001, 0x40000000)
+BASIC0, BASIC1, EXT0, EXT1, HV0 = range(5)
+EAX, EBX, ECX, EDX = range(4)
+
+# (slot in LEAVES, register, bit, name): the features DESIGN section 4 names.
+FEATURE_BITS = (
+    (BASIC1, ECX, 5, "vmx"),
+    (BASIC1, ECX, 31, "hypervisor"),
+    (BASIC1, EDX, 6, "pae"),
+    (EXT1, ECX, 2, "svm"),
+    (EXT1, EDX, 20, "nx"),
+    (EXT1, EDX, 29, "lm"),
+)
+FEATURE_NAMES = frozenset(name for _slot, _reg, _bit, name in FEATURE_BITS)
+
+# Signatures of leaf 0x40000000 (EBX, ECX, EDX), trailing NULs stripped;
+# the list systemd's virt.c keeps.
+HYPERVISORS = {
+    "KVMKVMKVM": "kvm",
+    "Linux KVM Hv": "kvm",
+    "XenVMMXenVMM": "xen",
+    "Microsoft Hv": "hyperv",
+    "VMwareVMware": "vmware",
+    "TCGTCGTCGTCG": "qemu-tcg",
+    "bhyve bhyve ": "bhyve",
+    "VBoxVBoxVBox": "virtualbox",
+    "ACRNACRNACRN": "acrn",
+    "QNXQVMBSQG": "qnx",
+    " lrpepyh  vr": "parallels",
+    "VirtualApple": "apple",
+    "___ NVMM ___": "nvmm",
+    "SRESRESRESRE": "sre",
+}
+
+ZERO = (0, 0, 0, 0)
+
+
+def _text(*registers):
+    raw = b"".join(r.to_bytes(4, "little") for r in registers).rstrip(b"\0")
+    return raw.decode("ascii", "replace")
+
+
+def decode(leaves, source):
+    """Cpu facts from the five gated leaves."""
+    basic0, basic1, ext0 = leaves[BASIC0], leaves[BASIC1], leaves[EXT0]
+    features = sorted(
+        name for slot, reg, bit, name in FEATURE_BITS if leaves[slot][reg] >> bit & 1
+    )
+    eax = basic1[EAX]
+    family = eax >> 8 & 0xF
+    model = eax >> 4 & 0xF
+    if family == 0xF:
+        family += eax >> 20 & 0xFF
+    if family in (6, 0xF) or family > 0xF:
+        model += (eax >> 16 & 0xF) << 4
+    vendor = _text(basic0[EBX], basic0[EDX], basic0[ECX]) or None
+    return Cpu(vendor, family, model, eax & 0xF, tuple(features), source, basic0[EAX], ext0[EAX])
+
+
+def hypervisor_signature(leaves):
+    """The signature of leaf 0x40000000, or None without the hypervisor bit."""
+    if not leaves[BASIC1][ECX] >> 31 & 1:
+        return None
+    hv = leaves[HV0]
+    return _text(hv[EBX], hv[ECX], hv[EDX])
+
+
+def hypervisor_vendor(signature):
+    """A short name for a signature; unknown signatures keep their text."""
+    if signature is None:
+        return None
+    return HYPERVISORS.get(signature, signature.strip() or "unknown")
+
+
+def gate(read):
+    """The five leaves as the C module gathers them, ``read(leaf)`` giving
+    the registers of one leaf: the extended leaf only if 0x80000000 allows
+    it, the hypervisor leaf only with the hypervisor bit."""
+    basic0 = read(0)
+    basic1 = read(1) if basic0[EAX] >= 1 else ZERO
+    ext0 = read(0x80000000)
+    if ext0[EAX] & 0xFFFF0000 != 0x80000000:
+        ext0 = ZERO
+    ext1 = read(0x80000001) if ext0[EAX] >= 0x80000001 else ZERO
+    hv0 = read(0x40000000) if basic1[ECX] >> 31 & 1 else ZERO
+    return (basic0, basic1, ext0, ext1, hv0)
+
+
+def parse_dump(text, name="CPUID dump"):
+    """Leaf -> registers (subleaf 0) of the first CPU in ``cpuid -r -1`` output.
+
+    Raises CapsfastError naming the first line that is not of that format,
+    or when the dump has no leaf 0."""
+    leaves = {}
+    seen_cpu = False
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "CPU" or (words[0].startswith("CPU") and line.rstrip().endswith(":")):
+            if seen_cpu and leaves:
+                break  # only the first CPU counts
+            seen_cpu = True
+            continue
+        try:
+            leaf, subleaf, regs = _parse_leaf_line(words)
+        except ValueError:
+            raise CapsfastError(
+                "%s, line %d: not a 'cpuid -r' line: %r" % (name, number, line.strip()[:60])
+            ) from None
+        if subleaf == 0 and leaf not in leaves:
+            leaves[leaf] = regs
+    if 0 not in leaves:
+        raise CapsfastError("%s: no leaf 0x00000000 (is it 'cpuid -r -1' output?)" % name)
+    return leaves
+
+
+def _parse_leaf_line(words):
+    # "0x00000001 0x00: eax=0x000306a9 ebx=0x00100800 ecx=0x7fbae3ff edx=0xbfebfbff"
+    if len(words) != 6 or not words[1].endswith(":"):
+        raise ValueError
+    leaf = int(words[0], 16)
+    subleaf = int(words[1][:-1], 16)
+    regs = []
+    for word, reg in zip(words[2:], ("eax=", "ebx=", "ecx=", "edx=")):
+        if not word.startswith(reg):
+            raise ValueError
+        value = int(word[4:], 16)
+        if not 0 <= value <= 0xFFFFFFFF:
+            raise ValueError
+        regs.append(value)
+    if not (0 <= leaf <= 0xFFFFFFFF and 0 <= subleaf <= 0xFFFFFFFF):
+        raise ValueError
+    return leaf, subleaf, tuple(regs)
+
+
+def leaves_from_dump(text, name="CPUID dump"):
+    """The five gated leaves from dump text; absent leaves read as zeros."""
+    table = parse_dump(text, name)
+    return gate(lambda leaf: table.get(leaf, ZERO))
+
+
+def format_dump(leaves):
+    """Gated leaves in ``cpuid -r -1`` form, for ``capsfast record``."""
+    lines = ["CPU:"]
+    for leaf, regs in sorted(zip(LEAVES, leaves)):
+        if regs == ZERO and leaf != 0:
+            continue
+        lines.append(
+            "   0x%08x 0x00: eax=0x%08x ebx=0x%08x ecx=0x%08x edx=0x%08x" % ((leaf,) + tuple(regs))
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,105 @@
+"""Immutable value classes for what a probe found.
+
+Each class is a tuple subclass with named, read-only fields, built by
+``_record`` below rather than by dataclasses or typing.NamedTuple: on a VM
+those imports cost 7-15 ms, more than the probe itself, and they pull in
+``re`` and ``inspect``.  Equality, hashing and pickling come from tuple.
+"""
+from operator import itemgetter
+
+
+def _record(name, fields, doc):
+    """A tuple subclass ``name`` whose items are reachable by field name."""
+
+    def __new__(cls, *args, **kwargs):
+        if kwargs:
+            values = list(args) + [None] * (len(fields) - len(args))
+            for key, value in kwargs.items():
+                try:
+                    values[fields.index(key)] = value
+                except ValueError:
+                    raise TypeError("%s has no field %r" % (name, key)) from None
+            args = values
+        if len(args) != len(fields):
+            raise TypeError("%s takes %d fields, got %d" % (name, len(fields), len(args)))
+        return tuple.__new__(cls, args)
+
+    def __repr__(self):
+        return "%s(%s)" % (name, ", ".join("%s=%r" % pair for pair in zip(fields, self)))
+
+    def _replace(self, **changes):
+        return type(self)(*[changes.pop(f, v) for f, v in zip(fields, self)], **changes)
+
+    def __getnewargs__(self):
+        return tuple(self)
+
+    namespace = {
+        "__slots__": (),
+        "__doc__": doc,
+        "__module__": __name__,
+        "_fields": fields,
+        "__new__": __new__,
+        "__repr__": __repr__,
+        "__getnewargs__": __getnewargs__,
+        "_replace": _replace,
+    }
+    for index, field in enumerate(fields):
+        namespace[field] = property(itemgetter(index), doc="field %d" % index)
+    return type(name, (tuple,), namespace)
+
+
+Cpu = _record(
+    "Cpu",
+    ("vendor", "family", "model", "stepping", "features", "source", "max_leaf", "max_ext_leaf"),
+    """The CPU as CPUID (or a dump, or /proc/cpuinfo) shows it.
+
+    ``features`` is a sorted tuple of names; ``source`` is ``cpuid``, ``dump``,
+    ``cpuinfo`` or ``none``.""",
+)
+
+Hypervisor = _record(
+    "Hypervisor",
+    ("vendor", "signature"),
+    """The hypervisor this OS runs under: a short name and the raw CPUID
+    signature, both None without the hypervisor bit.""",
+)
+
+Kvm = _record(
+    "Kvm",
+    ("exists", "char_device", "accessible", "usable", "api_version", "modules", "nested", "create_vm", "error"),
+    """/dev/kvm as this process sees it.
+
+    ``usable``: a character device, read-write accessible, opens, API version
+    12 (and with ``deep``, ``KVM_CREATE_VM`` worked).  ``create_vm`` is None
+    unless ``deep``.  ``error`` names the first failing step, or None.""",
+)
+
+Kqemu = _record("Kqemu", ("exists",), "/dev/kqemu, the historical QEMU accelerator.")
+
+Xen = _record(
+    "Xen",
+    ("present", "role", "hypervisor_type", "capabilities"),
+    """Xen as /proc/xen and /sys/hypervisor show it; ``role`` is ``dom0``,
+    ``domU`` or None; ``capabilities`` the hypervisor's tokens.""",
+)
+
+Hvm = _record(
+    "Hvm",
+    ("type", "status", "confidence", "bios_setting", "evidence"),
+    """The hardware virtualization verdict (DESIGN section 5).""",
+)
+
+Guest = _record(
+    "Guest",
+    ("os_type", "arch", "wordsize", "emulator", "domains", "features", "loader", "machines"),
+    """One guest kind the host can run: os type and arch, with its domain
+    types and the features libvirt would print for it.""",
+)
+
+Host = _record(
+    "Host",
+    ("arch", "cpu", "hypervisor", "kvm", "kqemu", "xen", "hvm", "guests", "kernel_flags", "msr"),
+    """Everything one probe found.  ``kernel_flags`` is the tuple of the first
+    processor's /proc/cpuinfo flags, or None where unread; ``msr`` maps an MSR
+    number to its value where it could be read.""",
+)

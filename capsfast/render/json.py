@@ -1,0 +1,123 @@
+"""JSON rendering: DESIGN section 7's keys, ``schema_version`` 1.
+
+A small encoder of our own instead of the ``json`` module: the values are
+only dicts, lists, strings, ints, bools and None, and ``import json`` costs
+about 12 ms on a VM (it pulls in ``re``), more than the whole probe.  String
+escaping is CPython's own C routine where it exists.
+"""
+try:
+    from _json import encode_basestring_ascii as _quote
+except ImportError:  # pragma: no cover - other Pythons
+    def _quote(s):
+        out = ['"']
+        for ch in s:
+            code = ord(ch)
+            if ch in '"\\':
+                out.append("\\" + ch)
+            elif 0x20 <= code < 0x7F:
+                out.append(ch)
+            elif code > 0xFFFF:
+                code -= 0x10000
+                out.append("\\u%04x\\u%04x" % (0xD800 | code >> 10, 0xDC00 | code & 0x3FF))
+            else:
+                out.append("\\u%04x" % code)
+        out.append('"')
+        return "".join(out)
+
+SCHEMA_VERSION = 1
+
+
+def _msr_key(number):
+    return "0x%x" % number
+
+
+def host_dict(host):
+    """The model as plain JSON-ready values (DESIGN section 7)."""
+    cpu, hv, kvm, xen, hvm = host.cpu, host.hypervisor, host.kvm, host.xen, host.hvm
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "host": {
+            "arch": host.arch,
+            "cpu": {
+                "vendor": cpu.vendor,
+                "family": cpu.family,
+                "model": cpu.model,
+                "stepping": cpu.stepping,
+                "features": list(cpu.features),
+                "source": cpu.source,
+            },
+            "hypervisor": {"vendor": hv.vendor, "signature": hv.signature},
+            "kvm": {
+                "exists": kvm.exists,
+                "char_device": kvm.char_device,
+                "accessible": kvm.accessible,
+                "usable": kvm.usable,
+                "api_version": kvm.api_version,
+                "modules": list(kvm.modules),
+                "nested": kvm.nested,
+                "create_vm": kvm.create_vm,
+                "error": kvm.error,
+            },
+            "kqemu": {"exists": host.kqemu.exists},
+            "xen": {
+                "present": xen.present,
+                "role": xen.role,
+                "hypervisor_type": xen.hypervisor_type,
+                "capabilities": list(xen.capabilities),
+            },
+            "hvm": {
+                "type": hvm.type,
+                "status": hvm.status,
+                "confidence": hvm.confidence,
+                "bios_setting": hvm.bios_setting,
+                "evidence": list(hvm.evidence),
+            },
+            "kernel_flags_read": host.kernel_flags is not None,
+            "msr": {_msr_key(n): _msr_key(v) for n, v in host.msr},
+        },
+        "guests": [
+            {
+                "os_type": g.os_type,
+                "arch": g.arch,
+                "wordsize": g.wordsize,
+                "emulator": g.emulator,
+                "domains": list(g.domains),
+                "features": list(g.features),
+                "loader": g.loader,
+                "machines": list(g.machines) if g.machines is not None else None,
+            }
+            for g in host.guests
+        ],
+    }
+
+
+def dumps(value, indent="", step="  "):
+    """``value`` (dicts, lists, str, int, bool, None) as indented JSON."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, int):
+        return str(int(value))
+    inner = indent + step
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = (inner + _quote(str(k)) + ": " + dumps(v, inner, step) for k, v in value.items())
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        if all(isinstance(v, str) for v in value):
+            return "[" + ", ".join(_quote(v) for v in value) + "]"
+        return "[\n" + ",\n".join(inner + dumps(v, inner, step) for v in value) + "\n" + indent + "]"
+    raise TypeError("cannot encode %r as JSON" % type(value).__name__)
+
+
+def render(host):
+    """The host as JSON text, ending in a newline."""
+    return dumps(host_dict(host)) + "\n"

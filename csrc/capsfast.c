@@ -1,0 +1,238 @@
+/*
+ * capsfast C core: CPUID and the device and file checks of one probe.
+ * See capsfast.h for the contract.  Python decides what the facts mean.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "capsfast.h"
+
+/* _IO(KVMIO, 0x00) and _IO(KVMIO, 0x01) from <linux/kvm.h>, spelled out so
+ * the build needs no kernel headers. */
+#define KVM_GET_API_VERSION_IOCTL 0xAE00
+#define KVM_CREATE_VM_IOCTL 0xAE01
+#define API_VERSION_NOT_TRIED (-1000)
+
+static uint64_t cpuid_executed;
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+int capsfast_has_cpuid(void) { return 1; }
+
+static void cpuid(uint32_t leaf, struct capsfast_regs *r)
+{
+    __cpuid_count(leaf, 0, r->eax, r->ebx, r->ecx, r->edx);
+    __atomic_fetch_add(&cpuid_executed, 1, __ATOMIC_RELAXED);
+}
+
+static void probe_cpu(struct capsfast_cpu *cpu)
+{
+#if defined(__i386__)
+    /* A 486 without the ID flag has no CPUID at all. */
+    if (__get_cpuid_max(0, NULL) == 0)
+        return;
+#endif
+    cpu->available = 1;
+    cpuid(0x00000000, &cpu->basic0);
+    if (cpu->basic0.eax >= 1)
+        cpuid(0x00000001, &cpu->basic1);
+    cpuid(0x80000000, &cpu->ext0);
+    /* CPUs without extended leaves echo other data here: keep only a
+     * maximum that lies in the extended range. */
+    if ((cpu->ext0.eax & 0xffff0000u) != 0x80000000u)
+        memset(&cpu->ext0, 0, sizeof cpu->ext0);
+    else if (cpu->ext0.eax >= 0x80000001u)
+        cpuid(0x80000001, &cpu->ext1);
+    /* Leaf 0x40000000 means something only under a hypervisor (ECX bit 31). */
+    if (cpu->basic1.ecx & (1u << 31))
+        cpuid(0x40000000, &cpu->hv0);
+}
+#else
+int capsfast_has_cpuid(void) { return 0; }
+
+static void probe_cpu(struct capsfast_cpu *cpu) { (void)cpu; }
+#endif
+
+uint64_t capsfast_cpuid_executed(void)
+{
+    return __atomic_load_n(&cpuid_executed, __ATOMIC_RELAXED);
+}
+
+static int open_nonblocking(const char *path, int flags)
+{
+    int fd;
+    /* O_NONBLOCK: a FIFO planted where a file belongs must not hang us. */
+    do
+        fd = open(path, flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    while (fd < 0 && errno == EINTR);
+    return fd < 0 ? -errno : fd;
+}
+
+static void probe_kvm(const char *path, int deep, struct capsfast_kvm *kvm)
+{
+    struct stat st;
+    int fd;
+
+    kvm->access_err = 1;
+    kvm->open_err = 1;
+    kvm->api_version = API_VERSION_NOT_TRIED;
+    if (stat(path, &st) != 0) {
+        kvm->stat_err = -errno;
+        return;
+    }
+    kvm->mode = (uint32_t)st.st_mode;
+    /* A regular file stands in for the node in a fake root: never open it. */
+    if (!S_ISCHR(st.st_mode))
+        return;
+    kvm->access_err = faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) == 0 ? 0 : -errno;
+    fd = open_nonblocking(path, O_RDWR);
+    kvm->open_err = fd < 0 ? fd : 0;
+    if (fd < 0)
+        return;
+    kvm->api_version = ioctl(fd, KVM_GET_API_VERSION_IOCTL, 0);
+    if (kvm->api_version < 0)
+        kvm->api_version = -errno;
+    else if (deep) {
+        int vm = ioctl(fd, KVM_CREATE_VM_IOCTL, 0);
+        kvm->create_vm = vm < 0 ? -errno : 1;
+        if (vm >= 0)
+            close(vm);
+    }
+    close(fd);
+}
+
+/* The bytes read end a /proc/cpuinfo block once they hold a blank line. */
+static int holds_blank_line(const char *buf, uint32_t len)
+{
+    return len >= 2 && memmem(buf, len, "\n\n", 2) != NULL;
+}
+
+static void read_file(struct capsfast_file *f, int fd)
+{
+    uint32_t room = f->cap;
+
+    while (f->len < room) {
+        ssize_t n = read(fd, f->buf + f->len, room - f->len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            f->err = -errno;
+            return;
+        }
+        if (n == 0)
+            return;
+        f->len += (uint32_t)n;
+        if (f->op == CAPSFAST_OP_READ_BLOCK && holds_blank_line(f->buf, f->len))
+            return;
+    }
+    /* Full: one more byte tells whether the file went on. */
+    for (;;) {
+        char extra;
+        ssize_t n = read(fd, &extra, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        f->truncated = n > 0;
+        return;
+    }
+}
+
+static void read_msr(struct capsfast_file *f, int fd)
+{
+    unsigned char raw[8];
+    ssize_t n;
+    int i;
+
+    do
+        n = pread(fd, raw, sizeof raw, (off_t)f->msr);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        f->err = -errno;
+        return;
+    }
+    if (n != (ssize_t)sizeof raw) {
+        f->err = -ENODATA;
+        return;
+    }
+    for (i = 7; i >= 0; i--)
+        f->value = (f->value << 8) | raw[i];
+}
+
+static void probe_file(struct capsfast_file *f)
+{
+    struct stat st;
+    int fd;
+
+    f->err = 0;
+    f->mode = 0;
+    f->len = 0;
+    f->truncated = 0;
+    f->value = 0;
+    if (f->path == NULL) {
+        f->err = -EINVAL;
+        return;
+    }
+    if (f->op == CAPSFAST_OP_STAT) {
+        if (stat(f->path, &st) != 0)
+            f->err = -errno;
+        else
+            f->mode = (uint32_t)st.st_mode;
+        return;
+    }
+    if ((f->op == CAPSFAST_OP_READ || f->op == CAPSFAST_OP_READ_BLOCK) && f->buf == NULL) {
+        f->err = -EINVAL;
+        return;
+    }
+    if (f->op != CAPSFAST_OP_READ && f->op != CAPSFAST_OP_READ_BLOCK && f->op != CAPSFAST_OP_MSR) {
+        f->err = -EINVAL;
+        return;
+    }
+    fd = open_nonblocking(f->path, O_RDONLY);
+    if (fd < 0) {
+        f->err = fd;
+        return;
+    }
+    if (fstat(fd, &st) != 0) {
+        f->err = -errno;
+    } else {
+        f->mode = (uint32_t)st.st_mode;
+        if (S_ISDIR(st.st_mode))
+            f->err = -EISDIR;
+        else if (f->op == CAPSFAST_OP_MSR && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)))
+            read_msr(f, fd);
+        else if (f->op != CAPSFAST_OP_MSR && S_ISREG(st.st_mode))
+            read_file(f, fd);
+        else
+            /* A FIFO, socket or device where a file belongs: not read. */
+            f->err = -EINVAL;
+    }
+    close(fd);
+}
+
+int capsfast_probe(int want_cpu, struct capsfast_cpu *cpu,
+                   const char *kvm_path, int deep, struct capsfast_kvm *kvm,
+                   struct capsfast_file *files, int nfiles)
+{
+    int i;
+
+    if ((want_cpu && cpu == NULL) || (kvm_path != NULL && kvm == NULL) ||
+        nfiles < 0 || (nfiles > 0 && files == NULL))
+        return -EINVAL;
+    if (want_cpu) {
+        memset(cpu, 0, sizeof *cpu);
+        probe_cpu(cpu);
+    }
+    if (kvm_path != NULL) {
+        memset(kvm, 0, sizeof *kvm);
+        probe_kvm(kvm_path, deep, kvm);
+    }
+    for (i = 0; i < nfiles; i++)
+        probe_file(&files[i]);
+    return 0;
+}
