@@ -1,0 +1,25 @@
+import os
+import sys
+
+import pytest
+
+# Test helpers (scenarios.py) import as plain modules from this directory.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from scenarios import all_scenarios  # noqa: E402
+
+
+@pytest.fixture
+def fresh_process_state():
+    """The live caches emptied, as in a new process; emptied again after."""
+    from capsfast import probe
+
+    probe._forget_live()
+    yield
+    probe._forget_live()
+
+
+def pytest_generate_tests(metafunc):
+    if "scenario" in metafunc.fixturenames:
+        scenarios = all_scenarios()
+        metafunc.parametrize("scenario", scenarios, ids=[s.name for s in scenarios])
