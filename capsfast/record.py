@@ -11,7 +11,7 @@ import os
 import stat
 import time
 
-from capsfast import _native, cpuid, devices, probe
+from capsfast import _native, cpuid, devices
 from capsfast.errors import CapsfastError
 from capsfast.render.json import dumps
 
@@ -51,7 +51,9 @@ def record(directory):
             f.write(dumps(scenario) + "\n")
     except OSError as e:
         raise CapsfastError("cannot write %s: %s" % (e.filename or directory, e.strerror)) from None
-    host = probe.probe()
+    from capsfast.probe import probe
+
+    host = probe()
     return ["recorded %d files into %s (arch %s, hvm %s, kvm usable: %s)" % (
         len(written) + 1, directory, host.arch, host.hvm.status, host.kvm.usable)]
 

@@ -114,12 +114,20 @@ static int holds_blank_line(const char *buf, uint32_t len)
     return len >= 2 && memmem(buf, len, "\n\n", 2) != NULL;
 }
 
+/* /proc/cpuinfo renders processor blocks as they are asked for: reading in
+ * small steps lets the kernel stop after the first block. */
+#define BLOCK_STEP 2048u
+
 static void read_file(struct capsfast_file *f, int fd)
 {
     uint32_t room = f->cap;
 
     while (f->len < room) {
-        ssize_t n = read(fd, f->buf + f->len, room - f->len);
+        uint32_t want = room - f->len;
+        ssize_t n;
+        if (f->op == CAPSFAST_OP_READ_BLOCK && want > BLOCK_STEP)
+            want = BLOCK_STEP;
+        n = read(fd, f->buf + f->len, want);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {

@@ -12,11 +12,13 @@ from scenarios import all_scenarios  # noqa: E402
 @pytest.fixture
 def fresh_process_state():
     """The live caches emptied, as in a new process; emptied again after."""
-    from capsfast import probe
+    import importlib
 
-    probe._forget_live()
+    # capsfast.probe is the function; the module is reached through importlib.
+    module = importlib.import_module("capsfast.probe")
+    module._forget_live()
     yield
-    probe._forget_live()
+    module._forget_live()
 
 
 def pytest_generate_tests(metafunc):
