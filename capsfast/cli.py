@@ -112,9 +112,12 @@ def main(argv=None):
     """Run the CLI; returns the exit status."""
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        if not args or args[0] in ("-h", "--help"):
+        if not args:
+            sys.stderr.write(_main_usage())
+            return 2
+        if args[0] in ("-h", "--help"):
             sys.stdout.write(_main_usage())
-            return 0 if args else 2
+            return 0
         if args[0] == "--version":
             from capsfast._version import __version__
 

@@ -1,0 +1,243 @@
+"""The command line: outputs, exit statuses, and bad input as one line."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from scenarios import HOSTS
+
+from capsfast.cli import main
+
+INTEL = HOSTS / "intel-enabled"
+
+
+def run(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(status, err, *words):
+    assert status == 2
+    assert err.startswith("capsfast: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in err, err
+
+
+@pytest.fixture
+def garbage(tmp_path):
+    def write(text):
+        path = tmp_path / "dump.txt"
+        path.write_text(text)
+        return str(path)
+
+    return write
+
+
+def test_garbage_dump(capsys, garbage):
+    status, out, err = run(capsys, "check", "--cpuid-dump", garbage("hello world\n\x00\x01"))
+    assert_one_line_error(status, err, "line 1", "not a 'cpuid -r' line")
+    assert out == ""
+
+
+def test_truncated_dump(capsys, garbage):
+    dump = garbage("CPU:\n   0x00000000 0x00: eax=0x0000000d ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69\n"
+                   "   0x00000001 0x00: eax=0x000306a9 ebx=0x0010")
+    status, _out, err = run(capsys, "capabilities", "--format", "json", "--cpuid-dump", dump)
+    assert_one_line_error(status, err, "line 3")
+
+
+def test_dump_without_leaf_0(capsys, garbage):
+    dump = garbage("CPU:\n   0x00000001 0x00: eax=0x000306a9 ebx=0x00100800 ecx=0x7fbae3ff edx=0xbfebfbff\n")
+    status, _out, err = run(capsys, "check", "--cpuid-dump", dump)
+    assert_one_line_error(status, err, "no leaf 0x00000000")
+
+
+def test_empty_dump(capsys, garbage):
+    status, _out, err = run(capsys, "check", "--cpuid-dump", garbage(""))
+    assert_one_line_error(status, err, "no leaf 0x00000000")
+
+
+def test_missing_dump(capsys, tmp_path):
+    status, _out, err = run(capsys, "check", "--cpuid-dump", str(tmp_path / "nope"))
+    assert_one_line_error(status, err, "No such file")
+
+
+def test_root_that_does_not_exist(capsys, tmp_path):
+    status, _out, err = run(capsys, "capabilities", "--root", str(tmp_path / "nowhere"))
+    assert_one_line_error(status, err, "No such file or directory")
+
+
+def test_root_that_is_a_file(capsys, tmp_path):
+    (tmp_path / "f").write_text("x")
+    status, _out, err = run(capsys, "check", "--root", str(tmp_path / "f"))
+    assert_one_line_error(status, err, "not a directory")
+
+
+def test_file_where_a_directory_is_expected(capsys, tmp_path):
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    (root / "sys").write_text("a file, not the sysfs directory\n")
+    status, _out, err = run(capsys, "check", "--root", str(root))
+    assert_one_line_error(status, err, "Not a directory", "sys/")
+
+
+def test_directory_where_a_file_is_expected(capsys, tmp_path):
+    root = tmp_path / "root"
+    (root / "proc" / "xen" / "capabilities").mkdir(parents=True)
+    status, _out, err = run(capsys, "check", "--root", str(root))
+    assert_one_line_error(status, err, "not a regular file", "capabilities")
+
+
+def test_unknown_format(capsys):
+    status, out, err = run(capsys, "capabilities", "--format", "yaml")
+    assert_one_line_error(status, err, "'yaml'", "libvirt, draft, json")
+    assert out == ""
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["frobnicate"], ["unknown command"]),
+    (["check", "--nope"], ["unrecognised option '--nope'"]),
+    (["check", "--root"], ["needs a value"]),
+    (["check", "--json=yes"], ["takes no value"]),
+    (["check", "extra"], ["unexpected argument 'extra'"]),
+    (["record"], ["missing argument DIR"]),
+    (["capabilities", "--arch", "not an arch!"], ["unrecognised architecture"]),
+])
+def test_usage_errors(capsys, argv, words):
+    status, _out, err = run(capsys, *argv)
+    assert_one_line_error(status, err, *words)
+
+
+def test_help_and_version(capsys):
+    status, out, _err = run(capsys, "--help")
+    assert status == 0 and "capabilities" in out and "check" in out
+    status, out, _err = run(capsys, "check", "--help")
+    assert status == 0 and "--cpuid-dump FILE" in out and "Exit status" in out
+    from capsfast import __version__
+
+    status, out, _err = run(capsys, "--version")
+    assert status == 0 and out == "capsfast %s\n" % __version__
+
+
+def test_no_arguments_is_a_usage_error(capsys):
+    status, out, err = run(capsys)
+    assert status == 2 and out == "" and err.startswith("usage: capsfast")
+
+
+def _world_readable_copy(src):
+    """A copy of a fake root that an unprivileged user can traverse."""
+    top = tempfile.mkdtemp(prefix="capsfast-perm-")
+    os.chmod(top, 0o755)
+    root = os.path.join(top, "root")
+    shutil.copytree(src, root)
+    return top, root
+
+
+def _as_nobody(function):
+    """Run ``function`` in a forked child as uid/gid 65534 (when root) and
+    return (exit status, stderr text)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            sys.stderr = os.fdopen(write_end, "w")
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            status = function()
+            sys.stderr.flush()
+        except BaseException:
+            status = 99
+        os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        err = f.read()
+    _pid, wait_status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(wait_status), err
+
+
+def test_unreadable_file_inside_the_root():
+    import capsfast.render.json  # noqa: F401 - imported before the fork, as the user
+
+    top, root = _world_readable_copy(INTEL / "root")
+    try:
+        dump = shutil.copy(INTEL / "cpuid.txt", top)
+        target = os.path.join(root, "sys", "module", "kvm_intel", "parameters", "nested")
+        os.chmod(target, 0)
+        status, err = _as_nobody(lambda: main(["check", "--root", root, "--cpuid-dump", dump]))
+    finally:
+        shutil.rmtree(top)
+    assert status == 2, err
+    assert err.startswith("capsfast: cannot read ") and "Permission denied" in err and err.count("\n") == 1
+
+
+def test_check_report_on_a_firmware_disabled_host(capsys):
+    host = HOSTS / "intel-bios-off-cpuinfo"
+    status, out, _err = run(capsys, "check", "--root", str(host / "root"), "--cpuid-dump", str(host / "cpuid.txt"))
+    assert status == 1
+    assert "disabled by the firmware" in out
+    assert "hint: enable Intel VT-x" in out
+    assert out.rstrip().endswith("KVM acceleration can NOT be used: missing")
+
+
+def test_check_json(capsys):
+    status, out, _err = run(capsys, "check", "--json", "--root", str(INTEL / "root"), "--cpuid-dump", str(INTEL / "cpuid.txt"))
+    doc = json.loads(out)
+    assert status == 1 and doc["kvm_usable"] is False
+    steps = {s["name"]: s for s in doc["steps"]}
+    assert steps["/dev/kvm exists"]["ok"] is True
+    assert steps["/dev/kvm is a character device"]["ok"] is False
+    assert steps["/dev/kvm is readable and writable"]["detail"] == "skipped"
+    assert doc["host"]["hvm"]["status"] == "enabled"
+
+
+def test_capabilities_json_has_the_fixed_keys(capsys):
+    status, out, _err = run(capsys, "capabilities", "--format", "json")
+    doc = json.loads(out)
+    assert status == 0 and doc["schema_version"] == 1
+    host = doc["host"]
+    for key in ("arch",):
+        assert key in host
+    assert set(host["cpu"]) >= {"vendor", "features", "source"}
+    assert set(host["hypervisor"]) >= {"vendor", "signature"}
+    assert set(host["kvm"]) >= {"exists", "accessible", "usable", "api_version"}
+    assert set(host["xen"]) >= {"present", "role", "capabilities"}
+    assert set(host["hvm"]) >= {"type", "status", "confidence", "bios_setting", "evidence"}
+    assert isinstance(doc["guests"], list)
+
+
+def test_record_then_replay(tmp_path, capsys):
+    import capsfast
+
+    status, out, _err = run(capsys, "record", str(tmp_path / "rec"))
+    assert status == 0 and "recorded" in out
+    rec = tmp_path / "rec"
+    live = capsfast.probe(refresh=True)
+    replay = capsfast.probe(root=str(rec / "root"), cpuid=str(rec / "cpuid.txt") if (rec / "cpuid.txt").exists() else None)
+    assert replay.arch == live.arch
+    assert replay.cpu._replace(source=None) == live.cpu._replace(source=None)
+    assert replay.hypervisor == live.hypervisor
+    assert replay.kvm.exists == live.kvm.exists
+    assert replay.kvm.modules == live.kvm.modules
+    assert replay.kvm.usable is False  # the node is a placeholder file
+    assert replay.xen == live.xen
+    assert replay.kqemu == live.kqemu
+    if "hypervisor" in live.cpu.features:
+        assert replay.hvm.status == live.hvm.status
+    status, _out, err = run(capsys, "record", str(rec))
+    assert_one_line_error(status, err, "already holds a recording")
+
+
+def test_python_dash_m_and_broken_pipe():
+    done = subprocess.run(
+        "%s -m capsfast capabilities --format json | head -c 10 >/dev/null" % sys.executable,
+        shell=True, capture_output=True, text=True,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr
