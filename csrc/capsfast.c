@@ -3,12 +3,15 @@
  * See capsfast.h for the contract.  Python decides what the facts mean.
  */
 #define _GNU_SOURCE
+/* 64-bit offsets on i686 too: the AMD MSR number 0xc0010114 is an offset. */
+#define _FILE_OFFSET_BITS 64
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "capsfast.h"
@@ -19,9 +22,18 @@
 #define KVM_CREATE_VM_IOCTL 0xAE01
 #define API_VERSION_NOT_TRIED (-1000)
 
-static uint64_t cpuid_executed;
+/* Fixed device numbers (<linux/miscdevice.h> KVM_MINOR, <asm/msr.h>
+ * MSR_MAJOR): a fake root may hold a symlink or node to any other device
+ * (a watchdog, a tape), and merely opening such a device acts on it. */
+#define KVM_MAJOR_NUMBER 10
+#define KVM_MINOR_NUMBER 232
+#define MSR_MAJOR_NUMBER 202
 
-#if defined(__x86_64__) || defined(__i386__)
+static uint64_t cpuid_executed;
+static int inside, inside_peak;
+
+/* CAPSFAST_NO_CPUID builds the non-x86 branch on x86, for tests. */
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(CAPSFAST_NO_CPUID)
 #include <cpuid.h>
 
 int capsfast_has_cpuid(void) { return 1; }
@@ -65,6 +77,28 @@ uint64_t capsfast_cpuid_executed(void)
     return __atomic_load_n(&cpuid_executed, __ATOMIC_RELAXED);
 }
 
+int capsfast_peak_concurrency(int reset)
+{
+    if (reset)
+        return __atomic_exchange_n(&inside_peak, 0, __ATOMIC_RELAXED);
+    return __atomic_load_n(&inside_peak, __ATOMIC_RELAXED);
+}
+
+static void enter(void)
+{
+    int now = __atomic_add_fetch(&inside, 1, __ATOMIC_RELAXED);
+    int peak = __atomic_load_n(&inside_peak, __ATOMIC_RELAXED);
+
+    while (now > peak &&
+           !__atomic_compare_exchange_n(&inside_peak, &peak, now, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+static void leave(void)
+{
+    __atomic_sub_fetch(&inside, 1, __ATOMIC_RELAXED);
+}
+
 static int open_nonblocking(const char *path, int flags)
 {
     int fd;
@@ -92,6 +126,10 @@ static void probe_kvm(const char *path, int deep, struct capsfast_kvm *kvm)
     if (!S_ISCHR(st.st_mode))
         return;
     kvm->access_err = faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) == 0 ? 0 : -errno;
+    if (major(st.st_rdev) != KVM_MAJOR_NUMBER || minor(st.st_rdev) != KVM_MINOR_NUMBER) {
+        kvm->open_err = -ENODEV;  /* some other device: not opened */
+        return;
+    }
     fd = open_nonblocking(path, O_RDWR);
     kvm->open_err = fd < 0 ? fd : 0;
     if (fd < 0)
@@ -172,6 +210,15 @@ static void read_msr(struct capsfast_file *f, int fd)
         f->value = (f->value << 8) | raw[i];
 }
 
+/* What an op may open: a regular file, or for the MSR op the msr driver's
+ * node.  A FIFO, socket, directory or other device is never read. */
+static int openable(int op, const struct stat *st)
+{
+    if (S_ISREG(st->st_mode))
+        return 1;
+    return op == CAPSFAST_OP_MSR && S_ISCHR(st->st_mode) && major(st->st_rdev) == MSR_MAJOR_NUMBER;
+}
+
 static void probe_file(struct capsfast_file *f)
 {
     struct stat st;
@@ -201,6 +248,17 @@ static void probe_file(struct capsfast_file *f)
         f->err = -EINVAL;
         return;
     }
+    /* Look before opening: opening a device or a FIFO already acts on it.
+     * The fstat() below catches a swap between the two calls. */
+    if (stat(f->path, &st) != 0) {
+        f->err = -errno;
+        return;
+    }
+    if (!openable(f->op, &st)) {
+        f->mode = (uint32_t)st.st_mode;
+        f->err = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+        return;
+    }
     fd = open_nonblocking(f->path, O_RDONLY);
     if (fd < 0) {
         f->err = fd;
@@ -210,15 +268,12 @@ static void probe_file(struct capsfast_file *f)
         f->err = -errno;
     } else {
         f->mode = (uint32_t)st.st_mode;
-        if (S_ISDIR(st.st_mode))
-            f->err = -EISDIR;
-        else if (f->op == CAPSFAST_OP_MSR && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)))
+        if (!openable(f->op, &st))
+            f->err = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+        else if (f->op == CAPSFAST_OP_MSR)
             read_msr(f, fd);
-        else if (f->op != CAPSFAST_OP_MSR && S_ISREG(st.st_mode))
-            read_file(f, fd);
         else
-            /* A FIFO, socket or device where a file belongs: not read. */
-            f->err = -EINVAL;
+            read_file(f, fd);
     }
     close(fd);
 }
@@ -232,6 +287,7 @@ int capsfast_probe(int want_cpu, struct capsfast_cpu *cpu,
     if ((want_cpu && cpu == NULL) || (kvm_path != NULL && kvm == NULL) ||
         nfiles < 0 || (nfiles > 0 && files == NULL))
         return -EINVAL;
+    enter();
     if (want_cpu) {
         memset(cpu, 0, sizeof *cpu);
         probe_cpu(cpu);
@@ -242,5 +298,6 @@ int capsfast_probe(int want_cpu, struct capsfast_cpu *cpu,
     }
     for (i = 0; i < nfiles; i++)
         probe_file(&files[i]);
+    leave();
     return 0;
 }

@@ -36,7 +36,8 @@ struct capsfast_kvm {
     int stat_err;      /* 0 or -errno of stat() */
     uint32_t mode;     /* st_mode */
     int access_err;    /* read-write access for this process: 0 or -errno; 1 if not tried */
-    int open_err;      /* 0 or -errno; 1 if not tried (not a character device) */
+    int open_err;      /* 0 or -errno; 1 if not tried (not a character device);
+                          -ENODEV, not opened: a character device other than 10:232 */
     int api_version;   /* KVM_GET_API_VERSION, or -errno; -1000 if not tried */
     int create_vm;     /* 1 created, 0 not tried, -errno failed */
 };
@@ -47,7 +48,9 @@ struct capsfast_file {
     uint32_t msr;      /* in: MSR number for CAPSFAST_OP_MSR */
     char *buf;         /* in: buffer for the READ ops, owned by the caller */
     uint32_t cap;      /* in: its size */
-    int err;           /* out: 0 or -errno */
+    int err;           /* out: 0 or -errno; -EISDIR a directory, -EINVAL neither a
+                          regular file nor (MSR op) the msr driver's node: never
+                          opened; -ENODATA fewer than 8 bytes at the MSR offset */
     uint32_t mode;     /* out: st_mode when known */
     uint32_t len;      /* out: bytes placed in buf */
     int truncated;     /* out: 1 if the file held more than fitted */
@@ -68,3 +71,8 @@ int capsfast_has_cpuid(void);
 
 /* CPUID instructions this process has executed through capsfast. */
 uint64_t capsfast_cpuid_executed(void);
+
+/* The most threads seen inside capsfast_probe at once (since load or the
+ * last reset); reset != 0 also sets it back to zero.  Tests use it to show
+ * the GIL is released around the call. */
+int capsfast_peak_concurrency(int reset);
