@@ -27,9 +27,9 @@ def _hvm_step(host):
     if host.hypervisor.vendor:
         detail += "; running under %s" % host.hypervisor.vendor
     detail += " [%s, %s]" % (hvm.confidence, ", ".join(hvm.evidence))
-    # Not a blocking step: a software KVM works without vmx/svm.
-    ok = True if hvm.status == "enabled" else None
-    return ("hardware virtualization", ok, detail, None if ok else _HVM_HINT.get(hvm.status))
+    # Informational: a software KVM works without vmx/svm.  Its hint goes
+    # with the KVM step that fails, if one does.
+    return ("hardware virtualization", True if hvm.status == "enabled" else None, detail, None)
 
 
 def _missing_hint(host):
@@ -75,7 +75,7 @@ def steps(host):
 def conclusion(host):
     if host.kvm.usable:
         return "KVM acceleration can be used"
-    return "KVM acceleration can NOT be used: %s" % host.kvm.error
+    return "KVM acceleration can NOT be used: %s %s" % (KVM, host.kvm.error)
 
 
 def as_text(host):
