@@ -46,9 +46,14 @@ HYPERVISORS = {
 ZERO = (0, 0, 0, 0)
 
 
+# Printable ASCII stays; any other byte of a register string (from a dump
+# or an odd hypervisor) becomes U+FFFD, which every output format can carry.
+_PRINTABLE = bytes(b if 0x20 <= b < 0x7F else 0xFF for b in range(256))
+
+
 def _text(*registers):
     raw = b"".join(r.to_bytes(4, "little") for r in registers).rstrip(b"\0")
-    return raw.decode("ascii", "replace")
+    return raw.translate(_PRINTABLE).decode("ascii", "replace")
 
 
 def decode(leaves, source):

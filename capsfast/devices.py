@@ -46,6 +46,19 @@ CPU_FILES = (
 ARCH_FILE = ("arch", "/proc/sys/kernel/arch", _native.OP_READ, 0, SMALL)
 
 
+# Control bytes other than tab, newline and carriage return become 0xFF,
+# which never starts a UTF-8 sequence, so decoding with "replace" turns them
+# into U+FFFD: facts then hold no character that XML or a terminal rejects.
+CONTROL_TO_FF = bytes(
+    0xFF if (b < 0x20 and b not in (9, 10, 13)) or b == 0x7F else b for b in range(256)
+)
+
+
+def decode(data):
+    """File bytes as text: invalid UTF-8 and control characters as U+FFFD."""
+    return data.translate(CONTROL_TO_FF).decode("utf-8", "replace")
+
+
 def under(root, path):
     """``path`` (absolute, as on the probed host) inside ``root``."""
     return path if root == "/" else root.rstrip("/") + path
@@ -66,8 +79,9 @@ def present(root, path, result):
 
 
 def text(root, path, result):
-    """The file's text, or None if it is absent.  Undecodable bytes become
-    U+FFFD rather than an error: the tokens we look for are ASCII."""
+    """The file's text, or None if it is absent.  Undecodable bytes and
+    control characters become U+FFFD rather than an error: the tokens we look
+    for are ASCII."""
     err, _mode, data, truncated, _value = result
     if err == -errno.ENOENT:
         return None
@@ -77,7 +91,7 @@ def text(root, path, result):
         _fail(root, path, err)
     if truncated:
         raise CapsfastError("cannot read %s: larger than %d bytes" % (under(root, path), SMALL))
-    return data.decode("utf-8", "replace")
+    return decode(data)
 
 
 def kvm_facts(raw, nested_files, module_files, deep):
@@ -142,7 +156,7 @@ def cpuinfo_first_block(data):
     end = data.find(b"\n\n")
     block = data if end < 0 else data[:end]
     fields = {}
-    for line in block.decode("utf-8", "replace").splitlines():
+    for line in decode(block).splitlines():
         key, sep, value = line.partition(":")
         if sep:
             fields.setdefault(key.strip(), value.strip())
