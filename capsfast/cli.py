@@ -91,9 +91,16 @@ def cmd_record(argv):
     return 0
 
 
+def cmd_export(argv):
+    from capsfast.export import main as export_main
+
+    return export_main(argv)
+
+
 COMMANDS = {
     "capabilities": (cmd_capabilities, "print the host's capabilities (libvirt XML, draft XML or JSON)"),
     "check": (cmd_check, "can KVM guests run here? why not, and what to do"),
+    "export": (cmd_export, "feed fleet tools: NFD node labels, Prometheus textfile, Ansible fact"),
     "record": (cmd_record, "capture this host as a replayable test scenario"),
 }
 

@@ -1,0 +1,35 @@
+"""Ansible: the host as a ``facts.d`` fact.
+
+Ansible's setup module runs every executable ``*.fact`` file in its
+``fact_path`` (``/etc/ansible/facts.d`` by default) and parses what it
+prints as JSON, so the installed ``capsfast.fact`` makes the whole
+``capsfast capabilities --format json`` document appear as
+``ansible_local.capsfast`` on the managed host.
+"""
+from capsfast.render import json as _json
+
+DEFAULT_DIR = "/etc/ansible/facts.d"
+FACT_NAME = "capsfast.fact"
+
+
+def render(host):
+    """The JSON the fact prints: the same document as ``--format json``."""
+    return _json.render(host)
+
+
+def _sh_quote(word):
+    # POSIX sh single quotes take everything literally but ' itself.
+    return "'" + word.replace("'", "'\"'\"'") + "'"
+
+
+def fact_script(python, extra_args=()):
+    """The executable fact: it runs capsfast with the absolute path of the
+    interpreter that installed it (``python``), so it works whatever PATH
+    the setup module runs it with (a virtualenv's ``bin`` is rarely on it)."""
+    words = [python, "-m", "capsfast", "export", "ansible"] + list(extra_args)
+    return (
+        "#!/bin/sh\n"
+        "# Ansible fact: ansible_local.capsfast.  Installed by\n"
+        "# 'capsfast export ansible --install'; reinstall after moving capsfast.\n"
+        "exec %s\n" % " ".join(_sh_quote(w) for w in words)
+    )

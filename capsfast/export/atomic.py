@@ -1,0 +1,98 @@
+"""Replace a file so that a reader sees the old content or the new, never
+a mix, a truncation or nothing.
+
+The new content goes to a temporary file in the same directory (rename is
+atomic only within one filesystem), is fsynced, then renamed over the
+target; the directory is fsynced so the rename survives a crash.  The
+temporary name starts with a dot and ends in ``.tmp``: NFD skips dot files,
+node_exporter reads only ``*.prom`` and Ansible only ``*.fact``, so none of
+them reads a half-written temporary file either.
+"""
+import os
+
+from capsfast.errors import CapsfastError
+
+_SUFFIX = ".tmp"
+
+
+def _temp_name(path, pid):
+    directory, base = os.path.split(path)
+    return os.path.join(directory, ".%s.%d%s" % (base, pid, _SUFFIX))
+
+
+def _remove_stale(path):
+    """Delete temporary files left by writers of ``path`` that were killed
+    (SIGKILL, power loss) before they could clean up; a live writer's file
+    is left alone."""
+    directory, base = os.path.split(path)
+    head = ".%s." % base
+    try:
+        names = os.listdir(directory or ".")
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(head) and name.endswith(_SUFFIX)):
+            continue
+        pid = name[len(head):-len(_SUFFIX)]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # that writer still runs
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue  # exists, but not ours to signal
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+
+
+def write(path, data, mode=0o644):
+    """Atomically make ``path`` hold ``data`` (str or bytes) with permission
+    bits ``mode`` (set explicitly, not left to the umask).  CapsfastError
+    with one line if it cannot."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    path = os.fspath(path)
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise CapsfastError("cannot write %s: directory %s does not exist" % (path, directory))
+    _remove_stale(path)
+    temp = _temp_name(path, os.getpid())
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        raise CapsfastError("cannot write %s: %s" % (path, e.strerror)) from None
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temp, path)
+    except OSError as e:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise CapsfastError("cannot write %s: %s" % (path, e.strerror)) from None
+    _sync_directory(directory)
+
+
+def _sync_directory(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory; the rename stands
+    finally:
+        os.close(fd)
+

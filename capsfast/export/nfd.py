@@ -1,0 +1,155 @@
+"""Node Feature Discovery: the host as a local feature file.
+
+nfd-worker reads every file in its ``features.d`` directory (dot files
+excepted, 64 KiB at most) and turns each ``<namespace>/<name>=<value>``
+line into a node label, dropping the lines after an ``# +expiry-time=``
+directive once that time has passed.  Every name and value here is a valid
+Kubernetes label: name at most 63 characters, value at most 63, both
+alphanumeric at the ends with only ``-``, ``_`` and ``.`` inside.  Booleans
+are written ``true`` and ``false`` so a node where capsfast ran and said no
+differs from a node where it never ran.
+
+Labels (under the namespace, ``feature.node.kubernetes.io`` by default)::
+
+  capsfast-kvm.usable            true/false   KVM guests can run now
+  capsfast-kvm.accessible        true/false   /dev/kvm is read-write for us
+  capsfast-kvm.exists            true/false   /dev/kvm exists
+  capsfast-kvm.api-version       12           only when /dev/kvm answered
+  capsfast-nested.host           true/false/unknown  kvm_intel/kvm_amd nested
+  capsfast-hvm.type              vmx/svm/none
+  capsfast-hvm.status            enabled, disabled_by_firmware, not_exposed,
+                                 unsupported, unknown
+  capsfast-hvm.confidence        certain/likely
+  capsfast-hvm.bios-disabled     true/false
+  capsfast-hypervisor.present    true/false   this node is itself a VM
+  capsfast-hypervisor.vendor     kvm, hyperv, vmware, ... or none
+  capsfast-hypervisor.signature  the CPUID signature, normalised
+                                 (``Microsoft Hv`` -> ``Microsoft-Hv``)
+  capsfast-xen.role              dom0/domU/none
+  capsfast-guest.<os_type>.<arch>.<domain>  true, one per guest and domain
+                                 type, e.g. capsfast-guest.hvm.x86_64.kvm
+"""
+from zlib import crc32
+
+DEFAULT_NAMESPACE = "feature.node.kubernetes.io"
+DEFAULT_DIR = "/etc/kubernetes/node-feature-discovery/features.d"
+FILE_NAME = "capsfast"
+MAX_FILE_SIZE = 64 * 1024  # nfd-worker skips larger files
+MAX_SEGMENT = 63
+
+_INNER = frozenset("-_.")
+
+
+def _ok(ch):
+    return ch.isascii() and (ch.isalnum() or ch in _INNER)
+
+
+def label_value(text):
+    """``text`` as a valid label value: each run of other characters becomes
+    one ``-``, the ends are trimmed to alphanumerics, at most 63 long.
+    May be empty, which Kubernetes allows."""
+    out = []
+    for ch in text:
+        if _ok(ch):
+            out.append(ch)
+        elif out and out[-1] != "-":
+            out.append("-")
+    value = "".join(out)[:MAX_SEGMENT]
+    start, end = 0, len(value)
+    while start < end and not value[start].isalnum():
+        start += 1
+    while end > start and not value[end - 1].isalnum():
+        end -= 1
+    return value[start:end]
+
+
+def label_name(parts):
+    """A valid name segment from ``parts`` joined by dots.  A name that
+    would pass 63 characters is cut and given a checksum of the whole, so
+    two long names stay distinct."""
+    name = ".".join(label_value(p) or "none" for p in parts)
+    if len(name) <= MAX_SEGMENT:
+        return name
+    digest = "%08x" % crc32(name.encode())
+    return label_value(name[:MAX_SEGMENT - 9]) + "-" + digest
+
+
+def valid_namespace(namespace):
+    """A DNS subdomain (RFC 1123): lowercase labels of alphanumerics and
+    ``-``, joined by dots, at most 253 characters."""
+    if not namespace or len(namespace) > 253:
+        return False
+    for part in namespace.split("."):
+        if not part or len(part) > 63 or not (part[0].isalnum() and part[-1].isalnum()):
+            return False
+        if not all(ch.isascii() and (ch.isdigit() or ch.islower() or ch == "-") for ch in part):
+            return False
+    return True
+
+
+def nfd_denies(namespace):
+    """True for namespaces nfd-worker refuses: kubernetes.io and k8s.io and
+    their subdomains, except feature.node.kubernetes.io and
+    profile.node.kubernetes.io (and theirs)."""
+    def under(ns, domain):
+        return ns == domain or ns.endswith("." + domain)
+
+    if under(namespace, "feature.node.kubernetes.io") or under(namespace, "profile.node.kubernetes.io"):
+        return False
+    return under(namespace, "kubernetes.io") or under(namespace, "k8s.io")
+
+
+def _bool(value):
+    return "true" if value else "false"
+
+
+def _text(value):
+    return "none" if value is None else label_value(str(value))
+
+
+def labels(host):
+    """(name, value) pairs for ``host``, in a stable order."""
+    kvm, hvm, hv = host.kvm, host.hvm, host.hypervisor
+    pairs = [
+        ("capsfast-kvm.usable", _bool(kvm.usable)),
+        ("capsfast-kvm.accessible", _bool(kvm.accessible)),
+        ("capsfast-kvm.exists", _bool(kvm.exists)),
+    ]
+    if kvm.api_version is not None:
+        pairs.append(("capsfast-kvm.api-version", str(kvm.api_version)))
+    pairs += [
+        ("capsfast-nested.host", "unknown" if kvm.nested is None else _bool(kvm.nested)),
+        ("capsfast-hvm.type", _text(hvm.type)),
+        ("capsfast-hvm.status", _text(hvm.status)),
+        ("capsfast-hvm.confidence", _text(hvm.confidence)),
+        ("capsfast-hvm.bios-disabled", _bool(hvm.status == "disabled_by_firmware")),
+        ("capsfast-hypervisor.present", _bool(hv.vendor is not None)),
+        ("capsfast-hypervisor.vendor", _text(hv.vendor)),
+    ]
+    if hv.signature is not None:
+        pairs.append(("capsfast-hypervisor.signature", label_value(hv.signature)))
+    pairs.append(("capsfast-xen.role", _text(host.xen.role)))
+    seen = set()
+    for guest in host.guests:
+        for domain in guest.domains:
+            name = label_name(("capsfast-guest", guest.os_type, guest.arch, domain))
+            if name not in seen:
+                seen.add(name)
+                pairs.append((name, "true"))
+    return pairs
+
+
+def render(host, namespace=DEFAULT_NAMESPACE, expiry=None):
+    """The feature file's text.  ``expiry``: a UTC ``time.struct_time`` after
+    which NFD drops the labels (written first: the directive applies to the
+    lines after it)."""
+    lines = ["# written by capsfast export nfd; rewritten in place, do not edit"]
+    if expiry is not None:
+        lines.insert(0, "# +expiry-time=%04d-%02d-%02dT%02d:%02d:%02dZ" % tuple(expiry[:6]))
+    lines += ["%s/%s=%s" % (namespace, name, value) for name, value in labels(host)]
+    text = "\n".join(lines) + "\n"
+    if len(text.encode()) > MAX_FILE_SIZE:  # cannot happen with sane guest lists; never write what NFD skips
+        from capsfast.errors import CapsfastError
+
+        raise CapsfastError("NFD feature file would exceed %d bytes" % MAX_FILE_SIZE)
+    return text

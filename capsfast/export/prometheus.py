@@ -1,0 +1,83 @@
+"""Prometheus: the host in node_exporter's textfile format (``.prom``).
+
+node_exporter's textfile collector merges every ``*.prom`` file of its
+directory and drops a metric whose ``# HELP`` differs between files, so
+every metric here has a constant HELP and TYPE, written even when the
+metric has no sample on this host.  No sample carries a timestamp (the
+collector refuses them).  A missing value in an ``_info`` label is
+``none``, as in the NFD labels.
+"""
+from capsfast.devices import KVM_MODULES
+
+# (name, help, type): the order of the file.
+METRICS = (
+    ("capsfast_kvm_usable", "1 if KVM guests can run on this host now, else 0.", "gauge"),
+    ("capsfast_kvm_accessible", "1 if /dev/kvm is a character device this process can open read-write.", "gauge"),
+    ("capsfast_kvm_exists", "1 if /dev/kvm exists.", "gauge"),
+    ("capsfast_kvm_api_version", "KVM_GET_API_VERSION of /dev/kvm (12 expected); absent when it did not answer.", "gauge"),
+    ("capsfast_kvm_module_loaded", "1 if the kernel module is loaded, per KVM module.", "gauge"),
+    ("capsfast_kvm_nested", "1 if kvm_intel or kvm_amd offers nested virtualization; absent when neither is loaded.", "gauge"),
+    ("capsfast_hvm_info", "The hardware virtualization verdict: type (vmx, svm, none), status, confidence, bios_setting.", "gauge"),
+    ("capsfast_hvm_bios_disabled", "1 if firmware (BIOS/UEFI) has turned hardware virtualization off.", "gauge"),
+    ("capsfast_hypervisor_info", "The hypervisor this host runs under (vendor none on bare metal) and its CPUID signature.", "gauge"),
+    ("capsfast_xen_info", "Xen as this host sees it: role (dom0, domU, none).", "gauge"),
+    ("capsfast_guest_info", "One series per guest os_type, architecture and domain type this host can run.", "gauge"),
+    ("capsfast_probe_duration_seconds", "How long the probe that produced these facts took.", "gauge"),
+)
+
+
+def _escape(value):
+    # The exposition format escapes backslash, double quote and newline.
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(pairs):
+    return "{%s}" % ",".join('%s="%s"' % (k, _escape("none" if v is None else str(v))) for k, v in pairs)
+
+
+def _flag(value):
+    return "1" if value else "0"
+
+
+def samples(host, duration=None):
+    """{metric name: [(label text, value text)]} for ``host``."""
+    kvm, hvm, hv = host.kvm, host.hvm, host.hypervisor
+    out = {
+        "capsfast_kvm_usable": [("", _flag(kvm.usable))],
+        "capsfast_kvm_accessible": [("", _flag(kvm.accessible))],
+        "capsfast_kvm_exists": [("", _flag(kvm.exists))],
+        "capsfast_kvm_api_version": [] if kvm.api_version is None else [("", str(kvm.api_version))],
+        "capsfast_kvm_module_loaded": [
+            (_labels([("module", m)]), _flag(m in kvm.modules)) for m in KVM_MODULES
+        ],
+        "capsfast_kvm_nested": [] if kvm.nested is None else [("", _flag(kvm.nested))],
+        "capsfast_hvm_info": [(_labels([
+            ("type", hvm.type), ("status", hvm.status),
+            ("confidence", hvm.confidence), ("bios_setting", hvm.bios_setting),
+        ]), "1")],
+        "capsfast_hvm_bios_disabled": [("", _flag(hvm.status == "disabled_by_firmware"))],
+        "capsfast_hypervisor_info": [(_labels([("vendor", hv.vendor), ("signature", hv.signature)]), "1")],
+        "capsfast_xen_info": [(_labels([("role", host.xen.role)]), "1")],
+        "capsfast_probe_duration_seconds": [] if duration is None else [("", "%.9g" % duration)],
+    }
+    guests = []
+    for guest in host.guests:
+        for domain in guest.domains:
+            series = (_labels([("os_type", guest.os_type), ("arch", guest.arch), ("domain", domain)]), "1")
+            if series not in guests:
+                guests.append(series)
+    out["capsfast_guest_info"] = guests
+    return out
+
+
+def render(host, duration=None):
+    """The ``.prom`` text, ending in a newline.  ``duration``: the probe's
+    time in seconds; without it the metric has no sample (the facts alone,
+    which is what ``--every`` compares)."""
+    values = samples(host, duration)
+    lines = []
+    for name, help_text, kind in METRICS:
+        lines.append("# HELP %s %s" % (name, help_text))
+        lines.append("# TYPE %s %s" % (name, kind))
+        lines.extend("%s%s %s" % (name, labels, value) for labels, value in values[name])
+    return "\n".join(lines) + "\n"
