@@ -1,0 +1,187 @@
+"""Emulator discovery: the ``qemu-system-*`` binaries in the PATH
+directories and /usr/libexec/qemu-kvm, inside a root.  Runs nothing.
+
+A directory's listing is cached and keyed on its (mtime, inode): installing,
+removing or replacing a binary changes the directory's mtime, so a repeated
+discovery costs one ``stat`` per directory.  Directories reached twice
+(``/bin`` -> ``usr/bin``) are listed and watched once.  Known blind spot: a
+``chmod`` of an existing binary does not change the directory's mtime.
+"""
+import os
+import stat as _stat
+import time
+
+PREFIX = "qemu-system-"
+QEMU_KVM = "/usr/libexec/qemu-kvm"
+DEFAULT_PATH = "/bin:/usr/bin"  # libvirt's choice when PATH is unset
+
+# A listing taken within this time of the directory's mtime may have missed
+# a change made in the same timestamp tick (as git's "racy" index entries):
+# such a directory is listed again next time.
+_RACY_NS = 20_000_000
+_RACY = object()
+
+
+class Emulators:
+    """What discovery found: ``binaries`` maps a QEMU target (``x86_64``,
+    ``i386``, ``arm``, ...) to the path of the first executable
+    ``qemu-system-<target>`` in the PATH, as on the probed host;
+    ``qemu_kvm`` is /usr/libexec/qemu-kvm when it is executable, else None."""
+
+    __slots__ = ("binaries", "qemu_kvm")
+
+    def __init__(self, binaries, qemu_kvm):
+        self.binaries = binaries
+        self.qemu_kvm = qemu_kvm
+
+    def __eq__(self, other):
+        return (isinstance(other, Emulators) and self.binaries == other.binaries
+                and self.qemu_kvm == other.qemu_kvm)
+
+    def __repr__(self):
+        return "Emulators(%r, %r)" % (self.binaries, self.qemu_kvm)
+
+
+class _Entry:
+    __slots__ = ("watch", "found")
+
+    def __init__(self, watch, found):
+        self.watch = watch    # [(path inside root, (mtime_ns, ino) or None or _RACY)]
+        self.found = found
+
+
+_cache = {}  # (root, PATH) -> _Entry
+
+
+def _under(root, path):
+    return path if root == "/" else root.rstrip("/") + path
+
+
+def _stat_in_root(root, path):
+    """``os.stat`` of a path inside ``root``, following a final symlink
+    whose absolute target is read inside the root too."""
+    if root == "/":
+        return os.stat(path)
+    for _hop in range(16):
+        st = os.lstat(path)
+        if not _stat.S_ISLNK(st.st_mode):
+            return st
+        target = os.readlink(path)
+        if target.startswith("/"):
+            path = _under(root, target)
+        else:
+            path = os.path.join(os.path.dirname(path), target)
+    raise OSError(40, "too many levels of symbolic links", path)
+
+
+def _stamp(st, now_ns):
+    if now_ns - st.st_mtime_ns < _RACY_NS:
+        return _RACY
+    return (st.st_mtime_ns, st.st_ino)
+
+
+def _executable(st):
+    # libvirt's virFileIsExecutable: a regular file with an x bit.
+    return _stat.S_ISREG(st.st_mode) and st.st_mode & 0o111
+
+
+def _scan(root, path_env):
+    now_ns = time.time_ns()
+    watch = []
+    seen = set()
+    binaries = {}
+    for entry in path_env.split(":"):
+        # Relative and empty entries name the caller's working directory:
+        # a daemon's is /, so they are not the host's emulators.
+        if not entry.startswith("/"):
+            continue
+        directory = _under(root, entry.rstrip("/") or "/")
+        try:
+            st = _stat_in_root(root, directory)
+        except OSError:
+            watch.append((directory, None))
+            continue
+        if not _stat.S_ISDIR(st.st_mode) or (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        watch.append((directory, _stamp(st, now_ns)))
+        try:
+            names = [e.name for e in os.scandir(directory) if e.name.startswith(PREFIX)]
+        except OSError:
+            continue
+        prefix = entry.rstrip("/") + "/"
+        for name in sorted(names):
+            target = name[len(PREFIX):]
+            if target in binaries:
+                continue
+            try:
+                if _executable(_stat_in_root(root, directory + "/" + name)):
+                    binaries[target] = prefix + name
+            except OSError:
+                pass
+    libexec = _under(root, os.path.dirname(QEMU_KVM))
+    try:
+        watch.append((libexec, _stamp(os.stat(libexec), now_ns)))
+    except OSError:
+        watch.append((libexec, None))
+    try:
+        qemu_kvm = QEMU_KVM if _executable(_stat_in_root(root, _under(root, QEMU_KVM))) else None
+    except OSError:
+        qemu_kvm = None
+    return _Entry(watch, Emulators(binaries, qemu_kvm))
+
+
+def _unchanged(watch):
+    stat = os.stat
+    for path, stamp in watch:
+        try:
+            st = stat(path)
+        except OSError:
+            if stamp is None:
+                continue
+            return False
+        if stamp is None or stamp is _RACY or stamp[0] != st.st_mtime_ns or stamp[1] != st.st_ino:
+            return False
+    return True
+
+
+def discover(root="/"):
+    """The emulators of the host under ``root`` (an ``Emulators``; the same
+    object as last time while nothing changed)."""
+    path_env = os.environ.get("PATH")
+    if path_env is None:
+        path_env = DEFAULT_PATH
+    key = (root, path_env)
+    entry = _cache.get(key)
+    if entry is not None and _unchanged(entry.watch):
+        return entry.found
+    fresh = _scan(root, path_env)
+    if entry is not None and fresh.found == entry.found:
+        fresh.found = entry.found  # keep the identity: callers memoise on it
+    if len(_cache) > 64:  # many fake roots: start over
+        _cache.clear()
+    _cache[key] = fresh
+    return fresh.found
+
+
+def forget():
+    """Drop the cache (tests use it)."""
+    _cache.clear()
+
+
+_last = None  # (inputs, guests): one probe after another mostly sees the same host
+
+
+def host_guests(root, arch, kvm, kqemu, xen):
+    """The guests of the host under ``root``: discovery (cached) plus the
+    pure rules of ``capsfast.guests``, memoised on their inputs."""
+    from capsfast import guests
+
+    found = discover(root)
+    inputs = (found, arch, kvm.usable, kqemu.exists, xen.role, xen.capabilities)
+    last = _last
+    if last is not None and last[0][0] is found and last[0][1:] == inputs[1:]:
+        return last[1]
+    result = guests.for_host(arch, found, kvm, kqemu, xen)
+    globals()["_last"] = (inputs, result)
+    return result
