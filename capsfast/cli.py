@@ -44,12 +44,18 @@ def _parse(name, options, positionals, argv, summary):
 
 def cmd_capabilities(argv):
     summary = "Print what this host offers for virtualization, as libvirt capabilities XML, the draft XML, or JSON."
-    values = _parse("capabilities", INPUT_OPTIONS + (FORMAT_OPTION,), (), argv, summary)
+    machines = Option(("--machines",), "also list each emulator's machine types (runs each emulator once; cached on disk)")
+    values = _parse("capabilities", INPUT_OPTIONS + (FORMAT_OPTION, machines), (), argv, summary)
     if values is None:
         return 0
     from capsfast.render import render
 
-    sys.stdout.write(render(_probe(values), values["format"]))
+    host = _probe(values)
+    if values["machines"]:
+        from capsfast.machines import attach
+
+        host = host._replace(guests=attach(host.guests, values["root"]))
+    sys.stdout.write(render(host, values["format"]))
     return 0
 
 

@@ -11,7 +11,7 @@ import errno
 import os
 import _thread
 
-from capsfast import _native, cpuid, devices, verdict
+from capsfast import _native, cpuid, devices, emulators, verdict
 from capsfast.errors import CapsfastError
 from capsfast.model import Cpu, Host, Hypervisor
 
@@ -176,7 +176,7 @@ def _host(arch, facts, kvm_raw, files, deep, root):
         kqemu=kqemu,
         xen=xen,
         hvm=hvm,
-        guests=(),
+        guests=emulators.host_guests(root, arch, kvm, kqemu, xen),
         kernel_flags=facts.kernel_flags,
         msr=tuple(sorted(facts.msr.items())),
     )
@@ -256,14 +256,21 @@ def _probe_other(root, dump, arch, deep):
     return _host(arch, facts, kvm_raw, files, deep, root)
 
 
-def probe(root="/", cpuid=None, arch=None, deep=False, refresh=False):
+def probe(root="/", cpuid=None, arch=None, deep=False, refresh=False, machines=False):
     """What this host (or the one under ``root``) offers for virtualization.
 
     ``cpuid``: path to a ``cpuid -r -1`` dump to use instead of the live CPU.
     ``arch``: force the host architecture.  ``deep``: also try
     ``KVM_CREATE_VM``.  The plain live call is cached; ``refresh=True``
-    re-reads the devices and files (not the CPU, which cannot change)."""
+    re-reads the devices and files (not the CPU, which cannot change).
+    ``machines``: also list each emulator's machine types (runs each
+    emulator once, then answers from an on-disk cache)."""
     global _live
+    if machines:
+        from capsfast import machines as machine_types
+
+        host = probe(root, cpuid, arch, deep, refresh)
+        return host._replace(guests=machine_types.attach(host.guests, os.fspath(root)))
     if root == "/" and cpuid is None and arch is None:
         if deep:
             return _probe_live(True)
