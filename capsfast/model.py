@@ -11,7 +11,15 @@ from operator import itemgetter
 def _record(name, fields, doc):
     """A tuple subclass ``name`` whose items are reachable by field name."""
 
+    # Every field by name, as the probe builds them: one C-level lookup.
+    by_name = itemgetter(*fields) if len(fields) > 1 else (lambda kw: (kw[fields[0]],))
+
     def __new__(cls, *args, **kwargs):
+        if kwargs and not args and len(kwargs) == len(fields):
+            try:
+                return tuple.__new__(cls, by_name(kwargs))
+            except KeyError:
+                pass  # a misspelt field: the path below names it
         if kwargs:
             values = list(args) + [None] * (len(fields) - len(args))
             for key, value in kwargs.items():

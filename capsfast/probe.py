@@ -41,7 +41,7 @@ def normalize_arch(name):
 class _CpuFacts:
     """What the CPU is: cached for the live host, gathered per call otherwise."""
 
-    __slots__ = ("cpu", "hypervisor", "kernel_flags", "msr", "leaves")
+    __slots__ = ("cpu", "hypervisor", "kernel_flags", "msr", "leaves", "msr_items")
 
     def __init__(self, cpu, hypervisor, kernel_flags, msr, leaves):
         self.cpu = cpu
@@ -49,14 +49,18 @@ class _CpuFacts:
         self.kernel_flags = kernel_flags
         self.msr = msr
         self.leaves = leaves
+        self.msr_items = tuple(sorted(msr.items()))  # Host.msr, made once
 
 
 _NO_HYPERVISOR = Hypervisor(None, None)
+_NO_CPU = Cpu(None, None, None, None, (), "none", None, None)
 _lock = _thread.allocate_lock()
 _live = None          # the cached live Host
 _live_cpu = None      # the cached live _CpuFacts
 _live_arch = None
 _pools = {}           # (root, with_cpu_files, with_arch) -> [free Batch]
+_live_memo = None     # (snapshot, device facts) of the last live crossing
+_LIVE_PLAN = ("/", False, False)
 
 
 def _after_fork_in_child():
@@ -78,25 +82,41 @@ def _plan(root, with_cpu_files, with_arch):
     return files
 
 
+def _take(root, with_cpu_files, with_arch):
+    """A free Batch for this plan (each thread takes its own) and its key."""
+    key = (root, with_cpu_files, with_arch)
+    pool = _pools.get(key)
+    if pool:
+        try:
+            return pool.pop(), key
+        except IndexError:  # another thread took the last one meanwhile
+            pass
+    if len(_pools) > 64:  # many fake roots: drop the old pools
+        _pools.clear()
+    plan = _plan(root, with_cpu_files, with_arch)
+    batch = _native.Batch(
+        devices.under(root, devices.KVM_DEVICE),
+        [(devices.under(root, path), op, msr, cap) for _k, path, op, msr, cap in plan],
+    )
+    return batch, key
+
+
+def _give(key, batch):
+    _pools.setdefault(key, []).append(batch)
+
+
+def _keyed(plan, results):
+    return {entry[0]: (entry[1], r) for entry, r in zip(plan, results)}
+
+
 def _run(root, with_cpu_files, with_arch, want_cpu, deep):
     """One crossing into C; results keyed by the plan's keys."""
-    key = (root, with_cpu_files, with_arch)
-    plan = _plan(root, with_cpu_files, with_arch)
-    pool = _pools.get(key)
-    try:
-        batch = pool.pop()
-    except (AttributeError, IndexError):
-        if len(_pools) > 64:  # many fake roots: drop the old pools
-            _pools.clear()
-        batch = _native.Batch(
-            devices.under(root, devices.KVM_DEVICE),
-            [(devices.under(root, path), op, msr, cap) for _k, path, op, msr, cap in plan],
-        )
+    batch, key = _take(root, with_cpu_files, with_arch)
     try:
         cpu_raw, kvm_raw, results = batch.run(want_cpu, deep)
     finally:
-        _pools.setdefault(key, []).append(batch)
-    return cpu_raw, kvm_raw, {entry[0]: (entry[1], r) for entry, r in zip(plan, results)}
+        _give(key, batch)
+    return cpu_raw, kvm_raw, _keyed(_plan(root, with_cpu_files, with_arch), results)
 
 
 def _read_dump(path):
@@ -152,7 +172,8 @@ def _cpu_from_cpuinfo(block, flags):
                number("stepping"), features, "cpuinfo", None, None)
 
 
-def _host(arch, facts, kvm_raw, files, deep, root):
+def _device_facts(facts, kvm_raw, files, deep, root):
+    """(kvm, kqemu, xen, hvm): what the device and file results mean."""
     def is_present(key):
         path, result = files[key]
         return devices.present(root, path, result)
@@ -167,10 +188,16 @@ def _host(arch, facts, kvm_raw, files, deep, root):
     xen = devices.xen_facts(is_present("proc_xen"), read("xen_caps"), read("hv_type"), read("hv_caps"))
     kqemu = devices.kqemu_facts(is_present("kqemu"))
     hvm = verdict.decide(facts.cpu, kvm, xen, facts.kernel_flags, facts.msr)
-    cpu = facts.cpu or Cpu(None, None, None, None, (), "none", None, None)
+    return kvm, kqemu, xen, hvm
+
+
+def _host(arch, facts, kvm_raw, files, deep, root, device_facts=None):
+    """The Host; ``device_facts`` saves decoding when the live probe's
+    results did not change since it last decoded them."""
+    kvm, kqemu, xen, hvm = device_facts or _device_facts(facts, kvm_raw, files, deep, root)
     return Host(
         arch=arch,
-        cpu=cpu,
+        cpu=facts.cpu or _NO_CPU,
         hypervisor=facts.hypervisor,
         kvm=kvm,
         kqemu=kqemu,
@@ -178,7 +205,7 @@ def _host(arch, facts, kvm_raw, files, deep, root):
         hvm=hvm,
         guests=emulators.host_guests(root, arch, kvm, kqemu, xen),
         kernel_flags=facts.kernel_flags,
-        msr=tuple(sorted(facts.msr.items())),
+        msr=facts.msr_items,
     )
 
 
@@ -206,20 +233,56 @@ def _live_cpu_facts(cpu_raw):
 
 
 def _probe_live(deep):
-    """The running host; its CPU facts are gathered once per process."""
-    global _live_cpu, _live_arch
+    """The running host; its CPU facts are gathered once per process.
+
+    Every call crosses into C once and re-reads the devices and files; when
+    the results are byte for byte those of the last call, so is their
+    meaning, and the decoded device facts are reused."""
+    global _live_memo
     facts = _live_cpu
     if facts is None:
         with _lock:
+            if _live_cpu is None:
+                return _first_live(deep)
             facts = _live_cpu
-            if facts is None:
-                _live_arch = normalize_arch(os.uname().machine)
-                want_cpu = _native.HAS_CPUID and _live_arch in X86
-                cpu_raw, kvm_raw, files = _run("/", False, False, want_cpu, deep)
-                facts = _live_cpu = _live_cpu_facts(cpu_raw)
-                return _host(_live_arch, facts, kvm_raw, files, deep, "/")
-    _cpu, kvm_raw, files = _run("/", False, False, False, deep)
-    return _host(_live_arch, facts, kvm_raw, files, deep, "/")
+    try:
+        batch = _pools[_LIVE_PLAN].pop()
+    except (KeyError, IndexError):
+        batch = _take(*_LIVE_PLAN)[0]
+    try:
+        snapshot = batch.cross(False, deep)
+        memo = _live_memo
+        if not deep and memo is not None and memo[0] == snapshot:
+            device_facts = memo[1]
+        else:
+            device_facts = None
+            _cpu, kvm_raw, results = batch.results()
+    finally:
+        _give(_LIVE_PLAN, batch)
+    if device_facts is None:
+        device_facts = _device_facts(facts, kvm_raw, _keyed(devices.DEVICE_FILES, results), deep, "/")
+        if not deep:
+            _live_memo = (snapshot, device_facts)
+    return _host(_live_arch, facts, None, None, deep, "/", device_facts)
+
+
+def _first_live(deep):
+    """The first live probe of the process (the caller holds the lock):
+    CPUID and the devices in one crossing."""
+    global _live_cpu, _live_arch, _live_memo
+    _live_arch = normalize_arch(os.uname().machine)
+    want_cpu = _native.HAS_CPUID and _live_arch in X86
+    batch, key = _take("/", False, False)
+    try:
+        snapshot = batch.cross(want_cpu, deep)
+        cpu_raw, kvm_raw, results = batch.results()
+    finally:
+        _give(key, batch)
+    facts = _live_cpu = _live_cpu_facts(cpu_raw)
+    device_facts = _device_facts(facts, kvm_raw, _keyed(devices.DEVICE_FILES, results), deep, "/")
+    if not deep:
+        _live_memo = (snapshot, device_facts)
+    return _host(_live_arch, facts, None, None, deep, "/", device_facts)
 
 
 def _run_cpu_files(root):
@@ -291,6 +354,6 @@ def kvm_usable():
 
 def _forget_live():
     """Drop the live caches (tests use it to start as a new process would)."""
-    global _live, _live_cpu, _live_arch
+    global _live, _live_cpu, _live_arch, _live_memo
     with _lock:
-        _live = _live_cpu = _live_arch = None
+        _live = _live_cpu = _live_arch = _live_memo = None
