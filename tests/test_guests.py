@@ -1,8 +1,6 @@
 """Guests per architecture (DESIGN section 6): each rule on plain data, the
 emulator discovery on temporary roots, and the optional machine types."""
 import os
-import stat
-import sys
 
 import pytest
 
