@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,7 @@ static int passed, failed;
         }                                                                 \
     } while (0)
 
-static char tree[64];
+static char tree[PATH_MAX / 2];  /* room left in PATH_MAX for the names below */
 
 /* The path of name inside the temporary tree. */
 static void path_in(char *out, size_t size, const char *name)
@@ -40,7 +41,7 @@ static void path_in(char *out, size_t size, const char *name)
 
 static void write_file(const char *name, const char *text)
 {
-    char path[256];
+    char path[PATH_MAX];
     FILE *f;
 
     path_in(path, sizeof path, name);
@@ -53,7 +54,7 @@ static void write_file(const char *name, const char *text)
 
 static void make_dir(const char *name)
 {
-    char path[256];
+    char path[PATH_MAX];
 
     path_in(path, sizeof path, name);
     if (mkdir(path, 0755) != 0) {
@@ -65,7 +66,7 @@ static void make_dir(const char *name)
 /* A sparse file holding value little-endian at offset msr, as /dev/cpu/0/msr serves it. */
 static void write_msr(const char *name, uint32_t msr, uint64_t value)
 {
-    char path[256];
+    char path[PATH_MAX];
     unsigned char raw[8];
     int fd, i;
 
@@ -111,7 +112,7 @@ static void test_cpuid_unavailable(void)
 static void test_kvm_checks(void)
 {
     struct capsfast_kvm kvm;
-    char path[256];
+    char path[PATH_MAX];
 
     /* Absent: stat's errno, nothing else tried. */
     path_in(path, sizeof path, "dev/kvm-absent");
@@ -139,7 +140,7 @@ static void test_file_checks(void)
 {
     enum { N = 10, CAP = 4096 };
     struct capsfast_file files[N];
-    char paths[N][256];
+    static char paths[N][PATH_MAX];
     static char bufs[N][CAP];
     static const char *names[N] = {
         "proc/cpuinfo", "proc/cpuinfo", "sys/hypervisor/type", "sys/hypervisor/type",
@@ -215,7 +216,7 @@ static void remove_tree(void)
     static const char *dirs[] = {
         "dev/cpu/0", "dev/cpu", "dev", "proc/xen", "proc", "sys/hypervisor", "sys", "",
     };
-    char path[256];
+    char path[PATH_MAX];
     size_t i;
 
     for (i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -232,8 +233,11 @@ int main(void)
 {
     const char *tmp = getenv("TMPDIR");
 
-    snprintf(tree, sizeof tree, "%s/capsfast-aarch64.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (strlen(tree) + 1 >= sizeof tree || mkdtemp(tree) == NULL) {
+    if (snprintf(tree, sizeof tree, "%s/capsfast-aarch64.XXXXXX", tmp && *tmp ? tmp : "/tmp") >= (int)sizeof tree) {
+        fprintf(stderr, "TMPDIR too long\n");
+        return 1;
+    }
+    if (mkdtemp(tree) == NULL) {
         perror("mkdtemp");
         return 1;
     }
