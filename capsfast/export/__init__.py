@@ -227,9 +227,12 @@ def main(argv):
     """``capsfast export FORMAT [options]``; returns the exit status.
     Raises UsageError or CapsfastError for the CLI to print."""
     args = list(argv)
-    if not args or args[0] in ("-h", "--help"):
+    if not args:
+        sys.stderr.write(_usage())
+        return 2
+    if args[0] in ("-h", "--help"):
         sys.stdout.write(_usage())
-        return 0 if args else 2
+        return 0
     fmt = args.pop(0)
     if fmt not in FORMATS:
         raise UsageError("unknown export format %r (choose from %s)" % (fmt, ", ".join(FORMATS)))

@@ -44,17 +44,19 @@ def _ok(ch):
     return ch.isascii() and (ch.isalnum() or ch in _INNER)
 
 
-def label_value(text):
-    """``text`` as a valid label value: each run of other characters becomes
-    one ``-``, the ends are trimmed to alphanumerics, at most 63 long.
-    May be empty, which Kubernetes allows."""
+def _clean(text):
+    """Each run of characters a label cannot hold becomes one ``-``; the
+    ends are trimmed to alphanumerics.  No length limit."""
     out = []
     for ch in text:
         if _ok(ch):
             out.append(ch)
         elif out and out[-1] != "-":
             out.append("-")
-    value = "".join(out)[:MAX_SEGMENT]
+    return _trim("".join(out))
+
+
+def _trim(value):
     start, end = 0, len(value)
     while start < end and not value[start].isalnum():
         start += 1
@@ -63,15 +65,21 @@ def label_value(text):
     return value[start:end]
 
 
+def label_value(text):
+    """``text`` as a valid label value (``Microsoft Hv`` -> ``Microsoft-Hv``),
+    at most 63 characters.  May be empty, which Kubernetes allows."""
+    return _trim(_clean(text)[:MAX_SEGMENT])
+
+
 def label_name(parts):
     """A valid name segment from ``parts`` joined by dots.  A name that
     would pass 63 characters is cut and given a checksum of the whole, so
     two long names stay distinct."""
-    name = ".".join(label_value(p) or "none" for p in parts)
+    name = ".".join(_clean(p) or "none" for p in parts)
     if len(name) <= MAX_SEGMENT:
         return name
     digest = "%08x" % crc32(name.encode())
-    return label_value(name[:MAX_SEGMENT - 9]) + "-" + digest
+    return _trim(name[:MAX_SEGMENT - 9]) + "-" + digest
 
 
 def valid_namespace(namespace):

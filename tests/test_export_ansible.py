@@ -1,0 +1,105 @@
+"""capsfast export ansible: the facts.d JSON, and an installed fact that
+Ansible's own setup module runs."""
+import json
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import capsfast
+from capsfast.cli import main
+from capsfast.export import ansible
+from test_export_nfd import sample_host
+
+HOSTS = Path(__file__).resolve().parent / "hosts"
+
+
+def capsfast_json(*args, env=None):
+    run = subprocess.run([sys.executable, "-m", "capsfast", "capabilities", "--format", "json"] + list(args),
+                         capture_output=True, check=True, env=env)
+    return json.loads(run.stdout)
+
+
+def test_json_is_the_capabilities_document():
+    host = sample_host()
+    assert ansible.render(host) == capsfast.capabilities(host, format="json")
+    doc = json.loads(ansible.render(host))
+    assert doc["host"]["kvm"]["usable"] is True
+    assert [g["arch"] for g in doc["guests"]] == ["x86_64", "i686"]
+
+
+def test_cli_prints_the_json(capsys):
+    assert main(["export", "ansible"]) == 0
+    assert json.loads(capsys.readouterr().out) == capsfast_json()
+
+
+def test_fact_script_quotes_any_interpreter_path():
+    script = ansible.fact_script("/opt/it's here/bin/python3", ["--root", "/a b"])
+    assert script.startswith("#!/bin/sh\n")
+    exec_line = [line for line in script.splitlines() if line.startswith("exec ")][0]
+    assert shlex.split(exec_line)[1:] == [
+        "/opt/it's here/bin/python3", "-m", "capsfast", "export", "ansible", "--root", "/a b",
+    ]
+
+
+def test_install_writes_an_executable_fact_that_names_this_interpreter(tmp_path, capsys):
+    assert main(["export", "ansible", "--install", "--dir", str(tmp_path)]) == 0
+    fact = tmp_path / "capsfast.fact"
+    assert capsys.readouterr().out == "installed %s\n" % fact
+    assert stat.S_IMODE(fact.stat().st_mode) == 0o755
+    assert os.path.isabs(sys.executable) and repr(sys.executable)[1:-1] in fact.read_text()
+    # A PATH without this interpreter's directory, as Ansible's may be
+    # (emulators are looked up on PATH, so both runs get the same one).
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    run = subprocess.run([str(fact)], capture_output=True, env=env, check=True)
+    assert json.loads(run.stdout) == capsfast_json(env=env)
+
+
+def test_install_into_a_missing_directory_is_a_one_line_error(tmp_path, capsys):
+    assert main(["export", "ansible", "--install", "--dir", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("capsfast: ") and err.count("\n") == 1
+
+
+def ansible_local(fact_dir, tmp_path):
+    """ansible_local as Ansible's setup module gathers it from ``fact_dir``."""
+    tool = shutil.which("ansible")
+    if tool is None:
+        pytest.skip("ansible is not installed (pip install ansible-core)")
+    env = dict(os.environ, ANSIBLE_HOME=str(tmp_path / "ansible-home"),
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"), ANSIBLE_NOCOLOR="1")
+    run = subprocess.run(
+        [tool, "localhost", "-c", "local", "-e", "ansible_python_interpreter=" + sys.executable,
+         "-m", "ansible.builtin.setup", "-a", "fact_path=%s filter=ansible_local" % fact_dir],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    # "localhost | SUCCESS => {...}"
+    head, _sep, body = run.stdout.partition(" => ")
+    assert "SUCCESS" in head, run.stdout
+    return json.loads(body)["ansible_facts"]["ansible_local"]
+
+
+def test_ansible_setup_sees_capsfast_json_for_this_host(tmp_path):
+    facts = tmp_path / "facts.d"
+    facts.mkdir()
+    assert main(["export", "ansible", "--install", "--dir", str(facts)]) == 0
+    assert ansible_local(facts, tmp_path)["capsfast"] == capsfast_json()
+
+
+def test_ansible_setup_sees_a_scenario_through_the_installed_flags(tmp_path):
+    facts = tmp_path / "facts.d"
+    facts.mkdir()
+    scenario = HOSTS / "xen-dom0-hvm"
+    args = ["--root", str(scenario / "root")]
+    if (scenario / "cpuid.txt").exists():
+        args += ["--cpuid-dump", str(scenario / "cpuid.txt")]
+    assert main(["export", "ansible", "--install", "--dir", str(facts)] + args) == 0
+    got = ansible_local(facts, tmp_path)["capsfast"]
+    assert got == capsfast_json(*args)
+    assert got["host"]["xen"]["role"] == "dom0"
