@@ -103,7 +103,14 @@ def cmd_export(argv):
     return export_main(argv)
 
 
+def cmd_bench(argv):
+    from capsfast.bench import main
+
+    return main(argv)
+
+
 COMMANDS = {
+    "bench": (cmd_bench, "probe latency on this host, against the floor and the alternatives"),
     "capabilities": (cmd_capabilities, "print the host's capabilities (libvirt XML, draft XML or JSON)"),
     "check": (cmd_check, "can KVM guests run here? why not, and what to do"),
     "export": (cmd_export, "feed fleet tools: NFD node labels, Prometheus textfile, Ansible fact"),
