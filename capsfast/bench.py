@@ -575,7 +575,7 @@ def format_text(out):
         lines.append(line)
     lines += ["", "targets:"]
     for t in out["targets"]:
-        verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
+        verdict = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
         value = "-" if t["value"] is None else ("%s%s" % (_ratio(t["value"]) if t["unit"] == "x" else t["value"],
                                                           " " + t["unit"] if t["unit"] != "x" else "x"))
         lines.append("  %-6s %-10s (limit %s%s)  %s" % (
