@@ -1,0 +1,208 @@
+"""Concurrency and fork safety of the public API.
+
+- 16 threads call probe(), probe(refresh=True), kvm_usable() and
+  capabilities(format="json") (and a fake-root probe) for a few seconds:
+  every answer equals the one computed alone, no exception.
+- The C call runs without the GIL: the C module counts the threads inside
+  capsfast_probe at once, and several are seen there together.
+- os.fork() while another thread holds the probe cache's lock, or while
+  threads are mid-probe: the child's first probe() answers correctly and
+  does not deadlock.
+"""
+import importlib
+import os
+import pickle
+import select
+import signal
+import threading
+import time
+import warnings
+
+import pytest
+
+import capsfast
+from capsfast import _native
+
+probe_mod = importlib.import_module("capsfast.probe")
+lib = _native.lib
+
+THREADS = 16
+SECONDS = float(os.environ.get("CAPSFAST_THREAD_SECONDS", "3"))
+HANG_GUARD = 120  # a child that has not answered by then is deadlocked
+
+
+def fake_root(tmp_path):
+    root = tmp_path / "root"
+    for d in ("proc/sys/kernel", "dev/cpu/0", "sys/module/kvm_intel/parameters", "sys/hypervisor"):
+        (root / d).mkdir(parents=True)
+    (root / "proc/sys/kernel/arch").write_text("x86_64\n")
+    (root / "proc/cpuinfo").write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: svm lm nx pae\n\n")
+    (root / "sys/module/kvm_intel/parameters/nested").write_text("Y\n")
+    (root / "sys/hypervisor/type").write_text("xen\n")
+    (root / "dev/kvm").write_text("")
+    return str(root)
+
+
+def test_sixteen_threads_get_identical_answers(tmp_path):
+    root = fake_root(tmp_path)
+    expected = {
+        "probe": capsfast.probe(refresh=True),
+        "kvm_usable": capsfast.kvm_usable(),
+        "json": capsfast.capabilities(format="json"),
+        "root": capsfast.probe(root=root),
+    }
+    calls = (
+        ("probe", capsfast.probe),
+        ("probe", lambda: capsfast.probe(refresh=True)),
+        ("kvm_usable", capsfast.kvm_usable),
+        ("json", lambda: capsfast.capabilities(format="json")),
+        ("root", lambda: capsfast.probe(root=root)),
+    )
+    stop = threading.Event()
+    errors, wrong, counts = [], [], [0] * THREADS
+
+    def worker(n):
+        i = n  # each thread starts at a different call
+        try:
+            while not stop.is_set():
+                key, call = calls[i % len(calls)]
+                got = call()
+                if got != expected[key]:
+                    wrong.append((key, got))
+                counts[n] += 1
+                i += 1
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    lib.capsfast_peak_concurrency(1)
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    for t in threads:
+        t.start()
+    time.sleep(SECONDS)  # how long to run, not an assertion
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert wrong == []
+    assert all(c >= len(calls) for c in counts), counts  # every thread ran every call
+    print("calls per thread: %s; peak threads inside C: %d" % (counts, lib.capsfast_peak_concurrency(0)))
+
+
+def test_the_c_call_releases_the_gil(tmp_path):
+    """Threads inside capsfast_probe at the same time: impossible if the
+    call held the GIL (the count would never pass 1).  Each call here stats
+    a few thousand paths, so it lasts long enough for the others to enter."""
+    root = fake_root(tmp_path)
+    spec = [(root + "/proc/cpuinfo", _native.OP_STAT, 0, 0)] * 4000
+    lib.capsfast_peak_concurrency(1)
+    seen = []
+
+    def worker():
+        batch = _native.Batch(root + "/dev/kvm", spec)
+        for _ in range(50):
+            batch.run(False, False)
+            if lib.capsfast_peak_concurrency(0) >= 2:
+                break
+        seen.append(lib.capsfast_peak_concurrency(0))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max(seen) >= 2, "never two threads inside the C call at once: %s" % seen
+
+
+def test_peak_counter_stays_at_one_without_threads():
+    """The control: one thread alone is never counted twice."""
+    lib.capsfast_peak_concurrency(1)
+    for _ in range(100):
+        capsfast.probe(refresh=True)
+    assert lib.capsfast_peak_concurrency(0) == 1
+
+
+def fork_and_probe(child_work):
+    """Fork; in the child run ``child_work()`` and send back its pickled
+    answer.  Returns it, or fails the test if the child deadlocks."""
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            try:
+                out = ("ok", child_work())
+            except BaseException as e:  # noqa: BLE001
+                out = ("raised", repr(e))
+            data = pickle.dumps(out)
+            while data:
+                data = data[os.write(w, data):]
+        finally:
+            os._exit(0)
+    os.close(w)
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([r], [], [], HANG_GUARD)
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                pytest.fail("the child deadlocked (no answer in %d s)" % HANG_GUARD)
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    assert chunks, "the child died (status %d)" % status
+    return pickle.loads(b"".join(chunks))
+
+
+def child_answers():
+    return (capsfast.probe(), capsfast.probe(refresh=True), capsfast.kvm_usable(),
+            capsfast.capabilities(format="json"))
+
+
+def test_fork_while_another_thread_holds_the_cache_lock(fresh_process_state):
+    expected = child_answers()
+    probe_mod._forget_live()  # the child's first probe() must take the lock
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with probe_mod._lock:
+            held.set()
+            release.wait()
+
+    t = threading.Thread(target=holder)
+    t.start()
+    try:
+        assert held.wait(HANG_GUARD)
+        got = fork_and_probe(child_answers)
+    finally:
+        release.set()
+        t.join()
+    assert got == ("ok", expected)
+
+
+def test_fork_while_threads_are_probing():
+    """Forks taken while 4 threads probe (mid-call, mid-pool): every
+    child's first probe is right."""
+    expected = child_answers()
+    stop = threading.Event()
+
+    def worker():
+        while not stop.is_set():
+            capsfast.probe(refresh=True)
+            capsfast.probe(deep=False)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        results = [fork_and_probe(child_answers) for _ in range(20)]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert results == [("ok", expected)] * 20
