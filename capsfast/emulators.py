@@ -11,6 +11,8 @@ import os
 import stat as _stat
 import time
 
+from capsfast import guests
+
 PREFIX = "qemu-system-"
 QEMU_KVM = "/usr/libexec/qemu-kvm"
 DEFAULT_PATH = "/bin:/usr/bin"  # libvirt's choice when PATH is unset
@@ -175,8 +177,6 @@ _last = None  # (inputs, guests): one probe after another mostly sees the same h
 def host_guests(root, arch, kvm, kqemu, xen):
     """The guests of the host under ``root``: discovery (cached) plus the
     pure rules of ``capsfast.guests``, memoised on their inputs."""
-    from capsfast import guests
-
     found = discover(root)
     inputs = (found, arch, kvm.usable, kqemu.exists, xen.role, xen.capabilities)
     last = _last
