@@ -21,7 +21,6 @@ DEFAULT_PATH = "/bin:/usr/bin"  # libvirt's choice when PATH is unset
 # a change made in the same timestamp tick (as git's "racy" index entries):
 # such a directory is listed again next time.
 _RACY_NS = 20_000_000
-_RACY = object()
 
 
 class Emulators:
@@ -48,7 +47,7 @@ class _Entry:
     __slots__ = ("watch", "found")
 
     def __init__(self, watch, found):
-        self.watch = watch    # [(path inside root, (mtime_ns, ino) or None or _RACY)]
+        self.watch = watch    # ((path inside root, mtime_ns or None if absent, ino), ...)
         self.found = found
 
 
@@ -76,10 +75,10 @@ def _stat_in_root(root, path):
     raise OSError(40, "too many levels of symbolic links", path)
 
 
-def _stamp(st, now_ns):
+def _stamp(path, st, now_ns):
     if now_ns - st.st_mtime_ns < _RACY_NS:
-        return _RACY
-    return (st.st_mtime_ns, st.st_ino)
+        return (path, -1, -1)  # matches no directory: listed again next time
+    return (path, st.st_mtime_ns, st.st_ino)
 
 
 def _executable(st):
@@ -101,12 +100,12 @@ def _scan(root, path_env):
         try:
             st = _stat_in_root(root, directory)
         except OSError:
-            watch.append((directory, None))
+            watch.append((directory, None, None))
             continue
         if not _stat.S_ISDIR(st.st_mode) or (st.st_dev, st.st_ino) in seen:
             continue
         seen.add((st.st_dev, st.st_ino))
-        watch.append((directory, _stamp(st, now_ns)))
+        watch.append(_stamp(directory, st, now_ns))
         try:
             names = [e.name for e in os.scandir(directory) if e.name.startswith(PREFIX)]
         except OSError:
@@ -123,26 +122,25 @@ def _scan(root, path_env):
                 pass
     libexec = _under(root, os.path.dirname(QEMU_KVM))
     try:
-        watch.append((libexec, _stamp(os.stat(libexec), now_ns)))
+        watch.append(_stamp(libexec, os.stat(libexec), now_ns))
     except OSError:
-        watch.append((libexec, None))
+        watch.append((libexec, None, None))
     try:
         qemu_kvm = QEMU_KVM if _executable(_stat_in_root(root, _under(root, QEMU_KVM))) else None
     except OSError:
         qemu_kvm = None
-    return _Entry(watch, Emulators(binaries, qemu_kvm))
+    return _Entry(tuple(watch), Emulators(binaries, qemu_kvm))
 
 
-def _unchanged(watch):
-    stat = os.stat
-    for path, stamp in watch:
+def _unchanged(watch, stat=os.stat):
+    for path, mtime, ino in watch:
         try:
             st = stat(path)
         except OSError:
-            if stamp is None:
+            if mtime is None:
                 continue
             return False
-        if stamp is None or stamp is _RACY or stamp[0] != st.st_mtime_ns or stamp[1] != st.st_ino:
+        if st.st_mtime_ns != mtime or st.st_ino != ino:
             return False
     return True
 
@@ -177,11 +175,17 @@ _last = None  # (inputs, guests): one probe after another mostly sees the same h
 def host_guests(root, arch, kvm, kqemu, xen):
     """The guests of the host under ``root``: discovery (cached) plus the
     pure rules of ``capsfast.guests``, memoised on their inputs."""
+    global _last
     found = discover(root)
-    inputs = (found, arch, kvm.usable, kqemu.exists, xen.role, xen.capabilities)
     last = _last
-    if last is not None and last[0][0] is found and last[0][1:] == inputs[1:]:
-        return last[1]
+    if last is not None and last[0] is found and last[1] == arch and (
+        # The probe reuses its fact objects while nothing changed: try
+        # identity first, then the facts the rules read.
+        (last[2] is kvm and last[3] is kqemu and last[4] is xen)
+        or (last[2].usable == kvm.usable and last[3].exists == kqemu.exists
+            and last[4].role == xen.role and last[4].capabilities == xen.capabilities)
+    ):
+        return last[5]
     result = guests.for_host(arch, found, kvm, kqemu, xen)
-    globals()["_last"] = (inputs, result)
+    _last = (found, arch, kvm, kqemu, xen, result)
     return result

@@ -230,7 +230,7 @@ def test_discovery_symlinks_are_read_inside_the_root(tmp_path, fake_path):
     found = emulators.discover(str(tmp_path))
     assert found.binaries == {"x86_64": "/usr/bin/qemu-system-x86_64"}
     # /bin is the same directory as /usr/bin: watched once.
-    watched = [p for p, _s in emulators._cache[(str(tmp_path), os.environ["PATH"])].watch]
+    watched = [w[0] for w in emulators._cache[(str(tmp_path), os.environ["PATH"])].watch]
     assert watched.count(str(tmp_path) + "/usr/bin") == 1
     assert str(tmp_path) + "/bin" not in watched
 
