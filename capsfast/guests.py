@@ -8,14 +8,7 @@ architecture falls back to the host's own binary, then to
 ``/usr/libexec/qemu-kvm``.  The Xen rules follow libvirt's historical Xen
 driver: guests come from the hypervisor's capability tokens.
 """
-from capsfast.model import Guest, _record
-
-Machine = _record(
-    "Machine",
-    ("name", "canonical", "deprecated"),
-    """One machine type of an emulator: its name, the machine it is an
-    alias of (or None), and whether QEMU marks it deprecated.""",
-)
+from capsfast.model import Guest, Machine
 
 X86 = ("i686", "x86_64")
 

@@ -11,7 +11,7 @@ else about the host (topology, cache, secmodel, ...).
 from lxml import etree
 
 from capsfast.errors import CapsfastError
-from capsfast.guests import Machine
+from capsfast.model import Machine
 from capsfast.model import Guest, _record
 
 Capabilities = _record(

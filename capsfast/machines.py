@@ -10,7 +10,7 @@ program (libvirt's equivalent QMP probe is what makes it slow).
 import os
 
 from capsfast.errors import CapsfastError
-from capsfast.guests import Machine
+from capsfast.model import Machine
 
 CACHE_VERSION = 1
 TIMEOUT = 30  # seconds for one `-machine help`; QEMU answers in ~50 ms

@@ -104,6 +104,13 @@ Guest = _record(
     types and the features libvirt would print for it.""",
 )
 
+Machine = _record(
+    "Machine",
+    ("name", "canonical", "deprecated"),
+    """One machine type of an emulator: its name, the machine it is an
+    alias of (or None), and whether QEMU marks it deprecated.""",
+)
+
 Host = _record(
     "Host",
     ("arch", "cpu", "hypervisor", "kvm", "kqemu", "xen", "hvm", "guests", "kernel_flags", "msr"),

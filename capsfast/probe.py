@@ -120,6 +120,8 @@ def _run(root, with_cpu_files, with_arch, want_cpu, deep):
 
 
 def _read_dump(path):
+    if "\0" in path:
+        raise CapsfastError("CPUID dump %r: a path cannot hold a NUL byte" % path)
     try:
         with open(path, "rb") as f:
             data = f.read(1 << 20)
@@ -210,6 +212,8 @@ def _host(arch, facts, kvm_raw, files, deep, root, device_facts=None):
 
 
 def _check_root(root):
+    if "\0" in root:
+        raise CapsfastError("root %r: a path cannot hold a NUL byte" % root)
     try:
         st = os.stat(root)
     except OSError as e:

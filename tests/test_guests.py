@@ -6,7 +6,7 @@ import pytest
 
 import capsfast
 from capsfast import emulators, guests, machines
-from capsfast.guests import Machine
+from capsfast.model import Machine
 from capsfast.model import Xen
 
 

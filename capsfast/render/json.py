@@ -84,7 +84,10 @@ def host_dict(host):
                 "domains": list(g.domains),
                 "features": list(g.features),
                 "loader": g.loader,
-                "machines": list(g.machines) if g.machines is not None else None,
+                "machines": None if g.machines is None else [
+                    {"name": m.name, "canonical": m.canonical, "deprecated": m.deprecated}
+                    for m in g.machines
+                ],
             }
             for g in host.guests
         ],
