@@ -62,12 +62,13 @@ def read(data):
     """``Capabilities`` from libvirt capabilities XML (str or bytes).
     CapsfastError for text that is not such a document."""
     if isinstance(data, str):
-        data = data.encode("utf-8")
+        data = data.encode("utf-8", "replace")
     parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
     try:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as e:
-        raise CapsfastError("libvirt XML: %s" % e) from None
+        # lxml's messages can span lines; ours are one.
+        raise CapsfastError("libvirt XML: %s" % " ".join(str(e).split())) from None
     if root.tag != "capabilities":
         raise CapsfastError("libvirt XML: root element is <%s>, not <capabilities>" % root.tag)
     cpu = root.find("host/cpu")

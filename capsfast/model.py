@@ -8,8 +8,51 @@ those imports cost 7-15 ms, more than the probe itself, and they pull in
 from operator import itemgetter
 
 
-def _record(name, fields, doc):
-    """A tuple subclass ``name`` whose items are reachable by field name."""
+class Lazy:
+    """A field value computed on first read, then kept.
+
+    ``Host.guests`` is one: finding emulators lists the PATH directories,
+    which a caller asking only whether KVM works should not pay for.  It
+    compares, hashes and prints as its value."""
+
+    __slots__ = ("_compute", "_value")
+
+    def __init__(self, compute):
+        self._compute = compute
+        self._value = None
+
+    def get(self):
+        compute = self._compute
+        if compute is not None:
+            # Two threads may both compute; both get equal values.
+            self._value = compute()
+            self._compute = None
+        return self._value
+
+    def __eq__(self, other):
+        return self.get() == (other.get() if isinstance(other, Lazy) else other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(self.get())
+
+    def __repr__(self):
+        return repr(self.get())
+
+
+def _lazy_field(index):
+    def get(self):
+        value = tuple.__getitem__(self, index)
+        return value.get() if value.__class__ is Lazy else value
+
+    return get
+
+
+def _record(name, fields, doc, lazy=()):
+    """A tuple subclass ``name`` whose items are reachable by field name;
+    the ``lazy`` fields may hold a ``Lazy``, resolved when read."""
 
     # Every field by name, as the probe builds them: one C-level lookup.
     by_name = itemgetter(*fields) if len(fields) > 1 else (lambda kw: (kw[fields[0]],))
@@ -33,13 +76,13 @@ def _record(name, fields, doc):
         return tuple.__new__(cls, args)
 
     def __repr__(self):
-        return "%s(%s)" % (name, ", ".join("%s=%r" % pair for pair in zip(fields, self)))
+        return "%s(%s)" % (name, ", ".join("%s=%r" % (f, getattr(self, f)) for f in fields))
 
     def _replace(self, **changes):
         return type(self)(*[changes.pop(f, v) for f, v in zip(fields, self)], **changes)
 
     def __getnewargs__(self):
-        return tuple(self)
+        return tuple(getattr(self, f) for f in fields)
 
     namespace = {
         "__slots__": (),
@@ -52,7 +95,8 @@ def _record(name, fields, doc):
         "_replace": _replace,
     }
     for index, field in enumerate(fields):
-        namespace[field] = property(itemgetter(index), doc="field %d" % index)
+        getter = _lazy_field(index) if field in lazy else itemgetter(index)
+        namespace[field] = property(getter, doc="field %d" % index)
     return type(name, (tuple,), namespace)
 
 
@@ -114,7 +158,9 @@ Machine = _record(
 Host = _record(
     "Host",
     ("arch", "cpu", "hypervisor", "kvm", "kqemu", "xen", "hvm", "guests", "kernel_flags", "msr"),
-    """Everything one probe found.  ``kernel_flags`` is the tuple of the first
-    processor's /proc/cpuinfo flags, or None where unread; ``msr`` maps an MSR
-    number to its value where it could be read.""",
+    """Everything one probe found.  ``guests`` is found on first read (it
+    lists the PATH directories); ``kernel_flags`` is the tuple of the first
+    processor's /proc/cpuinfo flags, or None where unread; ``msr`` holds
+    ``(number, value)`` pairs of the MSRs that could be read.""",
+    lazy=("guests",),
 )

@@ -13,7 +13,7 @@ import _thread
 
 from capsfast import _native, cpuid, devices, emulators, verdict
 from capsfast.errors import CapsfastError
-from capsfast.model import Cpu, Host, Hypervisor
+from capsfast.model import Cpu, Host, Hypervisor, Lazy
 
 X86 = ("x86_64", "i686")
 
@@ -205,7 +205,7 @@ def _host(arch, facts, kvm_raw, files, deep, root, device_facts=None):
         kqemu=kqemu,
         xen=xen,
         hvm=hvm,
-        guests=emulators.host_guests(root, arch, kvm, kqemu, xen),
+        guests=Lazy(lambda: emulators.host_guests(root, arch, kvm, kqemu, xen)),
         kernel_flags=facts.kernel_flags,
         msr=facts.msr_items,
     )
