@@ -19,7 +19,7 @@ import tempfile
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings, strategies as st  # noqa: E402
 
 from capsfast import CapsfastError, cpuid, devices  # noqa: E402
 from capsfast.render import json as render_json  # noqa: E402
@@ -213,7 +213,7 @@ cli_words = st.one_of(
     st.sampled_from(["capabilities", "check", "--format", "json", "libvirt", "draft", "--root", "/",
                      "--cpuid-dump", "--arch", "x86_64", "aarch64", "--deep", "--json", "-q", "--quiet",
                      "-h", "--help", "--version", "--", "-", "--format=json", "--root=", "--arch=",
-                     "--deep=1", "-x", "/nonexistent", "."]),
+                     "--deep=1", "-x", "/nonexistent", ".", "a\x0bb", "\x1b[31mred", "tab\there", "\udcff"]),
     st.text(max_size=20),
 )
 
@@ -227,6 +227,8 @@ def captured():
 
 @FUZZ
 @given(st.lists(cli_words, max_size=8))
+@example(["check", "--cpuid-dump", "a\x0bb"])
+@example(["capabilities", "--root", "\x1b[31mred"])
 def test_cli_arguments(argv):
     """Any arguments: an exit status, never an exception; status 2 comes
     with exactly one ``capsfast: `` line (or the usage)."""
@@ -245,5 +247,102 @@ def test_cli_arguments(argv):
         assert os.listdir(cwd) == []  # nothing written
     assert status in (0, 1, 2)
     if status == 2 and err.getvalue() and not err.getvalue().startswith("usage:"):
+        # One line: no control character a terminal would act on, whatever
+        # the arguments held.
         lines = err.getvalue().splitlines()
         assert len(lines) == 1 and lines[0].startswith("capsfast: "), err.getvalue()
+        assert lines[0].isprintable(), lines[0]
+
+
+# ------------------------------- Xen guests and the libvirt XML round trip
+
+xen_token = st.one_of(
+    st.builds("{}-{}.{}-{}{}".format, st.sampled_from(["xen", "hvm", "pv", "XEN"]), st.integers(0, 12),
+              st.integers(0, 12), st.sampled_from(["x86_32", "x86_64", "ia64", "powerpc64", "arm", ""]),
+              st.sampled_from(["", "p", "be", "pp", "x"])),
+    st.text(alphabet=string.printable + "\u0663\u00b2", max_size=20),
+)
+
+
+@FUZZ
+@given(st.lists(xen_token, max_size=8), st.sampled_from(["x86_64", "i686", "aarch64"]))
+def test_xen_guests_from_any_tokens_round_trip_through_libvirt_xml(tokens, arch):
+    """A dom0 with any capability tokens: guests built, rendered as libvirt
+    XML, read back by our reader: the same guests."""
+    lxml = pytest.importorskip("lxml")  # noqa: F841 - the XML renderer and reader need it
+    from capsfast import guests, libvirt_xml
+    from capsfast.model import Xen
+    from capsfast.render import libvirt as render_libvirt
+
+    text = devices.text("/", "/x", as_result(" ".join(tokens)))
+    xen = devices.xen_facts(True, "control_d\n", "xen", text)
+    got = guests.xen_guests(arch, Xen(xen.present, "dom0", xen.hypervisor_type, xen.capabilities))
+    assert all(g.os_type in ("xen", "hvm") and g.domains == ("xen",) for g in got)
+    host = probe_mod.probe(root=_empty_root(), arch=arch)._replace(guests=got)
+    back = libvirt_xml.read(render_libvirt.render(host))
+    assert back.arch == arch
+    assert back.guests == got
+
+
+_EMPTY_ROOT = []
+
+
+def _empty_root():
+    if not _EMPTY_ROOT:
+        _EMPTY_ROOT.append(tempfile.mkdtemp(prefix="capsfast-fuzz-"))
+    return _EMPTY_ROOT[0]
+
+
+xml_text = st.one_of(
+    st.text(max_size=300),
+    st.lists(st.sampled_from([
+        "<capabilities>", "</capabilities>", "<host>", "</host>", "<cpu>", "</cpu>", "<arch>x86_64</arch>",
+        "<features>", "</features>", "<pae/>", "<vmx/>", "<guest>", "</guest>", "<os_type>hvm</os_type>",
+        "<arch name='x86_64'>", "<arch>", "</arch>", "<wordsize>64</wordsize>", "<wordsize>x</wordsize>",
+        "<emulator>/usr/bin/qemu</emulator>", "<machine canonical='pc-1'>pc</machine>", "<machine/>",
+        "<domain type='kvm'/>", "<domain/>", "<loader>/x</loader>", "<!-- c -->", "<?pi x?>", "&amp;",
+        "&ent;", "<!DOCTYPE capabilities [<!ENTITY ent 'x'>]>", "<![CDATA[x]]>", "\x00", "\ufffd",
+        "<capabilities xmlns='urn:x'>", "<x:capabilities xmlns:x='urn:x'>",
+    ]), max_size=25).map("".join),
+)
+
+
+@FUZZ
+@given(st.one_of(xml_text, xml_text.map(lambda s: s.encode("utf-8")), st.binary(max_size=300)))
+def test_libvirt_xml_reader_raises_only_capsfast_error(data):
+    pytest.importorskip("lxml")
+    from capsfast import libvirt_xml
+
+    try:
+        caps = libvirt_xml.read(data)
+    except CapsfastError as e:
+        assert "\n" not in str(e)
+        return
+    assert all(isinstance(g.wordsize, int) for g in caps.guests)
+
+
+@settings(max_examples=max(EXAMPLES // 8, 10), deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from(["x86_64", "i686", "aarch64", "ppc64le", "s390x"]), st.booleans(), st.booleans())
+def test_probed_hosts_round_trip_through_libvirt_xml(arch, kvm_node, kqemu):
+    """What we render for a probed fake root, our reader gives back."""
+    pytest.importorskip("lxml")
+    from capsfast import libvirt_xml
+    from capsfast.render import libvirt as render_libvirt
+
+    with tempfile.TemporaryDirectory() as root:
+        for rel in ("usr/bin/qemu-system-x86_64", "usr/bin/qemu-system-aarch64", "usr/bin/qemu-system-i386"):
+            path = os.path.join(root, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write("#!/bin/sh\n")
+            os.chmod(path, 0o755)
+        os.makedirs(os.path.join(root, "dev"))
+        if kvm_node:
+            open(os.path.join(root, "dev/kvm"), "w").close()
+        if kqemu:
+            open(os.path.join(root, "dev/kqemu"), "w").close()
+        host = probe_mod.probe(root=root, arch=arch)
+        back = libvirt_xml.read(render_libvirt.render(host))
+    assert back.arch == host.arch
+    assert back.guests == host.guests
+    assert back.host_features == render_libvirt.host_features(host)

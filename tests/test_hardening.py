@@ -467,6 +467,11 @@ def rss_bytes():
 RSS_SLACK = 1 * MB
 
 
+# ci/sanitize.sh sets it where ASan's quarantine holds freed memory on
+# purpose (it runs these tests again with the quarantine off).
+CHECK_RSS = os.environ.get("CAPSFAST_SKIP_RSS") != "1"
+
+
 def assert_flat(call, n, warmup=2000):
     for _ in range(warmup):
         call()
@@ -475,7 +480,7 @@ def assert_flat(call, n, warmup=2000):
         call()
     assert open_fds() == fds
     grew = rss_bytes() - rss
-    assert grew <= RSS_SLACK, "RSS grew by %d bytes over %d calls" % (grew, n)
+    assert grew <= RSS_SLACK or not CHECK_RSS, "RSS grew by %d bytes over %d calls" % (grew, n)
 
 
 def test_refresh_leaves_fds_and_rss_flat():
@@ -526,7 +531,7 @@ def test_many_roots_leave_fds_flat(tmp_path):
         for r in roots:
             capsfast.probe(root=r)
     assert open_fds() == fds
-    assert rss_bytes() - rss <= RSS_SLACK
+    assert rss_bytes() - rss <= RSS_SLACK or not CHECK_RSS
     assert len(probe_mod._pools) <= 65
 
 
