@@ -6,7 +6,8 @@
 #   3. auditwheel repairs it to the manylinux tag this glibc allows;
 #      the tag must be cp39-abi3-manylinux_*, and abi3audit must agree;
 #   4. a fresh venv installs the repaired wheel, and the test suite runs
-#      against it from a copy of tests/ outside the checkout;
+#      against it from a copy of the sdist's tests/ (and the files they
+#      read) outside the checkout, with no capsfast/ beside it;
 #   5. where an older CPython (3.9) is found, the same wheel installs there
 #      and the suite passes again: one abi3 wheel for every CPython from 3.9.
 # First, tests/test_packaging.py runs from the checkout with the tools it
@@ -113,10 +114,10 @@ PY
 step "a fresh venv with the repaired wheel; the suite against it, outside the checkout"
 "$python" -m venv "$work/venv"
 pip_quiet "$work/venv/bin/pip" install "$whl[test]"
-mkdir "$work/suite"
-cp -a "${unpacked[0]}/tests" "$work/suite/tests"
-# pytest's settings come along; capsfast/ does not.
-cp "${unpacked[0]}/pyproject.toml" "$work/suite/"
+# The sdist's tests and what they read (pytest's settings in pyproject.toml,
+# deploy/), without the package itself: capsfast comes from the venv only.
+cp -a "${unpacked[0]}" "$work/suite"
+rm -rf "$work/suite/capsfast" "$work/suite"/*.egg-info
 cd "$work/suite"
 where=$("$work/venv/bin/python" -c 'import capsfast; print(capsfast.__file__)')
 case "$where" in

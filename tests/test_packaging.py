@@ -21,9 +21,9 @@ TOP = Path(__file__).resolve().parent.parent
 CHECKOUT = (TOP / ".git").exists() and (TOP / "pyproject.toml").exists()
 needs_checkout = pytest.mark.skipif(not CHECKOUT, reason="not a source checkout")
 
-# In the repository but not in the sdist: CI, the release workflow, the
-# packaging scripts and the deployment examples.  Everything else must ship.
-REPO_ONLY = (".github/", ".ci/", "ci/", "deploy/", ".gitignore", ".gitattributes")
+# In the repository but not in the sdist: CI, the release workflow and the
+# CI scripts.  Everything else must ship.
+REPO_ONLY = (".github/", ".ci/", "ci/", ".gitignore", ".gitattributes")
 # Build leftovers that must never ship (the .c is cffi's generated source).
 LEFTOVER = re.compile(r"(\.so|\.o|\.pyc)$|(^|/)__pycache__/|^capsfast/_capsfast\.c$|^(build|dist)/")
 
@@ -78,6 +78,12 @@ def test_sdist_holds_what_the_build_reads_and_no_leftovers(sdist):
         assert needed in files, needed
     leftovers = [p for p in files if LEFTOVER.search(p)]
     assert not leftovers, "build leftovers in the sdist: %s" % leftovers
+    # cibuildwheel builds from the sdist and copies its test-sources from it.
+    line = re.search(r"^test-sources = \[(.*)\]$", (TOP / "pyproject.toml").read_text(), re.M)
+    sources = re.findall(r'"([^"]+)"', line.group(1))
+    assert "tests" in sources
+    for source in sources:
+        assert any(p == source or p.startswith(source + "/") for p in files), source
 
 
 
