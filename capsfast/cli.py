@@ -8,7 +8,7 @@ it uses.
 import sys
 
 from capsfast.argv import Option, UsageError, parse, usage
-from capsfast.errors import CapsfastError
+from capsfast.errors import CapsfastError, printable
 
 PROG = "capsfast"
 
@@ -148,7 +148,7 @@ def main(argv=None):
             raise UsageError("unknown command %r (see '%s --help')" % (args[0], PROG))
         return entry[0](args[1:])
     except (UsageError, CapsfastError) as e:
-        sys.stderr.write("%s: %s\n" % (PROG, e))
+        sys.stderr.write("%s: %s\n" % (PROG, printable(str(e))))
         return 2
     except BrokenPipeError:
         # "capsfast capabilities | head": the reader left; that is not an error.

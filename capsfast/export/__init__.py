@@ -12,6 +12,7 @@ import sys
 import time
 
 from capsfast.argv import Option, UsageError, parse, usage
+from capsfast.errors import printable
 
 PROG = "capsfast export"
 FORMATS = ("nfd", "prometheus", "ansible")
@@ -124,7 +125,7 @@ def _input_args(values):
 
 
 def _report(error):
-    sys.stderr.write("capsfast: %s\n" % error)
+    sys.stderr.write("capsfast: %s\n" % printable(str(error)))
     sys.stderr.flush()
 
 
