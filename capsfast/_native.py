@@ -13,7 +13,7 @@ probe skip decoding when nothing changed.
 from capsfast._capsfast import ffi, lib
 
 # Must equal CAPSFAST_ABI in csrc/capsfast.h.
-ABI = 1
+ABI = 2
 if lib.CAPSFAST_ABI != ABI:  # pragma: no cover - only a stale build gets here
     raise ImportError(
         "capsfast's compiled module is ABI %d, the Python code wants %d: "
@@ -68,9 +68,12 @@ _floor_cpu = ffi.new("struct capsfast_cpu *")
 class Batch:
     """One probe plan: the KVM device path and a list of file operations.
 
-    ``files`` is a sequence of ``(path, op, msr, cap)``; ``cap`` is the read
-    buffer size for the read operations.  Not thread-safe: give each thread
-    its own (see ``probe.py``)."""
+    ``files`` is a sequence of ``(path, op, msr, cap)`` or ``(path, op,
+    msr, cap, after)``: ``cap`` is the read buffer size for the read
+    operations; ``after``, the index of an earlier entry whose file must
+    exist for this one to be tried (C answers ENOENT without a system call
+    otherwise).  Not thread-safe: give each thread its own (see
+    ``probe.py``)."""
 
     __slots__ = (
         "_keep", "_files", "_n", "_kvm_path", "_kvm", "_cpu",
@@ -81,21 +84,24 @@ class Batch:
         self._n = n = len(files)
         self._files = ffi.new("struct capsfast_file[]", max(n, 1))
         # All paths in one allocation, NUL-separated; all read buffers in another.
-        encoded = [path.encode("utf-8", "surrogateescape") + b"\0" for path, _op, _msr, _cap in files]
+        encoded = [spec[0].encode("utf-8", "surrogateescape") + b"\0" for spec in files]
         paths = ffi.new("char[]", b"".join(encoded) or b"\0")
-        total = sum(cap for _path, op, _msr, cap in files if op in (OP_READ, OP_READ_BLOCK))
+        total = sum(spec[3] for spec in files if spec[1] in (OP_READ, OP_READ_BLOCK))
         bufs = _new_raw("char[]", max(total, 1))
         self._keep = (paths, bufs)
         table = []
         reads = []
         at = used = 0
         step = _FILE_SIZE // 4
-        for i, (path, op, msr, cap) in enumerate(files):
+        for i, spec in enumerate(files):
+            _path, op, msr, cap = spec[:4]
             f = self._files[i]
             f.path = paths + at
             at += len(encoded[i])
             f.op = op
             f.msr = msr
+            if len(spec) > 4 and spec[4] is not None:
+                f.after = spec[4] + 1
             buf = None
             if op in (OP_READ, OP_READ_BLOCK):
                 buf = bufs + used

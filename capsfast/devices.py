@@ -36,6 +36,14 @@ DEVICE_FILES = (
     ("nested.kvm_intel", "/sys/module/kvm_intel/parameters/nested", _native.OP_READ, 0, SMALL),
     ("nested.kvm_amd", "/sys/module/kvm_amd/parameters/nested", _native.OP_READ, 0, SMALL),
 )
+# key -> the key of an entry whose file must exist for this one to be
+# looked at: C skips the system calls for a child of something absent.
+DEPENDS = {
+    "xen_caps": "proc_xen",
+    "nested.kvm_intel": "module.kvm_intel",
+    "nested.kvm_amd": "module.kvm_amd",
+}
+
 # Facts of the CPU that cannot change while the system runs: read once for
 # the live host.
 CPU_FILES = (
@@ -57,6 +65,16 @@ CONTROL_TO_FF = bytes(
 def decode(data):
     """File bytes as text: invalid UTF-8 and control characters as U+FFFD."""
     return data.translate(CONTROL_TO_FF).decode("utf-8", "replace")
+
+
+def batch_specs(root, plan):
+    """``plan`` rows as ``_native.Batch`` file specs under ``root``, with
+    the DEPENDS links as indices."""
+    index = {row[0]: i for i, row in enumerate(plan)}
+    return [
+        (under(root, path), op, msr, cap, index.get(DEPENDS.get(key)))
+        for key, path, op, msr, cap in plan
+    ]
 
 
 def under(root, path):

@@ -94,10 +94,7 @@ def _take(root, with_cpu_files, with_arch):
     if len(_pools) > 64:  # many fake roots: drop the old pools
         _pools.clear()
     plan = _plan(root, with_cpu_files, with_arch)
-    batch = _native.Batch(
-        devices.under(root, devices.KVM_DEVICE),
-        [(devices.under(root, path), op, msr, cap) for _k, path, op, msr, cap in plan],
-    )
+    batch = _native.Batch(devices.under(root, devices.KVM_DEVICE), devices.batch_specs(root, plan))
     return batch, key
 
 

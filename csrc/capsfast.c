@@ -109,6 +109,11 @@ static int open_nonblocking(const char *path, int flags)
     return fd < 0 ? -errno : fd;
 }
 
+static int access_rw(const char *path)
+{
+    return faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) == 0 ? 0 : -errno;
+}
+
 static void probe_kvm(const char *path, int deep, struct capsfast_kvm *kvm)
 {
     struct stat st;
@@ -125,15 +130,20 @@ static void probe_kvm(const char *path, int deep, struct capsfast_kvm *kvm)
     /* A regular file stands in for the node in a fake root: never open it. */
     if (!S_ISCHR(st.st_mode))
         return;
-    kvm->access_err = faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) == 0 ? 0 : -errno;
     if (major(st.st_rdev) != KVM_MAJOR_NUMBER || minor(st.st_rdev) != KVM_MINOR_NUMBER) {
+        kvm->access_err = access_rw(path);
         kvm->open_err = -ENODEV;  /* some other device: not opened */
         return;
     }
     fd = open_nonblocking(path, O_RDWR);
     kvm->open_err = fd < 0 ? fd : 0;
-    if (fd < 0)
+    /* An open for reading and writing that works answers the access
+     * question too; only a failure needs access() to tell why. */
+    if (fd < 0) {
+        kvm->access_err = (fd == -EACCES || fd == -EPERM) ? fd : access_rw(path);
         return;
+    }
+    kvm->access_err = 0;
     kvm->api_version = ioctl(fd, KVM_GET_API_VERSION_IOCTL, 0);
     if (kvm->api_version < 0)
         kvm->api_version = -errno;
@@ -219,6 +229,15 @@ static int openable(int op, const struct stat *st)
     return op == CAPSFAST_OP_MSR && S_ISCHR(st->st_mode) && major(st->st_rdev) == MSR_MAJOR_NUMBER;
 }
 
+static void probe_file_skipped(struct capsfast_file *f, int err)
+{
+    f->err = err;
+    f->mode = 0;
+    f->len = 0;
+    f->truncated = 0;
+    f->value = 0;
+}
+
 static void probe_file(struct capsfast_file *f)
 {
     struct stat st;
@@ -296,8 +315,17 @@ int capsfast_probe(int want_cpu, struct capsfast_cpu *cpu,
         memset(kvm, 0, sizeof *kvm);
         probe_kvm(kvm_path, deep, kvm);
     }
-    for (i = 0; i < nfiles; i++)
-        probe_file(&files[i]);
+    for (i = 0; i < nfiles; i++) {
+        int after = files[i].after;
+        if (after < 0 || after > i) {
+            /* Not an earlier entry: refuse rather than read out of bounds. */
+            probe_file_skipped(&files[i], -EINVAL);
+        } else if (after > 0 && files[after - 1].err != 0) {
+            probe_file_skipped(&files[i], -ENOENT);
+        } else {
+            probe_file(&files[i]);
+        }
+    }
     leave();
     return 0;
 }

@@ -11,7 +11,7 @@
  */
 
 /* Bumped whenever a struct below changes; checked at import. */
-#define CAPSFAST_ABI 1
+#define CAPSFAST_ABI 2
 
 /* What struct capsfast_file.op asks for. */
 #define CAPSFAST_OP_STAT 0        /* stat(): err and mode only */
@@ -55,6 +55,9 @@ struct capsfast_file {
     uint32_t len;      /* out: bytes placed in buf */
     int truncated;     /* out: 1 if the file held more than fitted */
     uint64_t value;    /* out: the MSR value */
+    int after;         /* in: 0, or k+1: run only if entry k (an earlier one) found its
+                          file; else err = -ENOENT with no system call (a nested
+                          parameter of a module that is not loaded) */
 };
 
 /*

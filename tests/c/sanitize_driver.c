@@ -84,6 +84,7 @@ static struct capsfast_file run_file(const char *path, int op, uint32_t msr, cha
     memset(&f, 0xA5, sizeof f); /* outputs must all be written */
     f.path = path;
     f.op = op;
+    f.after = 0;
     f.msr = msr;
     f.buf = buf;
     f.cap = cap;
@@ -403,6 +404,44 @@ static void remove_tree(void)
         fprintf(stderr, "sanitize_driver: could not remove %s\n", dir);
 }
 
+/* An entry may depend on an earlier one: skipped (-ENOENT) when that one
+ * found nothing, refused (-EINVAL) when it names no earlier entry. */
+static void test_after(void)
+{
+    char buf[64];
+    struct capsfast_file files[4];
+
+    memset(files, 0xA5, sizeof files);
+    files[0].path = at("absent");
+    files[0].op = CAPSFAST_OP_STAT;
+    files[0].after = 0;
+    files[1].path = at("small");
+    files[1].op = CAPSFAST_OP_READ;
+    files[1].buf = buf;
+    files[1].cap = sizeof buf;
+    files[1].after = 1;       /* entry 0: absent, so skipped */
+    files[2].path = at("small");
+    files[2].op = CAPSFAST_OP_READ;
+    files[2].buf = buf;
+    files[2].cap = sizeof buf;
+    files[2].after = 0;
+    files[3].path = at("small");
+    files[3].op = CAPSFAST_OP_STAT;
+    files[3].after = 4;       /* itself: not an earlier entry */
+    CHECK(capsfast_probe(0, NULL, NULL, 0, NULL, files, 4) == 0);
+    CHECK(files[0].err == -ENOENT);
+    CHECK(files[1].err == -ENOENT && files[1].len == 0 && files[1].truncated == 0 && files[1].value == 0);
+    CHECK(files[2].err == 0 && files[2].len == 6);
+    CHECK(files[3].err == -EINVAL && files[3].mode == 0);
+    files[0].path = at("small"); /* entry 0 now finds its file: entry 1 runs */
+    files[2].after = 4;       /* a later entry: refused */
+    files[3].after = -7;
+    CHECK(capsfast_probe(0, NULL, NULL, 0, NULL, files, 4) == 0);
+    CHECK(files[1].err == 0 && files[1].len == 6);
+    CHECK(files[2].err == -EINVAL);
+    CHECK(files[3].err == -EINVAL);
+}
+
 int main(void)
 {
     int status;
@@ -413,6 +452,7 @@ int main(void)
     test_cpu();
     test_reads();
     test_msr();
+    test_after();
     test_kvm_fakes();
     test_kvm_live(1);
     test_threads();
