@@ -181,14 +181,25 @@ def _child(code, env):
 
 def _process_times(argv, runs, env, timeout=120):
     """Wall-clock microseconds of whole processes, and the last exit status."""
+    import threading
+
     samples = []
     status = None
     for _ in range(runs):
         t = time.perf_counter_ns()
-        done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=timeout)
+        child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # A blocking wait: Popen.wait(timeout) polls with growing sleeps,
+        # which rounds a 10 ms process up to the next poll.
+        killed = []
+        watchdog = threading.Timer(timeout, lambda: killed.append(child.kill()))
+        watchdog.start()
+        try:
+            status = child.wait()
+        finally:
+            watchdog.cancel()
+        if killed:
+            raise subprocess.TimeoutExpired(argv, timeout)
         samples.append((time.perf_counter_ns() - t) / 1e3)
-        status = done.returncode
     return samples, status
 
 

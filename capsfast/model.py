@@ -21,6 +21,11 @@ class Lazy:
         self._compute = compute
         self._value = None
 
+    @property
+    def pending(self):
+        """True until the value has been computed."""
+        return self._compute is not None
+
     def get(self):
         compute = self._compute
         if compute is not None:

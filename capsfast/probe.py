@@ -59,8 +59,9 @@ _live = None          # the cached live Host
 _live_cpu = None      # the cached live _CpuFacts
 _live_arch = None
 _pools = {}           # (root, with_cpu_files, with_arch) -> [free Batch]
-_live_memo = None     # (snapshot, device facts) of the last live crossing
+_live_memo = None     # (snapshot, device facts, Host) of the last live crossing
 _LIVE_PLAN = ("/", False, False)
+_GUESTS = Host._fields.index("guests")
 
 
 def _after_fork_in_child():
@@ -260,6 +261,10 @@ def _probe_live(deep):
         memo = _live_memo
         if not deep and memo is not None and memo[0] == snapshot:
             device_facts = memo[1]
+            # Nothing changed: the last Host serves again while its guests
+            # are still to be found (once found, they may have gone stale).
+            if tuple.__getitem__(memo[2], _GUESTS).pending:
+                return memo[2]
         else:
             device_facts = None
             _cpu, kvm_raw, results = batch.results()
@@ -267,9 +272,10 @@ def _probe_live(deep):
         _give(_LIVE_PLAN, batch)
     if device_facts is None:
         device_facts = _device_facts(facts, kvm_raw, _keyed(devices.DEVICE_FILES, results), deep, "/")
-        if not deep:
-            _live_memo = (snapshot, device_facts)
-    return _host(_live_arch, facts, None, None, deep, "/", device_facts)
+    host = _host(_live_arch, facts, None, None, deep, "/", device_facts)
+    if not deep:
+        _live_memo = (snapshot, device_facts, host)
+    return host
 
 
 def _first_live(deep):
@@ -286,9 +292,10 @@ def _first_live(deep):
         _give(key, batch)
     facts = _live_cpu = _live_cpu_facts(cpu_raw)
     device_facts = _device_facts(facts, kvm_raw, _keyed(devices.DEVICE_FILES, results), deep, "/")
+    host = _host(_live_arch, facts, None, None, deep, "/", device_facts)
     if not deep:
-        _live_memo = (snapshot, device_facts)
-    return _host(_live_arch, facts, None, None, deep, "/", device_facts)
+        _live_memo = (snapshot, device_facts, host)
+    return host
 
 
 def _run_cpu_files(root):
