@@ -246,10 +246,10 @@ def _fake_cpuinfo_root(directory, cpus):
 
 
 def _probe_module():
-    # ``capsfast.probe`` the attribute is the function; the module is here.
-    import capsfast.probe
+    # ``capsfast.probe`` the attribute is the function; this is the module.
+    import importlib
 
-    return sys.modules["capsfast.probe"]
+    return importlib.import_module("capsfast.probe")
 
 
 def cpuinfo_bytes_read(root):

@@ -8,6 +8,7 @@ import tempfile
 
 import pytest
 
+from forked import in_child
 from scenarios import HOSTS
 
 from capsfast.cli import main
@@ -139,41 +140,28 @@ def _world_readable_copy(src):
     return top, root
 
 
-def _as_nobody(function):
-    """Run ``function`` in a forked child as uid/gid 65534 (when root) and
-    return (exit status, stderr text)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            sys.stderr = os.fdopen(write_end, "w")
-            if os.geteuid() == 0:
-                os.setgroups([])
-                os.setgid(65534)
-                os.setuid(65534)
-            status = function()
-            sys.stderr.flush()
-        except BaseException:
-            status = 99
-        os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end) as f:
-        err = f.read()
-    _pid, wait_status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(wait_status), err
+def _main_capturing_stderr(argv):
+    """``main(argv)`` with stderr captured: (status, stderr text)."""
+    import io
+
+    sys.stderr = io.StringIO()
+    status = main(argv)
+    return status, sys.stderr.getvalue()
 
 
 def test_unreadable_file_inside_the_root():
-    import capsfast.render.json  # noqa: F401 - imported before the fork, as the user
-
     top, root = _world_readable_copy(INTEL / "root")
     try:
         dump = shutil.copy(INTEL / "cpuid.txt", top)
         target = os.path.join(root, "sys", "module", "kvm_intel", "parameters", "nested")
         os.chmod(target, 0)
-        status, err = _as_nobody(lambda: main(["check", "--root", root, "--cpuid-dump", dump]))
+        # As an unprivileged user: root reads anything.
+        user = (65534, 65534) if os.geteuid() == 0 else None
+        outcome = in_child(lambda: _main_capturing_stderr(["check", "--root", root, "--cpuid-dump", dump]), user=user)
     finally:
         shutil.rmtree(top)
+    assert outcome[0] == "ok", outcome
+    status, err = outcome[1]
     assert status == 2, err
     assert err.startswith("capsfast: cannot read ") and "Permission denied" in err and err.count("\n") == 1
 

@@ -25,11 +25,10 @@ must be the same afterwards and the resident memory within 1 MiB.
 import errno
 import importlib
 import os
-import pickle
-import select
-import signal
 
 import pytest
+
+from forked import in_child
 
 import capsfast
 from capsfast import CapsfastError, devices
@@ -38,7 +37,6 @@ from capsfast.render import json as render_json
 probe_mod = importlib.import_module("capsfast.probe")
 
 LEAK_CALLS = int(os.environ.get("CAPSFAST_LEAK_CALLS", "1000000"))
-HANG_GUARD = 120  # seconds; only a hang gets near it
 MB = 1 << 20
 
 
@@ -46,39 +44,8 @@ MB = 1 << 20
 
 
 def guarded(fn):
-    """``fn()`` run in a forked child; returns ("ok", value) or ("raised",
-    type name, message).  A child that does not answer within HANG_GUARD
-    seconds is killed and the test fails: that is a hang, not slowness."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(r)
-            try:
-                out = ("ok", fn())
-            except BaseException as e:  # noqa: BLE001 - reported to the parent
-                out = ("raised", type(e).__name__, str(e))
-            data = pickle.dumps(out)
-            while data:
-                data = data[os.write(w, data):]
-        finally:
-            os._exit(0)
-    os.close(w)
-    chunks = []
-    try:
-        while True:
-            ready, _, _ = select.select([r], [], [], HANG_GUARD)
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                pytest.fail("the probe hung (no answer in %d s)" % HANG_GUARD)
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(r)
-        os.waitpid(pid, 0)
-    return pickle.loads(b"".join(chunks))
+    """``fn()`` in a forked child: a hang fails the test, not the suite."""
+    return in_child(fn, hang="the probe hung")
 
 
 def probe_guarded(root, **kwargs):

@@ -9,17 +9,16 @@ The system-call checks need ``strace``.
 """
 import errno
 import os
-import pickle
 import pwd
 import re
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 
 import pytest
+
+from forked import in_child
 
 import capsfast
 from capsfast import CapsfastError
@@ -52,41 +51,8 @@ def user():
 
 
 def as_user(ids, work):
-    """``work()`` in a forked child running as ``ids``; its pickled answer."""
-    uid, gid = ids
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(r)
-            try:
-                os.setgroups([])
-                os.setgid(gid)
-                os.setuid(uid)
-                out = ("ok", work())
-            except BaseException as e:  # noqa: BLE001
-                out = ("raised", type(e).__name__, str(e))
-            data = pickle.dumps(out)
-            while data:
-                data = data[os.write(w, data):]
-        finally:
-            os._exit(0)
-    os.close(w)
-    chunks = []
-    try:
-        while True:
-            ready, _, _ = select.select([r], [], [], HANG_GUARD)
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                pytest.fail("the unprivileged probe hung")
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(r)
-        os.waitpid(pid, 0)
-    return pickle.loads(b"".join(chunks))
+    """``work()`` in a forked child running as ``ids``; its answer."""
+    return in_child(work, user=ids, hang="the unprivileged probe hung")
 
 
 @pytest.fixture

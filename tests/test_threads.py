@@ -11,14 +11,11 @@
 """
 import importlib
 import os
-import pickle
-import select
-import signal
 import threading
 import time
-import warnings
 
-import pytest
+
+from forked import HANG_GUARD, in_child
 
 import capsfast
 from capsfast import _native
@@ -28,7 +25,6 @@ lib = _native.lib
 
 THREADS = 16
 SECONDS = float(os.environ.get("CAPSFAST_THREAD_SECONDS", "3"))
-HANG_GUARD = 120  # a child that has not answered by then is deadlocked
 
 
 def fake_root(tmp_path):
@@ -122,41 +118,8 @@ def test_peak_counter_stays_at_one_without_threads():
 
 
 def fork_and_probe(child_work):
-    """Fork; in the child run ``child_work()`` and send back its pickled
-    answer.  Returns it, or fails the test if the child deadlocks."""
-    r, w = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(r)
-            try:
-                out = ("ok", child_work())
-            except BaseException as e:  # noqa: BLE001
-                out = ("raised", repr(e))
-            data = pickle.dumps(out)
-            while data:
-                data = data[os.write(w, data):]
-        finally:
-            os._exit(0)
-    os.close(w)
-    chunks = []
-    try:
-        while True:
-            ready, _, _ = select.select([r], [], [], HANG_GUARD)
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                pytest.fail("the child deadlocked (no answer in %d s)" % HANG_GUARD)
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(r)
-        _, status = os.waitpid(pid, 0)
-    assert chunks, "the child died (status %d)" % status
-    return pickle.loads(b"".join(chunks))
+    """``child_work()`` in a forked child; fails the test if it deadlocks."""
+    return in_child(child_work, hang="the child deadlocked")
 
 
 def child_answers():
