@@ -245,7 +245,6 @@ def _probe_live(deep):
     Every call crosses into C once and re-reads the devices and files; when
     the results are byte for byte those of the last call, so is their
     meaning, and the decoded device facts are reused."""
-    global _live_memo
     facts = _live_cpu
     if facts is None:
         with _lock:
@@ -259,19 +258,28 @@ def _probe_live(deep):
     try:
         snapshot = batch.cross(False, deep)
         memo = _live_memo
-        if not deep and memo is not None and memo[0] == snapshot:
-            device_facts = memo[1]
-            # Nothing changed: the last Host serves again while its guests
-            # are still to be found (once found, they may have gone stale).
-            if tuple.__getitem__(memo[2], _GUESTS).pending:
-                return memo[2]
-        else:
-            device_facts = None
+        unchanged = not deep and memo is not None and memo[0] == snapshot
+        if not unchanged:
             _cpu, kvm_raw, results = batch.results()
     finally:
         _give(_LIVE_PLAN, batch)
-    if device_facts is None:
-        device_facts = _device_facts(facts, kvm_raw, _keyed(devices.DEVICE_FILES, results), deep, "/")
+    if not unchanged:
+        return _remember(snapshot, facts, _decode_live(facts, kvm_raw, results, deep), deep)
+    # Nothing changed: the last Host serves again while its guests are still
+    # to be found (once found, they may have gone stale).
+    if tuple.__getitem__(memo[2], _GUESTS).pending:
+        return memo[2]
+    return _remember(snapshot, facts, memo[1], deep)
+
+
+def _decode_live(facts, kvm_raw, results, deep):
+    return _device_facts(facts, kvm_raw, _keyed(devices.DEVICE_FILES, results), deep, "/")
+
+
+def _remember(snapshot, facts, device_facts, deep):
+    """The live Host from its device facts, kept with the crossing's
+    snapshot for the next refresh to compare with."""
+    global _live_memo
     host = _host(_live_arch, facts, None, None, deep, "/", device_facts)
     if not deep:
         _live_memo = (snapshot, device_facts, host)
@@ -281,21 +289,17 @@ def _probe_live(deep):
 def _first_live(deep):
     """The first live probe of the process (the caller holds the lock):
     CPUID and the devices in one crossing."""
-    global _live_cpu, _live_arch, _live_memo
+    global _live_cpu, _live_arch
     _live_arch = normalize_arch(os.uname().machine)
     want_cpu = _native.HAS_CPUID and _live_arch in X86
-    batch, key = _take("/", False, False)
+    batch, key = _take(*_LIVE_PLAN)
     try:
         snapshot = batch.cross(want_cpu, deep)
         cpu_raw, kvm_raw, results = batch.results()
     finally:
         _give(key, batch)
     facts = _live_cpu = _live_cpu_facts(cpu_raw)
-    device_facts = _device_facts(facts, kvm_raw, _keyed(devices.DEVICE_FILES, results), deep, "/")
-    host = _host(_live_arch, facts, None, None, deep, "/", device_facts)
-    if not deep:
-        _live_memo = (snapshot, device_facts, host)
-    return host
+    return _remember(snapshot, facts, _decode_live(facts, kvm_raw, results, deep), deep)
 
 
 def _run_cpu_files(root):
