@@ -388,8 +388,7 @@ def run(quick=False, slow=False, progress=None):
                 _per_call(batch.bare, loops[0], loops[1])))
     syscall_floor = results["syscalls_devices"].median
     if cpu_files:
-        cpu_batch = _native.Batch(None, [(p, op, msr, cap) for _k, p, op, msr, cap in
-                                         probe_mod.devices.CPU_FILES])
+        cpu_batch = _native.Batch(None, probe_mod.devices.batch_specs("/", probe_mod.devices.CPU_FILES))
         keep(Result("syscalls_cpu_files", "the once-per-process reads of /proc/cpuinfo and the MSRs, in C",
                     _per_call(cpu_batch.bare, max(loops[0] // 10, 20), loops[1])))
         syscall_floor += results["syscalls_cpu_files"].median

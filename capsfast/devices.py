@@ -98,20 +98,29 @@ def present(root, path, result):
     _fail(root, path, err)
 
 
-def text(root, path, result):
-    """The file's text, or None if it is absent.  Undecodable bytes and
-    control characters become U+FFFD rather than an error: the tokens we look
-    for are ASCII."""
-    err, _mode, data, truncated, _value = result
+def data(root, path, result):
+    """The bytes read, or None if the file is absent; CapsfastError if it
+    exists but could not be read (not a regular file, permission, ...)."""
+    err = result[0]
     if err == -errno.ENOENT:
         return None
     if err == -errno.EINVAL or err == -errno.EISDIR:
         raise CapsfastError("cannot read %s: not a regular file" % under(root, path))
     if err:
         _fail(root, path, err)
-    if truncated:
+    return result[2]
+
+
+def text(root, path, result):
+    """The file's text, or None if it is absent.  Undecodable bytes and
+    control characters become U+FFFD rather than an error: the tokens we look
+    for are ASCII.  A file larger than the buffer is refused."""
+    raw = data(root, path, result)
+    if raw is None:
+        return None
+    if result[3]:
         raise CapsfastError("cannot read %s: larger than %d bytes" % (under(root, path), SMALL))
-    return decode(data)
+    return decode(raw)
 
 
 def kvm_facts(raw, nested_files, module_files, deep):

@@ -138,11 +138,8 @@ def _cpu_facts(root, arch, leaves, source, files):
     """CPU, hypervisor, kernel flags and MSRs from CPUID leaves (or, with
     none, the root's /proc/cpuinfo) and the CPU_FILES results."""
     path, result = files["cpuinfo"]
-    if result[0] not in (0, -errno.ENOENT):
-        if result[0] in (-errno.EINVAL, -errno.EISDIR):
-            raise CapsfastError("cannot read %s: not a regular file" % devices.under(root, path))
-        devices._fail(root, path, result[0])
-    block = devices.cpuinfo_first_block(result[2])
+    # Only the first block is read: a cut-off rest is expected, not an error.
+    block = devices.cpuinfo_first_block(devices.data(root, path, result))
     flags = devices.kernel_flags(block)
     msr = {}
     for key, number in (("msr.feature_control", devices.MSR_FEATURE_CONTROL), ("msr.vm_cr", devices.MSR_VM_CR)):
@@ -304,9 +301,9 @@ def _first_live(deep):
 
 def _run_cpu_files(root):
     plan = devices.CPU_FILES
-    batch = _native.Batch(None, [(devices.under(root, p), op, msr, cap) for _k, p, op, msr, cap in plan])
+    batch = _native.Batch(None, devices.batch_specs(root, plan))
     _cpu, _kvm, results = batch.run(False, False)
-    return {entry[0]: (entry[1], r) for entry, r in zip(plan, results)}
+    return _keyed(plan, results)
 
 
 def _probe_other(root, dump, arch, deep):

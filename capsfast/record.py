@@ -21,7 +21,7 @@ def record(directory):
     if os.path.exists(os.path.join(directory, "root")):
         raise CapsfastError("%s already holds a recording (root/ exists)" % directory)
     plan = devices.DEVICE_FILES + devices.CPU_FILES + (devices.ARCH_FILE,)
-    batch = _native.Batch(devices.KVM_DEVICE, [(path, op, msr, cap) for _k, path, op, msr, cap in plan])
+    batch = _native.Batch(devices.KVM_DEVICE, devices.batch_specs("/", plan))
     leaves, kvm_raw, results = batch.run(_native.HAS_CPUID, False)
     root = os.path.join(directory, "root")
     written = []
