@@ -12,6 +12,7 @@ import stat as _stat
 import time
 
 from capsfast import guests
+from capsfast.devices import under as _under
 
 PREFIX = "qemu-system-"
 QEMU_KVM = "/usr/libexec/qemu-kvm"
@@ -52,10 +53,6 @@ class _Entry:
 
 
 _cache = {}  # (root, PATH) -> _Entry
-
-
-def _under(root, path):
-    return path if root == "/" else root.rstrip("/") + path
 
 
 def _stat_in_root(root, path):

@@ -130,14 +130,13 @@ def machines_for(binaries, runner=run_help, cache_file=None):
 def attach(guests, root="/", runner=run_help, cache_file=None):
     """``guests`` with ``machines`` filled for the QEMU guests, whose
     emulator runs from inside ``root``."""
-    def real(path):
-        return path if root == "/" else root.rstrip("/") + path
+    from capsfast.devices import under
 
-    wanted = [real(g.emulator) for g in guests if g.machines is None and g.emulator]
+    wanted = [under(root, g.emulator) for g in guests if g.machines is None and g.emulator]
     if not wanted:
         return guests
     found = machines_for(wanted, runner, cache_file)
     return tuple(
-        g._replace(machines=found.get(real(g.emulator))) if g.machines is None and g.emulator else g
+        g._replace(machines=found.get(under(root, g.emulator))) if g.machines is None and g.emulator else g
         for g in guests
     )
