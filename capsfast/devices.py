@@ -199,7 +199,7 @@ def kernel_flags(block):
     return tuple(block["flags"].split())
 
 
-def msr_value(root, result):
+def msr_value(result):
     """The MSR's value, or None where it cannot be read (no msr driver, no
     permission, a short file): an MSR is extra evidence, never required."""
     err, _mode, _data, _truncated, value = result

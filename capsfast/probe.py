@@ -144,7 +144,7 @@ def _cpu_facts(root, arch, leaves, source, files):
     msr = {}
     for key, number in (("msr.feature_control", devices.MSR_FEATURE_CONTROL), ("msr.vm_cr", devices.MSR_VM_CR)):
         if key in files:
-            value = devices.msr_value(root, files[key][1])
+            value = devices.msr_value(files[key][1])
             if value is not None:
                 msr[number] = value
     if arch not in X86:
