@@ -180,7 +180,9 @@ def _nfd(values, probe):
 
     def make():
         host = probe()[0]
-        expiry = time.gmtime(time.time() + lifetime)
+        # NFD's stamp has whole seconds: round up, or a short lifetime
+        # could be written already past.
+        expiry = time.gmtime(-(-(time.time() + lifetime) // 1))
         return nfd.render(host, namespace), nfd.render(host, namespace, expiry)
 
     return _keep_fresh(interval, os.path.join(values["dir"], nfd.FILE_NAME), make, lifetime / 2)
