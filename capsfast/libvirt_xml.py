@@ -11,15 +11,7 @@ else about the host (topology, cache, secmodel, ...).
 from lxml import etree
 
 from capsfast.errors import CapsfastError
-from capsfast.model import Machine
-from capsfast.model import Guest, _record
-
-Capabilities = _record(
-    "Capabilities",
-    ("arch", "host_features", "guests"),
-    """What a libvirt capabilities document says: the host arch, the host
-    ``<features>`` names, and the guests as ``Guest`` values.""",
-)
+from capsfast.model import Capabilities, Guest, Machine
 
 
 def _text(element, path):

@@ -3,7 +3,10 @@
 Each class is a tuple subclass with named, read-only fields, built by
 ``_record`` below rather than by dataclasses or typing.NamedTuple: on a VM
 those imports cost 7-15 ms, more than the probe itself, and they pull in
-``re`` and ``inspect``.  Equality, hashing and pickling come from tuple.
+``re`` and ``inspect``.  Equality, hashing and pickling come from tuple;
+``as_dict()`` gives plain data (lazy fields resolved) that ``json.dumps``
+accepts.  Type checkers read ``model.pyi`` beside this file, which declares
+the same records as ``NamedTuple`` classes (a test keeps the two equal).
 """
 from operator import itemgetter
 
@@ -45,6 +48,19 @@ class Lazy:
 
     def __repr__(self):
         return repr(self.get())
+
+
+def _plain(value):
+    """``value`` as data ``json.dumps`` accepts: records become dicts,
+    tuples lists, dict keys strings."""
+    if isinstance(value, tuple):
+        as_dict = getattr(value, "as_dict", None)
+        if as_dict is not None:
+            return as_dict()
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 def _lazy_field(index):
@@ -89,6 +105,9 @@ def _record(name, fields, doc, lazy=()):
     def __getnewargs__(self):
         return tuple(getattr(self, f) for f in fields)
 
+    def as_dict(self):
+        return {f: _plain(getattr(self, f)) for f in fields}
+
     namespace = {
         "__slots__": (),
         "__doc__": doc,
@@ -98,6 +117,7 @@ def _record(name, fields, doc, lazy=()):
         "__repr__": __repr__,
         "__getnewargs__": __getnewargs__,
         "_replace": _replace,
+        "as_dict": as_dict,
     }
     for index, field in enumerate(fields):
         getter = _lazy_field(index) if field in lazy else itemgetter(index)
@@ -123,12 +143,15 @@ Hypervisor = _record(
 
 Kvm = _record(
     "Kvm",
-    ("exists", "char_device", "accessible", "usable", "api_version", "modules", "nested", "create_vm", "error"),
+    ("exists", "char_device", "accessible", "usable", "api_version", "modules", "nested", "create_vm",
+     "failure", "error"),
     """/dev/kvm as this process sees it.
 
     ``usable``: a character device, read-write accessible, opens, API version
     12 (and with ``deep``, ``KVM_CREATE_VM`` worked).  ``create_vm`` is None
-    unless ``deep``.  ``error`` names the first failing step, or None.""",
+    unless ``deep``.  ``failure`` is the first failing step as a stable code
+    (see ``KVM_FAILURES`` in ``capsfast.verdict``), ``error`` the same for
+    people, with the system's reason; both None when usable.""",
 )
 
 Kqemu = _record("Kqemu", ("exists",), "/dev/kqemu, the historical QEMU accelerator.")
@@ -143,7 +166,11 @@ Xen = _record(
 Hvm = _record(
     "Hvm",
     ("type", "status", "confidence", "bios_setting", "evidence"),
-    """The hardware virtualization verdict (DESIGN section 5).""",
+    """The hardware virtualization verdict: ``type`` vmx, svm or None;
+    ``status`` enabled, disabled_by_firmware, not_exposed, unsupported or
+    unknown; ``confidence`` certain, likely or unknown; ``bios_setting``
+    enabled, disabled or None; ``evidence`` the codes of the facts that
+    decided it (README, "The verdict").""",
 )
 
 Guest = _record(
@@ -168,4 +195,12 @@ Host = _record(
     processor's /proc/cpuinfo flags, or None where unread; ``msr`` holds
     ``(number, value)`` pairs of the MSRs that could be read.""",
     lazy=("guests",),
+)
+
+Capabilities = _record(
+    "Capabilities",
+    ("arch", "host_features", "guests"),
+    """What a libvirt capabilities document says (``capsfast.libvirt_xml``):
+    the host arch, the host ``<features>`` names, and the guests as
+    ``Guest`` values.""",
 )

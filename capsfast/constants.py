@@ -1,0 +1,21 @@
+"""Names and numbers used in more than one place: each has its source here."""
+
+# libvirt's names of the x86 architectures (CPUID exists only there).
+X86_ARCHS = ("x86_64", "i686")
+
+# The KVM device node and the only API version any kernel has answered
+# since 2.6.22 (KVM_API_VERSION in linux/kvm.h).
+KVM_DEVICE = "/dev/kvm"
+KVM_API_VERSION = 12
+
+# RHEL's QEMU, outside the PATH.
+QEMU_KVM = "/usr/libexec/qemu-kvm"
+
+# The msr driver's node for CPU 0, and the MSRs that say whether the
+# firmware locked hardware virtualization off.
+MSR_DEVICE = "/dev/cpu/0/msr"
+MSR_FEATURE_CONTROL = 0x3A    # Intel IA32_FEATURE_CONTROL: bit 0 lock, bit 2 VMX outside SMX
+MSR_VM_CR = 0xC0010114        # AMD VM_CR: bit 4 SVMDIS
+
+# Output formats of capabilities(), the first the default.
+FORMATS = ("libvirt", "draft", "json")

@@ -1,0 +1,98 @@
+# Type checkers' view of capsfast.model: the records as NamedTuple classes.
+# At run time they are lighter tuple subclasses (see model.py); the fields,
+# their order and as_dict() are the same (tests/test_types.py checks it).
+from collections.abc import Callable
+from typing import Any, Generic, NamedTuple, Optional, TypeVar
+
+_T = TypeVar("_T")
+
+class Lazy(Generic[_T]):
+    def __init__(self, compute: Callable[[], _T]) -> None: ...
+    @property
+    def pending(self) -> bool: ...
+    def get(self) -> _T: ...
+
+class Cpu(NamedTuple):
+    vendor: Optional[str]
+    family: Optional[int]
+    model: Optional[int]
+    stepping: Optional[int]
+    features: tuple[str, ...]
+    source: str
+    max_leaf: Optional[int]
+    max_ext_leaf: Optional[int]
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Hypervisor(NamedTuple):
+    vendor: Optional[str]
+    signature: Optional[str]
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Kvm(NamedTuple):
+    exists: bool
+    char_device: bool
+    accessible: bool
+    usable: bool
+    api_version: Optional[int]
+    modules: tuple[str, ...]
+    nested: Optional[bool]
+    create_vm: Optional[bool]
+    failure: Optional[str]
+    error: Optional[str]
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Kqemu(NamedTuple):
+    exists: bool
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Xen(NamedTuple):
+    present: bool
+    role: Optional[str]
+    hypervisor_type: Optional[str]
+    capabilities: tuple[str, ...]
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Hvm(NamedTuple):
+    type: Optional[str]
+    status: str
+    confidence: str
+    bios_setting: Optional[str]
+    evidence: tuple[str, ...]
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Machine(NamedTuple):
+    name: str
+    canonical: Optional[str]
+    deprecated: bool
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Guest(NamedTuple):
+    os_type: str
+    arch: str
+    wordsize: int
+    emulator: Optional[str]
+    domains: tuple[str, ...]
+    features: tuple[str, ...]
+    loader: Optional[str]
+    machines: Optional[tuple[Machine, ...]]
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Host(NamedTuple):
+    arch: str
+    cpu: Cpu
+    hypervisor: Hypervisor
+    kvm: Kvm
+    kqemu: Kqemu
+    xen: Xen
+    hvm: Hvm
+    # Found on first read (a Lazy at run time, resolved by the property).
+    guests: tuple[Guest, ...]
+    kernel_flags: Optional[tuple[str, ...]]
+    msr: tuple[tuple[int, int], ...]
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Capabilities(NamedTuple):
+    arch: Optional[str]
+    host_features: tuple[str, ...]
+    guests: tuple[Guest, ...]
+    def as_dict(self) -> dict[str, Any]: ...
