@@ -36,13 +36,13 @@ def assert_valid(schema, text):
 
 
 def test_scenario_libvirt_xml(scenario, tmp_path, libvirt_schema):
-    text = capsfast.capabilities(scenario.probe(tmp_path), "libvirt")
+    text = capsfast.capabilities(scenario.probe(tmp_path), format="libvirt")
     assert_valid(libvirt_schema, text)
     check_golden(scenario.dir / "expected-libvirt.xml", text)
 
 
 def test_scenario_draft_xml(scenario, tmp_path, draft_schema):
-    text = capsfast.capabilities(scenario.probe(tmp_path), "draft")
+    text = capsfast.capabilities(scenario.probe(tmp_path), format="draft")
     assert_valid(draft_schema, text)
     check_golden(scenario.dir / "expected-draft.xml", text)
 
@@ -56,8 +56,8 @@ def test_scenario_json_lists_the_guests(scenario, tmp_path):
 
 def test_this_host_validates(libvirt_schema, draft_schema):
     host = capsfast.probe()
-    assert_valid(libvirt_schema, capsfast.capabilities(host, "libvirt"))
-    assert_valid(draft_schema, capsfast.capabilities(host, "draft"))
+    assert_valid(libvirt_schema, capsfast.capabilities(host, format="libvirt"))
+    assert_valid(draft_schema, capsfast.capabilities(host, format="draft"))
 
 
 def guest_elements(text):
@@ -79,27 +79,27 @@ def scenario_host(name, tmp_path):
 
 
 def test_xen_dom0_yields_xen_and_hvm_guests_with_domain_xen(tmp_path):
-    text = capsfast.capabilities(scenario_host("xen-dom0-hvm", tmp_path), "libvirt")
+    text = capsfast.capabilities(scenario_host("xen-dom0-hvm", tmp_path), format="libvirt")
     xen = [g for g in guest_elements(text) if g[2] == ["xen"]]
     assert {(g[0], g[1]) for g in xen} == {("xen", "x86_64"), ("xen", "i686"), ("hvm", "i686"), ("hvm", "x86_64")}
     assert all(g[3] == "/usr/lib/xen/boot/hvmloader" for g in xen if g[0] == "hvm")
 
 
 def test_xen_dom0_without_hvm_tokens_has_no_hvm_guest(tmp_path):
-    text = capsfast.capabilities(scenario_host("xen-dom0-no-hvm", tmp_path), "libvirt")
+    text = capsfast.capabilities(scenario_host("xen-dom0-no-hvm", tmp_path), format="libvirt")
     assert [(g[0], g[1], g[2]) for g in guest_elements(text)] == [("xen", "x86_64", ["xen"])]
 
 
 def test_host_features_are_libvirts_four_in_schema_order(tmp_path):
     host = scenario_host("amd-svm", tmp_path)
-    doc = etree.fromstring(capsfast.capabilities(host, "libvirt").encode())
+    doc = etree.fromstring(capsfast.capabilities(host, format="libvirt").encode())
     assert [e.tag for e in doc.find("host/cpu/features")] == ["pae", "svm"]
     assert doc.findtext("host/cpu/arch") == "x86_64"
     assert doc.findtext("host/cpu/vendor") == "AMD"
 
 
 def test_non_x86_host_has_no_host_features(tmp_path):
-    doc = etree.fromstring(capsfast.capabilities(scenario_host("aarch64-kvm", tmp_path), "libvirt").encode())
+    doc = etree.fromstring(capsfast.capabilities(scenario_host("aarch64-kvm", tmp_path), format="libvirt").encode())
     assert doc.find("host/cpu/features") is None
 
 
@@ -108,7 +108,7 @@ def test_machines_render_valid(tmp_path, libvirt_schema):
     listed = (Machine("pc", "pc-i440fx-7.2", False), Machine("pc-i440fx-7.2", None, False),
               Machine("pc-i440fx-1.4", None, True))
     host = host._replace(guests=tuple(g._replace(machines=listed) for g in host.guests))
-    text = capsfast.capabilities(host, "libvirt")
+    text = capsfast.capabilities(host, format="libvirt")
     assert_valid(libvirt_schema, text)
     assert '<machine canonical="pc-i440fx-7.2">pc</machine>' in text
     assert '<machine deprecated="yes">pc-i440fx-1.4</machine>' in text
@@ -120,7 +120,7 @@ def test_draft_domain_types_split_between_top_and_arch(tmp_path, draft_schema):
         Guest("hvm", "x86_64", 64, "/usr/bin/qemu-system-x86_64", ("qemu", "kvm"), (), None, None),
         Guest("hvm", "aarch64", 64, "/usr/bin/qemu-system-aarch64", ("qemu",), (), None, None),
     ))
-    text = capsfast.capabilities(host, "draft")
+    text = capsfast.capabilities(host, format="draft")
     assert_valid(draft_schema, text)
     doc = etree.fromstring(text.encode())
     assert [e.text for e in doc.findall("domain_type")] == ["qemu"]
@@ -154,3 +154,12 @@ def test_import_capsfast_and_probe_load_no_lxml():
     code = "import sys, capsfast; capsfast.probe(); print('lxml' in sys.modules, 'json' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_rendering_xml_loads_no_lxml():
+    """lxml costs more to import than the whole probe: the XML formats are
+    written without it (it stays for reading and for these tests)."""
+    code = ("import capsfast, sys; capsfast.capabilities(format='libvirt'); capsfast.capabilities(format='draft');"
+            " print(sorted(m for m in sys.modules if m == 'lxml' or m.startswith('lxml.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -7,7 +7,7 @@ seed thread), validated by ``capsfast/schemas/draft.rng``.
         <hvm>yes</hvm>                       the CPU offers vmx or svm
         <type>vmx</type>
         <bios_setting>enabled</bios_setting>
-        <status>enabled</status>             capsfast's verdict (DESIGN 5)
+        <status>enabled</status>             capsfast's verdict
       </host_features>
       <guest_architectures>
         <guest_architecture>
@@ -23,17 +23,28 @@ A guest with an accelerated domain type (kvm, kqemu, xen) has
 ``<accelerated/>``, and ``<hvm/>`` when its OS type is hvm (a Xen PV guest
 has only ``<accelerated/>``); the others are ``<emulated/>``.  i686 guests
 add ``<pae/>`` and ``<nonpae/>`` where they apply.
+
+Written as text, two spaces per level: importing lxml to write it would
+cost more than the probe.
 """
+from __future__ import annotations
+
 import os
 
-from lxml import etree
+from capsfast.render.xmltext import text
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from capsfast.model import Guest, Host
 
 # Our RelaxNG schema for this format, shipped in the package.
 SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schemas", "draft.rng")
 ACCELERATED = ("kvm", "kqemu", "xen")
 
 
-def common_domains(guests):
+def common_domains(guests: Sequence[Guest]) -> tuple[str, ...]:
     """The domain types every guest offers, in first-seen order."""
     if not guests:
         return ()
@@ -41,48 +52,42 @@ def common_domains(guests):
     return tuple(common)
 
 
-def _sub(parent, tag, text=None):
-    element = etree.SubElement(parent, tag)
-    if text is not None:
-        element.text = text
-    return element
+def _guest(out: list[str], guest: Guest, top: tuple[str, ...]) -> None:
+    out.append("    <guest_architecture>")
+    out += ["      <domain_type>%s</domain_type>" % text(d) for d in guest.domains if d not in top]
+    out += [
+        "      <model>%s</model>" % text(guest.arch),
+        "      <bits>%d</bits>" % guest.wordsize,
+        "      <features>",
+    ]
+    if any(d in ACCELERATED for d in guest.domains):
+        if guest.os_type == "hvm":
+            out.append("        <hvm/>")
+        out.append("        <accelerated/>")
+    else:
+        out.append("        <emulated/>")
+    out += ["        <%s/>" % f for f in ("pae", "nonpae") if f in guest.features]
+    out += ["      </features>", "    </guest_architecture>"]
 
 
-def tree(host):
-    root = etree.Element("capabilities")
-    top = common_domains(host.guests)
-    for domain in top:
-        _sub(root, "domain_type", domain)
-    features = _sub(root, "host_features")
-    hvm = host.hvm
-    _sub(features, "hvm", "yes" if hvm.type else "no")
-    if hvm.type:
-        _sub(features, "type", hvm.type)
-    if hvm.bios_setting:
-        _sub(features, "bios_setting", hvm.bios_setting)
-    _sub(features, "status", hvm.status)
-    archs = _sub(root, "guest_architectures")
-    for guest in host.guests:
-        element = _sub(archs, "guest_architecture")
-        for domain in guest.domains:
-            if domain not in top:
-                _sub(element, "domain_type", domain)
-        _sub(element, "model", guest.arch)
-        _sub(element, "bits", str(guest.wordsize))
-        box = _sub(element, "features")
-        if any(d in ACCELERATED for d in guest.domains):
-            if guest.os_type == "hvm":
-                _sub(box, "hvm")
-            _sub(box, "accelerated")
-        else:
-            _sub(box, "emulated")
-        for name in ("pae", "nonpae"):
-            if name in guest.features:
-                _sub(box, name)
-    etree.indent(root, space="  ")
-    return root
-
-
-def render(host):
+def render(host: Host) -> str:
     """The host as draft XML text, ending in a newline."""
-    return etree.tostring(tree(host), encoding="unicode") + "\n"
+    top = common_domains(host.guests)
+    out = ["<capabilities>"]
+    out += ["  <domain_type>%s</domain_type>" % text(d) for d in top]
+    hvm = host.hvm
+    out += ["  <host_features>", "    <hvm>%s</hvm>" % ("yes" if hvm.type else "no")]
+    if hvm.type:
+        out.append("    <type>%s</type>" % text(hvm.type))
+    if hvm.bios_setting:
+        out.append("    <bios_setting>%s</bios_setting>" % text(hvm.bios_setting))
+    out += ["    <status>%s</status>" % text(hvm.status), "  </host_features>"]
+    if host.guests:
+        out.append("  <guest_architectures>")
+        for guest in host.guests:
+            _guest(out, guest, top)
+        out.append("  </guest_architectures>")
+    else:
+        out.append("  <guest_architectures/>")
+    out += ["</capabilities>", ""]
+    return "\n".join(out)

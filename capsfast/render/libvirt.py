@@ -1,103 +1,96 @@
-"""libvirt capabilities XML (DESIGN section 7), valid against libvirt's
-``capability.rng``, laid out as ``virsh capabilities`` prints it.
+"""libvirt capabilities XML, valid against libvirt's ``capability.rng``,
+laid out as ``virsh capabilities`` prints it.
 
 The host part holds what capsfast knows: the arch, the host ``<features>``
 libvirt's schema allows (pae, nonpae, vmx, svm, in that order, from CPUID),
 and the CPU's vendor and signature.  The guest part is one ``<guest>`` per
 model ``Guest``, elements in the schema's order.
-"""
-from lxml import etree
 
+Written as text, as libvirt writes it (no lxml to import): two spaces per
+level, and a blank line around ``<host>`` and each ``<guest>``.
+"""
+from __future__ import annotations
+
+from capsfast.constants import X86_ARCHS
 from capsfast.guests import FEATURE_ORDER, feature_toggle
+from capsfast.render.xmltext import attr, name, text
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from capsfast.model import Guest, Host, Machine
 
 # CPUID vendor strings -> libvirt's vendor names (its cpu_map).
 _VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon"}
-_X86 = ("i686", "x86_64")
+_RANK = {feature: i for i, feature in enumerate(FEATURE_ORDER)}
 
 
-def host_features(host):
+def host_features(host: Host) -> tuple[str, ...]:
     """The host ``<features>`` names: pae, nonpae, vmx, svm from CPUID.
     ``nonpae`` marks an x86 CPU without PAE."""
-    if host.arch not in _X86 or host.cpu.source == "none":
+    if host.arch not in X86_ARCHS or host.cpu.source == "none":
         return ()
     cpu = set(host.cpu.features)
     names = ["pae"] if "pae" in cpu else ["nonpae"]
     return tuple(names + [f for f in ("vmx", "svm") if f in cpu])
 
 
-def _sub(parent, tag, text=None, **attrs):
-    element = etree.SubElement(parent, tag)
-    for key, value in attrs.items():
-        element.set(key, value)
-    if text is not None:
-        element.text = text
-    return element
-
-
-def _host(root, host):
-    element = _sub(root, "host")
-    cpu = _sub(element, "cpu")
-    _sub(cpu, "arch", host.arch)
+def _host(out: list[str], host: Host) -> None:
+    out += ["  <host>", "    <cpu>", "      <arch>%s</arch>" % text(host.arch)]
     features = host_features(host)
     if features:
-        box = _sub(cpu, "features")
-        for name in features:
-            _sub(box, name)
-    vendor = _VENDORS.get(host.cpu.vendor)
-    if vendor:
-        _sub(cpu, "vendor", vendor)
+        out.append("      <features>")
+        out += ["        <%s/>" % f for f in features]
+        out.append("      </features>")
     c = host.cpu
+    vendor = _VENDORS.get(c.vendor or "")
+    if vendor:
+        out.append("      <vendor>%s</vendor>" % vendor)
     if c.family and c.model is not None and c.stepping is not None:
-        _sub(cpu, "signature", family=str(c.family), model=str(c.model), stepping=str(c.stepping))
+        out.append('      <signature family="%d" model="%d" stepping="%d"/>' % (c.family, c.model, c.stepping))
+    out += ["    </cpu>", "  </host>"]
 
 
-def _machine(parent, machine):
-    element = _sub(parent, "machine", machine.name)
+def _machine(machine: Machine) -> str:
+    attrs = ""
     if machine.canonical:
-        element.set("canonical", machine.canonical)
+        attrs += ' canonical="%s"' % attr(machine.canonical)
     if machine.deprecated:
-        element.set("deprecated", "yes")
+        attrs += ' deprecated="yes"'
+    return "      <machine%s>%s</machine>" % (attrs, text(machine.name))
 
 
-def _guest(root, guest):
-    element = _sub(root, "guest")
-    _sub(element, "os_type", guest.os_type)
-    arch = _sub(element, "arch", name=guest.arch)
-    _sub(arch, "wordsize", str(guest.wordsize))
+def _guest(out: list[str], guest: Guest) -> None:
+    out += [
+        "  <guest>",
+        "    <os_type>%s</os_type>" % text(guest.os_type),
+        '    <arch name="%s">' % attr(guest.arch),
+        "      <wordsize>%d</wordsize>" % guest.wordsize,
+    ]
     if guest.emulator:
-        _sub(arch, "emulator", guest.emulator)
+        out.append("      <emulator>%s</emulator>" % text(guest.emulator))
     if guest.loader:
-        _sub(arch, "loader", guest.loader)
-    for machine in guest.machines or ():
-        _machine(arch, machine)
-    for domain in guest.domains:
-        _sub(arch, "domain", type=domain)
+        out.append("      <loader>%s</loader>" % text(guest.loader))
+    out += [_machine(m) for m in guest.machines or ()]
+    out += ['      <domain type="%s"/>' % attr(d) for d in guest.domains]
+    out.append("    </arch>")
     if guest.features:
-        box = _sub(element, "features")
-        rank = {name: i for i, name in enumerate(FEATURE_ORDER)}
-        for name in sorted(guest.features, key=lambda f: rank.get(f, len(rank))):
-            feature = _sub(box, name)
-            toggle = feature_toggle(guest, name)
-            if toggle is not None:
-                feature.set("default", toggle[0])
-                feature.set("toggle", toggle[1])
+        out.append("    <features>")
+        for feature in sorted(guest.features, key=lambda f: _RANK.get(f, len(_RANK))):
+            toggle = feature_toggle(guest, feature)
+            if toggle is None:
+                out.append("      <%s/>" % name(feature))
+            else:
+                out.append('      <%s default="%s" toggle="%s"/>' % (name(feature), attr(toggle[0]), attr(toggle[1])))
+        out.append("    </features>")
+    out.append("  </guest>")
 
 
-def tree(host):
-    """The capabilities document as an lxml element."""
-    root = etree.Element("capabilities")
-    _host(root, host)
-    for guest in host.guests:
-        _guest(root, guest)
-    etree.indent(root, space="  ")
-    # libvirt separates <host> and each <guest> by a blank line.
-    root.text = "\n\n  "
-    for child in root:
-        child.tail = "\n\n  "
-    root[-1].tail = "\n\n"
-    return root
-
-
-def render(host):
+def render(host: Host) -> str:
     """The host as libvirt capabilities XML text, ending in a newline."""
-    return etree.tostring(tree(host), encoding="unicode") + "\n"
+    out = ["<capabilities>", ""]
+    _host(out, host)
+    for guest in host.guests:
+        out.append("")
+        _guest(out, guest)
+    out += ["", "</capabilities>", ""]
+    return "\n".join(out)
