@@ -11,19 +11,24 @@
 Importing does no probing.  The probe path (C module, decoding, verdict,
 model) is imported here; renderers are imported on first use.
 """
-from capsfast._version import __version__
-from capsfast.errors import CapsfastError
-from capsfast.probe import kvm_usable, probe
+from __future__ import annotations
 
-FORMATS = ("libvirt", "draft", "json")
+from capsfast._version import __version__
+from capsfast.constants import FORMATS
+from capsfast.errors import CapsfastError
+from capsfast.probing import kvm_usable, probe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from capsfast.model import Host
 
 __all__ = ["CapsfastError", "FORMATS", "capabilities", "kvm_usable", "probe", "__version__"]
 
 
-_rendered = {}  # format -> (host, text): the last rendering of each format
+_rendered: dict[str, tuple[Host, str]] = {}  # format -> the last rendering of it
 
 
-def capabilities(host=None, format="libvirt"):
+def capabilities(host: Host | None = None, *, format: str = "libvirt") -> str:
     """The host's capabilities as text: ``libvirt`` XML, the seed's
     ``draft`` XML, or ``json``.  ``host`` defaults to the cached live probe.
 
@@ -31,12 +36,16 @@ def capabilities(host=None, format="libvirt"):
     format is kept and handed out again for an equal host."""
     if host is None:
         host = probe()
+    elif not isinstance(host, tuple) or not hasattr(host, "hvm"):
+        hint = " (the format is keyword-only: format=%r)" % host if isinstance(host, str) else ""
+        raise TypeError("capabilities() takes a Host from capsfast.probe(), not %s%s"
+                        % (type(host).__name__, hint))
     last = _rendered.get(format)
     if last is not None and (last[0] is host or last[0] == host):
         return last[1]
     from capsfast.render import render
 
     text = render(host, format)
-    if len(_rendered) < 8:  # formats are few; anything else was an error
+    if format in FORMATS:
         _rendered[format] = (host, text)
     return text

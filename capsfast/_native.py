@@ -1,16 +1,32 @@
-"""The only module that touches cffi's ``ffi`` and ``lib``.
+"""The crossing into C: the only module that touches cffi's ``ffi`` and
+``lib``, and the only one that sees a C result code.
 
-C structs go in, plain Python tuples and ints come out.  A ``Batch`` holds
-the structs and buffers of one probe plan, allocated once and reused, so a
-probe allocates nothing in C and little in Python.
-
-Results are read in bulk: one copy of the struct array as bytes, viewed as
-32- and 64-bit integers at offsets taken from cffi, instead of one cffi
-attribute access (about 0.1 us each) per field.  The same bytes are the
-batch's snapshot: equal snapshots mean equal results, which lets the live
-probe skip decoding when nothing changed.
+Every result leaves here as named values: an ``Outcome`` per system call
+(``ok``, ``absent``, ``denied``, ... with the system's reason), the KVM
+device's steps as a ``KvmDevice``, each file as a ``FileResult``.  A
+``Batch`` holds the structs and buffers of one probe plan, allocated once
+and reused, so a probe allocates nothing in C and little in Python.
 """
+from __future__ import annotations
+
+import errno as _errno
+import os
+
 from capsfast._capsfast import ffi, lib
+from capsfast.errors import CapsfastError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from capsfast._capsfast import CData
+
+    # One CPUID leaf's (eax, ebx, ecx, edx), and the five leaves a probe
+    # reads: 0, 1, 0x80000000, 0x80000001, 0x40000000.
+    Registers = tuple[int, int, int, int]
+    Leaves = tuple[Registers, Registers, Registers, Registers, Registers]
+    # (path, op, msr, buffer size, index of the entry it depends on or None)
+    FileSpec = tuple[str, str, int, int, "int | None"]
 
 # Must equal CAPSFAST_ABI in csrc/capsfast.h.
 ABI = 2
@@ -21,11 +37,127 @@ if lib.CAPSFAST_ABI != ABI:  # pragma: no cover - only a stale build gets here
     )
 
 HAS_CPUID = bool(lib.capsfast_has_cpuid())
-OP_STAT = lib.CAPSFAST_OP_STAT
-OP_READ = lib.CAPSFAST_OP_READ
-OP_READ_BLOCK = lib.CAPSFAST_OP_READ_BLOCK
-OP_MSR = lib.CAPSFAST_OP_MSR
-API_VERSION_NOT_TRIED = -1000
+
+# What a file entry asks C for, by name.
+STAT = "stat"              # stat() only: does it exist
+READ = "read"              # a small regular file, up to its buffer size
+READ_BLOCK = "read_block"  # read until the first blank line (one /proc/cpuinfo block)
+MSR = "msr"                # 8 bytes at the MSR's offset, as the msr driver serves them
+_OPS = {
+    STAT: lib.CAPSFAST_OP_STAT,
+    READ: lib.CAPSFAST_OP_READ,
+    READ_BLOCK: lib.CAPSFAST_OP_READ_BLOCK,
+    MSR: lib.CAPSFAST_OP_MSR,
+}
+
+
+class Outcome:
+    """What one step's system call came to.
+
+    ``code`` is one of ``ok``, ``absent`` (no such file), ``denied``
+    (permission), ``not_a_file`` (a directory, FIFO or device where a file
+    belongs: never opened), ``not_kvm_device`` (a character device other
+    than KVM's: never opened), ``too_short`` (fewer bytes than an MSR
+    holds), ``not_tried`` or ``failed``; ``reason`` is the system's words
+    for it (None for ``ok`` and ``not_tried``)."""
+
+    __slots__ = ("code", "reason", "_errno")
+
+    def __init__(self, code: str, reason: str | None, err: int = 0) -> None:
+        self.code = code
+        self.reason = reason
+        self._errno = err
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "ok"
+
+    def error(self, message: str) -> CapsfastError:
+        """A CapsfastError saying ``message: reason``, carrying the errno."""
+        reason = self.reason or self.code
+        if self._errno:
+            return CapsfastError("%s: %s" % (message, reason), errno=self._errno)
+        return CapsfastError("%s: %s" % (message, reason))
+
+    def __repr__(self) -> str:
+        return "Outcome(%r, %r)" % (self.code, self.reason)
+
+
+OK = Outcome("ok", None)
+NOT_TRIED = Outcome("not_tried", None)
+_CODES = {
+    _errno.ENOENT: "absent",
+    _errno.EACCES: "denied",
+    _errno.EPERM: "denied",
+    _errno.EISDIR: "not_a_file",
+    _errno.EINVAL: "not_a_file",
+    _errno.ENODATA: "too_short",
+    _errno.ENODEV: "not_kvm_device",  # C's answer for a character device other than 10:232
+}
+_REASONS = {_errno.EISDIR: "not a regular file (a directory)", _errno.EINVAL: "not a regular file"}
+_outcomes = {0: OK}  # C result -> Outcome, made once per value seen
+
+
+def _outcome(result: int) -> Outcome:
+    """The Outcome of a C result (0 or -errno)."""
+    known = _outcomes.get(result)
+    if known is None:
+        err = -result
+        code = _CODES.get(err, "failed")
+        known = _outcomes[result] = Outcome(code, _REASONS.get(err) or os.strerror(err), err)
+    return known
+
+
+class FileResult:
+    """One file entry's result: ``outcome``; ``mode`` (st_mode, 0 when
+    unknown); ``data``, the bytes read (READ ops, None otherwise or on
+    failure); ``truncated``, the file held more than its buffer; ``value``,
+    the MSR's value (MSR op, None otherwise or on failure)."""
+
+    __slots__ = ("outcome", "mode", "data", "truncated", "value")
+
+    def __init__(self, outcome: Outcome, mode: int, data: bytes | None, truncated: bool,
+                 value: int | None) -> None:
+        self.outcome = outcome
+        self.mode = mode
+        self.data = data
+        self.truncated = truncated
+        self.value = value
+
+
+class KvmDevice:
+    """The KVM device node's steps, each an Outcome: ``stat``; ``access``
+    (read-write for this process); ``open`` (``not_kvm_device`` for another
+    character device, ``not_tried`` for anything not a character device);
+    ``api_call`` (KVM_GET_API_VERSION) and its ``api_version``;
+    ``create_vm`` (KVM_CREATE_VM, tried only when deep).  ``mode`` is the
+    node's st_mode (0 when stat failed)."""
+
+    __slots__ = ("stat", "mode", "access", "open", "api_call", "api_version", "create_vm")
+
+    def __init__(self, stat: Outcome, mode: int, access: Outcome, open: Outcome, api_call: Outcome,
+                 api_version: int | None, create_vm: Outcome) -> None:
+        self.stat = stat
+        self.mode = mode
+        self.access = access
+        self.open = open
+        self.api_call = api_call
+        self.api_version = api_version
+        self.create_vm = create_vm
+
+
+class Results:
+    """One crossing's results: ``cpu`` (the five CPUID leaves, or None when
+    not asked or not available), ``kvm`` (None when no device was asked
+    for) and ``files`` (one FileResult per entry, in order)."""
+
+    __slots__ = ("cpu", "kvm", "files")
+
+    def __init__(self, cpu: Leaves | None, kvm: KvmDevice | None, files: list[FileResult]) -> None:
+        self.cpu = cpu
+        self.kvm = kvm
+        self.files = files
+
 
 _probe = lib.capsfast_probe
 _buffer = ffi.buffer
@@ -34,157 +166,148 @@ _NULL = ffi.NULL
 # Read buffers need no zeroing: C reports how many bytes it wrote, and pages
 # never written are never touched (no page faults for absent files).
 _new_raw = ffi.new_allocator(should_clear_after_alloc=False)
-
-# Layout of struct capsfast_file, in units of the integer views below.
-_FILE_SIZE = ffi.sizeof("struct capsfast_file")
-_ERR = ffi.offsetof("struct capsfast_file", "err") // 4
-_MODE = ffi.offsetof("struct capsfast_file", "mode") // 4
-_LEN = ffi.offsetof("struct capsfast_file", "len") // 4
-_TRUNCATED = ffi.offsetof("struct capsfast_file", "truncated") // 4
-_VALUE = ffi.offsetof("struct capsfast_file", "value") // 8
-# struct capsfast_cpu: ``available`` then five leaves of four registers.
-_CPU_REGS = ffi.offsetof("struct capsfast_cpu", "basic0") // 4
-_KVM_FIELDS = ("stat_err", "mode", "access_err", "open_err", "api_version", "create_vm")
-_KVM_INDEX = tuple(ffi.offsetof("struct capsfast_kvm", f) // 4 for f in _KVM_FIELDS)
+_NOT_TRIED_RESULT = 1   # access_err and open_err when C did not try
+_API_NOT_TRIED = -1000  # api_version when C did not try
 
 
-def cpuid_executed():
+def cpuid_executed() -> int:
     """CPUID instructions this process has executed through capsfast."""
-    return lib.capsfast_cpuid_executed()
+    return int(lib.capsfast_cpuid_executed())
 
 
-def crossing(want_cpu=False):
+def crossing(want_cpu: bool = False) -> int:
     """One call into C that does no I/O (and, with ``want_cpu``, runs only
     CPUID): the floor the benchmark measures against.  Returns the number
     of CPUID instructions it executed."""
     before = lib.capsfast_cpuid_executed()
     _probe(1 if want_cpu else 0, _floor_cpu, _NULL, 0, _NULL, _NULL, 0)
-    return lib.capsfast_cpuid_executed() - before
+    return int(lib.capsfast_cpuid_executed() - before)
 
 
 _floor_cpu = ffi.new("struct capsfast_cpu *")
 
 
+def _regs(r: CData) -> Registers:
+    return (r.eax, r.ebx, r.ecx, r.edx)
+
+
+def _created(result: int) -> Outcome:
+    # C: 1 created, 0 not tried, -errno failed.
+    return OK if result == 1 else NOT_TRIED if result == 0 else _outcome(result)
+
+
+def _step(result: int) -> Outcome:
+    return NOT_TRIED if result == _NOT_TRIED_RESULT else _outcome(result)
+
+
 class Batch:
-    """One probe plan: the KVM device path and a list of file operations.
+    """One probe plan: the KVM device path (or None) and the file entries.
 
-    ``files`` is a sequence of ``(path, op, msr, cap)`` or ``(path, op,
-    msr, cap, after)``: ``cap`` is the read buffer size for the read
-    operations; ``after``, the index of an earlier entry whose file must
-    exist for this one to be tried (C answers ENOENT without a system call
-    otherwise).  Not thread-safe: give each thread its own (see
-    ``probe.py``)."""
+    Each entry of ``files`` is ``(path, op, msr, size, after)``: ``op`` one
+    of STAT, READ, READ_BLOCK, MSR; ``msr`` the MSR number for MSR; ``size``
+    the read buffer for the READ ops; ``after`` None, or the index of an
+    earlier entry whose file must exist for this one to be tried (C answers
+    "absent" without a system call otherwise).  Not thread-safe: give each
+    thread its own."""
 
-    __slots__ = (
-        "_keep", "_files", "_n", "_kvm_path", "_kvm", "_cpu",
-        "_files_buf", "_kvm_buf", "_cpu_buf", "_table", "_reads", "_want_cpu",
-    )
+    __slots__ = ("_keep", "_n", "_kvm_path", "_kvm", "_cpu", "_entries", "_reads",
+                 "_files_buf", "_kvm_buf", "_want_cpu")
 
-    def __init__(self, kvm_path, files):
+    def __init__(self, kvm_path: str | None, files: Sequence[FileSpec]) -> None:
         self._n = n = len(files)
-        self._files = ffi.new("struct capsfast_file[]", max(n, 1))
+        array = ffi.new("struct capsfast_file[]", max(n, 1))
         # All paths in one allocation, NUL-separated; all read buffers in another.
         encoded = [spec[0].encode("utf-8", "surrogateescape") + b"\0" for spec in files]
         paths = ffi.new("char[]", b"".join(encoded) or b"\0")
-        total = sum(spec[3] for spec in files if spec[1] in (OP_READ, OP_READ_BLOCK))
+        total = sum(spec[3] for spec in files if spec[1] in (READ, READ_BLOCK))
         bufs = _new_raw("char[]", max(total, 1))
-        self._keep = (paths, bufs)
-        table = []
+        entries = []
         reads = []
         at = used = 0
-        step = _FILE_SIZE // 4
-        for i, spec in enumerate(files):
-            _path, op, msr, cap = spec[:4]
-            f = self._files[i]
+        for i, (_path, op, msr, size, after) in enumerate(files):
+            f = array[i]
             f.path = paths + at
             at += len(encoded[i])
-            f.op = op
+            f.op = _OPS[op]
             f.msr = msr
-            if len(spec) > 4 and spec[4] is not None:
-                f.after = spec[4] + 1
+            if after is not None:
+                f.after = after + 1
             buf = None
-            if op in (OP_READ, OP_READ_BLOCK):
+            if op in (READ, READ_BLOCK):
                 buf = bufs + used
                 f.buf = buf
-                f.cap = cap
-                used += cap
-                reads.append((i * step + _ERR, i * step + _LEN, buf))
-            table.append((op, i * step, i * (_FILE_SIZE // 8) + _VALUE, buf))
-        self._table = tuple(table)
+                f.cap = size
+                used += size
+                reads.append((f, buf))
+            entries.append((f, op, buf))
+        self._keep = (array, paths, bufs)
+        self._entries = tuple(entries)
         self._reads = tuple(reads)
-        if kvm_path is None:
-            self._kvm_path = _NULL
-        else:
-            self._kvm_path = ffi.new("char[]", kvm_path.encode("utf-8", "surrogateescape"))
+        self._kvm_path = _NULL if kvm_path is None else ffi.new(
+            "char[]", kvm_path.encode("utf-8", "surrogateescape"))
         self._kvm = ffi.new("struct capsfast_kvm *")
         self._cpu = ffi.new("struct capsfast_cpu *")
         # Buffer objects made once: each snapshot is then one bytes copy.
-        self._files_buf = _buffer(self._files, n * _FILE_SIZE)
+        self._files_buf = _buffer(array, n * ffi.sizeof("struct capsfast_file"))
         self._kvm_buf = _buffer(self._kvm)
-        self._cpu_buf = _buffer(self._cpu)
         self._want_cpu = False
 
-    def cross(self, want_cpu=False, deep=False):
+    def cross(self, want_cpu: bool = False, deep: bool = False) -> bytes:
         """Cross into C once (the GIL is released meanwhile); returns the
         snapshot: bytes that are equal for two crossings exactly when their
-        results are (the CPU leaves excepted: see ``results``)."""
+        device and file results are."""
         rc = _probe(
             1 if want_cpu else 0, self._cpu, self._kvm_path, 1 if deep else 0,
-            self._kvm, self._files, self._n,
+            self._kvm, self._keep[0], self._n,
         )
         if rc != 0:  # pragma: no cover - the arguments are built above
-            raise OSError(-rc, "capsfast_probe rejected its arguments")
+            raise _outcome(rc).error("capsfast_probe rejected its arguments")
         self._want_cpu = want_cpu
-        files = self._files_buf[:]
-        snapshot = files + self._kvm_buf[:]
-        ints = memoryview(files).cast("i")
-        for err, length, buf in self._reads:
-            if ints[err] == 0 and ints[length]:
-                snapshot += _unpack(buf, ints[length])
+        snapshot = self._files_buf[:] + self._kvm_buf[:]
+        for f, buf in self._reads:
+            if f.err == 0 and f.len:
+                snapshot += _unpack(buf, f.len)
         return snapshot
 
-    def bare(self, want_cpu=False):
+    def bare(self, want_cpu: bool = False) -> None:
         """The crossing alone, results left unread: what the hardware and
         the kernel cost, plus one cffi call (the benchmark's floor)."""
-        _probe(1 if want_cpu else 0, self._cpu, self._kvm_path, 0, self._kvm, self._files, self._n)
+        _probe(1 if want_cpu else 0, self._cpu, self._kvm_path, 0, self._kvm, self._keep[0], self._n)
 
-    def results(self):
-        """The last crossing's results, as ``run`` returns them."""
+    def results(self) -> Results:
+        """The last crossing's results, named."""
         cpu = None
-        if self._want_cpu:
-            regs = memoryview(self._cpu_buf[:]).cast("I")
-            if regs[0]:
-                r = _CPU_REGS
-                cpu = tuple(tuple(regs[r + 4 * i:r + 4 * i + 4]) for i in range(5))
+        c = self._cpu
+        if self._want_cpu and c.available:
+            cpu = (_regs(c.basic0), _regs(c.basic1), _regs(c.ext0), _regs(c.ext1), _regs(c.hv0))
         kvm = None
         if self._kvm_path != _NULL:
-            k = memoryview(self._kvm_buf[:]).cast("i")
-            kvm = tuple([k[i] for i in _KVM_INDEX])
-            kvm = kvm[:1] + (kvm[1] & 0xFFFFFFFF,) + kvm[2:]  # mode is unsigned
-        raw = self._files_buf[:]
-        ints = memoryview(raw).cast("i")
-        uints = memoryview(raw).cast("I")
-        values = memoryview(raw).cast("Q")
-        out = []
-        for op, at, value_at, buf in self._table:
-            err = ints[at + _ERR]
-            if op == OP_STAT:
-                out.append((err, uints[at + _MODE], None, False, 0))
-            elif op == OP_MSR:
-                out.append((err, uints[at + _MODE], None, False, values[value_at]))
+            k = self._kvm
+            api = k.api_version
+            kvm = KvmDevice(
+                stat=_outcome(k.stat_err),
+                mode=k.mode,
+                access=_step(k.access_err),
+                open=_step(k.open_err),
+                api_call=NOT_TRIED if api == _API_NOT_TRIED else _outcome(min(api, 0)),
+                api_version=api if api >= 0 else None,
+                create_vm=_created(k.create_vm),
+            )
+        files = []
+        for f, op, buf in self._entries:
+            outcome = _outcome(f.err)
+            ok = outcome is OK
+            if op == MSR:
+                files.append(FileResult(outcome, f.mode, None, False, f.value if ok else None))
+            elif op == STAT:
+                files.append(FileResult(outcome, f.mode, None, False, None))
             else:
-                data = _unpack(buf, uints[at + _LEN]) if err == 0 else None
-                out.append((err, uints[at + _MODE], data, ints[at + _TRUNCATED] != 0, 0))
-        return cpu, kvm, out
+                data = _unpack(buf, f.len) if ok else None
+                files.append(FileResult(outcome, f.mode, data, f.truncated != 0, None))
+        return Results(cpu, kvm, files)
 
-    def run(self, want_cpu=False, deep=False):
-        """Cross into C once.
-
-        Returns ``(cpu, kvm, files)``: ``cpu`` is None (not asked or not
-        available) or five register tuples (leaves 0, 1, 0x80000000,
-        0x80000001, 0x40000000); ``kvm`` is None or ``(stat_err, mode,
-        access_err, open_err, api_version, create_vm)``; ``files`` has one
-        ``(err, mode, data, truncated, value)`` per file, ``data`` the bytes
-        read (None for stat and MSR operations)."""
+    def run(self, want_cpu: bool = False, deep: bool = False) -> Results:
+        """Cross into C once and name the results."""
         self.cross(want_cpu, deep)
         return self.results()
+

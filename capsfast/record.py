@@ -7,38 +7,46 @@ device"; directories as directories) and ``DIR/scenario.json`` (the MSR
 values, which cannot be stored as a file).  The layout is the one of
 ``tests/hosts/<scenario>/``.
 """
+from __future__ import annotations
+
 import os
 import stat
 import time
 
-from capsfast import _native, cpuid, devices
+from capsfast import _native, cpuid, plan
+from capsfast.constants import KVM_DEVICE
 from capsfast.errors import CapsfastError
 from capsfast.render.json import dumps
 
 
-def record(directory):
+def record(directory: str) -> list[str]:
     """Capture the live host into ``directory``; returns lines to print."""
+    if not directory:
+        raise CapsfastError("record: the directory name is empty")
+    if "\0" in directory:
+        raise CapsfastError("record: %r: a path cannot hold a NUL byte" % directory)
     if os.path.exists(os.path.join(directory, "root")):
         raise CapsfastError("%s already holds a recording (root/ exists)" % directory)
-    plan = devices.DEVICE_FILES + devices.CPU_FILES + (devices.ARCH_FILE,)
-    batch = _native.Batch(devices.KVM_DEVICE, devices.batch_specs("/", plan))
-    leaves, kvm_raw, results = batch.run(_native.HAS_CPUID, False)
+    entries = plan.DEVICE_FILES + plan.CPU_FILES + (plan.ARCH_FILE,)
+    results = _native.Batch(KVM_DEVICE, plan.specs("/", entries)).run(_native.HAS_CPUID, False)
     root = os.path.join(directory, "root")
     written = []
     try:
         os.makedirs(root)
-        if kvm_raw[0] == 0:
-            written.append(_placeholder(root, devices.KVM_DEVICE, kvm_raw[1]))
+        kvm = results.kvm
+        if kvm is not None and kvm.stat.ok:
+            written.append(_placeholder(root, KVM_DEVICE, kvm.mode))
         msr = {}
-        for (key, path, op, number, _cap), (err, mode, data, _truncated, value) in zip(plan, results):
-            if err != 0:
+        for (_key, path, op, number, _size), result in zip(entries, results.files):
+            if not result.outcome.ok:
                 continue
-            if op == _native.OP_MSR:
-                msr["0x%x" % number] = "0x%x" % value
-            elif op == _native.OP_STAT:
-                written.append(_placeholder(root, path, mode))
-            else:
-                written.append(_write(root, path, data))
+            if op == _native.MSR and result.value is not None:
+                msr["0x%x" % number] = "0x%x" % result.value
+            elif op == _native.STAT:
+                written.append(_placeholder(root, path, result.mode))
+            elif result.data is not None:
+                written.append(_write(root, path, result.data))
+        leaves = results.cpu
         if leaves is not None:
             with open(os.path.join(directory, "cpuid.txt"), "w") as f:
                 f.write(cpuid.format_dump(leaves))
@@ -51,20 +59,20 @@ def record(directory):
             f.write(dumps(scenario) + "\n")
     except OSError as e:
         raise CapsfastError("cannot write %s: %s" % (e.filename or directory, e.strerror)) from None
-    from capsfast.probe import probe
+    from capsfast.probing import probe
 
     host = probe()
     return ["recorded %d files into %s (arch %s, hvm %s, kvm usable: %s)" % (
         len(written) + 1, directory, host.arch, host.hvm.status, host.kvm.usable)]
 
 
-def _target(root, path):
+def _target(root: str, path: str) -> str:
     target = root + path
     os.makedirs(os.path.dirname(target), exist_ok=True)
     return target
 
 
-def _placeholder(root, path, mode):
+def _placeholder(root: str, path: str, mode: int) -> str:
     target = _target(root, path)
     if stat.S_ISDIR(mode):
         os.makedirs(target, exist_ok=True)
@@ -75,7 +83,7 @@ def _placeholder(root, path, mode):
     return path
 
 
-def _write(root, path, data):
+def _write(root: str, path: str, data: bytes) -> str:
     with open(_target(root, path), "wb") as f:
         f.write(data)
     return path

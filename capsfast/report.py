@@ -1,8 +1,16 @@
 """``capsfast check``: the steps to a usable KVM, each with its reason and,
 where it failed, a hint.  Pure functions of the Host."""
+from __future__ import annotations
+
+from capsfast.constants import KVM_API_VERSION, KVM_DEVICE, X86_ARCHS
 from capsfast.render.json import dumps, host_dict
 
-KVM = "/dev/kvm"
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from capsfast.model import Host
+
+    # (name, ok: True/False/None for informational or skipped, detail, hint)
+    Step = tuple[str, "bool | None", str, "str | None"]
 
 _HVM_TEXT = {
     "enabled": "enabled",
@@ -13,13 +21,12 @@ _HVM_TEXT = {
 }
 
 _HVM_HINT = {
-    "disabled_by_firmware": "enable Intel VT-x / AMD-V (SVM) in the firmware setup, then power the machine off and on",
     "not_exposed": "enable nested virtualization for this VM on its host, or use a software KVM module such as kvm_pvm",
     "unsupported": "this CPU cannot accelerate guests in hardware; guests run emulated (domain type qemu)",
 }
 
 
-def _hvm_step(host):
+def _hvm_step(host: Host) -> Step:
     hvm = host.hvm
     detail = _HVM_TEXT.get(hvm.status, hvm.status)
     if hvm.type:
@@ -32,34 +39,67 @@ def _hvm_step(host):
     return ("hardware virtualization", True if hvm.status == "enabled" else None, detail, None)
 
 
-def _missing_hint(host):
+# How KVM comes to a host, per architecture: the module to load, or where
+# it is not a module of its own.
+_KVM_MODULE_HINT = {
+    "vmx": "load the KVM module: modprobe kvm_intel",
+    "svm": "load the KVM module: modprobe kvm_amd",
+    "x86": "load the KVM module: modprobe kvm_intel (Intel) or kvm_amd (AMD)",
+    "aarch64": "KVM on arm64 is part of the kernel: boot it in EL2 (hypervisor mode) with "
+               "CONFIG_KVM=y, and check dmesg for 'kvm'",
+    "ppc": "load the KVM module: modprobe kvm_hv (POWER8 and later, bare metal) or kvm_pr",
+    "s390x": "load the KVM module: modprobe kvm",
+    "other": "load the KVM module: modprobe kvm, if this kernel has one for %s",
+}
+
+
+def _missing_hint(host: Host) -> str:
     if host.hvm.status in ("disabled_by_firmware", "not_exposed"):
-        return _HVM_HINT[host.hvm.status]
+        return _hvm_hint(host)
     if not host.kvm.modules:
-        module = {"vmx": "kvm_intel", "svm": "kvm_amd"}.get(host.hvm.type, "kvm_intel or kvm_amd")
-        return "load the KVM module: modprobe %s" % module
-    return "the KVM module is loaded but %s is missing: check udev and /dev" % KVM
+        arch = host.arch
+        if arch in X86_ARCHS:
+            key = host.hvm.type or "x86"
+        elif arch in ("aarch64", "armv7l"):
+            key = "aarch64"
+        elif arch.startswith("ppc"):
+            key = "ppc"
+        elif arch == "s390x":
+            key = "s390x"
+        else:
+            return _KVM_MODULE_HINT["other"] % arch
+        return _KVM_MODULE_HINT[key]
+    return "the KVM module is loaded but %s is missing: check udev and /dev" % KVM_DEVICE
 
 
-def steps(host):
+def _hvm_hint(host: Host) -> str:
+    hvm = host.hvm
+    if hvm.status == "disabled_by_firmware":
+        name = {"vmx": "Intel VT-x (VMX)", "svm": "AMD-V (SVM)"}.get(hvm.type or "", "hardware virtualization")
+        return "enable %s in the firmware setup, then power the machine off and on" % name
+    return _HVM_HINT[hvm.status]
+
+
+def steps(host: Host) -> list[Step]:
     """``[(name, ok, detail, hint)]``: ok is True, False, or None (informational
     or skipped).  The KVM steps stop at the first failure."""
     kvm = host.kvm
-    out = [_hvm_step(host)]
+    out: list[Step] = [_hvm_step(host)]
     modules = ", ".join(kvm.modules) if kvm.modules else "none"
     nested = {True: "on", False: "off", None: "unknown"}[kvm.nested]
     out.append(("KVM kernel modules", None, "%s (nested: %s)" % (modules, nested), None))
-    checks = [
-        ("%s exists" % KVM, kvm.exists, kvm.error if not kvm.exists else "present", _missing_hint(host)),
-        ("%s is a character device" % KVM, kvm.char_device, "yes" if kvm.char_device else kvm.error,
-         "%s is not the KVM device node; reload the kvm module so udev recreates it" % KVM),
-        ("%s is readable and writable" % KVM, kvm.accessible, "yes" if kvm.accessible else "no",
-         "add this user to the group owning %s (usually: sudo usermod -aG kvm $USER) and log in again" % KVM),
-        ("%s opens and speaks KVM API 12" % KVM, kvm.api_version == 12,
+    checks: list[tuple[str, object, str | None, str]] = [
+        ("%s exists" % KVM_DEVICE, kvm.exists, kvm.error if not kvm.exists else "present", _missing_hint(host)),
+        ("%s is a character device" % KVM_DEVICE, kvm.char_device, "yes" if kvm.char_device else kvm.error,
+         "%s is not the KVM device node; reload the kvm module so udev recreates it" % KVM_DEVICE),
+        ("%s is readable and writable" % KVM_DEVICE, kvm.accessible, "yes" if kvm.accessible else "no",
+         "add this user to the group owning %s (usually: sudo usermod -aG kvm $USER) and log in again"
+         % KVM_DEVICE),
+        ("%s opens and speaks KVM API %d" % (KVM_DEVICE, KVM_API_VERSION), kvm.api_version == KVM_API_VERSION,
          "API version %s" % kvm.api_version if kvm.api_version is not None else kvm.error,
          "the kernel's KVM is unusable here; check dmesg for kvm errors"),
     ]
-    if kvm.create_vm is not None or (kvm.error or "").startswith("KVM_CREATE_VM"):
+    if kvm.create_vm is not None or kvm.failure == "create_vm_failed":
         checks.append(("KVM_CREATE_VM succeeds", bool(kvm.create_vm), "yes" if kvm.create_vm else kvm.error,
                        "KVM opens but cannot create a VM; check dmesg and memory limits"))
     failed = False
@@ -67,18 +107,18 @@ def steps(host):
         if failed:
             out.append((name, None, "skipped", None))
             continue
-        out.append((name, bool(ok), detail, None if ok else hint))
+        out.append((name, bool(ok), detail or "", None if ok else hint))
         failed = not ok
     return out
 
 
-def conclusion(host):
+def conclusion(host: Host) -> str:
     if host.kvm.usable:
         return "KVM acceleration can be used"
-    return "KVM acceleration can NOT be used: %s %s" % (KVM, host.kvm.error)
+    return "KVM acceleration can NOT be used: %s %s" % (KVM_DEVICE, host.kvm.error)
 
 
-def as_text(host):
+def as_text(host: Host) -> str:
     rows = steps(host)
     width = max(len(name) for name, *_ in rows)
     lines = []
@@ -91,7 +131,7 @@ def as_text(host):
     return "\n".join(lines) + "\n"
 
 
-def as_json(host):
+def as_json(host: Host) -> str:
     doc = {
         "kvm_usable": host.kvm.usable,
         "conclusion": conclusion(host),

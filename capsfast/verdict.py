@@ -1,14 +1,81 @@
-"""The HVM verdict of DESIGN section 5: facts in, verdict and evidence out.
+"""Decisions on the facts: whether KVM is usable, and the hardware
+virtualization verdict with its evidence (README, "The verdict").
 
 Rules are tried in order, strongest evidence first; the first that decides
 wins.  Each returns ``(status, confidence, evidence)`` or None.
 """
-from capsfast.model import Hvm
+from __future__ import annotations
+
+from capsfast.constants import KVM_API_VERSION, MSR_FEATURE_CONTROL, MSR_VM_CR
+from capsfast.model import Hvm, Kvm
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from capsfast._native import KvmDevice
+    from capsfast.model import Cpu, Xen
+
+    Decided = tuple[str, str, tuple[str, ...]]
 
 CERTAIN, LIKELY, UNKNOWN = "certain", "likely", "unknown"
 
+# Kvm.failure: the first step on the way to a usable /dev/kvm that failed.
+KVM_FAILURES = (
+    "missing",               # no /dev/kvm
+    "stat_failed",           # it could not even be looked at
+    "not_char_device",       # something else stands there (a fake root's placeholder)
+    "not_kvm_device",        # a character device, but not KVM's (10:232)
+    "not_accessible",        # this process may not open it read-write
+    "open_failed",           # it may, but the open failed
+    "api_version_failed",    # KVM_GET_API_VERSION failed
+    "api_version_mismatch",  # it answered, but not 12
+    "create_vm_failed",      # with deep: KVM_CREATE_VM failed
+)
 
-def _type(cpu):
+
+def kvm(device: KvmDevice, modules: tuple[str, ...], nested: bool | None, deep: bool) -> Kvm:
+    """Kvm from the device's steps: usable when every step up to the API
+    version (and, with ``deep``, KVM_CREATE_VM) worked; else the first
+    failing step as a code and in words."""
+    exists = device.stat.ok
+    char_device = exists and device.mode & 0o170000 == 0o020000
+    accessible = char_device and device.access.ok
+    api = device.api_version
+    failure: str | None = None
+    error: str | None = None
+    if not exists:
+        if device.stat.code == "absent":
+            failure, error = "missing", "missing"
+        else:
+            failure, error = "stat_failed", "stat: %s" % device.stat.reason
+    elif not char_device:
+        failure, error = "not_char_device", "not a character device"
+    elif not device.open.ok:
+        code = device.open.code
+        failure = {"not_kvm_device": "not_kvm_device", "denied": "not_accessible"}.get(code, "open_failed")
+        error = "open: %s" % device.open.reason
+    elif api is None:
+        failure, error = "api_version_failed", "KVM_GET_API_VERSION: %s" % device.api_call.reason
+    elif api != KVM_API_VERSION:
+        failure, error = "api_version_mismatch", "API version %d, expected %d" % (api, KVM_API_VERSION)
+    elif deep and not device.create_vm.ok:
+        failure, error = "create_vm_failed", "KVM_CREATE_VM: %s" % device.create_vm.reason
+    return Kvm(
+        exists=exists,
+        char_device=char_device,
+        accessible=accessible,
+        usable=failure is None,
+        api_version=api,
+        modules=modules,
+        nested=nested,
+        create_vm=device.create_vm.ok if deep and char_device and api is not None else None,
+        failure=failure,
+        error=error,
+    )
+
+
+def _type(cpu: Cpu | None) -> str | None:
     if cpu is None:
         return None
     if "vmx" in cpu.features:
@@ -18,22 +85,22 @@ def _type(cpu):
     return None
 
 
-def _msr_locked_off(hvm_type, msr):
+def _msr_locked_off(hvm_type: str | None, msr: Mapping[int, int]) -> Decided | None:
     """Rule 1: the firmware locked VMX/SVM off, as the MSR itself says."""
     if hvm_type == "vmx":
-        value = msr.get(0x3A)
+        value = msr.get(MSR_FEATURE_CONTROL)
         # IA32_FEATURE_CONTROL: bit 0 lock, bit 2 VMX outside SMX.
         if value is not None and value & 1 and not value & 4:
             return "disabled_by_firmware", CERTAIN, ("cpuid.vmx", "msr.feature-control-locked-off")
     elif hvm_type == "svm":
-        value = msr.get(0xC0010114)
+        value = msr.get(MSR_VM_CR)
         # VM_CR bit 4: SVMDIS.
         if value is not None and value & 0x10:
             return "disabled_by_firmware", CERTAIN, ("cpuid.svm", "msr.vm-cr-svmdis")
     return None
 
 
-def _xen_dom0(hvm_type, xen):
+def _xen_dom0(hvm_type: str | None, xen: Xen) -> Decided | None:
     """Rule 2: in dom0 the hypervisor owns VMX/SVM; its tokens decide."""
     if xen.role != "dom0":
         return None
@@ -45,7 +112,7 @@ def _xen_dom0(hvm_type, xen):
     return "unsupported", CERTAIN, ("xen.dom0", "cpuid.no-vmx-svm", "xen.no-hvm-caps")
 
 
-def _guest(hvm_type, cpu):
+def _guest(hvm_type: str | None, cpu: Cpu) -> Decided | None:
     """Rule 3: under a hypervisor, vmx/svm means nested virtualization."""
     if "hypervisor" not in cpu.features:
         return None
@@ -54,7 +121,7 @@ def _guest(hvm_type, cpu):
     return "not_exposed", CERTAIN, ("cpuid.hypervisor", "cpuid.no-vmx-svm")
 
 
-def _bare_metal(hvm_type, cpu, kernel_flags):
+def _bare_metal(hvm_type: str | None, cpu: Cpu, kernel_flags: tuple[str, ...] | None) -> Decided:
     """Rule 4: Linux 5.6+ drops vmx (and newer kernels svm) from its flags
     when the firmware locked it off, though CPUID still shows it."""
     source = "cpuinfo" if cpu.source == "cpuinfo" else "cpuid"
@@ -70,14 +137,15 @@ def _bare_metal(hvm_type, cpu, kernel_flags):
     return "enabled", CERTAIN, ("cpuid." + hvm_type, "cpuinfo." + hvm_type)
 
 
-def _no_cpuid(kvm):
+def _no_cpuid(kvm: Kvm) -> Decided:
     """Rule 5: without CPUID only a working KVM says anything."""
     if kvm.usable:
         return "enabled", CERTAIN, ("cpuid.unavailable", "kvm.usable")
     return "unknown", UNKNOWN, ("cpuid.unavailable", "kvm.not-usable")
 
 
-def decide(cpu, kvm, xen, kernel_flags, msr):
+def decide(cpu: Cpu | None, kvm: Kvm, xen: Xen, kernel_flags: tuple[str, ...] | None,
+           msr: Mapping[int, int]) -> Hvm:
     """The Hvm verdict.  ``cpu`` is None where no CPU facts exist (not x86);
     ``msr`` maps MSR numbers to the values that could be read."""
     hvm_type = _type(cpu)

@@ -12,13 +12,11 @@ from scenarios import all_scenarios  # noqa: E402
 @pytest.fixture
 def fresh_process_state():
     """The live caches emptied, as in a new process; emptied again after."""
-    import importlib
+    from capsfast import probing
 
-    # capsfast.probe is the function; the module is reached through importlib.
-    module = importlib.import_module("capsfast.probe")
-    module._forget_live()
+    probing.forget_live()
     yield
-    module._forget_live()
+    probing.forget_live()
 
 
 def pytest_generate_tests(metafunc):

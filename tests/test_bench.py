@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from capsfast import bench, devices
+from capsfast import bench, plan
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
@@ -93,7 +93,7 @@ def test_cpuinfo_read_stops_after_the_first_processor(tmp_path):
     read_small, read_big = bench.cpuinfo_bytes_read(small), bench.cpuinfo_bytes_read(big)
     assert big_size > 1000 * len(first_block)
     assert read_big == read_small
-    assert len(first_block) < read_big <= devices.CPUINFO_BLOCK
+    assert len(first_block) < read_big <= plan.CPUINFO_BLOCK
     import capsfast
 
     # And the facts are the same.

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from capsfast.argv import parse
-from capsfast.export import _options, nfd
+from capsfast.export import nfd, options
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 MANIFEST = DEPLOY / "kubernetes" / "capsfast-nfd.yaml"
@@ -22,7 +22,7 @@ PLAYBOOK = DEPLOY / "ansible" / "capsfast.yml"
 def export_args_ok(argv):
     """``argv`` is a capsfast export command our own parser accepts."""
     assert argv[:2] == ["capsfast", "export"], argv
-    values = parse(_options(argv[2]), (), argv[3:])
+    values = parse(options(argv[2]), (), argv[3:])
     return values
 
 

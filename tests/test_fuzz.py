@@ -9,7 +9,6 @@ parses back to the same thing.  fuzz/ holds atheris harnesses of the same
 readers for longer runs.
 """
 import contextlib
-import importlib
 import io
 import json
 import os
@@ -21,10 +20,9 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, example, given, settings, strategies as st  # noqa: E402
 
-from capsfast import CapsfastError, cpuid, devices  # noqa: E402
+from capsfast import CapsfastError, _native, cpuid, facts, probing  # noqa: E402
 from capsfast.render import json as render_json  # noqa: E402
 
-probe_mod = importlib.import_module("capsfast.probe")
 
 # Enough to find the classic slips in a parser, small enough for CI (the
 # whole module runs in well under a minute); the atheris harnesses run
@@ -123,16 +121,16 @@ cpuinfo_lines = st.one_of(
 @FUZZ
 @given(st.one_of(st.binary(max_size=2000), st.lists(cpuinfo_lines, max_size=20).map(lambda ls: "\n".join(ls).encode("utf-8", "surrogateescape"))))
 def test_cpuinfo_reader_never_fails(data):
-    block = devices.cpuinfo_first_block(data)
+    block = facts.cpuinfo_first_block(data)
     assert isinstance(block, dict)
     for key, value in block.items():
         assert key == key.strip() and value == value.strip()
         assert not any(ord(ch) < 32 and ch not in "\t" for ch in key + value)
-    flags = devices.kernel_flags(block)
+    flags = facts.kernel_flags(block)
     assert flags is None or all(f and not f.isspace() for f in flags)
     # Only the first block counts: more blocks change nothing.
     if b"\n\n" not in data:
-        assert devices.cpuinfo_first_block(data + b"\n\nflags\t: vmx svm\n") == block
+        assert facts.cpuinfo_first_block(data + b"\n\nflags\t: vmx svm\n") == block
 
 
 flag_names = st.lists(st.text(alphabet=string.ascii_lowercase + string.digits + "_", min_size=1, max_size=12),
@@ -145,8 +143,8 @@ def test_cpuinfo_flags_round_trip(flags, vendor, cpus):
     """The flags we put in a first block are the flags we read back."""
     block = "processor\t: 0\nvendor_id\t: %s\nflags\t\t: %s\n" % (vendor, " ".join(flags))
     others = "".join("\nprocessor\t: %d\nflags\t\t: other\n" % n for n in range(1, cpus))
-    fields = devices.cpuinfo_first_block((block + others).encode())
-    assert devices.kernel_flags(fields) == tuple(flags)
+    fields = facts.cpuinfo_first_block((block + others).encode())
+    assert facts.kernel_flags(fields) == tuple(flags)
     assert fields["vendor_id"] == vendor.strip()
 
 
@@ -160,17 +158,21 @@ xen_text = st.one_of(
 )
 
 
+ABSENT = _native.Outcome("absent", "No such file or directory")
+
+
 def as_result(text):
+    """A crossing's result for a small file holding ``text`` (None: absent)."""
     if text is None:
-        return (-2, 0, None, False, 0)
-    return (0, 0o100644, text.encode("utf-8", "surrogateescape"), False, 0)
+        return _native.FileResult(ABSENT, 0, None, False, None)
+    return _native.FileResult(_native.OK, 0o100644, text.encode("utf-8", "surrogateescape"), False, None)
 
 
 @FUZZ
 @given(st.booleans(), st.one_of(st.none(), xen_text), st.one_of(st.none(), xen_text), st.one_of(st.none(), xen_text))
 def test_xen_tokens(proc_xen, caps, hv_type, hv_caps):
-    read = [devices.text("/", "/x", as_result(t)) for t in (caps, hv_type, hv_caps)]
-    xen = devices.xen_facts(proc_xen, *read)
+    read = [facts.text("/", "/x", as_result(t)) for t in (caps, hv_type, hv_caps)]
+    xen = facts.xen_facts(proc_xen, *read)
     assert xen.role in (None, "dom0", "domU")
     assert all(t and not any(ch.isspace() for ch in t) for t in xen.capabilities)
     assert all(ord(ch) >= 32 for t in xen.capabilities for ch in t)
@@ -199,7 +201,7 @@ def test_fake_root_of_arbitrary_bytes(contents):
             with open(path, "wb") as f:
                 f.write(data)
         try:
-            host = probe_mod.probe(root=root)
+            host = probing.probe(root=root)
         except CapsfastError as e:
             assert "\n" not in str(e)
             return
@@ -274,11 +276,11 @@ def test_xen_guests_from_any_tokens_round_trip_through_libvirt_xml(tokens, arch)
     from capsfast.model import Xen
     from capsfast.render import libvirt as render_libvirt
 
-    text = devices.text("/", "/x", as_result(" ".join(tokens)))
-    xen = devices.xen_facts(True, "control_d\n", "xen", text)
+    text = facts.text("/", "/x", as_result(" ".join(tokens)))
+    xen = facts.xen_facts(True, "control_d\n", "xen", text)
     got = guests.xen_guests(arch, Xen(xen.present, "dom0", xen.hypervisor_type, xen.capabilities))
     assert all(g.os_type in ("xen", "hvm") and g.domains == ("xen",) for g in got)
-    host = probe_mod.probe(root=_empty_root(), arch=arch)._replace(guests=got)
+    host = probing.probe(root=_empty_root(), arch=arch)._replace(guests=got)
     back = libvirt_xml.read(render_libvirt.render(host))
     assert back.arch == arch
     assert back.guests == got
@@ -341,7 +343,7 @@ def test_probed_hosts_round_trip_through_libvirt_xml(arch, kvm_node, kqemu):
             open(os.path.join(root, "dev/kvm"), "w").close()
         if kqemu:
             open(os.path.join(root, "dev/kqemu"), "w").close()
-        host = probe_mod.probe(root=root, arch=arch)
+        host = probing.probe(root=root, arch=arch)
         back = libvirt_xml.read(render_libvirt.render(host))
     assert back.arch == host.arch
     assert back.guests == host.guests

@@ -23,7 +23,6 @@ ASan build) and 3,000 times with ``deep=True``; the open file descriptors
 must be the same afterwards and the resident memory within 1 MiB.
 """
 import errno
-import importlib
 import os
 
 import pytest
@@ -31,10 +30,9 @@ import pytest
 from forked import in_child
 
 import capsfast
-from capsfast import CapsfastError, devices
+from capsfast import CapsfastError, facts, plan, probing
 from capsfast.render import json as render_json
 
-probe_mod = importlib.import_module("capsfast.probe")
 
 LEAK_CALLS = int(os.environ.get("CAPSFAST_LEAK_CALLS", "1000000"))
 MB = 1 << 20
@@ -175,7 +173,7 @@ def test_100mb_cpuinfo_without_flags_reads_one_bounded_block(tmp_path):
     assert out[0] == "ok", out
     host = out[1]
     assert host.kernel_flags is None and host.cpu.source == "none"
-    assert read <= devices.CPUINFO_BLOCK + 1 + RCHAR_SLACK, read
+    assert read <= plan.CPUINFO_BLOCK + 1 + RCHAR_SLACK, read
 
 
 def test_100mb_cpuinfo_with_a_dump_is_still_bounded(tmp_path):
@@ -186,7 +184,7 @@ def test_100mb_cpuinfo_with_a_dump_is_still_bounded(tmp_path):
     out, read = measured(lambda: capsfast.probe(root=str(root), cpuid=str(dump)))
     assert out[0] == "ok", out
     assert out[1].cpu.vendor == "GenuineIntel" and out[1].kernel_flags is None
-    assert read <= devices.CPUINFO_BLOCK + 1 + dump.stat().st_size + RCHAR_SLACK, read
+    assert read <= plan.CPUINFO_BLOCK + 1 + dump.stat().st_size + RCHAR_SLACK, read
 
 
 @pytest.mark.parametrize("rel", ["proc/xen/capabilities", "sys/hypervisor/type",
@@ -197,7 +195,7 @@ def test_100mb_small_file_is_refused_after_a_bounded_read(tmp_path, rel):
     write_sparse(root / rel, b"xen-3.0-x86_64 " * 100, 100 * MB)
     out, read = measured(lambda: capsfast.probe(root=str(root)))
     assert out[0] == "raised" and "larger than" in out[2] and rel in out[2], out
-    assert read <= devices.SMALL + 1 + devices.CPUINFO_BLOCK + 1 + RCHAR_SLACK, read
+    assert read <= plan.SMALL + 1 + plan.CPUINFO_BLOCK + 1 + RCHAR_SLACK, read
 
 
 def test_100mb_cpuid_dump_is_read_up_to_1mib(tmp_path):
@@ -209,7 +207,7 @@ def test_100mb_cpuid_dump_is_read_up_to_1mib(tmp_path):
     # The first MiB ends inside the dump's lines or its NULs: a one-line
     # error naming the dump, or an answer; never 100 MB read.
     assert out[0] == "ok" or ("CPUID dump" in out[2] and "\n" not in out[2]), out
-    assert read <= MB + devices.CPUINFO_BLOCK + 1 + RCHAR_SLACK, read
+    assert read <= MB + plan.CPUINFO_BLOCK + 1 + RCHAR_SLACK, read
 
 
 # ------------------------------------------- FIFOs, directories, devices
@@ -295,7 +293,7 @@ def test_a_device_where_a_file_belongs_is_never_read(tmp_path, rel):
     path.symlink_to("/dev/zero")
     out, read = measured(lambda: capsfast.probe(root=str(root)))
     assert out[0] == "raised" and "not a regular file" in out[2], out
-    assert read <= devices.CPUINFO_BLOCK + 1 + RCHAR_SLACK
+    assert read <= plan.CPUINFO_BLOCK + 1 + RCHAR_SLACK
 
 
 def test_a_device_at_the_msr_is_never_read(tmp_path):
@@ -500,14 +498,14 @@ def test_many_roots_leave_fds_flat(tmp_path):
             capsfast.probe(root=r)
     assert open_fds() == fds
     assert rss_bytes() - rss <= RSS_SLACK or not CHECK_RSS
-    assert len(probe_mod._pools) <= 65
+    assert probing.plans_pooled() <= 65
 
 
 def test_real_proc_files_are_still_read():
     """The control for the look-before-open: the live /proc/cpuinfo (a
     regular file) is read, its first block's flags reach the host."""
     with open("/proc/cpuinfo", "rb") as f:
-        block = devices.cpuinfo_first_block(f.read())
+        block = facts.cpuinfo_first_block(f.read())
     if "flags" not in block:
         pytest.skip("this kernel's /proc/cpuinfo has no flags line")
     host = capsfast.probe(arch=capsfast.probe().arch)  # not the cache: reads /proc/cpuinfo

@@ -64,7 +64,7 @@ def test_round_trip_of_the_schema_valid_samples(libvirt_schema):
             continue  # newer or older libvirt than the installed schema
         tried += 1
         caps = libvirt_xml.read(path.read_bytes())
-        text = capsfast.capabilities(host_with(caps.arch, caps.guests), "libvirt")
+        text = capsfast.capabilities(host_with(caps.arch, caps.guests), format="libvirt")
         assert libvirt_schema.validate(etree.fromstring(text.encode())), (path.name, str(libvirt_schema.error_log))
         again = libvirt_xml.read(text)
         assert again.guests == caps.guests, path.name
@@ -133,6 +133,6 @@ def test_reader_refuses_entities():
 
 def test_round_trip_of_every_scenario(scenario, tmp_path):
     host = scenario.probe(tmp_path)
-    caps = libvirt_xml.read(capsfast.capabilities(host, "libvirt"))
+    caps = libvirt_xml.read(capsfast.capabilities(host, format="libvirt"))
     assert caps.arch == host.arch
     assert caps.guests == host.guests

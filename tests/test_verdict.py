@@ -1,6 +1,12 @@
-"""The verdict ladder of DESIGN section 5, rule by rule, on plain data."""
+"""The decisions on plain data: the HVM verdict ladder rule by rule, and
+KVM usability with its stable failure codes, step by step."""
+import errno
+import os
+
 import pytest
 
+from capsfast import verdict
+from capsfast._native import NOT_TRIED, OK, KvmDevice, Outcome
 from capsfast.model import Cpu, Kvm, Xen
 from capsfast.verdict import decide
 
@@ -10,7 +16,8 @@ def cpu(*features, source="cpuid"):
 
 
 def kvm(usable=False):
-    return Kvm(usable, usable, usable, usable, 12 if usable else None, (), None, None, None if usable else "missing")
+    failure = None if usable else "missing"
+    return Kvm(usable, usable, usable, usable, 12 if usable else None, (), None, None, failure, failure)
 
 
 NO_XEN = Xen(False, None, None, ())
@@ -74,3 +81,46 @@ def test_verdict_is_immutable():
     with pytest.raises(AttributeError):
         hvm.status = "enabled"
     assert hvm == decide(cpu("vmx"), kvm(), NO_XEN, ("vmx",), {})
+
+
+def failed(err):
+    return Outcome({errno.ENOENT: "absent", errno.EACCES: "denied", errno.ENODEV: "not_kvm_device"}.get(err, "failed"),
+                   os.strerror(err), err)
+
+
+CHAR = 0o020660
+KVM_STEPS = [
+    # (device steps, deep) -> (failure, error)
+    (KvmDevice(failed(errno.ENOENT), 0, NOT_TRIED, NOT_TRIED, NOT_TRIED, None, NOT_TRIED), False,
+     "missing", "missing"),
+    (KvmDevice(failed(errno.ELOOP), 0, NOT_TRIED, NOT_TRIED, NOT_TRIED, None, NOT_TRIED), False,
+     "stat_failed", "stat: " + os.strerror(errno.ELOOP)),
+    (KvmDevice(OK, 0o100644, NOT_TRIED, NOT_TRIED, NOT_TRIED, None, NOT_TRIED), False,
+     "not_char_device", "not a character device"),
+    (KvmDevice(OK, CHAR, OK, failed(errno.ENODEV), NOT_TRIED, None, NOT_TRIED), False,
+     "not_kvm_device", "open: " + os.strerror(errno.ENODEV)),
+    (KvmDevice(OK, CHAR, failed(errno.EACCES), failed(errno.EACCES), NOT_TRIED, None, NOT_TRIED), False,
+     "not_accessible", "open: " + os.strerror(errno.EACCES)),
+    (KvmDevice(OK, CHAR, OK, failed(errno.EMFILE), NOT_TRIED, None, NOT_TRIED), False,
+     "open_failed", "open: " + os.strerror(errno.EMFILE)),
+    (KvmDevice(OK, CHAR, OK, OK, failed(errno.ENOTTY), None, NOT_TRIED), False,
+     "api_version_failed", "KVM_GET_API_VERSION: " + os.strerror(errno.ENOTTY)),
+    (KvmDevice(OK, CHAR, OK, OK, OK, 11, NOT_TRIED), False,
+     "api_version_mismatch", "API version 11, expected 12"),
+    (KvmDevice(OK, CHAR, OK, OK, OK, 12, failed(errno.ENOMEM)), True,
+     "create_vm_failed", "KVM_CREATE_VM: " + os.strerror(errno.ENOMEM)),
+    (KvmDevice(OK, CHAR, OK, OK, OK, 12, NOT_TRIED), False, None, None),
+    (KvmDevice(OK, CHAR, OK, OK, OK, 12, OK), True, None, None),
+]
+
+
+@pytest.mark.parametrize("device, deep, failure, error", KVM_STEPS, ids=[str(s[2]) for s in KVM_STEPS])
+def test_kvm_usability_names_the_first_failing_step(device, deep, failure, error):
+    kvm = verdict.kvm(device, ("kvm",), None, deep)
+    assert (kvm.failure, kvm.error, kvm.usable) == (failure, error, failure is None)
+    assert failure is None or failure in verdict.KVM_FAILURES
+    assert kvm.create_vm == (device.create_vm.ok if deep else None)
+
+
+def test_every_failure_code_is_reachable():
+    assert {s[2] for s in KVM_STEPS} - {None} == set(verdict.KVM_FAILURES)

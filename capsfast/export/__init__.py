@@ -7,15 +7,26 @@ Discovery feature file, hence Kubernetes node labels), ``prometheus``
 parses the command line, probes, and writes with ``atomic.write``;
 ``every`` keeps a file fresh.
 """
+from __future__ import annotations
+
 import os
-import sys
 import time
 
-from capsfast.argv import Option, UsageError, parse, usage
-from capsfast.errors import printable
+from capsfast.argv import (
+    INPUT_OPTIONS, Option, UsageError, dispatch, format_options, input_args, parse_or_help, probe_inputs,
+)
+from capsfast.console import error, out
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from capsfast.argv import Values
+    from capsfast.model import Host
+
+    Prober = Callable[[], tuple[Host, float]]
 
 PROG = "capsfast export"
-FORMATS = ("nfd", "prometheus", "ansible")
 
 EVERY_OPTION = Option(
     ("--every",), "stay running: probe again every SECONDS and rewrite the file when "
@@ -28,40 +39,6 @@ EVERY_OPTION = Option(
 EXPIRY_BEATS = 10
 
 
-def _input_options():
-    from capsfast.cli import INPUT_OPTIONS
-
-    return INPUT_OPTIONS
-
-
-def _options(fmt):
-    if fmt == "nfd":
-        from capsfast.export import nfd
-
-        return _input_options() + (
-            Option(("--dir",), "the NFD features directory (default %s)" % nfd.DEFAULT_DIR,
-                   metavar="DIR", default=nfd.DEFAULT_DIR),
-            Option(("--prefix",), "the label namespace (default %s)" % nfd.DEFAULT_NAMESPACE,
-                   metavar="NAMESPACE", default=nfd.DEFAULT_NAMESPACE),
-            Option(("--stdout",), "print the file instead of writing it"),
-            EVERY_OPTION,
-        )
-    if fmt == "prometheus":
-        return _input_options() + (
-            Option(("--file",), "write this .prom file (for node_exporter's textfile "
-                   "collector) instead of printing", metavar="FILE"),
-            EVERY_OPTION,
-        )
-    from capsfast.export import ansible
-
-    return _input_options() + (
-        Option(("--install",), "write an executable %s that prints this JSON, "
-               "so ansible_local.capsfast appears" % ansible.FACT_NAME),
-        Option(("--dir",), "where --install writes (default %s)" % ansible.DEFAULT_DIR,
-               metavar="DIR", default=ansible.DEFAULT_DIR),
-    )
-
-
 _SUMMARIES = {
     "nfd": "Write the host's capabilities as Node Feature Discovery labels\n"
            "(DIR/capsfast, one namespace/name=value a line).",
@@ -72,18 +49,9 @@ _SUMMARIES = {
 }
 
 
-def _usage():
-    return (
-        "usage: %s {nfd,prometheus,ansible} [options]\n\n"
-        "Feed fleet tools: Kubernetes node labels through NFD, Prometheus through\n"
-        "node_exporter's textfile collector, Ansible through a facts.d fact.\n"
-        "'%s FORMAT --help' describes each.\n" % (PROG, PROG)
-    )
-
-
-def _seconds(text):
+def _seconds(text: object) -> float:
     try:
-        value = float(text)
+        value = float(str(text))
     except ValueError:
         value = None
     if value is None or not (0 < value < 1e9):
@@ -91,159 +59,179 @@ def _seconds(text):
     return value
 
 
-def _prober(values):
+def _prober(values: Values) -> Prober:
     """A function returning (host, seconds it took); the live host is probed
-    afresh on each call (``refresh=True``)."""
-    from capsfast.probe import probe
-
-    live = values["root"] == "/" and values["cpuid_dump"] is None and values["arch"] is None
-
-    def run():
+    afresh on each call."""
+    def run() -> tuple[Host, float]:
         start = time.perf_counter()
-        if live and not values["deep"]:
-            host = probe(refresh=True)
-        else:
-            host = probe(root=values["root"], cpuid=values["cpuid_dump"],
-                         arch=values["arch"], deep=values["deep"])
+        host = probe_inputs(values, refresh=True)
         return host, time.perf_counter() - start
 
     return run
 
 
-def _input_args(values):
-    """The input flags as given, for the installed fact to repeat."""
-    args = []
-    if values["root"] != "/":
-        args += ["--root", os.path.abspath(values["root"])]
-    if values["cpuid_dump"] is not None:
-        args += ["--cpuid-dump", os.path.abspath(values["cpuid_dump"])]
-    if values["arch"] is not None:
-        args += ["--arch", values["arch"]]
-    if values["deep"]:
-        args.append("--deep")
-    return args
-
-
-def _report(error):
-    sys.stderr.write("capsfast: %s\n" % printable(str(error)))
-    sys.stderr.flush()
-
-
-def _keep_fresh(interval, path, make, refresh_after=None):
+def _keep_fresh(interval: float, path: str, make: Callable[[], tuple[str, str]],
+                refresh_after: float | None = None) -> int:
     """The ``--every`` loop: ``make()`` gives (facts, text); the file is
     rewritten when the facts differ from the last written, or
     ``refresh_after`` seconds after the last write; otherwise only its
     modification time is touched, which tells it is alive."""
     from capsfast.export import atomic, every
 
-    state = {"facts": None, "written": None}
+    last_facts: list[str] = []      # the facts last written, once written
+    written_at: list[float] = []    # when
 
-    def step():
+    def step() -> None:
         facts, text = make()
         now = time.monotonic()
-        stale = state["written"] is not None and refresh_after is not None and now - state["written"] >= refresh_after
-        if facts != state["facts"] or stale:
+        stale = bool(written_at) and refresh_after is not None and now - written_at[0] >= refresh_after
+        if last_facts != [facts] or stale:
             atomic.write(path, text)
-            state["facts"], state["written"] = facts, now
+            last_facts[:], written_at[:] = [facts], [now]
         else:
             try:
                 os.utime(path)
             except FileNotFoundError:  # someone removed it: write it again
                 atomic.write(path, text)
             except OSError as e:
-                _report("cannot touch %s: %s" % (path, e.strerror))
+                error("cannot touch %s: %s" % (path, e.strerror))
 
-    every.run(interval, step, _report)
+    every.run(interval, step, error)
     return 0
 
 
-def _nfd(values, probe):
+def _every(values: Values) -> float | None:
+    every = values.get("every")
+    return None if every is None else _seconds(every)
+
+
+def options(fmt: str) -> tuple[Option, ...]:
+    """The options of ``capsfast export FMT``."""
+    if fmt == "nfd":
+        from capsfast.export import nfd
+
+        return INPUT_OPTIONS + (
+            Option(("--dir",), "the NFD features directory (default %s)" % nfd.DEFAULT_DIR,
+                   metavar="DIR", default=nfd.DEFAULT_DIR),
+            Option(("--prefix",), "the label namespace (default %s)" % nfd.DEFAULT_NAMESPACE,
+                   metavar="NAMESPACE", default=nfd.DEFAULT_NAMESPACE),
+            Option(("--stdout",), "print the file instead of writing it"),
+            EVERY_OPTION,
+        )
+    if fmt == "prometheus":
+        return INPUT_OPTIONS + (
+            Option(("--file",), "write this .prom file (for node_exporter's textfile "
+                   "collector) instead of printing", metavar="FILE"),
+            EVERY_OPTION,
+        )
+    from capsfast.export import ansible
+
+    # It prints JSON only; --json and --format json are accepted as on every
+    # command that prints JSON.
+    return INPUT_OPTIONS + format_options(("json",), "json") + (
+        Option(("--install",), "write an executable %s that prints this JSON, "
+               "so ansible_local.capsfast appears" % ansible.FACT_NAME),
+        Option(("--dir",), "where --install writes (default %s)" % ansible.DEFAULT_DIR,
+               metavar="DIR", default=ansible.DEFAULT_DIR),
+    )
+
+
+def _parse(fmt: str, argv: list[str]) -> Values | None:
+    return parse_or_help("%s %s" % (PROG, fmt), options(fmt), (), argv, _SUMMARIES[fmt])
+
+
+def cmd_nfd(argv: list[str]) -> int:
     from capsfast.export import atomic, nfd
 
-    namespace = values["prefix"]
+    values = _parse("nfd", argv)
+    if values is None:
+        return 0
+    namespace = str(values["prefix"])
     if not nfd.valid_namespace(namespace):
         raise UsageError("--prefix %r is not a DNS subdomain (lowercase a-z, 0-9, '-', '.')" % namespace)
     if nfd.nfd_denies(namespace):
         raise UsageError("--prefix %r: nfd-worker refuses labels under kubernetes.io and k8s.io "
                          "(except feature.node.kubernetes.io)" % namespace)
-    interval = values["every"]
+    interval = _every(values)
+    probe = _prober(values)
+    path = os.path.join(str(values["dir"]), nfd.FILE_NAME)
     if interval is None:
         text = nfd.render(probe()[0], namespace)
         if values["stdout"]:
-            sys.stdout.write(text)
+            out(text)
         else:
-            atomic.write(os.path.join(values["dir"], nfd.FILE_NAME), text)
+            atomic.write(path, text)
         return 0
     if values["stdout"]:
         raise UsageError("--every writes the file; it cannot be combined with --stdout")
     lifetime = interval * EXPIRY_BEATS
 
-    def make():
+    def make() -> tuple[str, str]:
         host = probe()[0]
         # NFD's stamp has whole seconds: round up, or a short lifetime
         # could be written already past.
         expiry = time.gmtime(-(-(time.time() + lifetime) // 1))
         return nfd.render(host, namespace), nfd.render(host, namespace, expiry)
 
-    return _keep_fresh(interval, os.path.join(values["dir"], nfd.FILE_NAME), make, lifetime / 2)
+    return _keep_fresh(interval, path, make, lifetime / 2)
 
 
-def _prometheus(values, probe):
+def cmd_prometheus(argv: list[str]) -> int:
     from capsfast.export import atomic, prometheus
 
-    path, interval = values["file"], values["every"]
+    values = _parse("prometheus", argv)
+    if values is None:
+        return 0
+    path = None if values["file"] is None else str(values["file"])
+    interval = _every(values)
+    probe = _prober(values)
     if interval is None:
         host, seconds = probe()
         text = prometheus.render(host, seconds)
         if path is None:
-            sys.stdout.write(text)
+            out(text)
         else:
             atomic.write(path, text)
         return 0
     if path is None:
         raise UsageError("--every needs --file: there is no file to keep fresh")
 
-    def make():
+    def make() -> tuple[str, str]:
         host, seconds = probe()
         return prometheus.render(host), prometheus.render(host, seconds)
 
     return _keep_fresh(interval, path, make)
 
 
-def _ansible(values, probe):
+def cmd_ansible(argv: list[str]) -> int:
+    import sys
+
     from capsfast.export import ansible, atomic
 
-    if values["install"]:
-        script = ansible.fact_script(sys.executable, _input_args(values))
-        path = os.path.join(values["dir"], ansible.FACT_NAME)
-        atomic.write(path, script, mode=0o755)
-        sys.stdout.write("installed %s\n" % path)
+    values = _parse("ansible", argv)
+    if values is None:
         return 0
-    sys.stdout.write(ansible.render(probe()[0]))
+    if values["install"]:
+        script = ansible.fact_script(sys.executable, input_args(values))
+        path = os.path.join(str(values["dir"]), ansible.FACT_NAME)
+        atomic.write(path, script, mode=0o755)
+        out("installed %s\n" % path)
+        return 0
+    out(ansible.render(_prober(values)()[0]))
     return 0
 
 
-_RUN = {"nfd": _nfd, "prometheus": _prometheus, "ansible": _ansible}
+COMMANDS = {
+    "nfd": (cmd_nfd, "Kubernetes node labels, as a Node Feature Discovery features.d file"),
+    "prometheus": (cmd_prometheus, "Prometheus metrics, for node_exporter's textfile collector"),
+    "ansible": (cmd_ansible, "an Ansible facts.d fact (ansible_local.capsfast)"),
+}
+FORMATS = tuple(COMMANDS)
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     """``capsfast export FORMAT [options]``; returns the exit status.
     Raises UsageError or CapsfastError for the CLI to print."""
-    args = list(argv)
-    if not args:
-        sys.stderr.write(_usage())
-        return 2
-    if args[0] in ("-h", "--help"):
-        sys.stdout.write(_usage())
-        return 0
-    fmt = args.pop(0)
-    if fmt not in FORMATS:
-        raise UsageError("unknown export format %r (choose from %s)" % (fmt, ", ".join(FORMATS)))
-    options = _options(fmt)
-    values = parse(options, (), args)
-    if values["help"]:
-        sys.stdout.write(usage("%s %s" % (PROG, fmt), options, (), _SUMMARIES[fmt]))
-        return 0
-    if values.get("every") is not None:
-        values["every"] = _seconds(values["every"])
-    return _RUN[fmt](values, _prober(values))
+    return dispatch(PROG, COMMANDS, argv, "Feed fleet tools: Kubernetes node labels through NFD, Prometheus "
+                    "through\nnode_exporter's textfile collector, Ansible through a facts.d fact.",
+                    what="format")

@@ -56,6 +56,7 @@ def host_dict(host):
                 "modules": list(kvm.modules),
                 "nested": kvm.nested,
                 "create_vm": kvm.create_vm,
+                "failure": kvm.failure,
                 "error": kvm.error,
             },
             "kqemu": {"exists": host.kqemu.exists},

@@ -1,0 +1,248 @@
+"""What a crossing's results mean: pure functions from named results (see
+``capsfast._native``) to model values.  No I/O; decisions (is KVM usable,
+the HVM verdict) are ``capsfast.verdict``'s.
+
+A missing file is data (absent); any other failure to read a file that
+should be readable is bad input and raises CapsfastError.
+"""
+from __future__ import annotations
+
+from capsfast import cpuid, verdict
+from capsfast.constants import MSR_FEATURE_CONTROL, MSR_VM_CR, X86_ARCHS
+from capsfast.errors import CapsfastError
+from capsfast.model import Cpu, Host, Hypervisor, Kqemu, Lazy, Xen
+from capsfast.plan import KVM_MODULES, SMALL, under
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from capsfast._native import FileResult, KvmDevice, Leaves
+    from capsfast.model import Guest, Hvm, Kvm
+
+    # plan key -> (path as on the probed host, its result)
+    Files = Mapping[str, tuple[str, FileResult]]
+    DeviceFacts = tuple[Kvm, Kqemu, Xen, Hvm]
+
+NO_HYPERVISOR = Hypervisor(None, None)
+NO_CPU = Cpu(None, None, None, None, (), "none", None, None)
+
+# Kernel and uname spellings -> libvirt's architecture names.
+_ARCH_ALIASES = {
+    "i386": "i686", "i486": "i686", "i586": "i686", "i686": "i686", "x86": "i686",
+    "amd64": "x86_64", "x86_64": "x86_64",
+    "arm64": "aarch64", "aarch64": "aarch64",
+    "armv6l": "armv6l", "armv7l": "armv7l", "armv7": "armv7l", "arm": "armv7l",
+    "ppc64": "ppc64", "ppc64le": "ppc64le", "ppc": "ppc",
+    "s390x": "s390x", "riscv64": "riscv64", "mips64": "mips64", "ia64": "ia64",
+}
+
+# Control bytes other than tab, newline and carriage return become 0xFF,
+# which never starts a UTF-8 sequence, so decoding with "replace" turns them
+# into U+FFFD: facts then hold no character that XML or a terminal rejects.
+CONTROL_TO_FF = bytes(
+    0xFF if (b < 0x20 and b not in (9, 10, 13)) or b == 0x7F else b for b in range(256)
+)
+
+
+def normalize_arch(name: str) -> str:
+    """libvirt's name for an architecture; CapsfastError for nonsense."""
+    key = name.strip().lower()
+    if key in _ARCH_ALIASES:
+        return _ARCH_ALIASES[key]
+    if key and len(key) <= 32 and key.replace("_", "").isalnum() and key.isascii():
+        return key
+    raise CapsfastError("unrecognised architecture %r" % name.strip()[:40])
+
+
+def arch_from_cpuinfo(block: Mapping[str, str] | None) -> str | None:
+    """The architecture a /proc/cpuinfo block was written by, where its
+    keys tell (for a root without proc/sys/kernel/arch); None otherwise."""
+    if not block:
+        return None
+    if "flags" in block and "vendor_id" in block:  # x86: lm is long mode
+        return "x86_64" if "lm" in block["flags"].split() else "i686"
+    arm = block.get("CPU architecture", "").strip()
+    if arm:
+        # An AArch32 kernel on an ARMv8 CPU says 8 too, but names an ARMv7 model.
+        v7 = "ARMv7" in block.get("model name", "") or "ARMv7" in block.get("Processor", "")
+        return "aarch64" if arm in ("8", "AArch64") and not v7 else "armv7l"
+    if block.get("vendor_id", "").startswith("IBM/S390"):
+        return "s390x"
+    if block.get("isa", "").startswith("rv64"):
+        return "riscv64"
+    return None
+
+
+def decode(data: bytes) -> str:
+    """File bytes as text: invalid UTF-8 and control characters as U+FFFD."""
+    return data.translate(CONTROL_TO_FF).decode("utf-8", "replace")
+
+
+def present(root: str, path: str, result: FileResult) -> bool:
+    """True if the stat found the path, False if it is absent.  A device
+    node this process cannot even stat (a /dev it may not search) counts as
+    absent: inaccessible devices are data, as for /dev/kvm."""
+    code = result.outcome.code
+    if code == "ok":
+        return True
+    if code == "absent" or path.startswith("/dev/"):
+        return False
+    raise result.outcome.error("cannot read %s" % under(root, path))
+
+
+def data(root: str, path: str, result: FileResult) -> bytes | None:
+    """The bytes read, or None if the file is absent; CapsfastError if it
+    exists but could not be read (not a regular file, permission, ...)."""
+    outcome = result.outcome
+    if outcome.code == "absent":
+        return None
+    if not outcome.ok:
+        raise outcome.error("cannot read %s" % under(root, path))
+    return result.data
+
+
+def text(root: str, path: str, result: FileResult) -> str | None:
+    """The file's text, or None if it is absent.  Undecodable bytes and
+    control characters become U+FFFD rather than an error: the tokens we look
+    for are ASCII.  A file larger than the buffer is refused."""
+    raw = data(root, path, result)
+    if raw is None:
+        return None
+    if result.truncated:
+        raise CapsfastError("cannot read %s: larger than %d bytes" % (under(root, path), SMALL))
+    return decode(raw)
+
+
+def cpuinfo_first_block(data: bytes | None) -> dict[str, str] | None:
+    """``{key: value}`` of the first processor block of /proc/cpuinfo bytes
+    (keys such as ``flags``, ``vendor_id``, ``cpu family``); None if ``data``
+    is None."""
+    if data is None:
+        return None
+    end = data.find(b"\n\n")
+    block = data if end < 0 else data[:end]
+    fields: dict[str, str] = {}
+    for line in decode(block).splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def kernel_flags(block: Mapping[str, str] | None) -> tuple[str, ...] | None:
+    """The kernel's CPU flags (x86's ``flags`` line), or None if absent."""
+    if not block or "flags" not in block:
+        return None
+    return tuple(block["flags"].split())
+
+
+def xen_facts(proc_xen: bool, xen_caps: str | None, hv_type: str | None, hv_caps: str | None) -> Xen:
+    """Xen from /proc/xen and /sys/hypervisor."""
+    hv_type = hv_type.strip() if hv_type is not None else None
+    present_ = proc_xen or hv_type == "xen"
+    role = None
+    if proc_xen and xen_caps is not None:
+        role = "dom0" if "control_d" in xen_caps.split() else "domU"
+    tokens = tuple(hv_caps.split()) if hv_caps is not None else ()
+    return Xen(present=present_, role=role, hypervisor_type=hv_type or None, capabilities=tokens)
+
+
+class CpuFacts:
+    """What the CPU is: kept for the live host, gathered per call otherwise.
+    ``cpu`` is None where no CPU facts exist (not x86, nothing to read);
+    ``msr`` maps MSR numbers to the values that could be read."""
+
+    __slots__ = ("cpu", "hypervisor", "kernel_flags", "msr", "leaves", "msr_items")
+
+    def __init__(self, cpu: Cpu | None, hypervisor: Hypervisor, kernel_flags: tuple[str, ...] | None,
+                 msr: dict[int, int], leaves: Leaves | None) -> None:
+        self.cpu = cpu
+        self.hypervisor = hypervisor
+        self.kernel_flags = kernel_flags
+        self.msr = msr
+        self.leaves = leaves
+        self.msr_items = tuple(sorted(msr.items()))  # Host.msr, made once
+
+
+def cpu_facts(root: str, arch: str, leaves: Leaves | None, source: str, files: Files) -> CpuFacts:
+    """CPU, hypervisor, kernel flags and MSRs from CPUID leaves (or, with
+    none, the root's /proc/cpuinfo) and the CPU files' results."""
+    block = None
+    if "cpuinfo" in files:
+        path, result = files["cpuinfo"]
+        # Only the first block is read: a cut-off rest is expected, not an error.
+        block = cpuinfo_first_block(data(root, path, result))
+    flags = kernel_flags(block)
+    msr = {}
+    for key, number in (("msr.feature_control", MSR_FEATURE_CONTROL), ("msr.vm_cr", MSR_VM_CR)):
+        if key in files:
+            # An MSR is evidence, never required: unreadable means unused.
+            value = files[key][1].value
+            if value is not None:
+                msr[number] = value
+    if arch not in X86_ARCHS:
+        return CpuFacts(None, NO_HYPERVISOR, flags, msr, None)
+    if leaves is not None:
+        cpu = cpuid.decode(leaves, source)
+        signature = cpuid.hypervisor_signature(leaves)
+        hypervisor = Hypervisor(cpuid.hypervisor_vendor(signature), signature)
+        return CpuFacts(cpu, hypervisor, flags, msr, leaves)
+    if block is None or flags is None:
+        return CpuFacts(None, NO_HYPERVISOR, flags, msr, None)
+    cpu = _cpu_from_cpuinfo(block, flags)
+    # /proc/cpuinfo has the hypervisor bit but not the signature.
+    hypervisor = Hypervisor("unknown", None) if "hypervisor" in flags else NO_HYPERVISOR
+    return CpuFacts(cpu, hypervisor, flags, msr, None)
+
+
+def _cpu_from_cpuinfo(block: Mapping[str, str], flags: tuple[str, ...]) -> Cpu:
+    def number(key: str) -> int | None:
+        try:
+            return int(block.get(key, ""))
+        except ValueError:
+            return None
+
+    features = tuple(sorted(cpuid.FEATURE_NAMES.intersection(flags)))
+    return Cpu(block.get("vendor_id") or None, number("cpu family"), number("model"),
+               number("stepping"), features, "cpuinfo", None, None)
+
+
+def device_facts(cpu: CpuFacts, kvm_device: KvmDevice, files: Files, deep: bool, root: str) -> DeviceFacts:
+    """(kvm, kqemu, xen, hvm): what the device and file results mean, with
+    the decisions on them."""
+    def is_present(key: str) -> bool:
+        path, result = files[key]
+        return present(root, path, result)
+
+    def read(key: str) -> str | None:
+        path, result = files[key]
+        return text(root, path, result)
+
+    modules = tuple(m for m in KVM_MODULES if is_present("module." + m))
+    nested = None
+    for value in (read("nested.kvm_intel"), read("nested.kvm_amd")):
+        if value is not None:
+            nested = bool(nested) or value.strip() in ("Y", "y", "1")
+    kvm = verdict.kvm(kvm_device, modules, nested, deep)
+    xen = xen_facts(is_present("proc_xen"), read("xen_caps"), read("hv_type"), read("hv_caps"))
+    kqemu = Kqemu(exists=is_present("kqemu"))
+    hvm = verdict.decide(cpu.cpu, kvm, xen, cpu.kernel_flags, cpu.msr)
+    return kvm, kqemu, xen, hvm
+
+
+def host(arch: str, cpu: CpuFacts, devices: DeviceFacts, guests: Callable[[], tuple[Guest, ...]]) -> Host:
+    """The Host; ``guests`` is called when ``Host.guests`` is first read."""
+    kvm, kqemu, xen, hvm = devices
+    return Host(
+        arch=arch,
+        cpu=cpu.cpu or NO_CPU,
+        hypervisor=cpu.hypervisor,
+        kvm=kvm,
+        kqemu=kqemu,
+        xen=xen,
+        hvm=hvm,
+        guests=Lazy(guests),  # type: ignore[arg-type]  # resolved on read
+        kernel_flags=cpu.kernel_flags,
+        msr=cpu.msr_items,
+    )

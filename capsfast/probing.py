@@ -1,0 +1,318 @@
+"""Probing: one crossing into C per probe, its results turned into a Host
+(``capsfast.facts``), and the live host kept.
+
+The live host (root "/", the running CPU) is kept per process in one
+``LiveCache``: CPUID and the CPU files cannot change while the system runs,
+so ``refresh=True`` re-reads only the devices and files, and when their
+results are byte for byte those of the last crossing, the last decoding
+serves again.  The cache is guarded by a lock (renewed in a forked child);
+each thread takes its own C buffers from a pool, so concurrent probes never
+share them.
+"""
+from __future__ import annotations
+
+import os
+import _thread
+
+from capsfast import _native, cpuid, emulators, facts, plan
+from capsfast.constants import KVM_DEVICE, X86_ARCHS
+from capsfast.errors import CapsfastError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from capsfast._native import Batch, Leaves, Results
+    from capsfast.facts import CpuFacts, DeviceFacts, Files
+    from capsfast.model import Guest, Host, Kqemu, Kvm, Xen
+
+    PlanKey = tuple[str, bool, bool]  # (root, with CPU files, with the arch file)
+
+_LIVE_PLAN: PlanKey = ("/", False, False)
+_MAX_DUMP = 1 << 20
+
+
+class _Pool:
+    """Free Batches per plan: a Batch is built once per plan and thread and
+    reused, so a probe allocates no C memory."""
+
+    __slots__ = ("_free",)
+
+    def __init__(self) -> None:
+        self._free: dict[PlanKey, list[Batch]] = {}
+
+    def take(self, key: PlanKey) -> Batch:
+        free = self._free.get(key)
+        if free:
+            try:
+                return free.pop()
+            except IndexError:  # another thread took the last one meanwhile
+                pass
+        if len(self._free) > 64:  # many fake roots: drop the old plans
+            self._free.clear()
+        root, with_cpu_files, with_arch = key
+        files = plan.specs(root, plan.entries(with_cpu_files, with_arch))
+        return _native.Batch(plan.under(root, KVM_DEVICE), files)
+
+    def give(self, key: PlanKey, batch: Batch) -> None:
+        self._free.setdefault(key, []).append(batch)
+
+    def plans(self) -> int:
+        return len(self._free)
+
+
+_pool = _Pool()
+# The live plan's structs and buffers, made while importing (about 25 us of
+# cffi field writes) so that the first probe pays only for the probing.
+_pool.give(_LIVE_PLAN, _pool.take(_LIVE_PLAN))
+
+
+def _keyed(entries: tuple[plan.Entry, ...], results: Results) -> Files:
+    return {entry[0]: (entry[1], r) for entry, r in zip(entries, results.files)}
+
+
+def _run(key: PlanKey, want_cpu: bool, deep: bool) -> tuple[Results, Files]:
+    """One crossing for a plan; the results, and the files keyed by name."""
+    batch = _pool.take(key)
+    try:
+        results = batch.run(want_cpu, deep)
+    finally:
+        _pool.give(key, batch)
+    return results, _keyed(plan.entries(key[1], key[2]), results)
+
+
+def _guests(root: str, arch: str, kvm: Kvm, kqemu: Kqemu, xen: Xen) -> tuple[Guest, ...]:
+    return emulators.host_guests(root, arch, kvm, kqemu, xen)
+
+
+def _host(root: str, arch: str, cpu: CpuFacts, devices: DeviceFacts) -> Host:
+    kvm, kqemu, xen, _hvm = devices
+    return facts.host(arch, cpu, devices, lambda: _guests(root, arch, kvm, kqemu, xen))
+
+
+class LiveCache:
+    """The running host, kept: its architecture and CPU facts (read once),
+    the last Host, and the last crossing's snapshot with its decoding."""
+
+    __slots__ = ("lock", "arch", "cpu", "host", "snapshot", "devices", "last")
+
+    def __init__(self) -> None:
+        self.lock = _thread.allocate_lock()
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop everything (tests use it to start as a new process would)."""
+        self.arch: str | None = None
+        self.cpu: CpuFacts | None = None
+        self.host: Host | None = None        # what probe() hands out
+        self.snapshot: bytes | None = None   # the last crossing's snapshot,
+        self.devices: DeviceFacts | None = None  # what it meant,
+        self.last: Host | None = None        # and the Host made of it
+
+    def after_fork_in_child(self) -> None:
+        # A thread of the parent may have held the lock at fork time; it does
+        # not exist here, so the lock would never be released.
+        self.lock = _thread.allocate_lock()
+
+    def probe(self, deep: bool) -> Host:
+        """The running host.  Every call crosses into C once and re-reads the
+        devices and files; unchanged results reuse the last decoding."""
+        cpu = self.cpu
+        if cpu is None:
+            with self.lock:
+                if self.cpu is None:
+                    return self._first(deep)
+                cpu = self.cpu
+        batch = _pool.take(_LIVE_PLAN)
+        try:
+            snapshot = batch.cross(False, deep)
+            unchanged = not deep and snapshot == self.snapshot
+            if not unchanged:
+                results = batch.results()
+        finally:
+            _pool.give(_LIVE_PLAN, batch)
+        last = self.last
+        if unchanged and self.devices is not None and last is not None:
+            # The last Host serves again while its guests are still to be
+            # found (once found, they may have gone stale).
+            if tuple.__getitem__(last, _GUESTS).pending:
+                return last
+            return self._remember(snapshot, cpu, self.devices, deep)
+        return self._remember(snapshot, cpu, self._decode(cpu, results, deep), deep)
+
+    def _first(self, deep: bool) -> Host:
+        """The first live probe of the process (the caller holds the lock):
+        CPUID and the devices in one crossing."""
+        arch = self.arch = facts.normalize_arch(os.uname().machine)
+        want_cpu = _native.HAS_CPUID and arch in X86_ARCHS
+        batch = _pool.take(_LIVE_PLAN)
+        try:
+            snapshot = batch.cross(want_cpu, deep)
+            results = batch.results()
+        finally:
+            _pool.give(_LIVE_PLAN, batch)
+        cpu = self.cpu = _live_cpu_facts(arch, results.cpu)
+        return self._remember(snapshot, cpu, self._decode(cpu, results, deep), deep)
+
+    def _decode(self, cpu: CpuFacts, results: Results, deep: bool) -> DeviceFacts:
+        assert results.kvm is not None  # the live plan always asks for the device
+        return facts.device_facts(cpu, results.kvm, _keyed(plan.DEVICE_FILES, results), deep, "/")
+
+    def _remember(self, snapshot: bytes, cpu: CpuFacts, devices: DeviceFacts, deep: bool) -> Host:
+        assert self.arch is not None
+        host = _host("/", self.arch, cpu, devices)
+        if not deep:
+            self.snapshot, self.devices, self.last = snapshot, devices, host
+        return host
+
+
+_live = LiveCache()
+os.register_at_fork(after_in_child=_live.after_fork_in_child)
+_GUESTS = 7  # Host's field index of guests (a Lazy until read)
+
+
+def _live_cpu_facts(arch: str, leaves: Leaves | None) -> CpuFacts:
+    """CPU facts of the running host from its first crossing's CPUID."""
+    # Kernel flags and MSRs matter only where CPUID shows vmx or svm (a
+    # firmware lock); elsewhere the second crossing is saved.
+    if leaves is not None and not (
+        leaves[cpuid.BASIC1][cpuid.ECX] >> 5 & 1 or leaves[cpuid.EXT1][cpuid.ECX] >> 2 & 1
+    ):
+        return facts.cpu_facts("/", arch, leaves, "cpuid", {})
+    entries = plan.CPU_FILES
+    results = _native.Batch(None, plan.specs("/", entries)).run()
+    return facts.cpu_facts("/", arch, leaves, "cpuid", _keyed(entries, results))
+
+
+def _check_root(root: str) -> None:
+    if "\0" in root:
+        raise CapsfastError("root %r: a path cannot hold a NUL byte" % root)
+    try:
+        st = os.stat(root)
+    except OSError as e:
+        raise CapsfastError("root %s: %s" % (root, e.strerror), errno=e.errno) from None
+    if not (st.st_mode & 0o170000 == 0o040000):
+        raise CapsfastError("root %s: not a directory" % root)
+
+
+def _read_dump(path: str) -> Leaves:
+    if "\0" in path:
+        raise CapsfastError("CPUID dump %r: a path cannot hold a NUL byte" % path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_DUMP)
+    except OSError as e:
+        raise CapsfastError("cannot read CPUID dump %s: %s" % (path, e.strerror), errno=e.errno) from None
+    return cpuid.leaves_from_dump(data.decode("utf-8", "replace"), "CPUID dump %s" % path)
+
+
+def _probe_other(root: str, dump: str | None, arch: str | None, deep: bool) -> Host:
+    """A fake root, a dump or a forced arch: nothing kept, nothing live
+    unless root is "/" and no dump is given."""
+    if root != "/":
+        _check_root(root)
+    if arch is not None:
+        arch = facts.normalize_arch(arch)
+        if dump is not None and arch not in X86_ARCHS:
+            raise CapsfastError("--arch %s contradicts the CPUID dump %s: CPUID exists on x86 only"
+                                % (arch, dump))
+    leaves = _read_dump(dump) if dump is not None else None
+    results, files = _run((root, True, arch is None and root != "/"), False, deep)
+    if arch is None:
+        arch_text = None
+        if root != "/":
+            path, result = files["arch"]
+            arch_text = facts.text(root, path, result)
+            if not arch_text:
+                path, result = files["cpuinfo"]
+                arch_text = facts.arch_from_cpuinfo(facts.cpuinfo_first_block(facts.data(root, path, result)))
+        arch = facts.normalize_arch(arch_text or os.uname().machine)
+        if dump is not None and arch not in X86_ARCHS:
+            raise CapsfastError("the CPUID dump %s is of an x86 CPU, but the host under %s is %s"
+                                % (dump, root, arch))
+    source = "dump"
+    if leaves is None and root == "/" and _native.HAS_CPUID and arch in X86_ARCHS:
+        live = _live.cpu
+        leaves = live.leaves if live is not None else _native.Batch(None, []).run(True).cpu
+        source = "cpuid"
+    cpu = facts.cpu_facts(root, arch, leaves, source, files)
+    assert results.kvm is not None
+    return _host(root, arch, cpu, facts.device_facts(cpu, results.kvm, files, deep, root))
+
+
+def probe(root: str | os.PathLike[str] = "/", cpuid: str | os.PathLike[str] | None = None,
+          arch: str | None = None, deep: bool = False, refresh: bool = False,
+          machines: bool = False) -> Host:
+    """What this host (or the one under ``root``) offers for virtualization.
+
+    ``cpuid``: path to a ``cpuid -r -1`` dump to use instead of the live CPU.
+    ``arch``: force the host architecture.  ``deep``: also try
+    ``KVM_CREATE_VM``.  The plain live call is cached; ``refresh=True``
+    re-reads the devices and files (not the CPU, which cannot change).
+    ``machines``: also list each emulator's machine types (runs each
+    emulator once, then answers from an on-disk cache)."""
+    if machines:
+        from capsfast import machines as machine_types
+
+        host = probe(root, cpuid, arch, deep, refresh)
+        return host._replace(guests=machine_types.attach(host.guests, os.fspath(root)))
+    if root == "/" and cpuid is None and arch is None:
+        if deep:
+            return _live.probe(True)
+        host = _live.host
+        if host is None or refresh:
+            host = _live.host = _live.probe(False)
+        return host
+    return _probe_other(os.fspath(root), None if cpuid is None else os.fspath(cpuid), arch, deep)
+
+
+def kvm_usable() -> bool:
+    """True if this process can run KVM guests now (cached live probe)."""
+    host = _live.host
+    if host is None:
+        host = probe()
+    return host.kvm.usable
+
+
+# -- for the benchmark and the tests: the mechanism's parts, by name ----------
+
+def forget_live() -> None:
+    """Drop the live cache, as in a new process."""
+    with _live.lock:
+        _live.forget()
+
+
+def live_lock() -> _thread.LockType:
+    """The live cache's lock (tests hold it across a fork)."""
+    return _live.lock
+
+
+def live_leaves() -> Leaves | None:
+    """The CPUID leaves the live probe read, once it has."""
+    return None if _live.cpu is None else _live.cpu.leaves
+
+
+def first_probe_wants_cpu() -> bool:
+    """Whether the first live probe of a process runs CPUID."""
+    return _native.HAS_CPUID and facts.normalize_arch(os.uname().machine) in X86_ARCHS
+
+
+def live_batch() -> Batch:
+    """A Batch of the live plan (devices and files), for measuring the
+    crossing alone (``Batch.bare``)."""
+    return _pool.take(_LIVE_PLAN)
+
+
+def cpu_files_batch(root: str = "/") -> Batch:
+    """A Batch of the once-per-process CPU files (/proc/cpuinfo, MSRs)."""
+    return _native.Batch(None, plan.specs(root, plan.CPU_FILES))
+
+
+def cpuinfo_bytes_read(root: str) -> int:
+    """Bytes of ``root``/proc/cpuinfo that a probe of that root reads."""
+    _results, files = _run((root, True, False), False, False)
+    data = files["cpuinfo"][1].data
+    return 0 if data is None else len(data)
+
+
+def plans_pooled() -> int:
+    """How many plans hold pooled Batches (bounded: tests check it)."""
+    return _pool.plans()
