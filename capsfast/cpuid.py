@@ -6,14 +6,25 @@ The five leaves capsfast reads arrive as a tuple of register tuples
 from a dump through ``leaves_from_dump``; both gate the extended and
 hypervisor leaves the same way, so a dump replays what the CPU would say.
 """
+from __future__ import annotations
+
 from capsfast.errors import CapsfastError
 from capsfast.model import Cpu
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    # (eax, ebx, ecx, edx) of one leaf
+    Registers = tuple[int, int, int, int]
+    # the five gated leaves, in the order of LEAVES
+    Leaves = tuple[Registers, Registers, Registers, Registers, Registers]
 
 LEAVES = (0x00000000, 0x00000001, 0x80000000, 0x80000001, 0x40000000)
 BASIC0, BASIC1, EXT0, EXT1, HV0 = range(5)
 EAX, EBX, ECX, EDX = range(4)
 
-# (slot in LEAVES, register, bit, name): the features DESIGN section 4 names.
+# (slot in LEAVES, register, bit, name): the CPU features capsfast reports.
 FEATURE_BITS = (
     (BASIC1, ECX, 5, "vmx"),
     (BASIC1, ECX, 31, "hypervisor"),
@@ -43,7 +54,7 @@ HYPERVISORS = {
     "SRESRESRESRE": "sre",
 }
 
-ZERO = (0, 0, 0, 0)
+ZERO: Registers = (0, 0, 0, 0)
 
 
 # Printable ASCII stays; any other byte of a register string (from a dump
@@ -51,12 +62,12 @@ ZERO = (0, 0, 0, 0)
 _PRINTABLE = bytes(b if 0x20 <= b < 0x7F else 0xFF for b in range(256))
 
 
-def _text(*registers):
+def _text(*registers: int) -> str:
     raw = b"".join(r.to_bytes(4, "little") for r in registers).rstrip(b"\0")
     return raw.translate(_PRINTABLE).decode("ascii", "replace")
 
 
-def decode(leaves, source):
+def decode(leaves: Sequence[Sequence[int]], source: str) -> Cpu:
     """Cpu facts from the five gated leaves."""
     basic0, basic1, ext0 = leaves[BASIC0], leaves[BASIC1], leaves[EXT0]
     features = sorted(
@@ -73,7 +84,7 @@ def decode(leaves, source):
     return Cpu(vendor, family, model, eax & 0xF, tuple(features), source, basic0[EAX], ext0[EAX])
 
 
-def hypervisor_signature(leaves):
+def hypervisor_signature(leaves: Sequence[Sequence[int]]) -> str | None:
     """The signature of leaf 0x40000000, or None without the hypervisor bit."""
     if not leaves[BASIC1][ECX] >> 31 & 1:
         return None
@@ -81,14 +92,14 @@ def hypervisor_signature(leaves):
     return _text(hv[EBX], hv[ECX], hv[EDX])
 
 
-def hypervisor_vendor(signature):
+def hypervisor_vendor(signature: str | None) -> str | None:
     """A short name for a signature; unknown signatures keep their text."""
     if signature is None:
         return None
     return HYPERVISORS.get(signature, signature.strip() or "unknown")
 
 
-def gate(read):
+def gate(read: Callable[[int], Registers]) -> Leaves:
     """The five leaves as the C module gathers them, ``read(leaf)`` giving
     the registers of one leaf: the extended leaf only if 0x80000000 allows
     it, the hypervisor leaf only with the hypervisor bit."""
@@ -102,12 +113,12 @@ def gate(read):
     return (basic0, basic1, ext0, ext1, hv0)
 
 
-def parse_dump(text, name="CPUID dump"):
+def parse_dump(text: str, name: str = "CPUID dump") -> dict[int, Registers]:
     """Leaf -> registers (subleaf 0) of the first CPU in ``cpuid -r -1`` output.
 
     Raises CapsfastError naming the first line that is not of that format,
     or when the dump has no leaf 0."""
-    leaves = {}
+    leaves: dict[int, Registers] = {}
     seen_cpu = False
     for number, line in enumerate(text.splitlines(), 1):
         words = line.split()
@@ -131,32 +142,36 @@ def parse_dump(text, name="CPUID dump"):
     return leaves
 
 
-def _parse_leaf_line(words):
+def _parse_leaf_line(words: Sequence[str]) -> tuple[int, int, Registers]:
     # "0x00000001 0x00: eax=0x000306a9 ebx=0x00100800 ecx=0x7fbae3ff edx=0xbfebfbff"
     if len(words) != 6 or not words[1].endswith(":"):
         raise ValueError
     leaf = int(words[0], 16)
     subleaf = int(words[1][:-1], 16)
-    regs = []
-    for word, reg in zip(words[2:], ("eax=", "ebx=", "ecx=", "edx=")):
-        if not word.startswith(reg):
-            raise ValueError
-        value = int(word[4:], 16)
-        if not 0 <= value <= 0xFFFFFFFF:
-            raise ValueError
-        regs.append(value)
+    names = ("eax=", "ebx=", "ecx=", "edx=")
+    eax, ebx, ecx, edx = (_register(word, name) for word, name in zip(words[2:], names))
     if not (0 <= leaf <= 0xFFFFFFFF and 0 <= subleaf <= 0xFFFFFFFF):
         raise ValueError
-    return leaf, subleaf, tuple(regs)
+    return leaf, subleaf, (eax, ebx, ecx, edx)
 
 
-def leaves_from_dump(text, name="CPUID dump"):
+def _register(word: str, name: str) -> int:
+    # "eax=0x000306a9" -> 0x000306a9, a 32-bit value
+    if not word.startswith(name):
+        raise ValueError
+    value = int(word[len(name):], 16)
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError
+    return value
+
+
+def leaves_from_dump(text: str, name: str = "CPUID dump") -> Leaves:
     """The five gated leaves from dump text; absent leaves read as zeros."""
     table = parse_dump(text, name)
     return gate(lambda leaf: table.get(leaf, ZERO))
 
 
-def format_dump(leaves):
+def format_dump(leaves: Sequence[Sequence[int]]) -> str:
     """Gated leaves in ``cpuid -r -1`` form, for ``capsfast record``."""
     lines = ["CPU:"]
     for leaf, regs in sorted(zip(LEAVES, leaves)):

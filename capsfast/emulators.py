@@ -7,15 +7,26 @@ discovery costs one ``stat`` per directory.  Directories reached twice
 (``/bin`` -> ``usr/bin``) are listed and watched once.  Known blind spot: a
 ``chmod`` of an existing binary does not change the directory's mtime.
 """
+from __future__ import annotations
+
 import os
 import stat as _stat
 import time
 
 from capsfast import guests
-from capsfast.devices import under as _under
+from capsfast.constants import QEMU_KVM
+from capsfast.plan import under as _under
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from capsfast.model import Guest, Kqemu, Kvm, Xen
+
+    # (directory inside the root, mtime_ns, inode): both None while absent.
+    Stamp = tuple[str, "int | None", "int | None"]
 
 PREFIX = "qemu-system-"
-QEMU_KVM = "/usr/libexec/qemu-kvm"
 DEFAULT_PATH = "/bin:/usr/bin"  # libvirt's choice when PATH is unset
 
 # A listing taken within this time of the directory's mtime may have missed
@@ -32,30 +43,30 @@ class Emulators:
 
     __slots__ = ("binaries", "qemu_kvm")
 
-    def __init__(self, binaries, qemu_kvm):
+    def __init__(self, binaries: dict[str, str], qemu_kvm: str | None) -> None:
         self.binaries = binaries
         self.qemu_kvm = qemu_kvm
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return (isinstance(other, Emulators) and self.binaries == other.binaries
                 and self.qemu_kvm == other.qemu_kvm)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Emulators(%r, %r)" % (self.binaries, self.qemu_kvm)
 
 
 class _Entry:
     __slots__ = ("watch", "found")
 
-    def __init__(self, watch, found):
-        self.watch = watch    # ((path inside root, mtime_ns or None if absent, ino), ...)
+    def __init__(self, watch: tuple[Stamp, ...], found: Emulators) -> None:
+        self.watch = watch
         self.found = found
 
 
-_cache = {}  # (root, PATH) -> _Entry
+_cache: dict[tuple[str, str], _Entry] = {}  # (root, PATH) -> _Entry
 
 
-def _stat_in_root(root, path):
+def _stat_in_root(root: str, path: str) -> os.stat_result:
     """``os.stat`` of a path inside ``root``, following a final symlink
     whose absolute target is read inside the root too."""
     if root == "/":
@@ -72,22 +83,22 @@ def _stat_in_root(root, path):
     raise OSError(40, "too many levels of symbolic links", path)
 
 
-def _stamp(path, st, now_ns):
+def _stamp(path: str, st: os.stat_result, now_ns: int) -> Stamp:
     if now_ns - st.st_mtime_ns < _RACY_NS:
         return (path, -1, -1)  # matches no directory: listed again next time
     return (path, st.st_mtime_ns, st.st_ino)
 
 
-def _executable(st):
+def _executable(st: os.stat_result) -> bool:
     # libvirt's virFileIsExecutable: a regular file with an x bit.
-    return _stat.S_ISREG(st.st_mode) and st.st_mode & 0o111
+    return _stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
 
 
-def _scan(root, path_env):
+def _scan(root: str, path_env: str) -> _Entry:
     now_ns = time.time_ns()
-    watch = []
-    seen = set()
-    binaries = {}
+    watch: list[Stamp] = []
+    seen: set[tuple[int, int]] = set()
+    binaries: dict[str, str] = {}
     for entry in path_env.split(":"):
         # Relative and empty entries name the caller's working directory:
         # a daemon's is /, so they are not the host's emulators.
@@ -129,7 +140,7 @@ def _scan(root, path_env):
     return _Entry(tuple(watch), Emulators(binaries, qemu_kvm))
 
 
-def _unchanged(watch, stat=os.stat):
+def _unchanged(watch: tuple[Stamp, ...], stat: Callable[[str], os.stat_result] = os.stat) -> bool:
     for path, mtime, ino in watch:
         try:
             st = stat(path)
@@ -142,7 +153,7 @@ def _unchanged(watch, stat=os.stat):
     return True
 
 
-def discover(root="/"):
+def discover(root: str = "/") -> Emulators:
     """The emulators of the host under ``root`` (an ``Emulators``; the same
     object as last time while nothing changed)."""
     path_env = os.environ.get("PATH")
@@ -161,15 +172,16 @@ def discover(root="/"):
     return fresh.found
 
 
-def forget():
+def forget() -> None:
     """Drop the cache (tests use it)."""
     _cache.clear()
 
 
-_last = None  # (inputs, guests): one probe after another mostly sees the same host
+# (inputs, guests): one probe after another mostly sees the same host
+_last: tuple[Emulators, str, Kvm, Kqemu, Xen, tuple[Guest, ...]] | None = None
 
 
-def host_guests(root, arch, kvm, kqemu, xen):
+def host_guests(root: str, arch: str, kvm: Kvm, kqemu: Kqemu, xen: Xen) -> tuple[Guest, ...]:
     """The guests of the host under ``root``: discovery (cached) plus the
     pure rules of ``capsfast.guests``, memoised on their inputs."""
     global _last

@@ -1,5 +1,5 @@
-"""Guests per architecture (DESIGN section 6): pure functions from the
-emulators found and the host facts to ``Guest`` values.
+"""Guests per architecture: pure functions from the emulators found and
+the host facts to ``Guest`` values.
 
 The QEMU rules follow libvirt's QEMU driver (``virQEMUCapsInitGuest`` and
 friends, libvirt 9.0): every architecture libvirt knows is tried in its
@@ -8,9 +8,17 @@ architecture falls back to the host's own binary, then to
 ``/usr/libexec/qemu-kvm``.  The Xen rules follow libvirt's historical Xen
 driver: guests come from the hypervisor's capability tokens.
 """
+from __future__ import annotations
+
+from capsfast.constants import X86_ARCHS
 from capsfast.model import Guest, Machine
 
-X86 = ("i686", "x86_64")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from capsfast.emulators import Emulators
+    from capsfast.model import Kqemu, Kvm, Xen
 
 # libvirt's architectures in its enumeration order (the order of <guest>
 # elements in `virsh capabilities`), with libvirt's word sizes.  Left out:
@@ -33,8 +41,6 @@ WORDSIZE = dict(ARCHES)
 # QEMU's target name where it differs from libvirt's arch name.
 _QEMU_TARGET = {"i686": "i386", "armv6l": "arm", "armv7l": "arm", "openrisc": "or32"}
 
-QEMU_KVM = "/usr/libexec/qemu-kvm"
-
 # Guest features as libvirt's QEMU driver adds them; printed in libvirt's
 # feature order (pae, nonpae, ia64_be, acpi, apic, cpuselection, deviceboot,
 # disksnapshot, hap).
@@ -53,12 +59,12 @@ XEN_LOADER = "/usr/lib/xen/boot/hvmloader"
 _XEN_TOKEN_ARCH = {"x86_32": "i686", "x86_64": "x86_64", "ia64": "ia64", "powerpc64": "ppc64"}
 
 
-def qemu_target(arch):
+def qemu_target(arch: str) -> str:
     """The ``qemu-system-<target>`` name libvirt looks for first."""
     return _QEMU_TARGET.get(arch, arch)
 
 
-def is_native(host, guest):
+def is_native(host: str, guest: str) -> bool:
     """Can ``guest`` run natively on ``host`` (libvirt's rule)?"""
     return (
         host == guest
@@ -68,7 +74,7 @@ def is_native(host, guest):
     )
 
 
-def find_binary(host, guest, binaries):
+def find_binary(host: str, guest: str, binaries: Mapping[str, str]) -> str | None:
     """The emulator path for ``guest`` on ``host``, from ``binaries``
     (``{qemu target: path}``), or None; libvirt's search order."""
     # armv7l on aarch64 can use KVM only through qemu-system-aarch64.
@@ -86,32 +92,33 @@ def find_binary(host, guest, binaries):
     return None
 
 
-def _kvm_capable(host, binary, binaries):
+def _kvm_capable(host: str, binary: str, binaries: Mapping[str, str]) -> bool:
     """Whether the binary chosen for a native guest can use KVM:
     qemu-system-arm cannot on an aarch64 host (QEMU dropped 32-bit KVM
     hosts), which is why libvirt prefers qemu-system-aarch64 there."""
     return not (host == "aarch64" and binary == binaries.get("arm"))
 
 
-def qemu_features(arch):
+def qemu_features(arch: str) -> tuple[str, ...]:
     """The guest features libvirt's QEMU driver prints for ``arch``."""
-    features = []
+    features: list[str] = []
     if arch == "i686":
         features += ["pae", "nonpae"]
-    if arch in X86 or arch == "aarch64":
+    if arch in X86_ARCHS or arch == "aarch64":
         features.append("acpi")
-    if arch in X86:
+    if arch in X86_ARCHS:
         features.append("apic")
     return tuple(features) + _QEMU_ALWAYS
 
 
-def qemu_guests(host_arch, binaries, qemu_kvm, kvm_usable, kqemu):
+def qemu_guests(host_arch: str, binaries: Mapping[str, str], qemu_kvm: str | None,
+                kvm_usable: bool, kqemu: bool) -> tuple[Guest, ...]:
     """One hvm guest per architecture that has an emulator.
 
     ``binaries``: ``{qemu target: path on the host}``, the first
     ``qemu-system-<target>`` in the PATH.  ``qemu_kvm``: the path of
     /usr/libexec/qemu-kvm if present, else None."""
-    guests = []
+    guests: list[Guest] = []
     for arch, wordsize in ARCHES:
         binary = find_binary(host_arch, arch, binaries)
         native = is_native(host_arch, arch)
@@ -120,7 +127,7 @@ def qemu_guests(host_arch, binaries, qemu_kvm, kvm_usable, kqemu):
         if binary is None:
             continue
         domains = ["qemu"]
-        if kqemu and arch == host_arch and arch in X86:
+        if kqemu and arch == host_arch and arch in X86_ARCHS:
             domains.append("kqemu")
         if kvm_usable and native and _kvm_capable(host_arch, binary, binaries):
             domains.append("kvm")
@@ -129,7 +136,7 @@ def qemu_guests(host_arch, binaries, qemu_kvm, kvm_usable, kqemu):
     return tuple(guests)
 
 
-def _parse_xen_token(token):
+def _parse_xen_token(token: str) -> tuple[bool, str, str] | None:
     """(hvm, arch, suffix) of a token like ``hvm-3.0-x86_32p``, or None:
     libvirt's pattern (xen|hvm)-N.N-(x86_32|x86_64|ia64|powerpc64)(p|be)?"""
     parts = token.split("-", 2)
@@ -144,12 +151,12 @@ def _parse_xen_token(token):
     return None
 
 
-def xen_guests(host_arch, xen):
+def xen_guests(host_arch: str, xen: Xen) -> tuple[Guest, ...]:
     """Guests of a Xen dom0 from the hypervisor's tokens, merged per
     (os_type, arch) as libvirt's Xen driver did; none outside dom0."""
     if xen.role != "dom0":
         return ()
-    merged = {}  # (hvm, arch) -> set of flags; dict keeps token order
+    merged: dict[tuple[bool, str], set[str]] = {}  # dict keeps token order
     for token in xen.capabilities:
         parsed = _parse_xen_token(token)
         if parsed is None:
@@ -161,9 +168,9 @@ def xen_guests(host_arch, xen):
         elif arch == "ia64" and suffix.startswith("be"):
             flags.add("ia64_be")
     emulator = "/usr/lib64/xen/bin/qemu-dm" if host_arch == "x86_64" else "/usr/lib/xen/bin/qemu-dm"
-    guests = []
+    guests: list[Guest] = []
     for (hvm, arch), flags in merged.items():
-        features = [f for f in ("pae", "nonpae", "ia64_be") if f in flags]
+        features: list[str] = [f for f in ("pae", "nonpae", "ia64_be") if f in flags]
         if hvm:
             features += ["acpi", "apic"]
         guests.append(Guest(
@@ -174,13 +181,13 @@ def xen_guests(host_arch, xen):
     return tuple(guests)
 
 
-def feature_toggle(guest, feature):
+def feature_toggle(guest: Guest, feature: str) -> tuple[str, str] | None:
     """(default, toggle) for a feature that carries them, else None."""
     table = _TOGGLES_XEN if "xen" in guest.domains else _TOGGLES_QEMU
     return table.get(feature)
 
 
-def for_host(host_arch, emulators, kvm, kqemu, xen):
+def for_host(host_arch: str, emulators: Emulators, kvm: Kvm, kqemu: Kqemu, xen: Xen) -> tuple[Guest, ...]:
     """All guests of a host: the Xen dom0's own guests first, then QEMU's."""
     return xen_guests(host_arch, xen) + qemu_guests(
         host_arch, emulators.binaries, emulators.qemu_kvm, kvm.usable, kqemu.exists

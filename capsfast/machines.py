@@ -6,24 +6,49 @@ The cache lives in ``$XDG_CACHE_HOME/capsfast/machines-1.json`` (default
 an upgraded or replaced binary is asked again and a second call costs no
 process.  Off by default: it is the one part of capsfast that runs a
 program (libvirt's equivalent QMP probe is what makes it slow).
-"""
-import os
 
-from capsfast.errors import CapsfastError
+Each run is bounded by ``TIMEOUT`` and made in a session of its own: a
+hung emulator is killed with every process it started, named in one
+``capsfast: ...`` line on stderr, and left out (its machines unknown), never
+cached, so the next call asks it again.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from capsfast.errors import CapsfastError, printable
 from capsfast.model import Machine
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from capsfast.model import Guest
+
+    Machines = tuple[Machine, ...]
+
 CACHE_VERSION = 1
-TIMEOUT = 30  # seconds for one `-machine help`; QEMU answers in ~50 ms
+# Seconds one `-machine help` may take.  QEMU answers in ~50 ms; one that
+# has not answered by then hangs (a wrapper waiting for something, a broken
+# build), and --machines must not hang with it.
+TIMEOUT = 5.0
 
 
-def parse_help(text):
+def warn(message: str) -> None:
+    """The default report of a skipped emulator: one line on stderr."""
+    sys.stderr.write("capsfast: %s\n" % printable(message))
+    sys.stderr.flush()
+
+
+def parse_help(text: str) -> Machines:
     """Machines from QEMU's ``-machine help`` output, in its order.
 
     Lines look like ``pc   Standard PC (...) (alias of pc-i440fx-7.2)`` or
     ``pc-i440fx-1.4   Standard PC (...) (deprecated)``.  ``none`` (the empty
     machine) is left out, as libvirt does."""
-    machines = []
-    seen = set()
+    machines: list[Machine] = []
+    seen: set[str] = set()
     for line in text.splitlines():
         if not line.strip() or line.startswith("Supported machines"):
             continue
@@ -41,16 +66,16 @@ def parse_help(text):
     return tuple(machines)
 
 
-def cache_path():
+def cache_path() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "capsfast", "machines-%d.json" % CACHE_VERSION)
 
 
-def _key(path, st):
+def _key(path: str, st: os.stat_result) -> str:
     return "%s\0%d\0%d\0%d" % (path, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _load(path):
+def _load(path: str) -> dict[str, object]:
     import json
 
     try:
@@ -61,7 +86,7 @@ def _load(path):
     return data if isinstance(data, dict) else {}
 
 
-def _save(path, data):
+def _save(path: str, data: dict[str, object]) -> None:
     """Write the cache atomically; a read-only home just means no cache."""
     import json
 
@@ -75,30 +100,68 @@ def _save(path, data):
         pass
 
 
-def run_help(binary):
-    """``binary -machine help`` as text; CapsfastError if it cannot run."""
+def run_help(binary: str) -> str:
+    """``binary -machine help`` as text; CapsfastError if it cannot run,
+    fails, or has not answered within ``TIMEOUT`` seconds.  Whatever is left
+    of its process group afterwards (itself after a timeout, children it
+    forked in any case) is killed: nothing it started outlives the call."""
     import subprocess
 
     try:
-        done = subprocess.run(
+        # A new session: the emulator and all it forks share one process
+        # group, which can be killed as a whole.
+        proc = subprocess.Popen(
             [binary, "-machine", "help"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, timeout=TIMEOUT, check=False,
+            stderr=subprocess.DEVNULL, start_new_session=True,
         )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise CapsfastError("cannot run %s -machine help: %s" % (binary, e)) from None
-    if done.returncode != 0:
-        raise CapsfastError("%s -machine help exited with status %d" % (binary, done.returncode))
-    return done.stdout.decode("utf-8", "replace")
+    except OSError as e:
+        raise CapsfastError("cannot run %s -machine help: %s" % (binary, e.strerror), errno=e.errno) from None
+    with proc:  # closes the pipe and reaps the emulator on every way out
+        try:
+            output = proc.communicate(timeout=TIMEOUT)[0]
+        except subprocess.TimeoutExpired:
+            raise CapsfastError("%s -machine help gave no answer within %g s" % (binary, TIMEOUT)) from None
+        finally:
+            _kill_group(proc.pid)
+    if proc.returncode != 0:
+        raise CapsfastError("%s -machine help exited with status %d" % (binary, proc.returncode))
+    return output.decode("utf-8", "replace")
 
 
-def machines_for(binaries, runner=run_help, cache_file=None):
+def _kill_group(pgid: int) -> None:
+    import signal
+
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass  # ESRCH: the group is gone, nothing was left behind
+
+
+def _cached(entry: object) -> Machines | None:
+    """The machines a cache entry holds, or None if it holds none
+    (absent, or not of the shape ``_save`` writes)."""
+    if not isinstance(entry, list):
+        return None
+    machines = []
+    for item in entry:
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
+                and (item[1] is None or isinstance(item[1], str))):
+            return None
+        machines.append(Machine(item[0], item[1], bool(item[2])))
+    return tuple(machines)
+
+
+def machines_for(binaries: Iterable[str], runner: Callable[[str], str] = run_help,
+                 cache_file: str | None = None,
+                 report: Callable[[str], None] = warn) -> dict[str, Machines | None]:
     """``{real path: machines}`` for the given real paths of emulators,
     running each one at most once and only when the cache has no entry for
-    its current (path, size, mtime, inode).  An emulator that cannot be run
-    maps to None (unknown) and is not cached."""
+    its current (path, size, mtime, inode).  An emulator that cannot be run,
+    fails or hangs maps to None (unknown), is not cached, and is named to
+    ``report`` in one line."""
     cache_file = cache_file or cache_path()
     cache = _load(cache_file)
-    result = {}
+    result: dict[str, Machines | None] = {}
     dirty = False
     for binary in dict.fromkeys(binaries):
         try:
@@ -107,13 +170,14 @@ def machines_for(binaries, runner=run_help, cache_file=None):
             result[binary] = None
             continue
         key = _key(binary, st)
-        entry = cache.get(key)
-        if isinstance(entry, list):
-            result[binary] = tuple(Machine(n, c, bool(d)) for n, c, d in entry)
+        machines = _cached(cache.get(key))
+        if machines is not None:
+            result[binary] = machines
             continue
         try:
             machines = parse_help(runner(binary))
-        except CapsfastError:
+        except CapsfastError as e:
+            report("%s; its machine types are left out" % e)
             result[binary] = None
             continue
         # Drop stale entries of the same path (an upgraded binary).
@@ -127,15 +191,17 @@ def machines_for(binaries, runner=run_help, cache_file=None):
     return result
 
 
-def attach(guests, root="/", runner=run_help, cache_file=None):
+def attach(guests: tuple[Guest, ...], root: str = "/", runner: Callable[[str], str] = run_help,
+           cache_file: str | None = None, report: Callable[[str], None] = warn) -> tuple[Guest, ...]:
     """``guests`` with ``machines`` filled for the QEMU guests, whose
-    emulator runs from inside ``root``."""
-    from capsfast.devices import under
+    emulator runs from inside ``root``.  ``report`` gets one line per
+    emulator left out (default: ``capsfast: ...`` on stderr)."""
+    from capsfast.plan import under
 
     wanted = [under(root, g.emulator) for g in guests if g.machines is None and g.emulator]
     if not wanted:
         return guests
-    found = machines_for(wanted, runner, cache_file)
+    found = machines_for(wanted, runner, cache_file, report)
     return tuple(
         g._replace(machines=found.get(under(root, g.emulator))) if g.machines is None and g.emulator else g
         for g in guests

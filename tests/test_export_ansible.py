@@ -60,10 +60,26 @@ def test_install_writes_an_executable_fact_that_names_this_interpreter(tmp_path,
     assert json.loads(run.stdout) == capsfast_json(env=env)
 
 
-def test_install_into_a_missing_directory_is_a_one_line_error(tmp_path, capsys):
-    assert main(["export", "ansible", "--install", "--dir", str(tmp_path / "nope")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("capsfast: ") and err.count("\n") == 1
+def test_install_creates_a_missing_facts_directory_with_mode_0755(tmp_path, capsys):
+    # /etc/ansible/facts.d does not exist on a host Ansible never set up.
+    facts = tmp_path / "a" / "b"
+    old = os.umask(0o077)
+    try:
+        assert main(["export", "ansible", "--install", "--dir", str(facts)]) == 0
+    finally:
+        os.umask(old)
+    assert capsys.readouterr().out == "installed %s\n" % (facts / "capsfast.fact")
+    assert stat.S_IMODE((facts / "capsfast.fact").stat().st_mode) == 0o755
+    for directory in (tmp_path / "a", facts):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o755
+
+
+def test_install_where_no_directory_can_be_made_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main(["export", "ansible", "--install", "--dir", str(tmp_path / "file" / "facts.d")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("capsfast: cannot create directory %s: " % (tmp_path / "file"))
 
 
 def ansible_local(fact_dir, tmp_path):

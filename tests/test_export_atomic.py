@@ -1,5 +1,6 @@
 """Atomic writes: a reader never sees a partial or empty file, even when
 the writer is killed with SIGKILL in the middle of writing."""
+import errno
 import os
 import random
 import signal
@@ -179,10 +180,38 @@ def test_stale_temporaries_of_dead_writers_go_live_ones_stay(tmp_path):
     assert live.name in names and other.name in names and "f" in names
 
 
-def test_a_missing_directory_or_unwritable_target_is_a_capsfast_error(tmp_path):
-    with pytest.raises(CapsfastError, match="does not exist"):
-        atomic.write(tmp_path / "no" / "f", "x")
+def test_missing_directories_are_created_with_mode_0755_whatever_the_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        atomic.write(tmp_path / "a" / "b" / "f", "x\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a" / "b" / "f").read_text() == "x\n"
+    for directory in (tmp_path / "a", tmp_path / "a" / "b"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o755
+    # An existing directory keeps its mode.
+    (tmp_path / "a").chmod(0o700)
+    atomic.write(tmp_path / "a" / "g", "y\n")
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o700
+
+
+def test_a_directory_that_cannot_be_made_is_a_capsfast_error_with_its_errno(tmp_path):
+    (tmp_path / "file").write_text("")
+    # A regular file where a parent should be: root cannot get round that.
+    with pytest.raises(CapsfastError) as caught:
+        atomic.write(tmp_path / "file" / "a" / "f", "x")
+    error = caught.value
+    assert str(error) == "cannot create directory %s: %s" % (tmp_path / "file", os.strerror(errno.EEXIST))
+    assert error.errno == errno.EEXIST and "\n" not in str(error)
+    with pytest.raises(CapsfastError) as caught:
+        atomic.make_directories(str(tmp_path / "file" / "a"))
+    assert caught.value.errno == errno.EEXIST
+    assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
+def test_an_unwritable_target_is_a_capsfast_error(tmp_path):
     (tmp_path / "d").mkdir()
-    with pytest.raises(CapsfastError, match="cannot write"):
+    with pytest.raises(CapsfastError, match="cannot write") as caught:
         atomic.write(tmp_path / "d", "x")  # a directory is in the way
+    assert caught.value.errno == errno.EISDIR
     assert sorted(os.listdir(tmp_path)) == ["d"]

@@ -69,7 +69,7 @@ def sample_host(**changes):
         arch="x86_64",
         cpu=Cpu("GenuineIntel", 6, 58, 9, ("lm", "nx", "pae", "vmx"), "dump", 13, 0x80000008),
         hypervisor=Hypervisor(None, None),
-        kvm=Kvm(True, True, True, True, 12, ("kvm_intel", "kvm"), False, None, None),
+        kvm=Kvm(True, True, True, True, 12, ("kvm_intel", "kvm"), False, None, None, None),
         kqemu=Kqemu(False),
         xen=Xen(False, None, None, ()),
         hvm=Hvm("vmx", "enabled", "certain", "enabled", ("cpuid.vmx",)),
@@ -126,7 +126,7 @@ def test_bare_metal_labels():
 
 def test_explicit_false_where_kvm_is_off_in_firmware():
     host = sample_host(
-        kvm=Kvm(False, False, False, False, None, (), None, None, "missing"),
+        kvm=Kvm(False, False, False, False, None, (), None, None, "missing", "missing"),
         hvm=Hvm("vmx", "disabled_by_firmware", "certain", "disabled", ("msr.feature-control-locked-off",)),
         guests=(Guest("hvm", "x86_64", 64, "/usr/bin/qemu-system-x86_64", ("qemu",), (), None, None),),
     )
@@ -227,6 +227,29 @@ def test_cli_writes_the_file_atomically_with_mode_0644(tmp_path, capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_cli_creates_a_missing_features_directory_with_mode_0755(tmp_path, capsys):
+    # A fresh node: NFD's features.d is not there until something makes it.
+    features = tmp_path / "a" / "b"
+    old = os.umask(0o077)
+    try:
+        assert main(["export", "nfd", "--dir", str(features)]) == 0
+    finally:
+        os.umask(old)
+    assert capsys.readouterr() == ("", "")
+    check_file((features / "capsfast").read_text())
+    for directory in (tmp_path / "a", features):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o755
+    assert sorted(os.listdir(features)) == ["capsfast"]
+
+
+def test_cli_a_directory_that_cannot_be_made_is_one_line_exit_2(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main(["export", "nfd", "--dir", str(tmp_path / "file" / "features.d")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("capsfast: cannot create directory %s: " % (tmp_path / "file"))
+
+
 def test_cli_prefix_and_stdout(capsys):
     assert main(["export", "nfd", "--stdout", "--prefix", "capsfast.example.com"]) == 0
     labels = check_file(capsys.readouterr().out)
@@ -236,7 +259,6 @@ def test_cli_prefix_and_stdout(capsys):
 @pytest.mark.parametrize("argv,message", [
     (["--prefix", "Bad Prefix"], "is not a DNS subdomain"),
     (["--prefix", "node.kubernetes.io"], "nfd-worker refuses"),
-    (["--dir", "/nonexistent-capsfast-dir"], "does not exist"),
     (["--every", "0"], "positive number"),
     (["--every", "soon"], "positive number"),
     (["--every", "5", "--stdout"], "cannot be combined"),
@@ -250,7 +272,8 @@ def test_cli_bad_input_is_one_line_exit_2(argv, message, capsys):
 
 def test_unknown_export_format(capsys):
     assert main(["export", "puppet"]) == 2
-    assert "unknown export format" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("capsfast: ") and "unknown" in err and "'puppet'" in err and err.count("\n") == 1
 
 
 def wait_for(predicate, what, limit=30.0):
@@ -272,17 +295,25 @@ def read_or_none(path):
         return None
 
 
-def test_every_follows_the_facts_renews_the_expiry_and_stops_on_sigterm(tmp_path):
+def start_every(tmp_path, fmt, interval, *output):
+    """``capsfast export FMT --every INTERVAL OUTPUT...`` in a process of its
+    own, on a copy of a scenario at ``tmp_path/root`` whose facts the caller
+    changes: (process, root)."""
     root = tmp_path / "root"
     shutil.copytree(HOSTS / "intel-enabled" / "root", root)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "capsfast", "export", fmt, "--every", interval] + list(output)
+        + ["--root", str(root), "--cpuid-dump", str(HOSTS / "intel-enabled" / "cpuid.txt")],
+        stderr=subprocess.PIPE,
+    )
+    return proc, root
+
+
+def test_every_follows_the_facts_renews_the_expiry_and_stops_on_sigterm(tmp_path):
     out = tmp_path / "features.d"
     out.mkdir()
     path = out / "capsfast"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "capsfast", "export", "nfd", "--every", "0.1", "--dir", str(out),
-         "--root", str(root), "--cpuid-dump", str(HOSTS / "intel-enabled" / "cpuid.txt")],
-        stderr=subprocess.PIPE,
-    )
+    proc, root = start_every(tmp_path, "nfd", "0.1", "--dir", str(out))
     try:
         first = wait_for(lambda: read_or_none(path), "the first write")
         expiry = first.splitlines()[0]
@@ -313,6 +344,7 @@ def test_every_follows_the_facts_renews_the_expiry_and_stops_on_sigterm(tmp_path
 def test_export_without_a_format_prints_usage_to_stderr(capsys):
     assert main(["export"]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.startswith("usage: capsfast export {nfd,prometheus,ansible}")
+    assert out == "" and err.startswith("usage: capsfast export ")
+    assert all(fmt in err for fmt in ("nfd", "prometheus", "ansible"))
     assert main(["export", "--help"]) == 0
     assert "usage: capsfast export" in capsys.readouterr().out

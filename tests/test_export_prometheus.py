@@ -5,7 +5,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import capsfast
 from capsfast.cli import main
 from capsfast.export import prometheus
 from capsfast.model import Guest, Hypervisor, Kvm
-from test_export_nfd import sample_host, wait_for
+from test_export_nfd import sample_host, start_every, wait_for
 
 parser = pytest.importorskip(
     "prometheus_client.parser", reason="prometheus_client is not installed (pip install prometheus_client)"
@@ -75,7 +74,7 @@ def test_values_follow_the_host():
 
 def test_unusable_kvm_and_odd_signature_survive_the_parser():
     host = sample_host(
-        kvm=Kvm(True, True, False, False, None, (), None, None, "open: Permission denied"),
+        kvm=Kvm(True, True, False, False, None, (), None, None, "not_accessible", "open: Permission denied"),
         hypervisor=Hypervisor('od"d\\sig\n', 'od"d\\sig\n'),
         guests=(),
     )
@@ -151,14 +150,8 @@ def test_every_needs_a_file(capsys):
 
 
 def test_every_rewrites_only_on_change_and_stops_on_sigterm(tmp_path):
-    root = tmp_path / "root"
-    shutil.copytree(HOSTS / "intel-enabled" / "root", root)
     path = tmp_path / "capsfast.prom"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "capsfast", "export", "prometheus", "--every", "0.05", "--file", str(path),
-         "--root", str(root), "--cpuid-dump", str(HOSTS / "intel-enabled" / "cpuid.txt")],
-        stderr=subprocess.PIPE,
-    )
+    proc, root = start_every(tmp_path, "prometheus", "0.05", "--file", str(path))
     try:
         wait_for(path.exists, "the first write")
         first = os.stat(path)

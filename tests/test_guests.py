@@ -1,4 +1,4 @@
-"""Guests per architecture (DESIGN section 6): each rule on plain data, the
+"""Guests per architecture: each rule on plain data, the
 emulator discovery on temporary roots, and the optional machine types."""
 import os
 
@@ -276,7 +276,7 @@ def test_probe_runs_no_emulator(tmp_path, fake_path):
     host = capsfast.probe(root=str(tmp_path / "root"))
     assert [g.emulator for g in host.guests] == ["/usr/bin/qemu-system-x86_64"] * 2
     for fmt in capsfast.FORMATS:
-        capsfast.capabilities(host, fmt)
+        capsfast.capabilities(host, format=fmt)
     assert not marker.exists()
 
 

@@ -6,23 +6,31 @@ prints as JSON, so the installed ``capsfast.fact`` makes the whole
 ``capsfast capabilities --format json`` document appear as
 ``ansible_local.capsfast`` on the managed host.
 """
-from capsfast.render import json as _json
+from __future__ import annotations
+
+import capsfast
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from capsfast.model import Host
 
 DEFAULT_DIR = "/etc/ansible/facts.d"
 FACT_NAME = "capsfast.fact"
 
 
-def render(host):
+def render(host: Host) -> str:
     """The JSON the fact prints: the same document as ``--format json``."""
-    return _json.render(host)
+    return capsfast.capabilities(host, format="json")
 
 
-def _sh_quote(word):
+def _sh_quote(word: str) -> str:
     # POSIX sh single quotes take everything literally but ' itself.
     return "'" + word.replace("'", "'\"'\"'") + "'"
 
 
-def fact_script(python, extra_args=()):
+def fact_script(python: str, extra_args: Iterable[str] = ()) -> str:
     """The executable fact: it runs capsfast with the absolute path of the
     interpreter that installed it (``python``), so it works whatever PATH
     the setup module runs it with (a virtualenv's ``bin`` is rarely on it)."""

@@ -7,20 +7,30 @@ target; the directory is fsynced so the rename survives a crash.  The
 temporary name starts with a dot and ends in ``.tmp``: NFD skips dot files,
 node_exporter reads only ``*.prom`` and Ansible only ``*.fact``, so none of
 them reads a half-written temporary file either.
+
+A missing directory is created with its parents, mode 0755, as an installer
+would: the default directories (NFD's features.d, Ansible's facts.d) do not
+exist on a host that never ran those tools.
 """
+from __future__ import annotations
+
 import os
 
 from capsfast.errors import CapsfastError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from os import PathLike
+
 _SUFFIX = ".tmp"
 
 
-def _temp_name(path, pid):
+def _temp_name(path: str, pid: int) -> str:
     directory, base = os.path.split(path)
     return os.path.join(directory, ".%s.%d%s" % (base, pid, _SUFFIX))
 
 
-def _remove_stale(path):
+def _remove_stale(path: str) -> None:
     """Delete temporary files left by writers of ``path`` that were killed
     (SIGKILL, power loss) before they could clean up; a live writer's file
     is left alone."""
@@ -49,22 +59,42 @@ def _remove_stale(path):
             pass
 
 
-def write(path, data, mode=0o644):
+def make_directories(directory: str, mode: int = 0o755) -> None:
+    """Create ``directory`` and its missing parents, each with permission
+    bits ``mode`` (set explicitly, not left to the umask), as ``install -d``
+    does; directories that exist are left as they are.  CapsfastError with
+    one line, naming the directory that could not be made, if it cannot."""
+    missing = []
+    head = directory
+    while head and not os.path.isdir(head):
+        missing.append(head)
+        head = os.path.dirname(head)
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, mode)
+            os.chmod(path, mode)
+        except OSError as e:
+            if isinstance(e, FileExistsError) and os.path.isdir(path):
+                continue  # another writer made it meanwhile
+            raise CapsfastError("cannot create directory %s: %s" % (path, e.strerror), errno=e.errno) from None
+        _sync_directory(os.path.dirname(path) or ".")  # the new entry survives a crash too
+
+
+def write(path: str | PathLike[str], data: str | bytes, mode: int = 0o644) -> None:
     """Atomically make ``path`` hold ``data`` (str or bytes) with permission
-    bits ``mode`` (set explicitly, not left to the umask).  CapsfastError
-    with one line if it cannot."""
+    bits ``mode`` (set explicitly, not left to the umask), creating its
+    directory if need be.  CapsfastError with one line if it cannot."""
     if isinstance(data, str):
         data = data.encode("utf-8")
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):
-        raise CapsfastError("cannot write %s: directory %s does not exist" % (path, directory))
+    make_directories(directory)
     _remove_stale(path)
     temp = _temp_name(path, os.getpid())
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as e:
-        raise CapsfastError("cannot write %s: %s" % (path, e.strerror)) from None
+        raise CapsfastError("cannot write %s: %s" % (path, e.strerror), errno=e.errno) from None
     try:
         try:
             os.fchmod(fd, mode)
@@ -80,11 +110,11 @@ def write(path, data, mode=0o644):
             os.unlink(temp)
         except OSError:
             pass
-        raise CapsfastError("cannot write %s: %s" % (path, e.strerror)) from None
+        raise CapsfastError("cannot write %s: %s" % (path, e.strerror), errno=e.errno) from None
     _sync_directory(directory)
 
 
-def _sync_directory(directory):
+def _sync_directory(directory: str) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:

@@ -5,19 +5,25 @@ The two signals are blocked while the loop runs and collected with
 ``sigtimedwait`` between steps, so a stop request never lands in the middle
 of a write: the step in progress finishes, then the loop returns.
 """
+from __future__ import annotations
+
 import signal
 import time
+
+from capsfast.errors import CapsfastError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def run(interval, step, on_error):
+def run(interval: float, step: Callable[[], object], on_error: Callable[[CapsfastError], object]) -> int:
     """Call ``step()`` now and every ``interval`` seconds.  A CapsfastError
     from the first step is raised (a bad setup should fail at once); later
     ones go to ``on_error(error)`` and the next beat tries again.  Returns
     the number of the signal that stopped it."""
-    from capsfast.errors import CapsfastError
-
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         first = True

@@ -29,7 +29,18 @@ Labels (under the namespace, ``feature.node.kubernetes.io`` by default)::
   capsfast-guest.<os_type>.<arch>.<domain>  true, one per guest and domain
                                  type, e.g. capsfast-guest.hvm.x86_64.kvm
 """
+from __future__ import annotations
+
 from zlib import crc32
+
+from capsfast.errors import CapsfastError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import time
+    from collections.abc import Iterable
+
+    from capsfast.model import Host
 
 DEFAULT_NAMESPACE = "feature.node.kubernetes.io"
 DEFAULT_DIR = "/etc/kubernetes/node-feature-discovery/features.d"
@@ -40,14 +51,14 @@ MAX_SEGMENT = 63
 _INNER = frozenset("-_.")
 
 
-def _ok(ch):
+def _ok(ch: str) -> bool:
     return ch.isascii() and (ch.isalnum() or ch in _INNER)
 
 
-def _clean(text):
+def _clean(text: str) -> str:
     """Each run of characters a label cannot hold becomes one ``-``; the
     ends are trimmed to alphanumerics.  No length limit."""
-    out = []
+    out: list[str] = []
     for ch in text:
         if _ok(ch):
             out.append(ch)
@@ -56,7 +67,7 @@ def _clean(text):
     return _trim("".join(out))
 
 
-def _trim(value):
+def _trim(value: str) -> str:
     start, end = 0, len(value)
     while start < end and not value[start].isalnum():
         start += 1
@@ -65,13 +76,13 @@ def _trim(value):
     return value[start:end]
 
 
-def label_value(text):
+def label_value(text: str) -> str:
     """``text`` as a valid label value (``Microsoft Hv`` -> ``Microsoft-Hv``),
     at most 63 characters.  May be empty, which Kubernetes allows."""
     return _trim(_clean(text)[:MAX_SEGMENT])
 
 
-def label_name(parts):
+def label_name(parts: Iterable[str]) -> str:
     """A valid name segment from ``parts`` joined by dots.  A name that
     would pass 63 characters is cut and given a checksum of the whole, so
     two long names stay distinct."""
@@ -82,7 +93,7 @@ def label_name(parts):
     return _trim(name[:MAX_SEGMENT - 9]) + "-" + digest
 
 
-def valid_namespace(namespace):
+def valid_namespace(namespace: str) -> bool:
     """A DNS subdomain (RFC 1123): lowercase labels of alphanumerics and
     ``-``, joined by dots, at most 253 characters."""
     if not namespace or len(namespace) > 253:
@@ -95,11 +106,11 @@ def valid_namespace(namespace):
     return True
 
 
-def nfd_denies(namespace):
+def nfd_denies(namespace: str) -> bool:
     """True for namespaces nfd-worker refuses: kubernetes.io and k8s.io and
     their subdomains, except feature.node.kubernetes.io and
     profile.node.kubernetes.io (and theirs)."""
-    def under(ns, domain):
+    def under(ns: str, domain: str) -> bool:
         return ns == domain or ns.endswith("." + domain)
 
     if under(namespace, "feature.node.kubernetes.io") or under(namespace, "profile.node.kubernetes.io"):
@@ -107,15 +118,15 @@ def nfd_denies(namespace):
     return under(namespace, "kubernetes.io") or under(namespace, "k8s.io")
 
 
-def _bool(value):
+def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _text(value):
+def _text(value: object) -> str:
     return "none" if value is None else label_value(str(value))
 
 
-def labels(host):
+def labels(host: Host) -> list[tuple[str, str]]:
     """(name, value) pairs for ``host``, in a stable order."""
     kvm, hvm, hv = host.kvm, host.hvm, host.hypervisor
     pairs = [
@@ -137,7 +148,7 @@ def labels(host):
     if hv.signature is not None:
         pairs.append(("capsfast-hypervisor.signature", label_value(hv.signature)))
     pairs.append(("capsfast-xen.role", _text(host.xen.role)))
-    seen = set()
+    seen: set[str] = set()
     for guest in host.guests:
         for domain in guest.domains:
             name = label_name(("capsfast-guest", guest.os_type, guest.arch, domain))
@@ -147,7 +158,8 @@ def labels(host):
     return pairs
 
 
-def render(host, namespace=DEFAULT_NAMESPACE, expiry=None):
+def render(host: Host, namespace: str = DEFAULT_NAMESPACE,
+           expiry: time.struct_time | None = None) -> str:
     """The feature file's text.  ``expiry``: a UTC ``time.struct_time`` after
     which NFD drops the labels (written first: the directive applies to the
     lines after it)."""
@@ -157,7 +169,5 @@ def render(host, namespace=DEFAULT_NAMESPACE, expiry=None):
     lines += ["%s/%s=%s" % (namespace, name, value) for name, value in labels(host)]
     text = "\n".join(lines) + "\n"
     if len(text.encode()) > MAX_FILE_SIZE:  # cannot happen with sane guest lists; never write what NFD skips
-        from capsfast.errors import CapsfastError
-
         raise CapsfastError("NFD feature file would exceed %d bytes" % MAX_FILE_SIZE)
     return text

@@ -7,7 +7,15 @@ metric has no sample on this host.  No sample carries a timestamp (the
 collector refuses them).  A missing value in an ``_info`` label is
 ``none``, as in the NFD labels.
 """
-from capsfast.devices import KVM_MODULES
+from __future__ import annotations
+
+from capsfast.plan import KVM_MODULES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from capsfast.model import Host
 
 # (name, help, type): the order of the file.
 METRICS = (
@@ -26,20 +34,20 @@ METRICS = (
 )
 
 
-def _escape(value):
+def _escape(value: str) -> str:
     # The exposition format escapes backslash, double quote and newline.
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _labels(pairs):
+def _labels(pairs: Iterable[tuple[str, object]]) -> str:
     return "{%s}" % ",".join('%s="%s"' % (k, _escape("none" if v is None else str(v))) for k, v in pairs)
 
 
-def _flag(value):
+def _flag(value: bool) -> str:
     return "1" if value else "0"
 
 
-def samples(host, duration=None):
+def samples(host: Host, duration: float | None = None) -> dict[str, list[tuple[str, str]]]:
     """{metric name: [(label text, value text)]} for ``host``."""
     kvm, hvm, hv = host.kvm, host.hvm, host.hypervisor
     out = {
@@ -60,7 +68,7 @@ def samples(host, duration=None):
         "capsfast_xen_info": [(_labels([("role", host.xen.role)]), "1")],
         "capsfast_probe_duration_seconds": [] if duration is None else [("", "%.9g" % duration)],
     }
-    guests = []
+    guests: list[tuple[str, str]] = []
     for guest in host.guests:
         for domain in guest.domains:
             series = (_labels([("os_type", guest.os_type), ("arch", guest.arch), ("domain", domain)]), "1")
@@ -70,12 +78,12 @@ def samples(host, duration=None):
     return out
 
 
-def render(host, duration=None):
+def render(host: Host, duration: float | None = None) -> str:
     """The ``.prom`` text, ending in a newline.  ``duration``: the probe's
     time in seconds; without it the metric has no sample (the facts alone,
     which is what ``--every`` compares)."""
     values = samples(host, duration)
-    lines = []
+    lines: list[str] = []
     for name, help_text, kind in METRICS:
         lines.append("# HELP %s %s" % (name, help_text))
         lines.append("# TYPE %s %s" % (name, kind))
