@@ -18,8 +18,11 @@ from capsfast.errors import CapsfastError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
-    from capsfast._capsfast import CData
+    # cffi's structs are typed by the header, not by Python: their fields
+    # are read here only, as Any.
+    CData = Any
 
     # One CPUID leaf's (eax, ebx, ecx, edx), and the five leaves a probe
     # reads: 0, 1, 0x80000000, 0x80000001, 0x40000000.
@@ -161,7 +164,10 @@ class Results:
 
 _probe = lib.capsfast_probe
 _buffer = ffi.buffer
-_unpack = ffi.unpack
+if TYPE_CHECKING:
+    def _unpack(cdata: CData, length: int) -> bytes: ...  # a char buffer gives bytes
+else:
+    _unpack = ffi.unpack
 _NULL = ffi.NULL
 # Read buffers need no zeroing: C reports how many bytes it wrote, and pages
 # never written are never touched (no page faults for absent files).
@@ -215,14 +221,14 @@ class Batch:
 
     def __init__(self, kvm_path: str | None, files: Sequence[FileSpec]) -> None:
         self._n = n = len(files)
-        array = ffi.new("struct capsfast_file[]", max(n, 1))
+        array: CData = ffi.new("struct capsfast_file[]", max(n, 1))
         # All paths in one allocation, NUL-separated; all read buffers in another.
         encoded = [spec[0].encode("utf-8", "surrogateescape") + b"\0" for spec in files]
         paths = ffi.new("char[]", b"".join(encoded) or b"\0")
         total = sum(spec[3] for spec in files if spec[1] in (READ, READ_BLOCK))
         bufs = _new_raw("char[]", max(total, 1))
-        entries = []
-        reads = []
+        entries: list[tuple[CData, str, CData | None]] = []
+        reads: list[tuple[CData, CData]] = []
         at = used = 0
         for i, (_path, op, msr, size, after) in enumerate(files):
             f = array[i]
@@ -245,8 +251,8 @@ class Batch:
         self._reads = tuple(reads)
         self._kvm_path = _NULL if kvm_path is None else ffi.new(
             "char[]", kvm_path.encode("utf-8", "surrogateescape"))
-        self._kvm = ffi.new("struct capsfast_kvm *")
-        self._cpu = ffi.new("struct capsfast_cpu *")
+        self._kvm: CData = ffi.new("struct capsfast_kvm *")
+        self._cpu: CData = ffi.new("struct capsfast_cpu *")
         # Buffer objects made once: each snapshot is then one bytes copy.
         self._files_buf = _buffer(array, n * ffi.sizeof("struct capsfast_file"))
         self._kvm_buf = _buffer(self._kvm)
@@ -263,7 +269,7 @@ class Batch:
         if rc != 0:  # pragma: no cover - the arguments are built above
             raise _outcome(rc).error("capsfast_probe rejected its arguments")
         self._want_cpu = want_cpu
-        snapshot = self._files_buf[:] + self._kvm_buf[:]
+        snapshot: bytes = self._files_buf[:] + self._kvm_buf[:]
         for f, buf in self._reads:
             if f.err == 0 and f.len:
                 snapshot += _unpack(buf, f.len)
@@ -302,7 +308,7 @@ class Batch:
             elif op == STAT:
                 files.append(FileResult(outcome, f.mode, None, False, None))
             else:
-                data = _unpack(buf, f.len) if ok else None
+                data = _unpack(buf, f.len) if ok and buf is not None else None
                 files.append(FileResult(outcome, f.mode, data, f.truncated != 0, None))
         return Results(cpu, kvm, files)
 

@@ -86,9 +86,10 @@ def parse(options: Sequence[Option], positionals: Sequence[str], argv: Sequence[
             rest.append(arg)
             continue
         name, eq, inline = arg.partition("=")
-        opt = by_flag.get(name)
-        if opt is None:
+        found = by_flag.get(name)
+        if found is None:
             raise UsageError("unrecognised option %r" % name)
+        opt = found
         if opt.metavar is None:
             if eq:
                 raise UsageError("option %s takes no value" % name)

@@ -196,6 +196,7 @@ Host = _record(
     ``(number, value)`` pairs of the MSRs that could be read.""",
     lazy=("guests",),
 )
+_HOST_GUESTS = Host._fields.index("guests")
 
 Capabilities = _record(
     "Capabilities",
@@ -204,3 +205,9 @@ Capabilities = _record(
     the host arch, the host ``<features>`` names, and the guests as
     ``Guest`` values.""",
 )
+
+
+def guests_pending(host):
+    """True while ``host.guests`` has not been read (nothing listed yet)."""
+    value = tuple.__getitem__(host, _HOST_GUESTS)
+    return value.__class__ is Lazy and value.pending

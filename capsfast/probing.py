@@ -17,6 +17,7 @@ import _thread
 from capsfast import _native, cpuid, emulators, facts, plan
 from capsfast.constants import KVM_DEVICE, X86_ARCHS
 from capsfast.errors import CapsfastError
+from capsfast.model import guests_pending
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ class LiveCache:
         if unchanged and self.devices is not None and last is not None:
             # The last Host serves again while its guests are still to be
             # found (once found, they may have gone stale).
-            if tuple.__getitem__(last, _GUESTS).pending:
+            if guests_pending(last):
                 return last
             return self._remember(snapshot, cpu, self.devices, deep)
         return self._remember(snapshot, cpu, self._decode(cpu, results, deep), deep)
@@ -166,7 +167,6 @@ class LiveCache:
 
 _live = LiveCache()
 os.register_at_fork(after_in_child=_live.after_fork_in_child)
-_GUESTS = 7  # Host's field index of guests (a Lazy until read)
 
 
 def _live_cpu_facts(arch: str, leaves: Leaves | None) -> CpuFacts:
@@ -257,10 +257,10 @@ def probe(root: str | os.PathLike[str] = "/", cpuid: str | os.PathLike[str] | No
     if root == "/" and cpuid is None and arch is None:
         if deep:
             return _live.probe(True)
-        host = _live.host
-        if host is None or refresh:
-            host = _live.host = _live.probe(False)
-        return host
+        cached = _live.host
+        if cached is None or refresh:
+            cached = _live.host = _live.probe(False)
+        return cached
     return _probe_other(os.fspath(root), None if cpuid is None else os.fspath(cpuid), arch, deep)
 
 

@@ -1,6 +1,12 @@
 """Renderers: pure functions from a Host to text, one module per format,
-each imported only when its format is asked for (lxml is not cheap)."""
+each imported only when its format is asked for."""
+from __future__ import annotations
+
 from capsfast.errors import CapsfastError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from capsfast.model import Host
 
 _MODULES = {
     "libvirt": "capsfast.render.libvirt",
@@ -9,7 +15,7 @@ _MODULES = {
 }
 
 
-def render(host, format):
+def render(host: Host, format: str) -> str:
     """``host`` as text in ``format``; CapsfastError for an unknown format."""
     name = _MODULES.get(format)
     if name is None:
@@ -17,4 +23,5 @@ def render(host, format):
             "unknown format %r (choose from %s)" % (format, ", ".join(sorted(_MODULES)))
         )
     module = __import__(name, fromlist=["render"])
-    return module.render(host)
+    text: str = module.render(host)
+    return text

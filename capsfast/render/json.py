@@ -1,38 +1,52 @@
-"""JSON rendering: DESIGN section 7's keys, ``schema_version`` 1.
+"""JSON rendering: the keys of ``schemas/capabilities.schema.json``, ``schema_version`` 1.
 
 A small encoder of our own instead of the ``json`` module: the values are
 only dicts, lists, strings, ints, bools and None, and ``import json`` costs
 about 12 ms on a VM (it pulls in ``re``), more than the whole probe.  String
 escaping is CPython's own C routine where it exists.
 """
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from capsfast.model import Host
+
+
+def _quote_in_python(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code > 0xFFFF:
+            code -= 0x10000
+            out.append("\\u%04x\\u%04x" % (0xD800 | code >> 10, 0xDC00 | code & 0x3FF))
+        else:
+            out.append("\\u%04x" % code)
+    out.append('"')
+    return "".join(out)
+
+
+_quote: Callable[[str], str]
 try:
     from _json import encode_basestring_ascii as _quote
 except ImportError:  # pragma: no cover - other Pythons
-    def _quote(s):
-        out = ['"']
-        for ch in s:
-            code = ord(ch)
-            if ch in '"\\':
-                out.append("\\" + ch)
-            elif 0x20 <= code < 0x7F:
-                out.append(ch)
-            elif code > 0xFFFF:
-                code -= 0x10000
-                out.append("\\u%04x\\u%04x" % (0xD800 | code >> 10, 0xDC00 | code & 0x3FF))
-            else:
-                out.append("\\u%04x" % code)
-        out.append('"')
-        return "".join(out)
+    _quote = _quote_in_python
 
 SCHEMA_VERSION = 1
 
 
-def _msr_key(number):
+def _msr_key(number: int) -> str:
     return "0x%x" % number
 
 
-def host_dict(host):
-    """The model as plain JSON-ready values (DESIGN section 7)."""
+def host_dict(host: Host) -> dict[str, object]:
+    """The model as plain JSON-ready values: the document README describes
+    and ``capsfast/schemas/capabilities.schema.json`` specifies."""
     cpu, hv, kvm, xen, hvm = host.cpu, host.hypervisor, host.kvm, host.xen, host.hvm
     return {
         "schema_version": SCHEMA_VERSION,
@@ -95,7 +109,7 @@ def host_dict(host):
     }
 
 
-def dumps(value, indent="", step="  "):
+def dumps(value: object, indent: str = "", step: str = "  ") -> str:
     """``value`` (dicts, lists, str, int, bool, None) as indented JSON."""
     if value is None:
         return "null"
@@ -122,6 +136,6 @@ def dumps(value, indent="", step="  "):
     raise TypeError("cannot encode %r as JSON" % type(value).__name__)
 
 
-def render(host):
+def render(host: Host) -> str:
     """The host as JSON text, ending in a newline."""
     return dumps(host_dict(host)) + "\n"
