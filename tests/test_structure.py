@@ -1,0 +1,121 @@
+"""The package's shape: no import cycle (imports inside functions count),
+one module touches cffi, and the start-up import budget holds."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import capsfast
+
+PACKAGE = Path(capsfast.__file__).resolve().parent
+
+
+def module_name(path):
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules():
+    return {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def runtime_nodes(tree):
+    """Every node, except those under ``if TYPE_CHECKING:`` (never run)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and getattr(child.test, "id", None) == "TYPE_CHECKING":
+                todo.extend(child.orelse)
+                continue
+            todo.append(child)
+
+
+def imports_of(path, known):
+    """capsfast modules a module imports, at any depth of its code.
+    ``from capsfast import probing`` imports capsfast.probing; ``from
+    capsfast import probe`` (a name the package defines) imports capsfast."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in runtime_nodes(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "capsfast":
+                    found.add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if base.split(".")[0] != "capsfast":
+                continue
+            for alias in node.names:
+                sub = base + "." + alias.name
+                found.add(sub if sub in known else base)
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "__import__":
+            if node.args and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("capsfast"):
+                found.add(node.args[0].value)
+    found.discard(name)
+    return {m for m in found if m in known}
+
+
+def test_no_import_cycle():
+    known = modules()
+    graph = {name: imports_of(path, known) for name, path in known.items()}
+    cycles = []
+
+    def visit(node, stack, on_stack, done):
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt in on_stack:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in done:
+                visit(nxt, stack, on_stack, done)
+        on_stack.discard(node)
+        stack.pop()
+        done.add(node)
+
+    done = set()
+    for node in sorted(graph):
+        if node not in done:
+            visit(node, [], set(), done)
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_only_the_crossing_touches_cffi():
+    known = modules()
+    touching = []
+    for name, path in known.items():
+        tree = ast.parse(path.read_text())
+        imports_cffi = any(
+            (isinstance(n, ast.Import) and any(a.name.split(".")[0] == "cffi" for a in n.names))
+            or (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "cffi")
+            for n in ast.walk(tree)
+        )
+        reaches_in = any(
+            isinstance(n, ast.Attribute) and n.attr in ("lib", "ffi") and getattr(n.value, "id", "") == "_native"
+            for n in ast.walk(tree)
+        )
+        if imports_cffi or reaches_in or "capsfast._capsfast" in imports_of(path, set(known) | {"capsfast._capsfast"}):
+            touching.append(name)
+    assert touching == ["capsfast._native"], touching
+
+
+def test_import_budget_and_no_probing_at_import():
+    code = (
+        "import sys; before = set(sys.modules); import capsfast; "
+        "from capsfast import _native; n = _native.cpuid_executed(); "
+        "print(sorted(m for m in ('lxml', 'argparse', 'json', 're', 'dataclasses', 'typing', 'threading') "
+        "if m in set(sys.modules) - before), n)"
+    )
+    # -S: without site, whose start-up hooks (an editable install's finder)
+    # may import re or typing themselves.
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(PACKAGE.parent) + ":" + ":".join(p for p in sys.path if p)})
+    assert out.stdout.split("]")[0] + "]" == "[]", out.stdout
+    assert out.stdout.strip().endswith(" 0"), out.stdout  # importing ran no CPUID
