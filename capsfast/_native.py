@@ -112,7 +112,7 @@ def _outcome(result: int) -> Outcome:
 
 
 class FileResult:
-    """One file entry's result: ``outcome``; ``mode`` (st_mode, 0 when
+    """One file entry's result (read-only: absent entries share one): ``outcome``; ``mode`` (st_mode, 0 when
     unknown); ``data``, the bytes read (READ ops, None otherwise or on
     failure); ``truncated``, the file held more than its buffer; ``value``,
     the MSR's value (MSR op, None otherwise or on failure)."""
@@ -174,6 +174,9 @@ _NULL = ffi.NULL
 _new_raw = ffi.new_allocator(should_clear_after_alloc=False)
 _NOT_TRIED_RESULT = 1   # access_err and open_err when C did not try
 _API_NOT_TRIED = -1000  # api_version when C did not try
+_ABSENT_RESULT = -_errno.ENOENT
+# Absent files all look alike: one shared, never-modified result serves them.
+_ABSENT_FILE = FileResult(_outcome(_ABSENT_RESULT), 0, None, False, None)
 
 
 def cpuid_executed() -> int:
@@ -191,10 +194,6 @@ def crossing(want_cpu: bool = False) -> int:
 
 
 _floor_cpu = ffi.new("struct capsfast_cpu *")
-
-
-def _regs(r: CData) -> Registers:
-    return (r.eax, r.ebx, r.ecx, r.edx)
 
 
 def _created(result: int) -> Outcome:
@@ -217,7 +216,7 @@ class Batch:
     thread its own."""
 
     __slots__ = ("_keep", "_n", "_kvm_path", "_kvm", "_cpu", "_entries", "_reads",
-                 "_files_buf", "_kvm_buf", "_want_cpu")
+                 "_files_buf", "_kvm_buf", "_want_cpu", "_cpu_words")
 
     def __init__(self, kvm_path: str | None, files: Sequence[FileSpec]) -> None:
         self._n = n = len(files)
@@ -253,6 +252,7 @@ class Batch:
             "char[]", kvm_path.encode("utf-8", "surrogateescape"))
         self._kvm: CData = ffi.new("struct capsfast_kvm *")
         self._cpu: CData = ffi.new("struct capsfast_cpu *")
+        self._cpu_words = ffi.cast("uint32_t *", self._cpu)
         # Buffer objects made once: each snapshot is then one bytes copy.
         self._files_buf = _buffer(array, n * ffi.sizeof("struct capsfast_file"))
         self._kvm_buf = _buffer(self._kvm)
@@ -283,9 +283,13 @@ class Batch:
     def results(self) -> Results:
         """The last crossing's results, named."""
         cpu = None
-        c = self._cpu
-        if self._want_cpu and c.available:
-            cpu = (_regs(c.basic0), _regs(c.basic1), _regs(c.ext0), _regs(c.ext1), _regs(c.hv0))
+        if self._want_cpu:
+            # struct capsfast_cpu is 21 uint32: ``available``, then five
+            # leaves of four registers; one read instead of 21.
+            words = _unpack(self._cpu_words, 21)
+            if words[0]:
+                cpu = (tuple(words[1:5]), tuple(words[5:9]), tuple(words[9:13]), tuple(words[13:17]),
+                       tuple(words[17:21]))
         kvm = None
         if self._kvm_path != _NULL:
             k = self._kvm
@@ -301,7 +305,11 @@ class Batch:
             )
         files = []
         for f, op, buf in self._entries:
-            outcome = _outcome(f.err)
+            err = f.err
+            if err == _ABSENT_RESULT:  # most entries, on most hosts
+                files.append(_ABSENT_FILE)
+                continue
+            outcome = _outcome(err)
             ok = outcome is OK
             if op == MSR:
                 files.append(FileResult(outcome, f.mode, None, False, f.value if ok else None))
