@@ -165,9 +165,11 @@ class Results:
 _probe = lib.capsfast_probe
 _buffer = ffi.buffer
 if TYPE_CHECKING:
-    def _unpack(cdata: CData, length: int) -> bytes: ...  # a char buffer gives bytes
+    # ffi.unpack gives bytes for a char buffer, a list of ints for integers.
+    def _unpack(cdata: CData, length: int) -> bytes: ...
+    def _unpack_words(cdata: CData, length: int) -> list[int]: ...
 else:
-    _unpack = ffi.unpack
+    _unpack = _unpack_words = ffi.unpack
 _NULL = ffi.NULL
 # Read buffers need no zeroing: C reports how many bytes it wrote, and pages
 # never written are never touched (no page faults for absent files).
@@ -286,10 +288,10 @@ class Batch:
         if self._want_cpu:
             # struct capsfast_cpu is 21 uint32: ``available``, then five
             # leaves of four registers; one read instead of 21.
-            words = _unpack(self._cpu_words, 21)
-            if words[0]:
-                cpu = (tuple(words[1:5]), tuple(words[5:9]), tuple(words[9:13]), tuple(words[13:17]),
-                       tuple(words[17:21]))
+            w = _unpack_words(self._cpu_words, 21)
+            if w[0]:
+                cpu = ((w[1], w[2], w[3], w[4]), (w[5], w[6], w[7], w[8]), (w[9], w[10], w[11], w[12]),
+                       (w[13], w[14], w[15], w[16]), (w[17], w[18], w[19], w[20]))
         kvm = None
         if self._kvm_path != _NULL:
             k = self._kvm
