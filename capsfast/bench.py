@@ -2,22 +2,43 @@
 (CPUID and the probe's own syscalls, measured in the same run) and against
 what a user would otherwise run.
 
+The benchmark is a list of steps, registered in order with ``@step`` (as
+archspec registers its ``@detection`` functions): each measures one thing
+and keeps its results in the ``Bench`` they share; ``run()`` walks the list,
+and the progress display counts the same list.
+
 Each figure is the median of its runs with the lowest and highest run
-beside it; ratios are computed from figures of the same run.  "First in a
-process" figures come from fresh interpreters (``sys.executable``), each
-reporting its own timing, so the parent's startup is not counted.  Nothing
-here asserts a time: the targets are printed with the measured values.
+beside it.  Targets are ratios to figures of the same run (the floor, one
+empty call into C, ``python -c pass``) or counts, never absolute times,
+which do not carry from one machine to another.  "First in a process"
+figures come from fresh interpreters (``sys.executable``), each reporting
+its own timing, so the parent's startup is not counted.  Nothing here
+asserts a time: the targets are printed with the measured values.
 """
+from __future__ import annotations
+
+import ast
+import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from capsfast.argv import Option, parse, usage
+import capsfast
+from capsfast import _native, emulators, probing
+from capsfast.argv import Option, format_options, parse_or_help
+from capsfast.console import error, out
 
-OPTIONS = (
-    Option(("--json",), "print the results as JSON"),
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    Step = Callable[["Bench"], None]
+
+OPTIONS = format_options(("text", "json"), "text") + (
     Option(("--quick",), "few runs (a smoke test; the figures are rough)"),
     Option(("--slow",), "also measure py-cpuinfo (about a second per run)"),
 )
@@ -27,6 +48,9 @@ SUMMARY = (
 )
 FORBIDDEN_AT_IMPORT = ("lxml", "argparse", "json", "re", "dataclasses", "typing", "threading")
 SCHEMA_VERSION = 1
+# virsh may take seconds a call (a daemon that re-probes QEMU each time):
+# past this total it leaves the interleaved loop.
+VIRSH_BUDGET_S = (2.0, 10.0)  # (--quick, full)
 
 # Fresh-interpreter snippets; each prints one line of Python literals.
 _CHILD_IMPORT = """
@@ -64,25 +88,23 @@ print(repr(((time.perf_counter_ns() - t) / 1e3,)))
 # The first crossing as the first probe makes it, with no decoding: the
 # hardware's cost for a first probe, at the same cold start.
 _CHILD_COLD_FLOOR = """
-import sys, time
-import capsfast.probe
-from capsfast import _native
-probe = sys.modules["capsfast.probe"]
-batch = probe._take(*probe._LIVE_PLAN)[0]
-want = _native.HAS_CPUID and probe.normalize_arch(__import__("os").uname().machine) in probe.X86
+import time
+from capsfast import probing
+batch = probing.live_batch()
+want_cpu = probing.first_probe_wants_cpu()
 t = time.perf_counter_ns()
-batch.bare(want)
+batch.bare(want_cpu)
 t = time.perf_counter_ns() - t
 print(repr((t / 1e3,)))
 """
 
 _CHILD_FIRST_RENDER = """
-import sys, time
+import time
 import capsfast
 host = capsfast.probe()
 t = time.perf_counter_ns()
 try:
-    capsfast.capabilities(host, %r)
+    capsfast.capabilities(host, format=%r)
 except ImportError as e:
     print(repr((None, "renderer not available: %%s" %% e)))
 else:
@@ -90,26 +112,89 @@ else:
 """
 
 
+# -- the JSON document ---------------------------------------------------------
+
+class ResultRow(TypedDict):
+    key: str
+    what: str
+    median_us: float | None
+    low_us: float | None
+    high_us: float | None
+    runs: int
+    note: str | None
+
+
+class Target(TypedDict):
+    target: str
+    value: float | None
+    limit: float | None
+    unit: str  # "x" for a ratio, else what is counted
+    met: bool | None
+
+
+class Scale(TypedDict):
+    file_bytes: int
+    bytes_read: int
+    median_us: float | None
+
+
+class Machine(TypedDict):
+    cpus: int | None
+    kernel: str
+    arch: str
+    python: str
+    executable: str
+    cpu_model: str | None
+    load_average: list[float]
+    load_average_after: list[float]
+
+
+class Document(TypedDict):
+    schema_version: int
+    quick: bool
+    machine: Machine
+    import_forbidden_modules: list[str]
+    cpuid_first_probe: int
+    modules_imported_by_first_probe: list[str]
+    floor_first_probe_us: float | None
+    cpuinfo_scaling: dict[str, Scale]
+    alternatives: list[str]
+    results: list[ResultRow]
+    targets: list[Target]
+
+
+def _median(samples: Sequence[float]) -> float | None:
+    s = sorted(samples)
+    if not s:
+        return None
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def _round(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    if isinstance(value, int):
+        return value
+    return round(value, 3) if value < 100 else round(value, 1)
+
+
 class Result:
     """One measured figure: ``samples`` in microseconds."""
 
     __slots__ = ("key", "what", "samples", "note")
 
-    def __init__(self, key, what, samples, note=None):
+    def __init__(self, key: str, what: str, samples: Iterable[float], note: str | None = None) -> None:
         self.key = key
         self.what = what
         self.samples = sorted(samples)
         self.note = note
 
     @property
-    def median(self):
-        s = self.samples
-        if not s:
-            return None
-        mid = len(s) // 2
-        return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+    def median(self) -> float | None:
+        return _median(self.samples)
 
-    def as_dict(self):
+    def as_dict(self) -> ResultRow:
         s = self.samples
         return {
             "key": self.key,
@@ -122,33 +207,423 @@ class Result:
         }
 
 
-def _round(value):
-    if value is None:
+# -- the steps -----------------------------------------------------------------
+
+class Bench:
+    """What the steps share: how much to measure, and what was measured."""
+
+    def __init__(self, quick: bool, slow: bool) -> None:
+        self.quick = quick
+        self.slow = slow
+        self.runs = 3 if quick else 15         # fresh interpreters per figure
+        self.number = 200 if quick else 5000   # calls per sample
+        self.repeat = 5 if quick else 15       # samples
+        self.process_runs = 3 if quick else 20
+        self.alt_runs = 1 if quick else 5
+        self.env = _child_env()
+        self.machine = _machine()
+        self.results: dict[str, Result] = {}
+        self.alternatives: list[str] = []
+        self.import_forbidden: list[str] = []
+        self.cpuid_first_probe = 0
+        self.lazy_modules: list[str] = []
+        self.first_probe_reads_cpu_files = False
+        self.scaling: dict[str, Scale] = {}
+
+    def keep(self, result: Result, alternative: bool = False) -> None:
+        self.results[result.key] = result
+        if alternative:
+            self.alternatives.append(result.key)
+
+    def median(self, key: str) -> float | None:
+        r = self.results.get(key)
+        return None if r is None else r.median
+
+    def per_call(self, fn: Callable[[], object], divisor: int = 1, at_least: int = 1,
+                 times: int = 1) -> list[float]:
+        """Microseconds per call of ``fn``, in batches of number * times / divisor."""
+        return _per_call(fn, max(self.number * times // divisor, at_least), self.repeat)
+
+    def children(self, code: str) -> list[tuple[Any, ...]]:
+        return [_child(code, self.env) for _ in range(self.runs)]
+
+
+STEPS: list[tuple[str, Step]] = []
+
+
+def step(label: str) -> Callable[[Step], Step]:
+    """Register the decorated function as the next step; ``label`` is what
+    the progress display says while it runs."""
+    def register(fn: Step) -> Step:
+        STEPS.append((label, fn))
+        return fn
+    return register
+
+
+# capsfast in fresh interpreters
+
+@step("import capsfast (fresh interpreters)")
+def import_capsfast(b: Bench) -> None:
+    samples, forbidden = [], set()
+    for t, bad in b.children(_CHILD_IMPORT):
+        samples.append(float(t))
+        forbidden.update(bad)
+    b.keep(Result("import", "import capsfast, in a fresh interpreter", samples))
+    b.import_forbidden = sorted(forbidden)
+
+
+@step("first probe() in a process")
+def first_probe(b: Bench) -> None:
+    samples, counts, lazy = [], set(), set()
+    for t, count, imported, read_cpu_files in b.children(_CHILD_FIRST_PROBE):
+        samples.append(float(t))
+        counts.add(int(count))
+        lazy.update(imported)
+        b.first_probe_reads_cpu_files = bool(read_cpu_files)
+    b.keep(Result("first_probe", "first probe() in a fresh process (CPUID, devices, decoding)", samples))
+    b.cpuid_first_probe = max(counts)
+    b.lazy_modules = sorted(lazy)
+
+
+@step("first probe() and its guests in a process")
+def first_probe_guests(b: Bench) -> None:
+    b.keep(Result("first_probe_guests", "first probe() and its guests in a fresh process (lists the PATH)",
+                  [float(r[0]) for r in b.children(_CHILD_FIRST_PROBE_GUESTS)]))
+
+
+@step("cold floor (bare first crossing)")
+def floor_cold(b: Bench) -> None:
+    b.keep(Result("floor_cold", "the first probe's crossing alone, first thing in a fresh process",
+                  [float(r[0]) for r in b.children(_CHILD_COLD_FLOOR)]))
+
+
+def _render_first(b: Bench, fmt: str) -> None:
+    samples, note = [], None
+    for t, note in b.children(_CHILD_FIRST_RENDER % fmt):
+        if t is not None:
+            samples.append(float(t))
+    b.keep(Result("render_%s_first" % fmt,
+                  "first capabilities(format=%r) in a process (imports its renderer)" % fmt, samples, note))
+
+
+@step("first libvirt rendering in a process")
+def render_libvirt_first(b: Bench) -> None:
+    _render_first(b, "libvirt")
+
+
+@step("first json rendering in a process")
+def render_json_first(b: Bench) -> None:
+    _render_first(b, "json")
+
+
+# in this process, repeated
+
+@step("probe(refresh=True)")
+def probe_refresh(b: Bench) -> None:
+    capsfast.probe()
+    b.keep(Result("probe_refresh", "probe(refresh=True): devices and files again, not the CPU",
+                  b.per_call(lambda: capsfast.probe(refresh=True))))
+
+
+@step("emulator discovery again")
+def emulators_repeat(b: Bench) -> None:
+    emulators.discover("/")
+    b.keep(Result("emulators_repeat", "emulator discovery again (one stat per PATH directory), on reading guests",
+                  b.per_call(lambda: emulators.discover("/"), divisor=2)))
+
+
+@step("cached probe()")
+def probe_cached(b: Bench) -> None:
+    capsfast.probe()
+    b.keep(Result("probe_cached", "probe(), cached", b.per_call(capsfast.probe, times=10)))
+
+
+@step("cached kvm_usable()")
+def kvm_usable_cached(b: Bench) -> None:
+    capsfast.kvm_usable()
+    b.keep(Result("kvm_usable_cached", "kvm_usable(), cached", b.per_call(capsfast.kvm_usable, times=10)))
+
+
+def _render_cached(b: Bench, fmt: str) -> None:
+    key, what = "render_%s_cached" % fmt, "capabilities(format=%r), cached probe" % fmt
+    try:
+        capsfast.capabilities(format=fmt)
+    except ImportError as e:
+        b.keep(Result(key, what, [], "renderer not available: %s" % e))
+        return
+    b.keep(Result(key, what, b.per_call(lambda: capsfast.capabilities(format=fmt), divisor=10, at_least=10)))
+
+
+@step("cached libvirt rendering")
+def render_libvirt_cached(b: Bench) -> None:
+    _render_cached(b, "libvirt")
+
+
+@step("cached json rendering")
+def render_json_cached(b: Bench) -> None:
+    _render_cached(b, "json")
+
+
+# the floor
+
+@step("floor: one empty call into C")
+def crossing_empty(b: Bench) -> None:
+    b.keep(Result("crossing_empty", "one call into C doing nothing (cffi's cost)",
+                  b.per_call(lambda: _native.crossing(False))))
+
+
+@step("floor: one CPUID")
+def cpuid_one(b: Bench) -> None:
+    count = _native.crossing(True)
+    one = Result("cpuid_one", "one CPUID instruction (a %d-CPUID crossing minus an empty one, / %d)"
+                 % (count, count), [])
+    empty = b.median("crossing_empty")
+    if not count:
+        one.note = "this build runs no CPUID (not x86)"
+    elif empty is not None:
+        with_cpuid = b.per_call(lambda: _native.crossing(True), divisor=10, at_least=20)
+        one.samples = sorted(max(s - empty, 0.0) / count for s in with_cpuid)
+    b.keep(one)
+
+
+@step("floor: the probe's device and file syscalls")
+def syscalls_devices(b: Bench) -> None:
+    batch = probing.live_batch()
+    b.keep(Result("syscalls_devices", "the device and file syscalls of one probe, in C, results unread",
+                  b.per_call(batch.bare)))
+
+
+@step("floor: /proc/cpuinfo and MSR reads")
+def syscalls_cpu_files(b: Bench) -> None:
+    what = "the once-per-process reads of /proc/cpuinfo and the MSRs, in C"
+    if not b.first_probe_reads_cpu_files:
+        # Only where CPUID shows vmx or svm; elsewhere not part of the floor.
+        b.keep(Result("syscalls_cpu_files", what, [], "not read by a first probe on this host"))
+        return
+    batch = probing.cpu_files_batch("/")
+    b.keep(Result("syscalls_cpu_files", what, b.per_call(batch.bare, divisor=10, at_least=20)))
+
+
+# /proc/cpuinfo with many processors: the probe reads one block
+
+def _fake_root_probe(b: Bench, cpus: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="capsfast-bench-") as tmp:
+        root, size = _fake_cpuinfo_root(tmp, cpus)
+        read = probing.cpuinfo_bytes_read(root)
+        key = "fake_root_%d_cpus" % cpus
+        b.keep(Result(key, "probe(root=fake) whose /proc/cpuinfo lists %d processors" % cpus,
+                      b.per_call(lambda: capsfast.probe(root=root, arch="x86_64"), divisor=20, at_least=10)))
+    b.scaling["cpus_%d" % cpus] = {"file_bytes": size, "bytes_read": read, "median_us": _round(b.median(key))}
+
+
+@step("/proc/cpuinfo with 2 processors")
+def fake_root_2_cpus(b: Bench) -> None:
+    _fake_root_probe(b, 2)
+
+
+@step("/proc/cpuinfo with 1024 processors")
+def fake_root_1024_cpus(b: Bench) -> None:
+    _fake_root_probe(b, 1024)
+
+
+# the alternatives
+
+@step("Python /proc/cpuinfo parse")
+def alt_cpuinfo_python(b: Bench) -> None:
+    what = "read and parse /proc/cpuinfo flags in Python (%s CPUs)" % os.cpu_count()
+    if not os.path.exists("/proc/cpuinfo"):
+        b.keep(Result("alt_cpuinfo_python", what, [], "no /proc/cpuinfo"), alternative=True)
+        return
+    b.keep(Result("alt_cpuinfo_python", what, b.per_call(_cpuinfo_parse, divisor=10, at_least=20)),
+           alternative=True)
+
+
+@step("libvirt-python getCapabilities()")
+def alt_libvirt_python(b: Bench) -> None:
+    b.keep(_libvirt_python(b), alternative=True)
+
+
+def _alt_process(b: Bench, key: str, name: str, args: list[str], what: str) -> None:
+    path = _which(name)
+    if path is None:
+        b.keep(Result(key, what, [], "%s is not installed" % name), alternative=True)
+        return
+    samples, status = [], 0
+    for _ in range(b.alt_runs):
+        t, status = _process_time([path] + args, None)
+        samples.append(t)
+    b.keep(Result(key, what, samples, "exit status %d" % status if status else None), alternative=True)
+
+
+@step("kvm-ok")
+def alt_kvm_ok(b: Bench) -> None:
+    _alt_process(b, "alt_kvm_ok", "kvm-ok", [], "kvm-ok, a process")
+
+
+@step("virt-host-validate")
+def alt_virt_host_validate(b: Bench) -> None:
+    _alt_process(b, "alt_virt_host_validate", "virt-host-validate", ["qemu"], "virt-host-validate qemu, a process")
+
+
+@step("py-cpuinfo")
+def alt_py_cpuinfo(b: Bench) -> None:
+    b.keep(_py_cpuinfo(b), alternative=True)
+
+
+# whole processes
+
+@step("whole processes, interleaved: python -c pass, capsfast, virsh")
+def whole_processes(b: Bench) -> None:
+    base = _capsfast_command()
+    commands = (
+        ("process_python_pass", "python -c pass, a process (same interpreter)", [sys.executable, "-c", "pass"]),
+        ("process_check_q", "capsfast check -q, a process", base + ["check", "-q"]),
+        ("process_capabilities_json", "capsfast capabilities --format json, a process",
+         base + ["capabilities", "--format", "json"]),
+        ("process_capabilities_libvirt", "capsfast capabilities (the default command: libvirt XML), a process",
+         base + ["capabilities"]),
+    )
+    samples: dict[str, list[float]] = {key: [] for key, _what, _argv in commands}
+    failed: dict[str, int] = {}
+    virsh, virsh_note = _virsh_command()
+    virsh_samples: list[float] = []
+    virsh_status = 0
+    budget_us = VIRSH_BUDGET_S[0 if b.quick else 1] * 1e6
+    for _ in range(b.process_runs):
+        # Interleaved, so drifts in load hit every command alike.
+        for key, _what, argv in commands:
+            t, status = _process_time(argv, b.env)
+            samples[key].append(t)
+            if status and (key, status) != ("process_check_q", 1):  # 1: check -q's "no KVM"
+                failed[key] = status
+        if virsh is not None and sum(virsh_samples) < budget_us:
+            t, virsh_status = _process_time(virsh, None)
+            virsh_samples.append(t)
+    for key, what, _argv in commands:
+        b.keep(Result(key, what, samples[key], "exit status %d" % failed[key] if key in failed else None))
+    if virsh is not None:
+        notes = []
+        if len(virsh_samples) < b.process_runs:
+            notes.append("%d of %d rounds: over its %.0f s budget" % (len(virsh_samples), b.process_runs,
+                                                                       budget_us / 1e6))
+        if virsh_status:
+            notes.append("exit status %d" % virsh_status)
+        virsh_note = "; ".join(notes) or None
+    b.keep(Result("alt_virsh", "virsh -c qemu:///system capabilities, a process (interleaved with capsfast's)",
+                  virsh_samples, virsh_note), alternative=True)
+
+
+def run(quick: bool = False, slow: bool = False, progress: Progress | None = None) -> Document:
+    """Every step in order; all measurements as the ``--json`` document."""
+    b = Bench(quick, slow)
+    progress = progress or Progress(len(STEPS))
+    for label, measure in STEPS:
+        progress.step(label)
+        measure(b)
+    b.machine["load_average_after"] = _load_average()
+    return _document(b)
+
+
+def _floor_first_probe(b: Bench) -> float | None:
+    """CPUID count x one CPUID + the syscalls of a first probe."""
+    syscalls = b.median("syscalls_devices")
+    if syscalls is None:
         return None
-    return round(value, 3) if value < 100 else round(value, 1)
+    if b.first_probe_reads_cpu_files:
+        syscalls += b.median("syscalls_cpu_files") or 0.0
+    return b.cpuid_first_probe * (b.median("cpuid_one") or 0.0) + syscalls
 
 
-class _Progress:
+def _document(b: Bench) -> Document:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "quick": b.quick,
+        "machine": b.machine,
+        "import_forbidden_modules": b.import_forbidden,
+        "cpuid_first_probe": b.cpuid_first_probe,
+        "modules_imported_by_first_probe": b.lazy_modules,
+        "floor_first_probe_us": _round(_floor_first_probe(b)),
+        "cpuinfo_scaling": b.scaling,
+        "alternatives": b.alternatives,
+        "results": [r.as_dict() for r in b.results.values()],
+        "targets": _targets(b),
+    }
+
+
+def _ratio_of(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _bytes_read(b: Bench, cpus: int) -> int | None:
+    scale = b.scaling.get("cpus_%d" % cpus)
+    return None if scale is None else scale["bytes_read"]
+
+
+def _targets(b: Bench) -> list[Target]:
+    """What the product promises, each as a ratio to a figure of this run
+    (or a count), with the measured value and whether it was met."""
+    def row(name: str, value: float | None, limit: float, unit: str = "x") -> Target:
+        value = _round(value)  # met as the printed value reads
+        met = None if value is None else value <= limit
+        return {"target": name, "value": value, "limit": limit, "unit": unit, "met": met}
+
+    m = b.median
+    first = m("first_probe")
+    empty = m("crossing_empty")
+    bare = m("process_python_pass")
+    return [
+        row("first probe() / its warm floor (CPUID count x one CPUID + its syscalls in C)",
+            _ratio_of(first, _floor_first_probe(b)), 1.25),
+        row("first probe() / its cold floor (the same crossing alone, first thing in a fresh process)",
+            _ratio_of(first, m("floor_cold")), 1.25),
+        row("modules imported lazily by the first probe()", len(b.lazy_modules), 0, "modules"),
+        # 10 us against 6.4 us of syscalls where first measured: a refresh
+        # adds at most half its own system calls.
+        row("probe(refresh=True) / its own syscalls in C, results unread",
+            _ratio_of(m("probe_refresh"), m("syscalls_devices")), 1.5),
+        # Cached answers never cross into C: less than one empty crossing.
+        row("cached probe() / one empty call into C", _ratio_of(m("probe_cached"), empty), 1.0),
+        row("cached kvm_usable() / one empty call into C", _ratio_of(m("kvm_usable_cached"), empty), 1.0),
+        row("libvirt XML of a cached probe / one empty call into C (not rendered again)",
+            _ratio_of(m("render_libvirt_cached"), empty), 1.0),
+        row("modules among %s imported by import capsfast" % ", ".join(FORBIDDEN_AT_IMPORT),
+            len(b.import_forbidden), 0, "modules"),
+        row("capsfast check -q / python -c pass, whole processes", _ratio_of(m("process_check_q"), bare), 2.0),
+        row("capsfast capabilities --format json / python -c pass, whole processes",
+            _ratio_of(m("process_capabilities_json"), bare), 2.0),
+        row("capsfast capabilities (libvirt XML) / python -c pass, whole processes",
+            _ratio_of(m("process_capabilities_libvirt"), bare), 2.0),
+        # The default command replaces virsh's: it must not be slower.
+        row("capsfast capabilities / virsh -c qemu:///system capabilities, whole processes, interleaved",
+            _ratio_of(m("process_capabilities_libvirt"), m("alt_virsh")), 1.0),
+        row("/proc/cpuinfo bytes read, 1024 CPUs / 2 CPUs",
+            _ratio_of(_bytes_read(b, 1024), _bytes_read(b, 2)), 1.0),
+    ]
+
+
+# -- helpers -------------------------------------------------------------------
+
+class Progress:
     """One rewritten line on stderr, only when it is a terminal."""
 
-    def __init__(self, total):
+    def __init__(self, total: int) -> None:
         self.total = total
         self.done = 0
-        self.on = sys.stderr.isatty()
+        self.on = sys.stderr is not None and sys.stderr.isatty()
 
-    def step(self, text):
+    def step(self, text: str) -> None:
         self.done += 1
         if self.on:
             sys.stderr.write("\r\033[Kcapsfast bench [%d/%d] %s" % (self.done, self.total, text))
             sys.stderr.flush()
 
-    def end(self):
+    def end(self) -> None:
         if self.on:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
 
 
-def _per_call(fn, number, repeat):
+def _per_call(fn: Callable[[], object], number: int, repeat: int) -> list[float]:
     """Microseconds per call, one sample per batch of ``number`` calls."""
     clock = time.perf_counter_ns
     samples = []
@@ -160,7 +635,7 @@ def _per_call(fn, number, repeat):
     return samples
 
 
-def _child_env():
+def _child_env() -> dict[str, str]:
     """The environment for fresh interpreters: this capsfast first on the path."""
     env = dict(os.environ)
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -168,42 +643,61 @@ def _child_env():
     return env
 
 
-def _child(code, env):
-    out = subprocess.run(
+def _child(code: str, env: dict[str, str]) -> tuple[Any, ...]:
+    done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
-    if out.returncode != 0:
-        raise RuntimeError("benchmark child failed: %s" % (out.stderr.strip().splitlines() or ["?"])[-1])
-    import ast
-
-    return ast.literal_eval(out.stdout.strip().splitlines()[-1])
-
-
-def _process_times(argv, runs, env, timeout=120):
-    """Wall-clock microseconds of whole processes, and the last exit status."""
-    import threading
-
-    samples = []
-    status = None
-    for _ in range(runs):
-        t = time.perf_counter_ns()
-        child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # A blocking wait: Popen.wait(timeout) polls with growing sleeps,
-        # which rounds a 10 ms process up to the next poll.
-        killed = []
-        watchdog = threading.Timer(timeout, lambda: killed.append(child.kill()))
-        watchdog.start()
-        try:
-            status = child.wait()
-        finally:
-            watchdog.cancel()
-        if killed:
-            raise subprocess.TimeoutExpired(argv, timeout)
-        samples.append((time.perf_counter_ns() - t) / 1e3)
-    return samples, status
+    if done.returncode != 0:
+        raise RuntimeError("benchmark child failed: %s" % (done.stderr.strip().splitlines() or ["?"])[-1])
+    value = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    if not isinstance(value, tuple):
+        raise RuntimeError("benchmark child printed %r, not a tuple" % (value,))
+    return value
 
 
-def _which(name):
+def _process_time(argv: list[str], env: dict[str, str] | None, timeout: float = 120) -> tuple[float, int]:
+    """Wall-clock microseconds of one whole process, and its exit status."""
+    t = time.perf_counter_ns()
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A blocking wait: Popen.wait(timeout) polls with growing sleeps, which
+    # rounds a 10 ms process up to the next poll.
+    killed: list[bool] = []
+
+    def kill() -> None:
+        killed.append(True)
+        child.kill()
+
+    watchdog = threading.Timer(timeout, kill)
+    watchdog.start()
+    try:
+        status = child.wait()
+    finally:
+        watchdog.cancel()
+    if killed:
+        raise subprocess.TimeoutExpired(argv, timeout)
+    return (time.perf_counter_ns() - t) / 1e3, status
+
+
+def _capsfast_command() -> list[str]:
+    """The installed ``capsfast`` script beside this interpreter, else the
+    same entry through ``python -c``."""
+    script = os.path.join(os.path.dirname(sys.executable), "capsfast")
+    if os.path.isfile(script) and os.access(script, os.X_OK):
+        return [script]
+    return [sys.executable, "-c", "import sys; from capsfast.cli import main; sys.exit(main())"]
+
+
+def _virsh_command() -> tuple[list[str] | None, str | None]:
+    """virsh's capabilities command, or None and why it is not measured."""
+    virsh = _which("virsh")
+    if virsh is None:
+        return None, "virsh is not installed"
+    if not _libvirtd_running():
+        return None, "no libvirt daemon is running; not started by the benchmark"
+    return [virsh, "-c", "qemu:///system", "capabilities"], None
+
+
+def _which(name: str) -> str | None:
     for directory in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep) + ["/usr/sbin", "/sbin"]:
         path = os.path.join(directory or ".", name)
         if os.path.isfile(path) and os.access(path, os.X_OK):
@@ -211,19 +705,19 @@ def _which(name):
     return None
 
 
-def _cpuinfo_parse():
+def _cpuinfo_parse() -> bool:
     """What a script does without capsfast: read /proc/cpuinfo whole and
     look for vmx/svm in the flags of every processor."""
     with open("/proc/cpuinfo") as f:
         text = f.read()
-    found = set()
+    found: set[str] = set()
     for line in text.splitlines():
         if line.startswith("flags"):
             found.update(line.partition(":")[2].split())
     return "vmx" in found or "svm" in found
 
 
-def _fake_cpuinfo_root(directory, cpus):
+def _fake_cpuinfo_root(directory: str, cpus: int) -> tuple[str, int]:
     """A fake root whose /proc/cpuinfo lists ``cpus`` processors, each block
     a copy of this host's first (or a plausible one)."""
     try:
@@ -245,240 +739,60 @@ def _fake_cpuinfo_root(directory, cpus):
     return root, len(text)
 
 
-def _probe_module():
-    # ``capsfast.probe`` the attribute is the function; this is the module.
-    import importlib
-
-    return importlib.import_module("capsfast.probe")
+def _load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
-def cpuinfo_bytes_read(root):
-    """Bytes of ``root``/proc/cpuinfo that a probe of that root reads."""
-    probe = _probe_module()
-    _cpu, _kvm, files = probe._run(root, True, False, False, False)
-    data = files["cpuinfo"][1][2]
-    return 0 if data is None else len(data)
-
-
-def _machine():
-    info = {"cpus": os.cpu_count(), "kernel": os.uname().release, "arch": os.uname().machine,
-            "python": sys.version.split()[0], "executable": sys.executable}
+def _machine() -> Machine:
+    uname = os.uname()
+    cpu_model = None
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    info["cpu_model"] = line.partition(":")[2].strip()
+                    cpu_model = line.partition(":")[2].strip()
                     break
     except OSError:
         pass
-    info.setdefault("cpu_model", None)
-    info["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    return info
+    load = _load_average()
+    return {"cpus": os.cpu_count(), "kernel": uname.release, "arch": uname.machine,
+            "python": sys.version.split()[0], "executable": sys.executable, "cpu_model": cpu_model,
+            "load_average": load, "load_average_after": load}
 
 
-def _libvirtd_running():
-    """Whether a libvirt daemon answers locally: its socket exists.  The
-    benchmark never starts one."""
-    for sock in ("/run/libvirt/libvirt-sock", "/var/run/libvirt/libvirt-sock",
-                 "/run/libvirt/virtqemud-sock", "/run/libvirt/libvirt-sock-ro"):
-        if os.path.exists(sock):
-            return True
+_DAEMONS = ("libvirtd", "virtqemud")
+
+
+def _libvirtd_running() -> bool:
+    """Whether a libvirt daemon answers locally: its socket exists and the
+    daemon runs.  A socket alone may be systemd's, which would start the
+    daemon on the first connection; the benchmark never starts one."""
+    sockets = ("/run/libvirt/libvirt-sock", "/var/run/libvirt/libvirt-sock",
+               "/run/libvirt/virtqemud-sock", "/run/libvirt/libvirt-sock-ro")
+    if not any(os.path.exists(sock) for sock in sockets):
+        return False
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return False
+    for pid in pids:
+        try:
+            with open("/proc/%s/comm" % pid) as f:
+                if f.read().strip() in _DAEMONS:
+                    return True
+        except OSError:
+            continue
     return False
 
 
-def run(quick=False, slow=False, progress=None):
-    """All measurements as a dict (the ``--json`` document)."""
-    import capsfast
-    from capsfast import _native
-
-    probe_mod = _probe_module()
-
-    runs = 3 if quick else 15           # fresh interpreters per figure
-    loops = (200, 5) if quick else (5000, 15)  # (calls per sample, samples)
-    env = _child_env()
-    progress = progress or _Progress(0)
-    out = {"schema_version": SCHEMA_VERSION, "quick": quick, "machine": _machine()}
-    results = {}
-
-    def keep(result):
-        results[result.key] = result
-
-    # -- capsfast in fresh interpreters ------------------------------------
-    progress.step("import capsfast (fresh interpreters)")
-    samples, forbidden = [], set()
-    for _ in range(runs):
-        t, bad = _child(_CHILD_IMPORT, env)
-        samples.append(t)
-        forbidden.update(bad)
-    keep(Result("import", "import capsfast, in a fresh interpreter", samples))
-    out["import_forbidden_modules"] = sorted(forbidden)
-
-    progress.step("first probe() in a process")
-    samples, counts, lazy, cpu_files = [], set(), set(), False
-    for _ in range(runs):
-        t, count, imported, read_cpu_files = _child(_CHILD_FIRST_PROBE, env)
-        samples.append(t)
-        counts.add(count)
-        lazy.update(imported)
-        cpu_files = read_cpu_files
-    keep(Result("first_probe", "first probe() in a fresh process (CPUID, devices, decoding)", samples))
-    out["cpuid_first_probe"] = max(counts)
-    out["modules_imported_by_first_probe"] = sorted(lazy)
-
-    samples = [_child(_CHILD_FIRST_PROBE_GUESTS, env)[0] for _ in range(runs)]
-    keep(Result("first_probe_guests", "first probe() and its guests in a fresh process (lists the PATH)",
-                samples))
-
-    progress.step("cold floor (bare first crossing)")
-    samples = [_child(_CHILD_COLD_FLOOR, env)[0] for _ in range(runs)]
-    keep(Result("floor_cold", "the first probe's crossing alone, first thing in a fresh process", samples))
-
-    for fmt in ("libvirt", "json"):
-        progress.step("first %s rendering" % fmt)
-        samples, note = [], None
-        for _ in range(runs):
-            t, note = _child(_CHILD_FIRST_RENDER % fmt, env)
-            if t is not None:
-                samples.append(t)
-        keep(Result("render_%s_first" % fmt, "first capabilities(format=%r) in a process (imports its renderer)" % fmt,
-                    samples, note))
-
-    # -- in this process -----------------------------------------------------
-    capsfast.probe()
-    progress.step("probe(refresh=True)")
-    keep(Result("probe_refresh", "probe(refresh=True): devices and files again, not the CPU",
-                _per_call(lambda: capsfast.probe(refresh=True), loops[0], loops[1])))
-    try:
-        from capsfast import emulators
-    except ImportError:
-        pass
-    else:
-        keep(Result("emulators_repeat", "emulator discovery again (one stat per PATH directory), on reading guests",
-                    _per_call(lambda: emulators.discover("/"), loops[0] // 2, loops[1])))
-    progress.step("cached probe() and kvm_usable()")
-    keep(Result("probe_cached", "probe(), cached", _per_call(capsfast.probe, loops[0] * 10, loops[1])))
-    keep(Result("kvm_usable_cached", "kvm_usable(), cached", _per_call(capsfast.kvm_usable, loops[0] * 10, loops[1])))
-    for fmt in ("libvirt", "json"):
-        progress.step("cached %s rendering" % fmt)
-        try:
-            capsfast.capabilities(format=fmt)
-        except ImportError as e:
-            keep(Result("render_%s_cached" % fmt, "capabilities(format=%r), cached probe" % fmt, [],
-                        "renderer not available: %s" % e))
-            continue
-        keep(Result("render_%s_cached" % fmt, "capabilities(format=%r), cached probe" % fmt,
-                    _per_call(lambda: capsfast.capabilities(format=fmt), max(loops[0] // 10, 10), loops[1])))
-
-    # -- the floor -----------------------------------------------------------
-    progress.step("floor: CPUID and syscalls")
-    per_crossing = _native.crossing(True)
-    empty = _per_call(lambda: _native.crossing(False), loops[0], loops[1])
-    with_cpuid = _per_call(lambda: _native.crossing(True), max(loops[0] // 10, 20), loops[1])
-    keep(Result("crossing_empty", "one call into C doing nothing (cffi's cost)", empty))
-    one = Result("cpuid_one", "one CPUID instruction (a %d-CPUID crossing minus an empty one, / %d)"
-                 % (per_crossing, per_crossing), [])
-    if per_crossing:
-        floor_empty = Result("", "", empty).median
-        one.samples = sorted(max(s - floor_empty, 0) / per_crossing for s in with_cpuid)
-    else:
-        one.note = "this build runs no CPUID (not x86)"
-    keep(one)
-    batch = probe_mod._take(*probe_mod._LIVE_PLAN)[0]
-    keep(Result("syscalls_devices", "the device and file syscalls of one probe, in C, results unread",
-                _per_call(batch.bare, loops[0], loops[1])))
-    syscall_floor = results["syscalls_devices"].median
-    if cpu_files:
-        cpu_batch = _native.Batch(None, probe_mod.devices.batch_specs("/", probe_mod.devices.CPU_FILES))
-        keep(Result("syscalls_cpu_files", "the once-per-process reads of /proc/cpuinfo and the MSRs, in C",
-                    _per_call(cpu_batch.bare, max(loops[0] // 10, 20), loops[1])))
-        syscall_floor += results["syscalls_cpu_files"].median
-    cpuid_median = one.median or 0.0
-    floor_first = out["cpuid_first_probe"] * cpuid_median + syscall_floor
-    out["floor_first_probe_us"] = _round(floor_first)
-
-    # -- the 1024-processor proof -------------------------------------------
-    progress.step("/proc/cpuinfo with 2 and 1024 processors")
-    scaling = {}
-    with tempfile.TemporaryDirectory(prefix="capsfast-bench-") as tmp:
-        for cpus in (2, 1024):
-            root, size = _fake_cpuinfo_root(tmp, cpus)
-            read = cpuinfo_bytes_read(root)
-            samples = _per_call(lambda: capsfast.probe(root=root, arch="x86_64"),
-                                max(loops[0] // 20, 10), loops[1])
-            keep(Result("fake_root_%d_cpus" % cpus,
-                        "probe(root=fake) whose /proc/cpuinfo lists %d processors" % cpus, samples))
-            scaling["cpus_%d" % cpus] = {"file_bytes": size, "bytes_read": read,
-                                          "median_us": _round(results["fake_root_%d_cpus" % cpus].median)}
-    out["cpuinfo_scaling"] = scaling
-
-    # -- alternatives --------------------------------------------------------
-    alternatives = []
-    progress.step("Python /proc/cpuinfo parse")
-    if os.path.exists("/proc/cpuinfo"):
-        alternatives.append(Result("alt_cpuinfo_python", "read and parse /proc/cpuinfo flags in Python (%d CPUs)"
-                                   % os.cpu_count(), _per_call(_cpuinfo_parse, max(loops[0] // 10, 20), loops[1])))
-    alt_runs = 1 if quick else 5
-    virsh = _which("virsh")
-    progress.step("virsh capabilities")
-    if virsh is None:
-        alternatives.append(Result("alt_virsh", "virsh capabilities, a process", [], "virsh is not installed"))
-    elif not _libvirtd_running():
-        alternatives.append(Result("alt_virsh", "virsh capabilities, a process", [],
-                                   "libvirtd is not running (no socket under /run/libvirt); not started by the benchmark"))
-    else:
-        samples, status = _process_times([virsh, "-c", "qemu:///system", "capabilities"], alt_runs, None)
-        alternatives.append(Result("alt_virsh", "virsh -c qemu:///system capabilities, a process", samples,
-                                   None if status == 0 else "exit status %d" % status))
-    progress.step("libvirt-python getCapabilities()")
-    alternatives.append(_libvirt_python(loops, quick))
-    for key, name, argv, what in (
-        ("alt_kvm_ok", "kvm-ok", [], "kvm-ok, a process"),
-        ("alt_virt_host_validate", "virt-host-validate", ["qemu"], "virt-host-validate qemu, a process"),
-    ):
-        progress.step(name)
-        path = _which(name)
-        if path is None:
-            alternatives.append(Result(key, what, [], "%s is not installed" % name))
-            continue
-        samples, status = _process_times([path] + argv, alt_runs, None)
-        alternatives.append(Result(key, what, samples, "exit status %d" % status if status else None))
-    progress.step("py-cpuinfo")
-    alternatives.append(_py_cpuinfo(slow, quick))
-    for r in alternatives:
-        keep(r)
-    out["alternatives"] = [r.key for r in alternatives]
-
-    # -- whole processes -----------------------------------------------------
-    progress.step("whole processes against python -c pass")
-    script = os.path.join(os.path.dirname(sys.executable), "capsfast")
-    if os.path.isfile(script) and os.access(script, os.X_OK):
-        base = [script]
-    else:
-        base = [sys.executable, "-c", "import sys; from capsfast.cli import main; sys.exit(main())"]
-    proc_runs = 3 if quick else 20
-    bare, check, caps = [], [], []
-    for _ in range(proc_runs):  # interleaved, so drifts in load hit all three
-        bare += _process_times([sys.executable, "-c", "pass"], 1, env)[0]
-        check += _process_times(base + ["check", "-q"], 1, env)[0]
-        caps += _process_times(base + ["capabilities", "--format", "json"], 1, env)[0]
-    keep(Result("process_python_pass", "python -c pass, a process (same interpreter)", bare))
-    keep(Result("process_check_q", "capsfast check -q, a process", check))
-    keep(Result("process_capabilities_json", "capsfast capabilities --format json, a process", caps))
-
-    out["results"] = [r.as_dict() for r in results.values()]
-    out["targets"] = _targets(results, out)
-    out["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    return out
-
-
-def _libvirt_python(loops, quick):
+def _libvirt_python(b: Bench) -> Result:
     what = "libvirt-python getCapabilities(), in-process, connection open"
     try:
-        import libvirt
+        import libvirt  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except ImportError:
         return Result("alt_libvirt_python", what, [], "libvirt-python is not importable")
     if not _libvirtd_running():
-        return Result("alt_libvirt_python", what, [], "libvirtd is not running; not started by the benchmark")
+        return Result("alt_libvirt_python", what, [], "no libvirt daemon is running; not started by the benchmark")
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     try:
         conn = libvirt.openReadOnly("qemu:///system")
@@ -486,109 +800,78 @@ def _libvirt_python(loops, quick):
     except libvirt.libvirtError as e:
         return Result("alt_libvirt_python", what, [], "cannot connect: %s" % str(e).splitlines()[0])
     try:
-        return Result("alt_libvirt_python", what,
-                      _per_call(conn.getCapabilities, 3 if quick else 50, loops[1]))
+        return Result("alt_libvirt_python", what, _per_call(conn.getCapabilities, 3 if b.quick else 50, b.repeat))
     finally:
         conn.close()
 
 
-def _py_cpuinfo(slow, quick):
+def _py_cpuinfo(b: Bench) -> Result:
     what = "py-cpuinfo get_cpu_info(), in-process"
-    if not slow:
+    if not b.slow:
         return Result("alt_py_cpuinfo", what, [], "only with --slow")
     try:
-        import cpuinfo
+        import cpuinfo  # type: ignore[import-not-found, import-untyped, unused-ignore]
     except ImportError:
         return Result("alt_py_cpuinfo", what, [], "py-cpuinfo is not importable")
-    return Result("alt_py_cpuinfo", what, _per_call(cpuinfo.get_cpu_info, 1, 1 if quick else 3))
+    return Result("alt_py_cpuinfo", what, _per_call(cpuinfo.get_cpu_info, 1, 1 if b.quick else 3))
 
 
-def _targets(results, out):
-    """Each issue target with the measured value and whether it was met."""
-    def m(key):
-        r = results.get(key)
-        return r.median if r is not None else None
+# -- output --------------------------------------------------------------------
 
-    def row(name, value, limit, unit):
-        met = None if value is None or limit is None else value <= limit
-        return {"target": name, "value": _round(value), "limit": _round(limit), "unit": unit, "met": met}
-
-    floor = out["floor_first_probe_us"]
-    cold = m("floor_cold")
-    first = m("first_probe")
-    bare = m("process_python_pass")
-    ratio = lambda a, b: None if a is None or not b else a / b  # noqa: E731
-    rows = [
-        row("first probe() / floor (CPUID count x one CPUID + syscalls), warm floor",
-            ratio(first, floor), 1.25, "x"),
-        row("first probe() / the same crossing first in a fresh process (cold floor)",
-            ratio(first, cold), 1.25, "x"),
-        row("modules imported lazily by the first probe()", len(out["modules_imported_by_first_probe"]), 0, "modules"),
-        row("probe(refresh=True)", m("probe_refresh"), 10.0, "us"),
-        row("cached probe()", m("probe_cached"), 0.5, "us"),
-        row("cached kvm_usable()", m("kvm_usable_cached"), 0.5, "us"),
-        row("libvirt XML of a cached probe", m("render_libvirt_cached"), 5.0, "us"),
-        row("modules among %s imported by import capsfast" % ", ".join(FORBIDDEN_AT_IMPORT),
-            len(out["import_forbidden_modules"]), 0, "modules"),
-        row("capsfast check -q / python -c pass, whole processes", ratio(m("process_check_q"), bare), 2.0, "x"),
-        row("capsfast capabilities --format json / python -c pass", ratio(m("process_capabilities_json"), bare),
-            2.0, "x"),
-        row("/proc/cpuinfo bytes read, 1024 CPUs / 2 CPUs",
-            ratio(out["cpuinfo_scaling"]["cpus_1024"]["bytes_read"],
-                  out["cpuinfo_scaling"]["cpus_2"]["bytes_read"]), 1.0, "x"),
-    ]
-    return rows
-
-
-def format_text(out):
+def format_text(doc: Document) -> str:
     """The results as a readable table."""
-    mach = out["machine"]
+    mach = doc["machine"]
     lines = [
         "capsfast bench%s on %s (%s CPUs, %s), Linux %s, Python %s; load %s before, %s after"
-        % (" --quick" if out["quick"] else "", mach["cpu_model"] or mach["arch"], mach["cpus"], mach["arch"],
+        % (" --quick" if doc["quick"] else "", mach["cpu_model"] or mach["arch"], mach["cpus"], mach["arch"],
            mach["kernel"], mach["python"], " ".join("%.2f" % x for x in mach["load_average"]),
            " ".join("%.2f" % x for x in mach["load_average_after"])),
         "",
         "%-12s %-12s %-12s %5s  %s" % ("median", "low", "high", "runs", "what"),
     ]
-    by_key = {r["key"]: r for r in out["results"]}
-    alternatives = set(out["alternatives"])
-    mine = [r for r in out["results"] if r["key"] not in alternatives]
+    by_key = {r["key"]: r for r in doc["results"]}
+    alternatives = set(doc["alternatives"])
 
-    def fmt(r):
+    def fmt(r: ResultRow) -> str:
         if r["median_us"] is None:
             return "%-12s %-12s %-12s %5s  %s: %s" % ("-", "-", "-", 0, r["what"], r["note"])
         note = "  (%s)" % r["note"] if r["note"] else ""
         return "%-12s %-12s %-12s %5d  %s%s" % (
             _human(r["median_us"]), _human(r["low_us"]), _human(r["high_us"]), r["runs"], r["what"], note)
 
-    lines += [fmt(r) for r in mine]
+    lines += [fmt(r) for r in doc["results"] if r["key"] not in alternatives]
     lines += ["", "CPUID instructions in a first probe: %d; floor of a first probe: %s"
-              % (out["cpuid_first_probe"], _human(out["floor_first_probe_us"])),
-              "modules the first probe imported: %s" % (", ".join(out["modules_imported_by_first_probe"]) or "none"),
-              "forbidden modules after import capsfast: %s" % (", ".join(out["import_forbidden_modules"]) or "none")]
-    s2, s1024 = out["cpuinfo_scaling"]["cpus_2"], out["cpuinfo_scaling"]["cpus_1024"]
+              % (doc["cpuid_first_probe"], _human(doc["floor_first_probe_us"])),
+              "modules the first probe imported: %s" % (", ".join(doc["modules_imported_by_first_probe"]) or "none"),
+              "forbidden modules after import capsfast: %s" % (", ".join(doc["import_forbidden_modules"]) or "none")]
+    s2, s1024 = doc["cpuinfo_scaling"]["cpus_2"], doc["cpuinfo_scaling"]["cpus_1024"]
     lines.append("/proc/cpuinfo of 2 CPUs (%d bytes): %d bytes read; of 1024 CPUs (%d bytes): %d bytes read"
                  % (s2["file_bytes"], s2["bytes_read"], s1024["file_bytes"], s1024["bytes_read"]))
-    lines += ["", "alternatives (x = median / cached probe(refresh=True) of this run):"]
+    lines += ["", "alternatives (x = median / probe(refresh=True) of this run):"]
     refresh = by_key["probe_refresh"]["median_us"]
-    for key in out["alternatives"]:
+    for key in doc["alternatives"]:
         r = by_key[key]
         line = fmt(r)
         if r["median_us"] is not None and refresh:
             line += "  [%sx]" % _ratio(r["median_us"] / refresh)
         lines.append(line)
-    lines += ["", "targets:"]
-    for t in out["targets"]:
+    lines += ["", "targets (x = ratio to a figure of this run):"]
+    for t in doc["targets"]:
         verdict = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
-        value = "-" if t["value"] is None else ("%s%s" % (_ratio(t["value"]) if t["unit"] == "x" else t["value"],
-                                                          " " + t["unit"] if t["unit"] != "x" else "x"))
-        lines.append("  %-6s %-10s (limit %s%s)  %s" % (
-            verdict, value, t["limit"], "x" if t["unit"] == "x" else " " + t["unit"], t["target"]))
+        lines.append("  %-6s %-10s (limit %s)  %s" % (
+            verdict, _amount(t["value"], t["unit"]), _amount(t["limit"], t["unit"]), t["target"]))
     return "\n".join(lines) + "\n"
 
 
-def _human(us):
+def _amount(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "x":
+        return _ratio(value) + "x"
+    return "%g %s" % (value, unit)
+
+
+def _human(us: float | None) -> str:
     if us is None:
         return "-"
     if us >= 1e6:
@@ -598,40 +881,22 @@ def _human(us):
     return "%.2f us" % us
 
 
-def _ratio(x):
+def _ratio(x: float) -> str:
     return "%.0f" % x if x >= 100 else "%.2f" % x
 
 
-def to_json(value, indent=""):
-    """JSON text; floats here, the rest through capsfast's own encoder."""
-    from capsfast.render.json import dumps
-
-    if isinstance(value, float):
-        return repr(value) if value == value and abs(value) != float("inf") else "null"
-    inner = indent + "  "
-    if isinstance(value, dict) and value:
-        items = (inner + dumps(str(k)) + ": " + to_json(v, inner) for k, v in value.items())
-        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
-    if isinstance(value, (list, tuple)) and value:
-        return "[\n" + ",\n".join(inner + to_json(v, inner) for v in value) + "\n" + indent + "]"
-    return dumps(value, indent)
-
-
-def main(argv):
-    values = parse(OPTIONS, (), argv)
-    if values["help"]:
-        sys.stdout.write(usage("capsfast bench", OPTIONS, (), SUMMARY))
+def main(argv: Sequence[str]) -> int:
+    values = parse_or_help("capsfast bench", OPTIONS, (), argv, SUMMARY)
+    if values is None:
         return 0
-    progress = _Progress(19)
+    progress = Progress(len(STEPS))
     try:
-        out = run(quick=values["quick"], slow=values["slow"], progress=progress)
+        doc = run(quick=bool(values["quick"]), slow=bool(values["slow"]), progress=progress)
     except (RuntimeError, subprocess.SubprocessError) as e:
-        sys.stderr.write("capsfast: bench: %s\n" % e)
+        error("bench: %s" % e)
         return 1
     finally:
         progress.end()
-    if values["json"]:
-        sys.stdout.write(to_json(out) + "\n")
-    else:
-        sys.stdout.write(format_text(out))
+    # bench is not on the start-up path: the standard json module serves.
+    out(json.dumps(doc, indent=2) + "\n" if values["format"] == "json" else format_text(doc))
     return 0

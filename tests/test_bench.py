@@ -2,12 +2,14 @@
 judged here: the figures depend on the machine and its load."""
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 
 import pytest
 
-from capsfast import bench, plan
+from capsfast import bench, plan, probing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
@@ -15,28 +17,71 @@ PROJECT = os.path.dirname(HERE)
 RESULT_KEYS = {"key", "what", "median_us", "low_us", "high_us", "runs", "note"}
 ALWAYS_MEASURED = (
     "import", "first_probe", "first_probe_guests", "floor_cold", "render_json_first", "probe_refresh",
-    "probe_cached", "kvm_usable_cached", "render_json_cached", "crossing_empty", "syscalls_devices",
-    "fake_root_2_cpus", "fake_root_1024_cpus", "process_python_pass", "process_check_q",
-    "process_capabilities_json",
+    "emulators_repeat", "probe_cached", "kvm_usable_cached", "render_json_cached", "crossing_empty",
+    "syscalls_devices", "fake_root_2_cpus", "fake_root_1024_cpus", "process_python_pass", "process_check_q",
+    "process_capabilities_json", "process_capabilities_libvirt",
 )
 MAYBE_MEASURED = (
-    "render_libvirt_first", "render_libvirt_cached", "cpuid_one", "alt_cpuinfo_python", "alt_virsh",
-    "alt_libvirt_python", "alt_kvm_ok", "alt_virt_host_validate", "alt_py_cpuinfo",
+    "render_libvirt_first", "render_libvirt_cached", "cpuid_one", "syscalls_cpu_files", "alt_cpuinfo_python",
+    "alt_virsh", "alt_libvirt_python", "alt_kvm_ok", "alt_virt_host_validate", "alt_py_cpuinfo",
 )
+TIME_UNITS = {"us", "ms", "s", "ns", "seconds", "microseconds"}
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PROJECT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
 
 
 @pytest.fixture(scope="module")
 def quick_json():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = PROJECT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    """``--json``, stderr not a terminal."""
     done = subprocess.run(
         [sys.executable, "-m", "capsfast", "bench", "--quick", "--json"],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True, text=True, env=_env(), timeout=600,
     )
     assert done.returncode == 0, done.stderr
     # stderr is not a terminal here: no progress lines.
     assert done.stderr == ""
     return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def quick_format_json():
+    """``--format json``, stderr a terminal: the document and what the
+    progress display wrote."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "capsfast", "bench", "--quick", "--format", "json"],
+            stdout=subprocess.PIPE, stderr=slave, env=_env(),
+        )
+    finally:
+        os.close(slave)
+    shown = []
+
+    def drain():  # the terminal must be read meanwhile, or the child blocks on it
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                return
+            if not data:
+                return
+            shown.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        stdout, _ = child.communicate(timeout=600)
+    finally:
+        reader.join(10)
+        os.close(master)
+    assert child.returncode == 0, b"".join(shown).decode(errors="replace")
+    return json.loads(stdout), b"".join(shown).decode(errors="replace")
 
 
 def test_quick_json_has_every_field(quick_json):
@@ -61,9 +106,46 @@ def test_quick_json_has_every_field(quick_json):
     assert isinstance(out["cpuid_first_probe"], int) and out["cpuid_first_probe"] >= 0
     assert isinstance(out["modules_imported_by_first_probe"], list)
     assert out["floor_first_probe_us"] > 0
+    assert out["targets"]
     for target in out["targets"]:
         assert set(target) == {"target", "value", "limit", "unit", "met"}
         assert target["met"] in (True, False, None)
+        assert target["met"] is None or target["met"] == (target["value"] <= target["limit"])
+
+
+def test_no_target_in_absolute_time(quick_json):
+    """Targets are ratios to a figure of the same run, or counts: an
+    absolute time does not carry from one machine to another."""
+    for target in quick_json["targets"]:
+        assert target["unit"] not in TIME_UNITS, target
+        if target["unit"] == "x":
+            assert " / " in target["target"], target  # says what it is a ratio to
+        else:
+            assert isinstance(target["limit"], int), target  # a count
+
+
+def test_default_command_against_virsh(quick_json):
+    """capsfast capabilities is set against virsh's, when virsh ran."""
+    results = {r["key"]: r for r in quick_json["results"]}
+    rows = [t for t in quick_json["targets"] if "virsh" in t["target"]]
+    assert len(rows) == 1
+    if results["alt_virsh"]["runs"]:
+        assert rows[0]["value"] is not None
+    else:
+        assert rows[0]["met"] is None and results["alt_virsh"]["note"]
+
+
+def test_virsh_in_the_same_loop(monkeypatch):
+    """With a virsh to run, it is timed in the loop of the capsfast
+    processes and set against capsfast capabilities.  A stand-in runs
+    here: the tests never talk to (or start) a libvirt daemon."""
+    monkeypatch.setattr(bench, "_virsh_command", lambda: ([sys.executable, "-c", "pass"], None))
+    b = bench.Bench(quick=True, slow=False)
+    bench.whole_processes(b)
+    assert len(b.results["alt_virsh"].samples) == b.process_runs
+    assert b.alternatives == ["alt_virsh"]
+    rows = [t for t in bench._targets(b) if "virsh" in t["target"]]
+    assert rows[0]["value"] is not None and rows[0]["met"] in (True, False)
 
 
 def test_quick_json_behaviour_figures(quick_json):
@@ -78,11 +160,47 @@ def test_quick_json_behaviour_figures(quick_json):
         assert 3 <= quick_json["cpuid_first_probe"] <= 5
 
 
+def _shape(value):
+    """The keys of a document, recursively; lists of rows by their keys."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return [_shape(v) for v in value]
+    return "list" if isinstance(value, list) else "leaf"  # values differ from run to run
+
+
+def test_format_json_and_json_give_the_same_document(quick_json, quick_format_json):
+    doc, _shown = quick_format_json
+    assert _shape(doc) == _shape(quick_json)
+    assert [r["key"] for r in doc["results"]] == [r["key"] for r in quick_json["results"]]
+    assert [t["target"] for t in doc["targets"]] == [t["target"] for t in quick_json["targets"]]
+
+
+def test_progress_counts_the_steps_run(quick_format_json):
+    """The display says [k/N] once per step, N the number of steps."""
+    _doc, shown = quick_format_json
+    counts = [(int(k), int(n)) for k, n in re.findall(r"capsfast bench \[(\d+)/(\d+)\] ", shown)]
+    steps = len(bench.STEPS)
+    assert counts == [(k, steps) for k in range(1, steps + 1)]
+    labels = re.findall(r"capsfast bench \[\d+/\d+\] ([^\r\x1b]*)", shown)
+    assert labels == [label for label, _measure in bench.STEPS]
+    # The last thing written clears the line.
+    assert shown.endswith("\r\x1b[K")
+
+
+def test_steps_are_registered_once_in_order():
+    names = [measure.__name__ for _label, measure in bench.STEPS]
+    assert len(set(names)) == len(names)
+    assert names[0] == "import_capsfast" and names[-1] == "whole_processes"
+
+
 def test_text_report_from_the_same_document(quick_json):
     text = bench.format_text(quick_json)
-    assert "targets:" in text and "alternatives" in text
+    assert "targets" in text and "alternatives" in text
     for r in quick_json["results"]:
         assert r["what"] in text
+    for t in quick_json["targets"]:
+        assert t["target"] in text
 
 
 def test_cpuinfo_read_stops_after_the_first_processor(tmp_path):
@@ -90,7 +208,7 @@ def test_cpuinfo_read_stops_after_the_first_processor(tmp_path):
     small, small_size = bench._fake_cpuinfo_root(str(tmp_path), 2)
     big, big_size = bench._fake_cpuinfo_root(str(tmp_path), 1024)
     first_block = open(os.path.join(big, "proc", "cpuinfo"), "rb").read().split(b"\n\n")[0]
-    read_small, read_big = bench.cpuinfo_bytes_read(small), bench.cpuinfo_bytes_read(big)
+    read_small, read_big = probing.cpuinfo_bytes_read(small), probing.cpuinfo_bytes_read(big)
     assert big_size > 1000 * len(first_block)
     assert read_big == read_small
     assert len(first_block) < read_big <= plan.CPUINFO_BLOCK
@@ -110,3 +228,12 @@ def test_bad_flag_is_one_line():
     assert done.returncode == 2
     assert done.stderr.startswith("capsfast: ") and done.stderr.count("\n") == 1
     assert main(["bench", "--help"]) == 0
+
+
+def test_import_capsfast_does_not_import_bench():
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, capsfast; capsfast.probe(); print('capsfast.bench' in sys.modules)"],
+        capture_output=True, text=True, env=_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
