@@ -101,7 +101,8 @@ def _run(args: list[str]) -> int:
 
         out("%s %s\n" % (PROG, __version__))
         return 0
-    return dispatch(PROG, COMMANDS, args, "What virtualization this Linux host can do.")
+    return dispatch(PROG, COMMANDS, args, "What virtualization this Linux host can do "
+                    "('%s --version' prints the version)." % PROG)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

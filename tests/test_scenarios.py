@@ -6,7 +6,7 @@ from scenarios import check_golden, lookup
 
 import capsfast
 
-# The features DESIGN section 4 names; scenario expectations list these.
+# The CPU features capsfast decodes; scenario expectations list these.
 NAMED = {"hypervisor", "lm", "nx", "pae", "svm", "vmx"}
 
 
