@@ -186,12 +186,16 @@ def cpuid_executed() -> int:
     return int(lib.capsfast_cpuid_executed())
 
 
-def crossing(want_cpu: bool = False) -> int:
+def crossing(want_cpu: bool = False) -> None:
     """One call into C that does no I/O (and, with ``want_cpu``, runs only
-    CPUID): the floor the benchmark measures against.  Returns the number
-    of CPUID instructions it executed."""
-    before = lib.capsfast_cpuid_executed()
+    the probe's CPUID leaves): the floor the benchmark measures against."""
     _probe(1 if want_cpu else 0, _floor_cpu, _NULL, 0, _NULL, _NULL, 0)
+
+
+def cpuid_per_crossing() -> int:
+    """How many CPUID instructions ``crossing(True)`` executes here."""
+    before = lib.capsfast_cpuid_executed()
+    crossing(True)
     return int(lib.capsfast_cpuid_executed() - before)
 
 

@@ -374,7 +374,7 @@ def crossing_empty(b: Bench) -> None:
 
 @step("floor: one CPUID")
 def cpuid_one(b: Bench) -> None:
-    count = _native.crossing(True)
+    count = _native.cpuid_per_crossing()
     one = Result("cpuid_one", "one CPUID instruction (a %d-CPUID crossing minus an empty one, / %d)"
                  % (count, count), [])
     empty = b.median("crossing_empty")

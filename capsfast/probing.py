@@ -296,9 +296,9 @@ def first_probe_wants_cpu() -> bool:
 
 
 def live_batch() -> Batch:
-    """A Batch of the live plan (devices and files), for measuring the
-    crossing alone (``Batch.bare``)."""
-    return _pool.take(_LIVE_PLAN)
+    """A Batch of the live plan (devices and files) of its own, for
+    measuring the crossing alone (``Batch.bare``)."""
+    return _native.Batch(KVM_DEVICE, plan.specs("/", plan.DEVICE_FILES))
 
 
 def cpu_files_batch(root: str = "/") -> Batch:
