@@ -3,8 +3,10 @@
 #
 # 1. tests/c/sanitize_driver.c + csrc/capsfast.c built with
 #    -fsanitize=address,undefined (the x86 build and, with
-#    -DCAPSFAST_NO_CPUID, the non-x86 branch) and with -fsanitize=thread;
-#    each run walks every error path and must end with no report.
+#    -DCAPSFAST_NO_CPUID, the non-x86 branch) and with -fsanitize=thread,
+#    all with -DCAPSFAST_TEST_COUNTERS so the test-only thread count is
+#    built and checked too; each run walks every error path and must end
+#    with no report.
 # 2. The cffi module rebuilt with -fsanitize=address,undefined in a copy of
 #    the tree, and the Python test suite run against it with libasan
 #    preloaded (leak detection off: CPython keeps its objects at exit).
@@ -21,6 +23,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/capsfast-sanitize.XXXXXX")
 trap 'chmod -R u+rwx "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT INT TERM
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1"
+# The driver checks capsfast_peak_concurrency(), which only this switch compiles in.
+DRIVER="-DCAPSFAST_TEST_COUNTERS -Wall -Wextra -Werror"
 ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export ASAN_OPTIONS UBSAN_OPTIONS
@@ -32,12 +36,12 @@ run_c() {
         flags=""
         [ "$variant" = no-cpuid ] && flags="-DCAPSFAST_NO_CPUID"
         say "driver, ASan+UBSan, $variant"
-        $CC $SAN -Wall -Wextra -Werror $flags -I"$HERE/csrc" \
+        $CC $SAN $DRIVER $flags -I"$HERE/csrc" \
             "$HERE/csrc/capsfast.c" "$HERE/tests/c/sanitize_driver.c" -o "$WORK/driver-$variant" -lpthread
         timeout 300 "$WORK/driver-$variant"
     done
     say "driver, TSan"
-    $CC -fsanitize=thread -g -O1 -Wall -Wextra -Werror -I"$HERE/csrc" \
+    $CC -fsanitize=thread -g -O1 $DRIVER -I"$HERE/csrc" \
         "$HERE/csrc/capsfast.c" "$HERE/tests/c/sanitize_driver.c" -o "$WORK/driver-tsan" -lpthread
     # TSan needs an address layout it can map; setarch -R turns off ASLR if refused.
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 timeout 300 "$WORK/driver-tsan" ||

@@ -29,8 +29,9 @@
 #define KVM_MINOR_NUMBER 232
 #define MSR_MAJOR_NUMBER 202
 
+/* Always counted: capsfast bench reports it, as each CPUID is a VM exit
+ * under a hypervisor.  One relaxed add per probe, not one per leaf. */
 static uint64_t cpuid_executed;
-static int inside, inside_peak;
 
 /* CAPSFAST_NO_CPUID builds the non-x86 branch on x86, for tests. */
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(CAPSFAST_NO_CPUID)
@@ -38,33 +39,38 @@ static int inside, inside_peak;
 
 int capsfast_has_cpuid(void) { return 1; }
 
-static void cpuid(uint32_t leaf, struct capsfast_regs *r)
+static void cpuid(uint32_t leaf, struct capsfast_regs *r, unsigned *executed)
 {
     __cpuid_count(leaf, 0, r->eax, r->ebx, r->ecx, r->edx);
-    __atomic_fetch_add(&cpuid_executed, 1, __ATOMIC_RELAXED);
+    (*executed)++;
 }
 
 static void probe_cpu(struct capsfast_cpu *cpu)
 {
+    unsigned executed = 0;
+
 #if defined(__i386__)
-    /* A 486 without the ID flag has no CPUID at all. */
+    /* A 486 without the ID flag has no CPUID at all; with it, this ran
+     * leaf 0 once. */
     if (__get_cpuid_max(0, NULL) == 0)
         return;
+    executed++;
 #endif
     cpu->available = 1;
-    cpuid(0x00000000, &cpu->basic0);
+    cpuid(0x00000000, &cpu->basic0, &executed);
     if (cpu->basic0.eax >= 1)
-        cpuid(0x00000001, &cpu->basic1);
-    cpuid(0x80000000, &cpu->ext0);
+        cpuid(0x00000001, &cpu->basic1, &executed);
+    cpuid(0x80000000, &cpu->ext0, &executed);
     /* CPUs without extended leaves echo other data here: keep only a
      * maximum that lies in the extended range. */
     if ((cpu->ext0.eax & 0xffff0000u) != 0x80000000u)
         memset(&cpu->ext0, 0, sizeof cpu->ext0);
     else if (cpu->ext0.eax >= 0x80000001u)
-        cpuid(0x80000001, &cpu->ext1);
+        cpuid(0x80000001, &cpu->ext1, &executed);
     /* Leaf 0x40000000 means something only under a hypervisor (ECX bit 31). */
     if (cpu->basic1.ecx & (1u << 31))
-        cpuid(0x40000000, &cpu->hv0);
+        cpuid(0x40000000, &cpu->hv0, &executed);
+    __atomic_fetch_add(&cpuid_executed, executed, __ATOMIC_RELAXED);
 }
 #else
 int capsfast_has_cpuid(void) { return 0; }
@@ -76,6 +82,11 @@ uint64_t capsfast_cpuid_executed(void)
 {
     return __atomic_load_n(&cpuid_executed, __ATOMIC_RELAXED);
 }
+
+/* Test builds only (-DCAPSFAST_TEST_COUNTERS): counting the threads inside
+ * costs at least two atomic writes to one shared cache line per probe. */
+#ifdef CAPSFAST_TEST_COUNTERS
+static int inside, inside_peak;
 
 int capsfast_peak_concurrency(int reset)
 {
@@ -98,6 +109,16 @@ static void leave(void)
 {
     __atomic_sub_fetch(&inside, 1, __ATOMIC_RELAXED);
 }
+#else
+int capsfast_peak_concurrency(int reset)
+{
+    (void)reset;
+    return -1;
+}
+
+static void enter(void) {}
+static void leave(void) {}
+#endif
 
 static int open_nonblocking(const char *path, int flags)
 {
@@ -114,14 +135,20 @@ static int access_rw(const char *path)
     return faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) == 0 ? 0 : -errno;
 }
 
+/* The one reset of the KVM results: each field as "not tried". */
+static void reset_kvm(struct capsfast_kvm *kvm)
+{
+    memset(kvm, 0, sizeof *kvm);
+    kvm->access_err = 1;
+    kvm->open_err = 1;
+    kvm->api_version = API_VERSION_NOT_TRIED;
+}
+
 static void probe_kvm(const char *path, int deep, struct capsfast_kvm *kvm)
 {
     struct stat st;
     int fd;
 
-    kvm->access_err = 1;
-    kvm->open_err = 1;
-    kvm->api_version = API_VERSION_NOT_TRIED;
     if (stat(path, &st) != 0) {
         kvm->stat_err = -errno;
         return;
@@ -166,14 +193,14 @@ static int holds_blank_line(const char *buf, uint32_t len)
  * small steps lets the kernel stop after the first block. */
 #define BLOCK_STEP 2048u
 
-static void read_file(struct capsfast_file *f, int fd)
+static void read_file(struct capsfast_file *f, int fd, int block)
 {
     uint32_t room = f->cap;
 
     while (f->len < room) {
         uint32_t want = room - f->len;
         ssize_t n;
-        if (f->op == CAPSFAST_OP_READ_BLOCK && want > BLOCK_STEP)
+        if (block && want > BLOCK_STEP)
             want = BLOCK_STEP;
         n = read(fd, f->buf + f->len, want);
         if (n < 0 && errno == EINTR)
@@ -185,7 +212,7 @@ static void read_file(struct capsfast_file *f, int fd)
         if (n == 0)
             return;
         f->len += (uint32_t)n;
-        if (f->op == CAPSFAST_OP_READ_BLOCK && holds_blank_line(f->buf, f->len))
+        if (block && holds_blank_line(f->buf, f->len))
             return;
     }
     /* Full: one more byte tells whether the file went on. */
@@ -220,18 +247,19 @@ static void read_msr(struct capsfast_file *f, int fd)
         f->value = (f->value << 8) | raw[i];
 }
 
-/* What an op may open: a regular file, or for the MSR op the msr driver's
+/* What a read may open: a regular file, or for the MSR op the msr driver's
  * node.  A FIFO, socket, directory or other device is never read. */
-static int openable(int op, const struct stat *st)
+static int openable(const struct stat *st, int msr)
 {
     if (S_ISREG(st->st_mode))
         return 1;
-    return op == CAPSFAST_OP_MSR && S_ISCHR(st->st_mode) && major(st->st_rdev) == MSR_MAJOR_NUMBER;
+    return msr && S_ISCHR(st->st_mode) && major(st->st_rdev) == MSR_MAJOR_NUMBER;
 }
 
-static void probe_file_skipped(struct capsfast_file *f, int err)
+/* The one reset of an entry's results, before it is tried or skipped. */
+static void reset_file(struct capsfast_file *f)
 {
-    f->err = err;
+    f->err = 0;
     f->mode = 0;
     f->len = 0;
     f->truncated = 0;
@@ -241,29 +269,34 @@ static void probe_file_skipped(struct capsfast_file *f, int err)
 static void probe_file(struct capsfast_file *f)
 {
     struct stat st;
-    int fd;
+    int fd, msr = 0, block = 0;
 
-    f->err = 0;
-    f->mode = 0;
-    f->len = 0;
-    f->truncated = 0;
-    f->value = 0;
     if (f->path == NULL) {
         f->err = -EINVAL;
         return;
     }
-    if (f->op == CAPSFAST_OP_STAT) {
+    /* The one place the op is looked at: the code below is told what it
+     * needs (msr, block). */
+    switch (f->op) {
+    case CAPSFAST_OP_STAT:
         if (stat(f->path, &st) != 0)
             f->err = -errno;
         else
             f->mode = (uint32_t)st.st_mode;
         return;
-    }
-    if ((f->op == CAPSFAST_OP_READ || f->op == CAPSFAST_OP_READ_BLOCK) && f->buf == NULL) {
-        f->err = -EINVAL;
-        return;
-    }
-    if (f->op != CAPSFAST_OP_READ && f->op != CAPSFAST_OP_READ_BLOCK && f->op != CAPSFAST_OP_MSR) {
+    case CAPSFAST_OP_READ_BLOCK:
+        block = 1;
+        /* fall through */
+    case CAPSFAST_OP_READ:
+        if (f->buf == NULL) {
+            f->err = -EINVAL;
+            return;
+        }
+        break;
+    case CAPSFAST_OP_MSR:
+        msr = 1;
+        break;
+    default:
         f->err = -EINVAL;
         return;
     }
@@ -273,7 +306,7 @@ static void probe_file(struct capsfast_file *f)
         f->err = -errno;
         return;
     }
-    if (!openable(f->op, &st)) {
+    if (!openable(&st, msr)) {
         f->mode = (uint32_t)st.st_mode;
         f->err = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
         return;
@@ -287,12 +320,12 @@ static void probe_file(struct capsfast_file *f)
         f->err = -errno;
     } else {
         f->mode = (uint32_t)st.st_mode;
-        if (!openable(f->op, &st))
+        if (!openable(&st, msr))
             f->err = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-        else if (f->op == CAPSFAST_OP_MSR)
+        else if (msr)
             read_msr(f, fd);
         else
-            read_file(f, fd);
+            read_file(f, fd, block);
     }
     close(fd);
 }
@@ -312,19 +345,20 @@ int capsfast_probe(int want_cpu, struct capsfast_cpu *cpu,
         probe_cpu(cpu);
     }
     if (kvm_path != NULL) {
-        memset(kvm, 0, sizeof *kvm);
+        reset_kvm(kvm);
         probe_kvm(kvm_path, deep, kvm);
     }
     for (i = 0; i < nfiles; i++) {
         int after = files[i].after;
-        if (after < 0 || after > i) {
-            /* Not an earlier entry: refuse rather than read out of bounds. */
-            probe_file_skipped(&files[i], -EINVAL);
-        } else if (after > 0 && files[after - 1].err != 0) {
-            probe_file_skipped(&files[i], -ENOENT);
-        } else {
+        reset_file(&files[i]);
+        /* after is k+1 for entry k, 0 for none (see capsfast.h).  Not an
+         * earlier entry: refuse rather than read out of bounds. */
+        if (after < 0 || after > i)
+            files[i].err = -EINVAL;
+        else if (after > 0 && files[after - 1].err != 0)
+            files[i].err = -ENOENT;
+        else
             probe_file(&files[i]);
-        }
     }
     leave();
     return 0;

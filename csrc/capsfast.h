@@ -55,9 +55,13 @@ struct capsfast_file {
     uint32_t len;      /* out: bytes placed in buf */
     int truncated;     /* out: 1 if the file held more than fitted */
     uint64_t value;    /* out: the MSR value */
-    int after;         /* in: 0, or k+1: run only if entry k (an earlier one) found its
-                          file; else err = -ENOENT with no system call (a nested
-                          parameter of a module that is not loaded) */
+    int after;         /* in: a dependency on entry k of the same array, stored as
+                          k+1 so that 0, what a zeroed struct holds, means none.
+                          With k+1, run only if entry k found its file (its err is
+                          0); else err = -ENOENT with no system call (a nested
+                          parameter of a module that is not loaded).  A value that
+                          names no earlier entry (negative, or k not below this
+                          entry's index) gives err = -EINVAL */
 };
 
 /*
@@ -72,10 +76,13 @@ int capsfast_probe(int want_cpu, struct capsfast_cpu *cpu,
 /* 1 when this build can execute CPUID (x86), else 0. */
 int capsfast_has_cpuid(void);
 
-/* CPUID instructions this process has executed through capsfast. */
+/* CPUID instructions this process has executed through capsfast (each
+ * one a VM exit under a hypervisor); counted in every build. */
 uint64_t capsfast_cpuid_executed(void);
 
 /* The most threads seen inside capsfast_probe at once (since load or the
  * last reset); reset != 0 also sets it back to zero.  Tests use it to show
- * the GIL is released around the call. */
+ * the GIL is released around the call.  Counted only in a build with
+ * CAPSFAST_TEST_COUNTERS defined (it costs atomics on every probe);
+ * otherwise it returns -1.  Declared in every build: the cdef is this file. */
 int capsfast_peak_concurrency(int reset);

@@ -30,6 +30,8 @@ def test_c_driver_under_sanitizers():
     # Both branches and the thread build ran, every check held.
     assert out.count(" 0 failed") >= 6, out
     assert "sanitize_driver (cpuid)" in out and "sanitize_driver (no cpuid)" in out
+    # Each of the three builds had CAPSFAST_TEST_COUNTERS: the thread count ran.
+    assert out.count("peak threads inside capsfast_probe") >= 3, out
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")

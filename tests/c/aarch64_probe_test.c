@@ -109,6 +109,15 @@ static void test_cpuid_unavailable(void)
     CHECK(capsfast_cpuid_executed() == 0);
 }
 
+/* Built as shipped, without CAPSFAST_TEST_COUNTERS: the thread count is
+ * not kept, and says so. */
+static void test_no_test_counters(void)
+{
+    CHECK(capsfast_probe(0, NULL, NULL, 0, NULL, NULL, 0) == 0);
+    CHECK(capsfast_peak_concurrency(0) == -1);
+    CHECK(capsfast_peak_concurrency(1) == -1);
+}
+
 static void test_kvm_checks(void)
 {
     struct capsfast_kvm kvm;
@@ -258,6 +267,7 @@ int main(void)
     test_kvm_checks();
     test_file_checks();
     test_bad_arguments();
+    test_no_test_counters();
     remove_tree();
 
     printf("aarch64 probe test: %d passed, %d failed\n", passed, failed);

@@ -1,0 +1,39 @@
+# The compiled module cffi builds from csrc/capsfast.h (see build_ffi.py):
+# its ffi, and in lib every function and #define of that header.  C int and
+# uint32/uint64 are int; every pointer is a cffi CData (ffi.NULL included).
+# Keep in step with csrc/capsfast.h.  The types are cffi's (types-cffi).
+from typing import TypeAlias, final
+
+from _cffi_backend import FFI
+
+# What ffi.new(), ffi.cast() and ffi.NULL give, for annotations elsewhere;
+# not an attribute of the compiled module.
+CData: TypeAlias = FFI.CData
+
+ffi: FFI
+
+@final
+class _Lib:
+    CAPSFAST_ABI: int
+    CAPSFAST_OP_STAT: int
+    CAPSFAST_OP_READ: int
+    CAPSFAST_OP_READ_BLOCK: int
+    CAPSFAST_OP_MSR: int
+
+    def capsfast_probe(
+        self,
+        want_cpu: int,
+        cpu: CData,
+        kvm_path: CData,
+        deep: int,
+        kvm: CData,
+        files: CData,
+        nfiles: int,
+        /,
+    ) -> int: ...
+    def capsfast_has_cpuid(self, /) -> int: ...
+    def capsfast_cpuid_executed(self, /) -> int: ...
+    # -1 unless the module was built with CAPSFAST_TEST_COUNTERS.
+    def capsfast_peak_concurrency(self, reset: int, /) -> int: ...
+
+lib: _Lib
