@@ -9,7 +9,6 @@
   threads are mid-probe: the child's first probe() answers correctly and
   does not deadlock.
 """
-import importlib
 import os
 import threading
 import time
@@ -18,9 +17,8 @@ import time
 from forked import HANG_GUARD, in_child
 
 import capsfast
-from capsfast import _native
+from capsfast import _native, probing
 
-probe_mod = importlib.import_module("capsfast.probe")
 lib = _native.lib
 
 THREADS = 16
@@ -95,11 +93,11 @@ def child_answers():
 
 def test_fork_while_another_thread_holds_the_cache_lock(fresh_process_state):
     expected = child_answers()
-    probe_mod._forget_live()  # the child's first probe() must take the lock
+    probing.forget_live()  # the child's first probe() must take the lock
     held, release = threading.Event(), threading.Event()
 
     def holder():
-        with probe_mod._lock:
+        with probing.live_lock():
             held.set()
             release.wait()
 
