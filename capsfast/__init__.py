@@ -13,8 +13,7 @@ model) is imported here; renderers are imported on first use.
 """
 from __future__ import annotations
 
-from capsfast._version import __version__
-from capsfast.constants import FORMATS
+from capsfast.constants import FORMATS, __version__
 from capsfast.errors import CapsfastError
 from capsfast.probing import kvm_usable, probe
 

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import capsfast
 from capsfast import _native, emulators, probing
-from capsfast.argv import Option, format_options, parse_or_help
-from capsfast.console import error, out
+from capsfast.cmdline import Option, format_options, parse_or_help
+from capsfast.cmdline import error, out
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from capsfast.argv import INPUT_OPTIONS, Option, UsageError, dispatch, format_options, parse_or_help, probe_inputs
-from capsfast.console import PROG, error, flush, out
+from capsfast.cmdline import (
+    INPUT_OPTIONS, PROG, Option, UsageError, dispatch, error, flush, format_options, out, parse_or_help, probe_inputs,
+)
 from capsfast.constants import FORMATS
 from capsfast.errors import CapsfastError
 
@@ -97,7 +98,7 @@ COMMANDS = {
 
 def _run(args: list[str]) -> int:
     if args and args[0] == "--version":
-        from capsfast._version import __version__
+        from capsfast.constants import __version__
 
         out("%s %s\n" % (PROG, __version__))
         return 0

@@ -1,4 +1,8 @@
-"""Names and numbers used in more than one place: each has its source here."""
+"""The version, and names and numbers used in more than one place: each
+has its one source here."""
+
+# The package's version: pyproject.toml reads it from here.
+__version__ = "0.1.0"
 
 # libvirt's names of the x86 architectures (CPUID exists only there).
 X86_ARCHS = ("x86_64", "i686")

@@ -15,7 +15,7 @@ import time
 
 from capsfast import guests
 from capsfast.constants import QEMU_KVM
-from capsfast.plan import under as _under
+from capsfast.facts import under as _under
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import _thread
 
-from capsfast import _native, cpuid, emulators, facts, plan
+from capsfast import _native, cpuid, emulators, facts
 from capsfast.constants import KVM_DEVICE, X86_ARCHS
 from capsfast.errors import CapsfastError
 from capsfast.model import guests_pending
@@ -50,8 +50,8 @@ class _Pool:
         if len(self._free) > 64:  # many fake roots: drop the old plans
             self._free.clear()
         root, with_cpu_files, with_arch = key
-        files = plan.specs(root, plan.entries(with_cpu_files, with_arch))
-        return _native.Batch(plan.under(root, KVM_DEVICE), files)
+        files = facts.specs(root, facts.entries(with_cpu_files, with_arch))
+        return _native.Batch(facts.under(root, KVM_DEVICE), files)
 
     def give(self, key: PlanKey, batch: Batch) -> None:
         self._free.setdefault(key, []).append(batch)
@@ -66,7 +66,7 @@ _pool = _Pool()
 _pool.give(_LIVE_PLAN, _pool.take(_LIVE_PLAN))
 
 
-def _keyed(entries: tuple[plan.Entry, ...], results: Results) -> Files:
+def _keyed(entries: tuple[facts.Entry, ...], results: Results) -> Files:
     return {entry[0]: (entry[1], r) for entry, r in zip(entries, results.files)}
 
 
@@ -77,7 +77,7 @@ def _run(key: PlanKey, want_cpu: bool, deep: bool) -> tuple[Results, Files]:
         results = batch.run(want_cpu, deep)
     finally:
         _pool.give(key, batch)
-    return results, _keyed(plan.entries(key[1], key[2]), results)
+    return results, _keyed(facts.entries(key[1], key[2]), results)
 
 
 def _guests(root: str, arch: str, kvm: Kvm, kqemu: Kqemu, xen: Xen) -> tuple[Guest, ...]:
@@ -155,7 +155,7 @@ class LiveCache:
 
     def _decode(self, cpu: CpuFacts, results: Results, deep: bool) -> DeviceFacts:
         assert results.kvm is not None  # the live plan always asks for the device
-        return facts.device_facts(cpu, results.kvm, _keyed(plan.DEVICE_FILES, results), deep, "/")
+        return facts.device_facts(cpu, results.kvm, _keyed(facts.DEVICE_FILES, results), deep, "/")
 
     def _remember(self, snapshot: bytes, cpu: CpuFacts, devices: DeviceFacts, deep: bool) -> Host:
         assert self.arch is not None
@@ -177,8 +177,8 @@ def _live_cpu_facts(arch: str, leaves: Leaves | None) -> CpuFacts:
         leaves[cpuid.BASIC1][cpuid.ECX] >> 5 & 1 or leaves[cpuid.EXT1][cpuid.ECX] >> 2 & 1
     ):
         return facts.cpu_facts("/", arch, leaves, "cpuid", {})
-    entries = plan.CPU_FILES
-    results = _native.Batch(None, plan.specs("/", entries)).run()
+    entries = facts.CPU_FILES
+    results = _native.Batch(None, facts.specs("/", entries)).run()
     return facts.cpu_facts("/", arch, leaves, "cpuid", _keyed(entries, results))
 
 
@@ -298,12 +298,12 @@ def first_probe_wants_cpu() -> bool:
 def live_batch() -> Batch:
     """A Batch of the live plan (devices and files) of its own, for
     measuring the crossing alone (``Batch.bare``)."""
-    return _native.Batch(KVM_DEVICE, plan.specs("/", plan.DEVICE_FILES))
+    return _native.Batch(KVM_DEVICE, facts.specs("/", facts.DEVICE_FILES))
 
 
 def cpu_files_batch(root: str = "/") -> Batch:
     """A Batch of the once-per-process CPU files (/proc/cpuinfo, MSRs)."""
-    return _native.Batch(None, plan.specs(root, plan.CPU_FILES))
+    return _native.Batch(None, facts.specs(root, facts.CPU_FILES))
 
 
 def cpuinfo_bytes_read(root: str) -> int:

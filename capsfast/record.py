@@ -13,7 +13,7 @@ import os
 import stat
 import time
 
-from capsfast import _native, cpuid, plan
+from capsfast import _native, cpuid, facts
 from capsfast.constants import KVM_DEVICE
 from capsfast.errors import CapsfastError
 from capsfast.render.json import dumps
@@ -27,8 +27,8 @@ def record(directory: str) -> list[str]:
         raise CapsfastError("record: %r: a path cannot hold a NUL byte" % directory)
     if os.path.exists(os.path.join(directory, "root")):
         raise CapsfastError("%s already holds a recording (root/ exists)" % directory)
-    entries = plan.DEVICE_FILES + plan.CPU_FILES + (plan.ARCH_FILE,)
-    results = _native.Batch(KVM_DEVICE, plan.specs("/", entries)).run(_native.HAS_CPUID, False)
+    entries = facts.DEVICE_FILES + facts.CPU_FILES + (facts.ARCH_FILE,)
+    results = _native.Batch(KVM_DEVICE, facts.specs("/", entries)).run(_native.HAS_CPUID, False)
     root = os.path.join(directory, "root")
     written = []
     try:

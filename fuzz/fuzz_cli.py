@@ -14,7 +14,7 @@ import tempfile
 import atheris
 
 with atheris.instrument_imports():
-    from capsfast import argv as _argv, cli  # noqa: F401 - instrumented
+    from capsfast import cli, cmdline  # noqa: F401 - instrumented
 
 WORDS = ["capabilities", "check", "--format", "json", "libvirt", "draft", "--root", "/", "--cpuid-dump",
          "--arch", "x86_64", "aarch64", "--deep", "--json", "-q", "--quiet", "-h", "--help", "--version",

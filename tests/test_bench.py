@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from capsfast import bench, plan, probing
+from capsfast import bench, facts, probing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
@@ -211,7 +211,7 @@ def test_cpuinfo_read_stops_after_the_first_processor(tmp_path):
     read_small, read_big = probing.cpuinfo_bytes_read(small), probing.cpuinfo_bytes_read(big)
     assert big_size > 1000 * len(first_block)
     assert read_big == read_small
-    assert len(first_block) < read_big <= plan.CPUINFO_BLOCK
+    assert len(first_block) < read_big <= facts.CPUINFO_BLOCK
     import capsfast
 
     # And the facts are the same.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from capsfast.argv import parse
+from capsfast.cmdline import parse
 from capsfast.export import nfd, options
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"

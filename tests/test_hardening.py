@@ -30,7 +30,7 @@ import pytest
 from forked import in_child
 
 import capsfast
-from capsfast import CapsfastError, facts, plan, probing
+from capsfast import CapsfastError, facts, probing
 from capsfast.render import json as render_json
 
 
@@ -173,7 +173,7 @@ def test_100mb_cpuinfo_without_flags_reads_one_bounded_block(tmp_path):
     assert out[0] == "ok", out
     host = out[1]
     assert host.kernel_flags is None and host.cpu.source == "none"
-    assert read <= plan.CPUINFO_BLOCK + 1 + RCHAR_SLACK, read
+    assert read <= facts.CPUINFO_BLOCK + 1 + RCHAR_SLACK, read
 
 
 def test_100mb_cpuinfo_with_a_dump_is_still_bounded(tmp_path):
@@ -184,7 +184,7 @@ def test_100mb_cpuinfo_with_a_dump_is_still_bounded(tmp_path):
     out, read = measured(lambda: capsfast.probe(root=str(root), cpuid=str(dump)))
     assert out[0] == "ok", out
     assert out[1].cpu.vendor == "GenuineIntel" and out[1].kernel_flags is None
-    assert read <= plan.CPUINFO_BLOCK + 1 + dump.stat().st_size + RCHAR_SLACK, read
+    assert read <= facts.CPUINFO_BLOCK + 1 + dump.stat().st_size + RCHAR_SLACK, read
 
 
 @pytest.mark.parametrize("rel", ["proc/xen/capabilities", "sys/hypervisor/type",
@@ -195,7 +195,7 @@ def test_100mb_small_file_is_refused_after_a_bounded_read(tmp_path, rel):
     write_sparse(root / rel, b"xen-3.0-x86_64 " * 100, 100 * MB)
     out, read = measured(lambda: capsfast.probe(root=str(root)))
     assert out[0] == "raised" and "larger than" in out[2] and rel in out[2], out
-    assert read <= plan.SMALL + 1 + plan.CPUINFO_BLOCK + 1 + RCHAR_SLACK, read
+    assert read <= facts.SMALL + 1 + facts.CPUINFO_BLOCK + 1 + RCHAR_SLACK, read
 
 
 def test_100mb_cpuid_dump_is_read_up_to_1mib(tmp_path):
@@ -207,7 +207,7 @@ def test_100mb_cpuid_dump_is_read_up_to_1mib(tmp_path):
     # The first MiB ends inside the dump's lines or its NULs: a one-line
     # error naming the dump, or an answer; never 100 MB read.
     assert out[0] == "ok" or ("CPUID dump" in out[2] and "\n" not in out[2]), out
-    assert read <= MB + plan.CPUINFO_BLOCK + 1 + RCHAR_SLACK, read
+    assert read <= MB + facts.CPUINFO_BLOCK + 1 + RCHAR_SLACK, read
 
 
 # ------------------------------------------- FIFOs, directories, devices
@@ -293,7 +293,7 @@ def test_a_device_where_a_file_belongs_is_never_read(tmp_path, rel):
     path.symlink_to("/dev/zero")
     out, read = measured(lambda: capsfast.probe(root=str(root)))
     assert out[0] == "raised" and "not a regular file" in out[2], out
-    assert read <= plan.CPUINFO_BLOCK + 1 + RCHAR_SLACK
+    assert read <= facts.CPUINFO_BLOCK + 1 + RCHAR_SLACK
 
 
 def test_a_device_at_the_msr_is_never_read(tmp_path):

@@ -74,7 +74,9 @@ def test_sdist_holds_every_file_of_the_repository_but_ci(sdist):
 def test_sdist_holds_what_the_build_reads_and_no_leftovers(sdist):
     _, files = sdist
     for needed in ("pyproject.toml", "setup.py", "build_ffi.py", "MANIFEST.in",
-                   "csrc/capsfast.c", "csrc/capsfast.h", "capsfast/_version.py", "PKG-INFO"):
+                   "csrc/capsfast.c", "csrc/capsfast.h", "capsfast/constants.py", "capsfast/model.pyi",
+                   "capsfast/_capsfast.pyi", "capsfast/py.typed", "capsfast/schemas/capabilities.schema.json",
+                   "PKG-INFO"):
         assert needed in files, needed
     leftovers = [p for p in files if LEFTOVER.search(p)]
     assert not leftovers, "build leftovers in the sdist: %s" % leftovers
@@ -100,9 +102,9 @@ def test_sdist_keeps_the_executable_bits(sdist):
 
 
 @needs_checkout
-def test_sdist_version_is_the_one_in_version_py(sdist):
+def test_sdist_version_is_the_one_in_constants_py(sdist):
     path, _ = sdist
-    source = (TOP / "capsfast" / "_version.py").read_text()
+    source = (TOP / "capsfast" / "constants.py").read_text()
     version = re.search(r'^__version__ = "([^"]+)"$', source, re.M).group(1)
     assert path.name == "capsfast-%s.tar.gz" % version
     with tarfile.open(path) as tar:

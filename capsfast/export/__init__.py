@@ -12,16 +12,15 @@ from __future__ import annotations
 import os
 import time
 
-from capsfast.argv import (
-    INPUT_OPTIONS, Option, UsageError, dispatch, format_options, input_args, parse_or_help, probe_inputs,
+from capsfast.cmdline import (
+    INPUT_OPTIONS, Option, UsageError, dispatch, error, format_options, input_args, out, parse_or_help, probe_inputs,
 )
-from capsfast.console import error, out
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from capsfast.argv import Values
+    from capsfast.cmdline import Values
     from capsfast.model import Host
 
     Prober = Callable[[], tuple[Host, float]]

@@ -9,7 +9,7 @@ collector refuses them).  A missing value in an ``_info`` label is
 """
 from __future__ import annotations
 
-from capsfast.plan import KVM_MODULES
+from capsfast.facts import KVM_MODULES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -1,16 +1,24 @@
-"""The command line's parts: a small table-driven parser, the options every
-command shares, and one subcommand dispatcher.
+"""The command line's parts, shared by ``capsfast`` and ``capsfast export``:
+a small table-driven parser, the options every command shares, one
+subcommand dispatcher, and the commands' output.
 
 argparse costs about 8 ms to import on a VM (it pulls in ``re`` and
 ``gettext``), as much as the rest of ``capsfast check`` together, so the
 CLI parses its few flags with this instead.  ``Option`` rows describe the
 flags; ``parse`` fills a dict; ``UsageError`` carries a one-line message.
+
+Output: a reader that leaves early (``capsfast check | true``, ``... |
+head``) is not an error and never changes the exit status; what it did not
+read goes nowhere.  Output that cannot be written at all (``> /dev/full``,
+a closed standard output) is an error: one ``capsfast: ...`` line, exit
+status 2.
 """
 from __future__ import annotations
 
 import os
+import sys
 
-from capsfast.console import out
+from capsfast.errors import CapsfastError, printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,6 +29,9 @@ if TYPE_CHECKING:
     Values = dict[str, object]
     # name -> (run it with the remaining arguments, one line of help)
     Commands = Mapping[str, tuple[Callable[[list[str]], int], str]]
+
+
+PROG = "capsfast"
 
 
 class UsageError(Exception):
@@ -145,8 +156,6 @@ def _flag_text(opt: Option) -> str:
 def dispatch(prog: str, commands: Commands, argv: Sequence[str], summary: str, what: str = "command") -> int:
     """Run the subcommand ``argv[0]`` names; its exit status.  No
     subcommand prints the usage on stderr (status 2); -h/--help on stdout."""
-    import sys
-
     width = max(len(name) for name in commands)
     rows = "\n".join("  %s  %s" % (name.ljust(width), text) for name, (_run, text) in commands.items())
     text = "usage: %s %s [options]\n\n%s\n\n%ss:\n%s\n\n'%s %s --help' describes each.\n" % (
@@ -163,6 +172,64 @@ def dispatch(prog: str, commands: Commands, argv: Sequence[str], summary: str, w
     if entry is None:
         raise UsageError("unknown %s %r (see '%s --help')" % (what, args[0], prog))
     return entry[0](args[1:])
+
+
+# -- output -----------------------------------------------------------------------
+
+
+def _discard_stdout() -> None:
+    """Point file descriptor 1 at /dev/null: later writes and the
+    interpreter's last flush then neither fail nor print a warning."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    except OSError:  # pragma: no cover - nothing better to do
+        pass
+
+
+def _failed(e: OSError) -> CapsfastError:
+    _discard_stdout()
+    return CapsfastError("cannot write to standard output: %s" % (e.strerror or e), errno=e.errno)
+
+
+def out(text: str) -> None:
+    """Write ``text`` to standard output."""
+    stream = sys.stdout
+    if stream is None:
+        raise CapsfastError("cannot write to standard output: it is closed")
+    try:
+        stream.write(text)
+    except BrokenPipeError:
+        _discard_stdout()
+    except OSError as e:
+        raise _failed(e) from None
+
+
+def flush() -> None:
+    """Flush standard output: the command's output is complete."""
+    stream = sys.stdout
+    if stream is None:
+        return
+    try:
+        stream.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+    except OSError as e:
+        raise _failed(e) from None
+
+
+def error(message: object) -> None:
+    """One ``capsfast: ...`` line on standard error (control characters
+    escaped, so it stays one line)."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        stream.write("%s: %s\n" % (PROG, printable(str(message))))
+        stream.flush()
+    except OSError:
+        pass
 
 
 # -- the input options' values ---------------------------------------------------
