@@ -11,8 +11,6 @@
 Importing does no probing.  The probe path (C module, decoding, verdict,
 model) is imported here; renderers are imported on first use.
 """
-from __future__ import annotations
-
 from capsfast.constants import FORMATS, __version__
 from capsfast.errors import CapsfastError
 from capsfast.probing import kvm_usable, probe
@@ -24,10 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["CapsfastError", "FORMATS", "capabilities", "kvm_usable", "probe", "__version__"]
 
 
-_rendered: dict[str, tuple[Host, str]] = {}  # format -> the last rendering of it
+_rendered: "dict[str, tuple[Host, str]]" = {}  # format -> the last rendering of it
 
 
-def capabilities(host: Host | None = None, *, format: str = "libvirt") -> str:
+def capabilities(host: "Host | None" = None, *, format: str = "libvirt") -> str:
     """The host's capabilities as text: ``libvirt`` XML, the seed's
     ``draft`` XML, or ``json``.  ``host`` defaults to the cached live probe.
 

@@ -7,8 +7,6 @@ device's steps as a ``KvmDevice``, each file as a ``FileResult``.  A
 ``Batch`` holds the structs and buffers of one probe plan, allocated once
 and reused, so a probe allocates nothing in C and little in Python.
 """
-from __future__ import annotations
-
 import errno as _errno
 import os
 
@@ -66,7 +64,7 @@ class Outcome:
 
     __slots__ = ("code", "reason", "_errno")
 
-    def __init__(self, code: str, reason: str | None, err: int = 0) -> None:
+    def __init__(self, code: str, reason: "str | None", err: int = 0) -> None:
         self.code = code
         self.reason = reason
         self._errno = err
@@ -101,7 +99,7 @@ _REASONS = {_errno.EISDIR: "not a regular file (a directory)", _errno.EINVAL: "n
 _outcomes = {0: OK}  # C result -> Outcome, made once per value seen
 
 
-def _outcome(result: int) -> Outcome:
+def _outcome(result: int) -> "Outcome":
     """The Outcome of a C result (0 or -errno)."""
     known = _outcomes.get(result)
     if known is None:
@@ -119,8 +117,8 @@ class FileResult:
 
     __slots__ = ("outcome", "mode", "data", "truncated", "value")
 
-    def __init__(self, outcome: Outcome, mode: int, data: bytes | None, truncated: bool,
-                 value: int | None) -> None:
+    def __init__(self, outcome: "Outcome", mode: int, data: "bytes | None", truncated: bool,
+                 value: "int | None") -> None:
         self.outcome = outcome
         self.mode = mode
         self.data = data
@@ -138,8 +136,8 @@ class KvmDevice:
 
     __slots__ = ("stat", "mode", "access", "open", "api_call", "api_version", "create_vm")
 
-    def __init__(self, stat: Outcome, mode: int, access: Outcome, open: Outcome, api_call: Outcome,
-                 api_version: int | None, create_vm: Outcome) -> None:
+    def __init__(self, stat: "Outcome", mode: int, access: "Outcome", open: "Outcome", api_call: "Outcome",
+                 api_version: "int | None", create_vm: "Outcome") -> None:
         self.stat = stat
         self.mode = mode
         self.access = access
@@ -156,7 +154,7 @@ class Results:
 
     __slots__ = ("cpu", "kvm", "files")
 
-    def __init__(self, cpu: Leaves | None, kvm: KvmDevice | None, files: list[FileResult]) -> None:
+    def __init__(self, cpu: "Leaves | None", kvm: "KvmDevice | None", files: "list[FileResult]") -> None:
         self.cpu = cpu
         self.kvm = kvm
         self.files = files
@@ -202,12 +200,12 @@ def cpuid_per_crossing() -> int:
 _floor_cpu = ffi.new("struct capsfast_cpu *")
 
 
-def _created(result: int) -> Outcome:
+def _created(result: int) -> "Outcome":
     # C: 1 created, 0 not tried, -errno failed.
     return OK if result == 1 else NOT_TRIED if result == 0 else _outcome(result)
 
 
-def _step(result: int) -> Outcome:
+def _step(result: int) -> "Outcome":
     return NOT_TRIED if result == _NOT_TRIED_RESULT else _outcome(result)
 
 
@@ -224,7 +222,7 @@ class Batch:
     __slots__ = ("_keep", "_n", "_kvm_path", "_kvm", "_cpu", "_entries", "_reads",
                  "_files_buf", "_kvm_buf", "_want_cpu", "_cpu_words")
 
-    def __init__(self, kvm_path: str | None, files: Sequence[FileSpec]) -> None:
+    def __init__(self, kvm_path: "str | None", files: "Sequence[FileSpec]") -> None:
         self._n = n = len(files)
         array: CData = ffi.new("struct capsfast_file[]", max(n, 1))
         # All paths in one allocation, NUL-separated; all read buffers in another.
@@ -286,7 +284,7 @@ class Batch:
         the kernel cost, plus one cffi call (the benchmark's floor)."""
         _probe(1 if want_cpu else 0, self._cpu, self._kvm_path, 0, self._kvm, self._keep[0], self._n)
 
-    def results(self) -> Results:
+    def results(self) -> "Results":
         """The last crossing's results, named."""
         cpu = None
         if self._want_cpu:
@@ -326,7 +324,7 @@ class Batch:
                 files.append(FileResult(outcome, f.mode, data, f.truncated != 0, None))
         return Results(cpu, kvm, files)
 
-    def run(self, want_cpu: bool = False, deep: bool = False) -> Results:
+    def run(self, want_cpu: bool = False, deep: bool = False) -> "Results":
         """Cross into C once and name the results."""
         self.cross(want_cpu, deep)
         return self.results()

@@ -5,8 +5,6 @@ one ``capsfast: ...`` line on stderr and exit status 2, never a traceback.
 Imports stay inside the commands so ``capsfast check -q`` loads only what
 it uses.
 """
-from __future__ import annotations
-
 import sys
 
 from capsfast.cmdline import (
@@ -106,7 +104,7 @@ def _run(args: list[str]) -> int:
                     "('%s --version' prints the version)." % PROG)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: "Sequence[str] | None" = None) -> int:
     """Run the CLI; returns the exit status."""
     args = sys.argv[1:] if argv is None else list(argv)
     try:

@@ -13,8 +13,6 @@ read goes nowhere.  Output that cannot be written at all (``> /dev/full``,
 a closed standard output) is an error: one ``capsfast: ...`` line, exit
 status 2.
 """
-from __future__ import annotations
-
 import os
 import sys
 
@@ -44,9 +42,9 @@ class Option:
 
     __slots__ = ("flags", "dest", "metavar", "choices", "help", "default", "const")
 
-    def __init__(self, flags: tuple[str, ...], help: str, metavar: str | None = None,
-                 choices: tuple[str, ...] | None = None, default: object = None,
-                 dest: str | None = None, const: object = None) -> None:
+    def __init__(self, flags: tuple[str, ...], help: str, metavar: "str | None" = None,
+                 choices: "tuple[str, ...] | None" = None, default: object = None,
+                 dest: "str | None" = None, const: object = None) -> None:
         self.flags = flags
         self.dest = dest or flags[-1].lstrip("-").replace("-", "_")
         self.metavar = metavar
@@ -65,7 +63,7 @@ INPUT_OPTIONS = (
 )
 
 
-def format_options(choices: tuple[str, ...], default: str) -> tuple[Option, Option]:
+def format_options(choices: tuple[str, ...], default: str) -> "tuple[Option, Option]":
     """``--format`` and its ``--json`` spelling, for a command that prints JSON."""
     return (
         Option(("--format",), "output format (default %s)" % default, metavar="FORMAT",
@@ -74,7 +72,7 @@ def format_options(choices: tuple[str, ...], default: str) -> tuple[Option, Opti
     )
 
 
-def parse(options: Sequence[Option], positionals: Sequence[str], argv: Sequence[str]) -> Values:
+def parse(options: "Sequence[Option]", positionals: "Sequence[str]", argv: "Sequence[str]") -> "Values":
     """``argv`` against the ``options`` table and the names of the required
     ``positionals``.  Returns a dict with every dest, ``help`` True when
     -h/--help was given.  Raises UsageError."""
@@ -127,8 +125,8 @@ def parse(options: Sequence[Option], positionals: Sequence[str], argv: Sequence[
     return values
 
 
-def parse_or_help(prog: str, options: Sequence[Option], positionals: Sequence[str],
-                  argv: Sequence[str], summary: str) -> Values | None:
+def parse_or_help(prog: str, options: "Sequence[Option]", positionals: "Sequence[str]",
+                  argv: "Sequence[str]", summary: str) -> "Values | None":
     """Parsed values, or None after printing the help."""
     values = parse(options, positionals, argv)
     if values["help"]:
@@ -137,7 +135,7 @@ def parse_or_help(prog: str, options: Sequence[Option], positionals: Sequence[st
     return values
 
 
-def usage(prog: str, options: Sequence[Option], positionals: Sequence[str], summary: str) -> str:
+def usage(prog: str, options: "Sequence[Option]", positionals: "Sequence[str]", summary: str) -> str:
     """The help text for one command."""
     line = " ".join([prog] + ["[%s]" % _flag_text(o) for o in options] + list(positionals))
     rows = [(_flag_text(o), o.help) for o in options] + [("-h, --help", "show this help")]
@@ -146,14 +144,14 @@ def usage(prog: str, options: Sequence[Option], positionals: Sequence[str], summ
     return "usage: %s\n\n%s\n\noptions:\n%s\n" % (line, summary, body)
 
 
-def _flag_text(opt: Option) -> str:
+def _flag_text(opt: "Option") -> str:
     text = ", ".join(opt.flags)
     if opt.metavar is not None:
         text += " " + (("{" + ",".join(opt.choices) + "}") if opt.choices else opt.metavar)
     return text
 
 
-def dispatch(prog: str, commands: Commands, argv: Sequence[str], summary: str, what: str = "command") -> int:
+def dispatch(prog: str, commands: "Commands", argv: "Sequence[str]", summary: str, what: str = "command") -> int:
     """Run the subcommand ``argv[0]`` names; its exit status.  No
     subcommand prints the usage on stderr (status 2); -h/--help on stdout."""
     width = max(len(name) for name in commands)
@@ -234,12 +232,12 @@ def error(message: object) -> None:
 
 # -- the input options' values ---------------------------------------------------
 
-def is_live(values: Values) -> bool:
+def is_live(values: "Values") -> bool:
     """Whether the input options name this running host."""
     return values["root"] == "/" and values["cpuid_dump"] is None and values["arch"] is None
 
 
-def probe_inputs(values: Values, refresh: bool = False) -> Host:
+def probe_inputs(values: "Values", refresh: bool = False) -> "Host":
     """The Host the input options name (the live one afresh with ``refresh``)."""
     from capsfast.probing import probe
 
@@ -249,7 +247,7 @@ def probe_inputs(values: Values, refresh: bool = False) -> Host:
                  arch=_optional(values["arch"]), deep=bool(values["deep"]))
 
 
-def input_args(values: Values) -> list[str]:
+def input_args(values: "Values") -> list[str]:
     """The input options as given, absolute paths, for a command to repeat."""
     args = []
     if values["root"] != "/":
@@ -263,5 +261,5 @@ def input_args(values: Values) -> list[str]:
     return args
 
 
-def _optional(value: object) -> str | None:
+def _optional(value: object) -> "str | None":
     return None if value is None else str(value)

@@ -6,8 +6,6 @@ The five leaves capsfast reads arrive as a tuple of register tuples
 from a dump through ``leaves_from_dump``; both gate the extended and
 hypervisor leaves the same way, so a dump replays what the CPU would say.
 """
-from __future__ import annotations
-
 from capsfast.errors import CapsfastError
 from capsfast.model import Cpu
 
@@ -54,7 +52,7 @@ HYPERVISORS = {
     "SRESRESRESRE": "sre",
 }
 
-ZERO: Registers = (0, 0, 0, 0)
+ZERO: "Registers" = (0, 0, 0, 0)
 
 
 # Printable ASCII stays; any other byte of a register string (from a dump
@@ -67,7 +65,7 @@ def _text(*registers: int) -> str:
     return raw.translate(_PRINTABLE).decode("ascii", "replace")
 
 
-def decode(leaves: Sequence[Sequence[int]], source: str) -> Cpu:
+def decode(leaves: "Sequence[Sequence[int]]", source: str) -> Cpu:
     """Cpu facts from the five gated leaves."""
     basic0, basic1, ext0 = leaves[BASIC0], leaves[BASIC1], leaves[EXT0]
     features = sorted(
@@ -84,7 +82,7 @@ def decode(leaves: Sequence[Sequence[int]], source: str) -> Cpu:
     return Cpu(vendor, family, model, eax & 0xF, tuple(features), source, basic0[EAX], ext0[EAX])
 
 
-def hypervisor_signature(leaves: Sequence[Sequence[int]]) -> str | None:
+def hypervisor_signature(leaves: "Sequence[Sequence[int]]") -> "str | None":
     """The signature of leaf 0x40000000, or None without the hypervisor bit."""
     if not leaves[BASIC1][ECX] >> 31 & 1:
         return None
@@ -92,14 +90,14 @@ def hypervisor_signature(leaves: Sequence[Sequence[int]]) -> str | None:
     return _text(hv[EBX], hv[ECX], hv[EDX])
 
 
-def hypervisor_vendor(signature: str | None) -> str | None:
+def hypervisor_vendor(signature: "str | None") -> "str | None":
     """A short name for a signature; unknown signatures keep their text."""
     if signature is None:
         return None
     return HYPERVISORS.get(signature, signature.strip() or "unknown")
 
 
-def gate(read: Callable[[int], Registers]) -> Leaves:
+def gate(read: "Callable[[int], Registers]") -> "Leaves":
     """The five leaves as the C module gathers them, ``read(leaf)`` giving
     the registers of one leaf: the extended leaf only if 0x80000000 allows
     it, the hypervisor leaf only with the hypervisor bit."""
@@ -113,7 +111,7 @@ def gate(read: Callable[[int], Registers]) -> Leaves:
     return (basic0, basic1, ext0, ext1, hv0)
 
 
-def parse_dump(text: str, name: str = "CPUID dump") -> dict[int, Registers]:
+def parse_dump(text: str, name: str = "CPUID dump") -> "dict[int, Registers]":
     """Leaf -> registers (subleaf 0) of the first CPU in ``cpuid -r -1`` output.
 
     Raises CapsfastError naming the first line that is not of that format,
@@ -142,7 +140,7 @@ def parse_dump(text: str, name: str = "CPUID dump") -> dict[int, Registers]:
     return leaves
 
 
-def _parse_leaf_line(words: Sequence[str]) -> tuple[int, int, Registers]:
+def _parse_leaf_line(words: "Sequence[str]") -> "tuple[int, int, Registers]":
     # "0x00000001 0x00: eax=0x000306a9 ebx=0x00100800 ecx=0x7fbae3ff edx=0xbfebfbff"
     if len(words) != 6 or not words[1].endswith(":"):
         raise ValueError
@@ -165,13 +163,13 @@ def _register(word: str, name: str) -> int:
     return value
 
 
-def leaves_from_dump(text: str, name: str = "CPUID dump") -> Leaves:
+def leaves_from_dump(text: str, name: str = "CPUID dump") -> "Leaves":
     """The five gated leaves from dump text; absent leaves read as zeros."""
     table = parse_dump(text, name)
     return gate(lambda leaf: table.get(leaf, ZERO))
 
 
-def format_dump(leaves: Sequence[Sequence[int]]) -> str:
+def format_dump(leaves: "Sequence[Sequence[int]]") -> str:
     """Gated leaves in ``cpuid -r -1`` form, for ``capsfast record``."""
     lines = ["CPU:"]
     for leaf, regs in sorted(zip(LEAVES, leaves)):

@@ -7,8 +7,6 @@ discovery costs one ``stat`` per directory.  Directories reached twice
 (``/bin`` -> ``usr/bin``) are listed and watched once.  Known blind spot: a
 ``chmod`` of an existing binary does not change the directory's mtime.
 """
-from __future__ import annotations
-
 import os
 import stat as _stat
 import time
@@ -43,7 +41,7 @@ class Emulators:
 
     __slots__ = ("binaries", "qemu_kvm")
 
-    def __init__(self, binaries: dict[str, str], qemu_kvm: str | None) -> None:
+    def __init__(self, binaries: dict[str, str], qemu_kvm: "str | None") -> None:
         self.binaries = binaries
         self.qemu_kvm = qemu_kvm
 
@@ -58,12 +56,12 @@ class Emulators:
 class _Entry:
     __slots__ = ("watch", "found")
 
-    def __init__(self, watch: tuple[Stamp, ...], found: Emulators) -> None:
+    def __init__(self, watch: "tuple[Stamp, ...]", found: "Emulators") -> None:
         self.watch = watch
         self.found = found
 
 
-_cache: dict[tuple[str, str], _Entry] = {}  # (root, PATH) -> _Entry
+_cache: "dict[tuple[str, str], _Entry]" = {}  # (root, PATH) -> _Entry
 
 
 def _stat_in_root(root: str, path: str) -> os.stat_result:
@@ -83,7 +81,7 @@ def _stat_in_root(root: str, path: str) -> os.stat_result:
     raise OSError(40, "too many levels of symbolic links", path)
 
 
-def _stamp(path: str, st: os.stat_result, now_ns: int) -> Stamp:
+def _stamp(path: str, st: os.stat_result, now_ns: int) -> "Stamp":
     if now_ns - st.st_mtime_ns < _RACY_NS:
         return (path, -1, -1)  # matches no directory: listed again next time
     return (path, st.st_mtime_ns, st.st_ino)
@@ -94,7 +92,7 @@ def _executable(st: os.stat_result) -> bool:
     return _stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
 
 
-def _scan(root: str, path_env: str) -> _Entry:
+def _scan(root: str, path_env: str) -> "_Entry":
     now_ns = time.time_ns()
     watch: list[Stamp] = []
     seen: set[tuple[int, int]] = set()
@@ -140,7 +138,7 @@ def _scan(root: str, path_env: str) -> _Entry:
     return _Entry(tuple(watch), Emulators(binaries, qemu_kvm))
 
 
-def _unchanged(watch: tuple[Stamp, ...], stat: Callable[[str], os.stat_result] = os.stat) -> bool:
+def _unchanged(watch: "tuple[Stamp, ...]", stat: "Callable[[str], os.stat_result]" = os.stat) -> bool:
     for path, mtime, ino in watch:
         try:
             st = stat(path)
@@ -153,7 +151,7 @@ def _unchanged(watch: tuple[Stamp, ...], stat: Callable[[str], os.stat_result] =
     return True
 
 
-def discover(root: str = "/") -> Emulators:
+def discover(root: str = "/") -> "Emulators":
     """The emulators of the host under ``root`` (an ``Emulators``; the same
     object as last time while nothing changed)."""
     path_env = os.environ.get("PATH")
@@ -178,10 +176,10 @@ def forget() -> None:
 
 
 # (inputs, guests): one probe after another mostly sees the same host
-_last: tuple[Emulators, str, Kvm, Kqemu, Xen, tuple[Guest, ...]] | None = None
+_last: "tuple[Emulators, str, Kvm, Kqemu, Xen, tuple[Guest, ...]] | None" = None
 
 
-def host_guests(root: str, arch: str, kvm: Kvm, kqemu: Kqemu, xen: Xen) -> tuple[Guest, ...]:
+def host_guests(root: str, arch: str, kvm: "Kvm", kqemu: "Kqemu", xen: "Xen") -> "tuple[Guest, ...]":
     """The guests of the host under ``root``: discovery (cached) plus the
     pure rules of ``capsfast.guests``, memoised on their inputs."""
     global _last

@@ -1,6 +1,4 @@
 """The one exception capsfast raises for bad input or an unexpected failure."""
-from __future__ import annotations
-
 import os
 
 
@@ -13,7 +11,7 @@ class CapsfastError(OSError):
     ``errno`` and ``strerror`` are that error's, so callers can tell ENOENT
     from EACCES without parsing the message; both are None otherwise."""
 
-    def __init__(self, message: str, *, errno: int | None = None) -> None:
+    def __init__(self, message: str, *, errno: "int | None" = None) -> None:
         # OSError(errno, strerror) would print "[Errno N] ..."; the message
         # stays the whole text and the numbers ride along as attributes.
         super().__init__(message)
@@ -23,7 +21,7 @@ class CapsfastError(OSError):
     def __str__(self) -> str:
         return str(self.args[0])
 
-    def __reduce__(self) -> tuple[type[CapsfastError], tuple[str], dict[str, object]]:
+    def __reduce__(self) -> "tuple[type[CapsfastError], tuple[str], dict[str, object]]":
         # Pickling (multiprocessing) rebuilds from args alone, which would
         # drop the errno: carry it as state, set back as attributes.
         return type(self), (str(self.args[0]),), {"errno": self.errno, "strerror": self.strerror}

@@ -6,8 +6,6 @@ the HVM verdict) are ``capsfast.verdict``'s.
 A missing file is data (absent); any other failure to read a file that
 should be readable is bad input and raises CapsfastError.
 """
-from __future__ import annotations
-
 from capsfast import cpuid, verdict
 from capsfast._native import MSR, READ, READ_BLOCK, STAT
 from capsfast.constants import MSR_DEVICE, MSR_FEATURE_CONTROL, MSR_VM_CR, X86_ARCHS
@@ -36,7 +34,7 @@ CPUINFO_BLOCK = 16384  # one processor's block, with room for a long flags line
 
 KVM_MODULES = ("kvm_intel", "kvm_amd", "kvm_pvm", "kvm")
 
-DEVICE_FILES: tuple[Entry, ...] = (
+DEVICE_FILES: "tuple[Entry, ...]" = (
     ("kqemu", "/dev/kqemu", STAT, 0, 0),
     ("proc_xen", "/proc/xen", STAT, 0, 0),
     ("xen_caps", "/proc/xen/capabilities", READ, 0, SMALL),
@@ -58,15 +56,15 @@ DEPENDS = {
 
 # Facts of the CPU that cannot change while the system runs: read once for
 # the live host.
-CPU_FILES: tuple[Entry, ...] = (
+CPU_FILES: "tuple[Entry, ...]" = (
     ("cpuinfo", "/proc/cpuinfo", READ_BLOCK, 0, CPUINFO_BLOCK),
     ("msr.feature_control", MSR_DEVICE, MSR, MSR_FEATURE_CONTROL, 0),
     ("msr.vm_cr", MSR_DEVICE, MSR, MSR_VM_CR, 0),
 )
-ARCH_FILE: Entry = ("arch", "/proc/sys/kernel/arch", READ, 0, SMALL)
+ARCH_FILE: "Entry" = ("arch", "/proc/sys/kernel/arch", READ, 0, SMALL)
 
 
-def entries(with_cpu_files: bool, with_arch: bool) -> tuple[Entry, ...]:
+def entries(with_cpu_files: bool, with_arch: bool) -> "tuple[Entry, ...]":
     """The device files, plus the CPU files and the arch file if asked."""
     plan = DEVICE_FILES
     if with_cpu_files:
@@ -76,7 +74,7 @@ def entries(with_cpu_files: bool, with_arch: bool) -> tuple[Entry, ...]:
     return plan
 
 
-def specs(root: str, plan: Sequence[Entry]) -> list[FileSpec]:
+def specs(root: str, plan: "Sequence[Entry]") -> "list[FileSpec]":
     """``plan`` as the crossing's file entries under ``root``, with the
     DEPENDS links as indices."""
     index = {row[0]: i for i, row in enumerate(plan)}
@@ -124,7 +122,7 @@ def normalize_arch(name: str) -> str:
     raise CapsfastError("unrecognised architecture %r" % name.strip()[:40])
 
 
-def arch_from_cpuinfo(block: Mapping[str, str] | None) -> str | None:
+def arch_from_cpuinfo(block: "Mapping[str, str] | None") -> "str | None":
     """The architecture a /proc/cpuinfo block was written by, where its
     keys tell (for a root without proc/sys/kernel/arch); None otherwise."""
     if not block:
@@ -148,7 +146,7 @@ def decode(data: bytes) -> str:
     return data.translate(CONTROL_TO_FF).decode("utf-8", "replace")
 
 
-def present(root: str, path: str, result: FileResult) -> bool:
+def present(root: str, path: str, result: "FileResult") -> bool:
     """True if the stat found the path, False if it is absent.  A device
     node this process cannot even stat (a /dev it may not search) counts as
     absent: inaccessible devices are data, as for /dev/kvm."""
@@ -160,7 +158,7 @@ def present(root: str, path: str, result: FileResult) -> bool:
     raise result.outcome.error("cannot read %s" % under(root, path))
 
 
-def data(root: str, path: str, result: FileResult) -> bytes | None:
+def data(root: str, path: str, result: "FileResult") -> "bytes | None":
     """The bytes read, or None if the file is absent; CapsfastError if it
     exists but could not be read (not a regular file, permission, ...)."""
     outcome = result.outcome
@@ -171,7 +169,7 @@ def data(root: str, path: str, result: FileResult) -> bytes | None:
     return result.data
 
 
-def text(root: str, path: str, result: FileResult) -> str | None:
+def text(root: str, path: str, result: "FileResult") -> "str | None":
     """The file's text, or None if it is absent.  Undecodable bytes and
     control characters become U+FFFD rather than an error: the tokens we look
     for are ASCII.  A file larger than the buffer is refused."""
@@ -183,7 +181,7 @@ def text(root: str, path: str, result: FileResult) -> str | None:
     return decode(raw)
 
 
-def cpuinfo_first_block(data: bytes | None) -> dict[str, str] | None:
+def cpuinfo_first_block(data: "bytes | None") -> "dict[str, str] | None":
     """``{key: value}`` of the first processor block of /proc/cpuinfo bytes
     (keys such as ``flags``, ``vendor_id``, ``cpu family``); None if ``data``
     is None."""
@@ -199,14 +197,14 @@ def cpuinfo_first_block(data: bytes | None) -> dict[str, str] | None:
     return fields
 
 
-def kernel_flags(block: Mapping[str, str] | None) -> tuple[str, ...] | None:
+def kernel_flags(block: "Mapping[str, str] | None") -> "tuple[str, ...] | None":
     """The kernel's CPU flags (x86's ``flags`` line), or None if absent."""
     if not block or "flags" not in block:
         return None
     return tuple(block["flags"].split())
 
 
-def xen_facts(proc_xen: bool, xen_caps: str | None, hv_type: str | None, hv_caps: str | None) -> Xen:
+def xen_facts(proc_xen: bool, xen_caps: "str | None", hv_type: "str | None", hv_caps: "str | None") -> Xen:
     """Xen from /proc/xen and /sys/hypervisor."""
     hv_type = hv_type.strip() if hv_type is not None else None
     present_ = proc_xen or hv_type == "xen"
@@ -224,8 +222,8 @@ class CpuFacts:
 
     __slots__ = ("cpu", "hypervisor", "kernel_flags", "msr", "leaves", "msr_items")
 
-    def __init__(self, cpu: Cpu | None, hypervisor: Hypervisor, kernel_flags: tuple[str, ...] | None,
-                 msr: dict[int, int], leaves: Leaves | None) -> None:
+    def __init__(self, cpu: "Cpu | None", hypervisor: Hypervisor, kernel_flags: "tuple[str, ...] | None",
+                 msr: dict[int, int], leaves: "Leaves | None") -> None:
         self.cpu = cpu
         self.hypervisor = hypervisor
         self.kernel_flags = kernel_flags
@@ -234,7 +232,7 @@ class CpuFacts:
         self.msr_items = tuple(sorted(msr.items()))  # Host.msr, made once
 
 
-def cpu_facts(root: str, arch: str, leaves: Leaves | None, source: str, files: Files) -> CpuFacts:
+def cpu_facts(root: str, arch: str, leaves: "Leaves | None", source: str, files: "Files") -> "CpuFacts":
     """CPU, hypervisor, kernel flags and MSRs from CPUID leaves (or, with
     none, the root's /proc/cpuinfo) and the CPU files' results."""
     block = None
@@ -265,8 +263,8 @@ def cpu_facts(root: str, arch: str, leaves: Leaves | None, source: str, files: F
     return CpuFacts(cpu, hypervisor, flags, msr, None)
 
 
-def _cpu_from_cpuinfo(block: Mapping[str, str], flags: tuple[str, ...]) -> Cpu:
-    def number(key: str) -> int | None:
+def _cpu_from_cpuinfo(block: "Mapping[str, str]", flags: tuple[str, ...]) -> Cpu:
+    def number(key: str) -> "int | None":
         try:
             return int(block.get(key, ""))
         except ValueError:
@@ -277,14 +275,14 @@ def _cpu_from_cpuinfo(block: Mapping[str, str], flags: tuple[str, ...]) -> Cpu:
                number("stepping"), features, "cpuinfo", None, None)
 
 
-def device_facts(cpu: CpuFacts, kvm_device: KvmDevice, files: Files, deep: bool, root: str) -> DeviceFacts:
+def device_facts(cpu: "CpuFacts", kvm_device: "KvmDevice", files: "Files", deep: bool, root: str) -> "DeviceFacts":
     """(kvm, kqemu, xen, hvm): what the device and file results mean, with
     the decisions on them."""
     def is_present(key: str) -> bool:
         path, result = files[key]
         return present(root, path, result)
 
-    def read(key: str) -> str | None:
+    def read(key: str) -> "str | None":
         path, result = files[key]
         return text(root, path, result)
 
@@ -300,7 +298,7 @@ def device_facts(cpu: CpuFacts, kvm_device: KvmDevice, files: Files, deep: bool,
     return kvm, kqemu, xen, hvm
 
 
-def host(arch: str, cpu: CpuFacts, devices: DeviceFacts, guests: Callable[[], tuple[Guest, ...]]) -> Host:
+def host(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", guests: "Callable[[], tuple[Guest, ...]]") -> Host:
     """The Host; ``guests`` is called when ``Host.guests`` is first read."""
     kvm, kqemu, xen, hvm = devices
     return Host(

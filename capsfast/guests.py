@@ -8,8 +8,6 @@ architecture falls back to the host's own binary, then to
 ``/usr/libexec/qemu-kvm``.  The Xen rules follow libvirt's historical Xen
 driver: guests come from the hypervisor's capability tokens.
 """
-from __future__ import annotations
-
 from capsfast.constants import X86_ARCHS
 from capsfast.model import Guest, Machine
 
@@ -74,7 +72,7 @@ def is_native(host: str, guest: str) -> bool:
     )
 
 
-def find_binary(host: str, guest: str, binaries: Mapping[str, str]) -> str | None:
+def find_binary(host: str, guest: str, binaries: "Mapping[str, str]") -> "str | None":
     """The emulator path for ``guest`` on ``host``, from ``binaries``
     (``{qemu target: path}``), or None; libvirt's search order."""
     # armv7l on aarch64 can use KVM only through qemu-system-aarch64.
@@ -92,7 +90,7 @@ def find_binary(host: str, guest: str, binaries: Mapping[str, str]) -> str | Non
     return None
 
 
-def _kvm_capable(host: str, binary: str, binaries: Mapping[str, str]) -> bool:
+def _kvm_capable(host: str, binary: str, binaries: "Mapping[str, str]") -> bool:
     """Whether the binary chosen for a native guest can use KVM:
     qemu-system-arm cannot on an aarch64 host (QEMU dropped 32-bit KVM
     hosts), which is why libvirt prefers qemu-system-aarch64 there."""
@@ -111,7 +109,7 @@ def qemu_features(arch: str) -> tuple[str, ...]:
     return tuple(features) + _QEMU_ALWAYS
 
 
-def qemu_guests(host_arch: str, binaries: Mapping[str, str], qemu_kvm: str | None,
+def qemu_guests(host_arch: str, binaries: "Mapping[str, str]", qemu_kvm: "str | None",
                 kvm_usable: bool, kqemu: bool) -> tuple[Guest, ...]:
     """One hvm guest per architecture that has an emulator.
 
@@ -136,7 +134,7 @@ def qemu_guests(host_arch: str, binaries: Mapping[str, str], qemu_kvm: str | Non
     return tuple(guests)
 
 
-def _parse_xen_token(token: str) -> tuple[bool, str, str] | None:
+def _parse_xen_token(token: str) -> "tuple[bool, str, str] | None":
     """(hvm, arch, suffix) of a token like ``hvm-3.0-x86_32p``, or None:
     libvirt's pattern (xen|hvm)-N.N-(x86_32|x86_64|ia64|powerpc64)(p|be)?"""
     parts = token.split("-", 2)
@@ -151,7 +149,7 @@ def _parse_xen_token(token: str) -> tuple[bool, str, str] | None:
     return None
 
 
-def xen_guests(host_arch: str, xen: Xen) -> tuple[Guest, ...]:
+def xen_guests(host_arch: str, xen: "Xen") -> tuple[Guest, ...]:
     """Guests of a Xen dom0 from the hypervisor's tokens, merged per
     (os_type, arch) as libvirt's Xen driver did; none outside dom0."""
     if xen.role != "dom0":
@@ -181,13 +179,13 @@ def xen_guests(host_arch: str, xen: Xen) -> tuple[Guest, ...]:
     return tuple(guests)
 
 
-def feature_toggle(guest: Guest, feature: str) -> tuple[str, str] | None:
+def feature_toggle(guest: Guest, feature: str) -> "tuple[str, str] | None":
     """(default, toggle) for a feature that carries them, else None."""
     table = _TOGGLES_XEN if "xen" in guest.domains else _TOGGLES_QEMU
     return table.get(feature)
 
 
-def for_host(host_arch: str, emulators: Emulators, kvm: Kvm, kqemu: Kqemu, xen: Xen) -> tuple[Guest, ...]:
+def for_host(host_arch: str, emulators: "Emulators", kvm: "Kvm", kqemu: "Kqemu", xen: "Xen") -> tuple[Guest, ...]:
     """All guests of a host: the Xen dom0's own guests first, then QEMU's."""
     return xen_guests(host_arch, xen) + qemu_guests(
         host_arch, emulators.binaries, emulators.qemu_kvm, kvm.usable, kqemu.exists

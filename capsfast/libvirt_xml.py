@@ -8,8 +8,6 @@ Dropped: per-domain emulator and machine overrides (old QEMU drivers),
 ``maxCpus``, feature toggles (they follow from the driver), and everything
 else about the host (topology, cache, secmodel, ...).
 """
-from __future__ import annotations
-
 from lxml import etree
 
 from capsfast.errors import CapsfastError
@@ -20,14 +18,14 @@ if TYPE_CHECKING:
     from typing import Optional, Union
 
 
-def _text(element: etree._Element, path: str) -> Optional[str]:
+def _text(element: "etree._Element", path: str) -> "Optional[str]":
     found = element.find(path)
     if found is None or found.text is None:
         return None
     return found.text.strip()
 
 
-def _tags(element: Optional[etree._Element]) -> tuple[str, ...]:
+def _tags(element: "Optional[etree._Element]") -> tuple[str, ...]:
     """The names of ``element``'s child elements (processing instructions,
     which remain, have a function as their tag)."""
     if element is None:
@@ -35,7 +33,7 @@ def _tags(element: Optional[etree._Element]) -> tuple[str, ...]:
     return tuple(child.tag for child in element if isinstance(child.tag, str))
 
 
-def _guest(element: etree._Element) -> Guest:
+def _guest(element: "etree._Element") -> Guest:
     arch = element.find("arch")
     name = None if arch is None else arch.get("name")
     if arch is None or not name:
@@ -65,7 +63,7 @@ def _guest(element: etree._Element) -> Guest:
     )
 
 
-def read(data: Union[str, bytes]) -> Capabilities:
+def read(data: "Union[str, bytes]") -> Capabilities:
     """``Capabilities`` from libvirt capabilities XML (str or bytes).
     CapsfastError for text that is not such a document."""
     if isinstance(data, str):

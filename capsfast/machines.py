@@ -12,8 +12,6 @@ hung emulator is killed with every process it started, named in one
 ``capsfast: ...`` line on stderr, and left out (its machines unknown), never
 cached, so the next call asks it again.
 """
-from __future__ import annotations
-
 import os
 import sys
 
@@ -41,7 +39,7 @@ def warn(message: str) -> None:
     sys.stderr.flush()
 
 
-def parse_help(text: str) -> Machines:
+def parse_help(text: str) -> "Machines":
     """Machines from QEMU's ``-machine help`` output, in its order.
 
     Lines look like ``pc   Standard PC (...) (alias of pc-i440fx-7.2)`` or
@@ -137,7 +135,7 @@ def _kill_group(pgid: int) -> None:
         pass  # ESRCH: the group is gone, nothing was left behind
 
 
-def _cached(entry: object) -> Machines | None:
+def _cached(entry: object) -> "Machines | None":
     """The machines a cache entry holds, or None if it holds none
     (absent, or not of the shape ``_save`` writes)."""
     if not isinstance(entry, list):
@@ -151,9 +149,9 @@ def _cached(entry: object) -> Machines | None:
     return tuple(machines)
 
 
-def machines_for(binaries: Iterable[str], runner: Callable[[str], str] = run_help,
-                 cache_file: str | None = None,
-                 report: Callable[[str], None] = warn) -> dict[str, Machines | None]:
+def machines_for(binaries: "Iterable[str]", runner: "Callable[[str], str]" = run_help,
+                 cache_file: "str | None" = None,
+                 report: "Callable[[str], None]" = warn) -> "dict[str, Machines | None]":
     """``{real path: machines}`` for the given real paths of emulators,
     running each one at most once and only when the cache has no entry for
     its current (path, size, mtime, inode).  An emulator that cannot be run,
@@ -191,8 +189,8 @@ def machines_for(binaries: Iterable[str], runner: Callable[[str], str] = run_hel
     return result
 
 
-def attach(guests: tuple[Guest, ...], root: str = "/", runner: Callable[[str], str] = run_help,
-           cache_file: str | None = None, report: Callable[[str], None] = warn) -> tuple[Guest, ...]:
+def attach(guests: "tuple[Guest, ...]", root: str = "/", runner: "Callable[[str], str]" = run_help,
+           cache_file: "str | None" = None, report: "Callable[[str], None]" = warn) -> "tuple[Guest, ...]":
     """``guests`` with ``machines`` filled for the QEMU guests, whose
     emulator runs from inside ``root``.  ``report`` gets one line per
     emulator left out (default: ``capsfast: ...`` on stderr)."""

@@ -9,8 +9,6 @@ serves again.  The cache is guarded by a lock (renewed in a forked child);
 each thread takes its own C buffers from a pool, so concurrent probes never
 share them.
 """
-from __future__ import annotations
-
 import os
 import _thread
 
@@ -27,7 +25,7 @@ if TYPE_CHECKING:
 
     PlanKey = tuple[str, bool, bool]  # (root, with CPU files, with the arch file)
 
-_LIVE_PLAN: PlanKey = ("/", False, False)
+_LIVE_PLAN: "PlanKey" = ("/", False, False)
 _MAX_DUMP = 1 << 20
 
 
@@ -40,7 +38,7 @@ class _Pool:
     def __init__(self) -> None:
         self._free: dict[PlanKey, list[Batch]] = {}
 
-    def take(self, key: PlanKey) -> Batch:
+    def take(self, key: "PlanKey") -> "Batch":
         free = self._free.get(key)
         if free:
             try:
@@ -53,7 +51,7 @@ class _Pool:
         files = facts.specs(root, facts.entries(with_cpu_files, with_arch))
         return _native.Batch(facts.under(root, KVM_DEVICE), files)
 
-    def give(self, key: PlanKey, batch: Batch) -> None:
+    def give(self, key: "PlanKey", batch: "Batch") -> None:
         self._free.setdefault(key, []).append(batch)
 
     def plans(self) -> int:
@@ -66,11 +64,11 @@ _pool = _Pool()
 _pool.give(_LIVE_PLAN, _pool.take(_LIVE_PLAN))
 
 
-def _keyed(entries: tuple[facts.Entry, ...], results: Results) -> Files:
+def _keyed(entries: "tuple[facts.Entry, ...]", results: "Results") -> "Files":
     return {entry[0]: (entry[1], r) for entry, r in zip(entries, results.files)}
 
 
-def _run(key: PlanKey, want_cpu: bool, deep: bool) -> tuple[Results, Files]:
+def _run(key: "PlanKey", want_cpu: bool, deep: bool) -> "tuple[Results, Files]":
     """One crossing for a plan; the results, and the files keyed by name."""
     batch = _pool.take(key)
     try:
@@ -80,11 +78,11 @@ def _run(key: PlanKey, want_cpu: bool, deep: bool) -> tuple[Results, Files]:
     return results, _keyed(facts.entries(key[1], key[2]), results)
 
 
-def _guests(root: str, arch: str, kvm: Kvm, kqemu: Kqemu, xen: Xen) -> tuple[Guest, ...]:
+def _guests(root: str, arch: str, kvm: "Kvm", kqemu: "Kqemu", xen: "Xen") -> "tuple[Guest, ...]":
     return emulators.host_guests(root, arch, kvm, kqemu, xen)
 
 
-def _host(root: str, arch: str, cpu: CpuFacts, devices: DeviceFacts) -> Host:
+def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts") -> "Host":
     kvm, kqemu, xen, _hvm = devices
     return facts.host(arch, cpu, devices, lambda: _guests(root, arch, kvm, kqemu, xen))
 
@@ -113,7 +111,7 @@ class LiveCache:
         # not exist here, so the lock would never be released.
         self.lock = _thread.allocate_lock()
 
-    def probe(self, deep: bool) -> Host:
+    def probe(self, deep: bool) -> "Host":
         """The running host.  Every call crosses into C once and re-reads the
         devices and files; unchanged results reuse the last decoding."""
         cpu = self.cpu
@@ -139,7 +137,7 @@ class LiveCache:
             return self._remember(snapshot, cpu, self.devices, deep)
         return self._remember(snapshot, cpu, self._decode(cpu, results, deep), deep)
 
-    def _first(self, deep: bool) -> Host:
+    def _first(self, deep: bool) -> "Host":
         """The first live probe of the process (the caller holds the lock):
         CPUID and the devices in one crossing."""
         arch = self.arch = facts.normalize_arch(os.uname().machine)
@@ -153,11 +151,11 @@ class LiveCache:
         cpu = self.cpu = _live_cpu_facts(arch, results.cpu)
         return self._remember(snapshot, cpu, self._decode(cpu, results, deep), deep)
 
-    def _decode(self, cpu: CpuFacts, results: Results, deep: bool) -> DeviceFacts:
+    def _decode(self, cpu: "CpuFacts", results: "Results", deep: bool) -> "DeviceFacts":
         assert results.kvm is not None  # the live plan always asks for the device
         return facts.device_facts(cpu, results.kvm, _keyed(facts.DEVICE_FILES, results), deep, "/")
 
-    def _remember(self, snapshot: bytes, cpu: CpuFacts, devices: DeviceFacts, deep: bool) -> Host:
+    def _remember(self, snapshot: bytes, cpu: "CpuFacts", devices: "DeviceFacts", deep: bool) -> "Host":
         assert self.arch is not None
         host = _host("/", self.arch, cpu, devices)
         if not deep:
@@ -169,7 +167,7 @@ _live = LiveCache()
 os.register_at_fork(after_in_child=_live.after_fork_in_child)
 
 
-def _live_cpu_facts(arch: str, leaves: Leaves | None) -> CpuFacts:
+def _live_cpu_facts(arch: str, leaves: "Leaves | None") -> "CpuFacts":
     """CPU facts of the running host from its first crossing's CPUID."""
     # Kernel flags and MSRs matter only where CPUID shows vmx or svm (a
     # firmware lock); elsewhere the second crossing is saved.
@@ -193,7 +191,7 @@ def _check_root(root: str) -> None:
         raise CapsfastError("root %s: not a directory" % root)
 
 
-def _read_dump(path: str) -> Leaves:
+def _read_dump(path: str) -> "Leaves":
     if "\0" in path:
         raise CapsfastError("CPUID dump %r: a path cannot hold a NUL byte" % path)
     try:
@@ -204,7 +202,7 @@ def _read_dump(path: str) -> Leaves:
     return cpuid.leaves_from_dump(data.decode("utf-8", "replace"), "CPUID dump %s" % path)
 
 
-def _probe_other(root: str, dump: str | None, arch: str | None, deep: bool) -> Host:
+def _probe_other(root: str, dump: "str | None", arch: "str | None", deep: bool) -> "Host":
     """A fake root, a dump or a forced arch: nothing kept, nothing live
     unless root is "/" and no dump is given."""
     if root != "/":
@@ -238,9 +236,9 @@ def _probe_other(root: str, dump: str | None, arch: str | None, deep: bool) -> H
     return _host(root, arch, cpu, facts.device_facts(cpu, results.kvm, files, deep, root))
 
 
-def probe(root: str | os.PathLike[str] = "/", cpuid: str | os.PathLike[str] | None = None,
-          arch: str | None = None, deep: bool = False, refresh: bool = False,
-          machines: bool = False) -> Host:
+def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] | None" = None,
+          arch: "str | None" = None, deep: bool = False, refresh: bool = False,
+          machines: bool = False) -> "Host":
     """What this host (or the one under ``root``) offers for virtualization.
 
     ``cpuid``: path to a ``cpuid -r -1`` dump to use instead of the live CPU.
@@ -280,12 +278,12 @@ def forget_live() -> None:
         _live.forget()
 
 
-def live_lock() -> _thread.LockType:
+def live_lock() -> "_thread.LockType":
     """The live cache's lock (tests hold it across a fork)."""
     return _live.lock
 
 
-def live_leaves() -> Leaves | None:
+def live_leaves() -> "Leaves | None":
     """The CPUID leaves the live probe read, once it has."""
     return None if _live.cpu is None else _live.cpu.leaves
 
@@ -295,13 +293,13 @@ def first_probe_wants_cpu() -> bool:
     return _native.HAS_CPUID and facts.normalize_arch(os.uname().machine) in X86_ARCHS
 
 
-def live_batch() -> Batch:
+def live_batch() -> "Batch":
     """A Batch of the live plan (devices and files) of its own, for
     measuring the crossing alone (``Batch.bare``)."""
     return _native.Batch(KVM_DEVICE, facts.specs("/", facts.DEVICE_FILES))
 
 
-def cpu_files_batch(root: str = "/") -> Batch:
+def cpu_files_batch(root: str = "/") -> "Batch":
     """A Batch of the once-per-process CPU files (/proc/cpuinfo, MSRs)."""
     return _native.Batch(None, facts.specs(root, facts.CPU_FILES))
 

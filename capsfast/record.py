@@ -7,8 +7,6 @@ device"; directories as directories) and ``DIR/scenario.json`` (the MSR
 values, which cannot be stored as a file).  The layout is the one of
 ``tests/hosts/<scenario>/``.
 """
-from __future__ import annotations
-
 import os
 import stat
 import time

@@ -1,7 +1,5 @@
 """``capsfast check``: the steps to a usable KVM, each with its reason and,
 where it failed, a hint.  Pure functions of the Host."""
-from __future__ import annotations
-
 from capsfast.constants import KVM_API_VERSION, KVM_DEVICE, X86_ARCHS
 from capsfast.render.json import dumps, host_dict
 
@@ -26,7 +24,7 @@ _HVM_HINT = {
 }
 
 
-def _hvm_step(host: Host) -> Step:
+def _hvm_step(host: "Host") -> "Step":
     hvm = host.hvm
     detail = _HVM_TEXT.get(hvm.status, hvm.status)
     if hvm.type:
@@ -53,7 +51,7 @@ _KVM_MODULE_HINT = {
 }
 
 
-def _missing_hint(host: Host) -> str:
+def _missing_hint(host: "Host") -> str:
     if host.hvm.status in ("disabled_by_firmware", "not_exposed"):
         return _hvm_hint(host)
     if not host.kvm.modules:
@@ -72,7 +70,7 @@ def _missing_hint(host: Host) -> str:
     return "the KVM module is loaded but %s is missing: check udev and /dev" % KVM_DEVICE
 
 
-def _hvm_hint(host: Host) -> str:
+def _hvm_hint(host: "Host") -> str:
     hvm = host.hvm
     if hvm.status == "disabled_by_firmware":
         name = {"vmx": "Intel VT-x (VMX)", "svm": "AMD-V (SVM)"}.get(hvm.type or "", "hardware virtualization")
@@ -80,7 +78,7 @@ def _hvm_hint(host: Host) -> str:
     return _HVM_HINT[hvm.status]
 
 
-def steps(host: Host) -> list[Step]:
+def steps(host: "Host") -> "list[Step]":
     """``[(name, ok, detail, hint)]``: ok is True, False, or None (informational
     or skipped).  The KVM steps stop at the first failure."""
     kvm = host.kvm
@@ -112,13 +110,13 @@ def steps(host: Host) -> list[Step]:
     return out
 
 
-def conclusion(host: Host) -> str:
+def conclusion(host: "Host") -> str:
     if host.kvm.usable:
         return "KVM acceleration can be used"
     return "KVM acceleration can NOT be used: %s %s" % (KVM_DEVICE, host.kvm.error)
 
 
-def as_text(host: Host) -> str:
+def as_text(host: "Host") -> str:
     rows = steps(host)
     width = max(len(name) for name, *_ in rows)
     lines = []
@@ -131,7 +129,7 @@ def as_text(host: Host) -> str:
     return "\n".join(lines) + "\n"
 
 
-def as_json(host: Host) -> str:
+def as_json(host: "Host") -> str:
     doc = {
         "kvm_usable": host.kvm.usable,
         "conclusion": conclusion(host),

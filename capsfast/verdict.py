@@ -4,8 +4,6 @@ virtualization verdict with its evidence (README, "The verdict").
 Rules are tried in order, strongest evidence first; the first that decides
 wins.  Each returns ``(status, confidence, evidence)`` or None.
 """
-from __future__ import annotations
-
 from capsfast.constants import KVM_API_VERSION, MSR_FEATURE_CONTROL, MSR_VM_CR
 from capsfast.model import Hvm, Kvm
 
@@ -34,7 +32,7 @@ KVM_FAILURES = (
 )
 
 
-def kvm(device: KvmDevice, modules: tuple[str, ...], nested: bool | None, deep: bool) -> Kvm:
+def kvm(device: "KvmDevice", modules: tuple[str, ...], nested: "bool | None", deep: bool) -> Kvm:
     """Kvm from the device's steps: usable when every step up to the API
     version (and, with ``deep``, KVM_CREATE_VM) worked; else the first
     failing step as a code and in words."""
@@ -75,7 +73,7 @@ def kvm(device: KvmDevice, modules: tuple[str, ...], nested: bool | None, deep: 
     )
 
 
-def _type(cpu: Cpu | None) -> str | None:
+def _type(cpu: "Cpu | None") -> "str | None":
     if cpu is None:
         return None
     if "vmx" in cpu.features:
@@ -85,7 +83,7 @@ def _type(cpu: Cpu | None) -> str | None:
     return None
 
 
-def _msr_locked_off(hvm_type: str | None, msr: Mapping[int, int]) -> Decided | None:
+def _msr_locked_off(hvm_type: "str | None", msr: "Mapping[int, int]") -> "Decided | None":
     """Rule 1: the firmware locked VMX/SVM off, as the MSR itself says."""
     if hvm_type == "vmx":
         value = msr.get(MSR_FEATURE_CONTROL)
@@ -100,7 +98,7 @@ def _msr_locked_off(hvm_type: str | None, msr: Mapping[int, int]) -> Decided | N
     return None
 
 
-def _xen_dom0(hvm_type: str | None, xen: Xen) -> Decided | None:
+def _xen_dom0(hvm_type: "str | None", xen: "Xen") -> "Decided | None":
     """Rule 2: in dom0 the hypervisor owns VMX/SVM; its tokens decide."""
     if xen.role != "dom0":
         return None
@@ -112,7 +110,7 @@ def _xen_dom0(hvm_type: str | None, xen: Xen) -> Decided | None:
     return "unsupported", CERTAIN, ("xen.dom0", "cpuid.no-vmx-svm", "xen.no-hvm-caps")
 
 
-def _guest(hvm_type: str | None, cpu: Cpu) -> Decided | None:
+def _guest(hvm_type: "str | None", cpu: "Cpu") -> "Decided | None":
     """Rule 3: under a hypervisor, vmx/svm means nested virtualization."""
     if "hypervisor" not in cpu.features:
         return None
@@ -121,7 +119,7 @@ def _guest(hvm_type: str | None, cpu: Cpu) -> Decided | None:
     return "not_exposed", CERTAIN, ("cpuid.hypervisor", "cpuid.no-vmx-svm")
 
 
-def _bare_metal(hvm_type: str | None, cpu: Cpu, kernel_flags: tuple[str, ...] | None) -> Decided:
+def _bare_metal(hvm_type: "str | None", cpu: "Cpu", kernel_flags: "tuple[str, ...] | None") -> "Decided":
     """Rule 4: Linux 5.6+ drops vmx (and newer kernels svm) from its flags
     when the firmware locked it off, though CPUID still shows it."""
     source = "cpuinfo" if cpu.source == "cpuinfo" else "cpuid"
@@ -137,15 +135,15 @@ def _bare_metal(hvm_type: str | None, cpu: Cpu, kernel_flags: tuple[str, ...] | 
     return "enabled", CERTAIN, ("cpuid." + hvm_type, "cpuinfo." + hvm_type)
 
 
-def _no_cpuid(kvm: Kvm) -> Decided:
+def _no_cpuid(kvm: Kvm) -> "Decided":
     """Rule 5: without CPUID only a working KVM says anything."""
     if kvm.usable:
         return "enabled", CERTAIN, ("cpuid.unavailable", "kvm.usable")
     return "unknown", UNKNOWN, ("cpuid.unavailable", "kvm.not-usable")
 
 
-def decide(cpu: Cpu | None, kvm: Kvm, xen: Xen, kernel_flags: tuple[str, ...] | None,
-           msr: Mapping[int, int]) -> Hvm:
+def decide(cpu: "Cpu | None", kvm: Kvm, xen: "Xen", kernel_flags: "tuple[str, ...] | None",
+           msr: "Mapping[int, int]") -> Hvm:
     """The Hvm verdict.  ``cpu`` is None where no CPU facts exist (not x86);
     ``msr`` maps MSR numbers to the values that could be read."""
     hvm_type = _type(cpu)

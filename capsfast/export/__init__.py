@@ -7,8 +7,6 @@ Discovery feature file, hence Kubernetes node labels), ``prometheus``
 parses the command line, probes, and writes with ``atomic.write``;
 ``every`` keeps a file fresh.
 """
-from __future__ import annotations
-
 import os
 import time
 
@@ -58,10 +56,10 @@ def _seconds(text: object) -> float:
     return value
 
 
-def _prober(values: Values) -> Prober:
+def _prober(values: "Values") -> "Prober":
     """A function returning (host, seconds it took); the live host is probed
     afresh on each call."""
-    def run() -> tuple[Host, float]:
+    def run() -> "tuple[Host, float]":
         start = time.perf_counter()
         host = probe_inputs(values, refresh=True)
         return host, time.perf_counter() - start
@@ -69,8 +67,8 @@ def _prober(values: Values) -> Prober:
     return run
 
 
-def _keep_fresh(interval: float, path: str, make: Callable[[], tuple[str, str]],
-                refresh_after: float | None = None) -> int:
+def _keep_fresh(interval: float, path: str, make: "Callable[[], tuple[str, str]]",
+                refresh_after: "float | None" = None) -> int:
     """The ``--every`` loop: ``make()`` gives (facts, text); the file is
     rewritten when the facts differ from the last written, or
     ``refresh_after`` seconds after the last write; otherwise only its
@@ -99,7 +97,7 @@ def _keep_fresh(interval: float, path: str, make: Callable[[], tuple[str, str]],
     return 0
 
 
-def _every(values: Values) -> float | None:
+def _every(values: "Values") -> "float | None":
     every = values.get("every")
     return None if every is None else _seconds(every)
 
@@ -135,7 +133,7 @@ def options(fmt: str) -> tuple[Option, ...]:
     )
 
 
-def _parse(fmt: str, argv: list[str]) -> Values | None:
+def _parse(fmt: str, argv: list[str]) -> "Values | None":
     return parse_or_help("%s %s" % (PROG, fmt), options(fmt), (), argv, _SUMMARIES[fmt])
 
 

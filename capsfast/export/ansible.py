@@ -6,8 +6,6 @@ prints as JSON, so the installed ``capsfast.fact`` makes the whole
 ``capsfast capabilities --format json`` document appear as
 ``ansible_local.capsfast`` on the managed host.
 """
-from __future__ import annotations
-
 import capsfast
 
 TYPE_CHECKING = False
@@ -20,7 +18,7 @@ DEFAULT_DIR = "/etc/ansible/facts.d"
 FACT_NAME = "capsfast.fact"
 
 
-def render(host: Host) -> str:
+def render(host: "Host") -> str:
     """The JSON the fact prints: the same document as ``--format json``."""
     return capsfast.capabilities(host, format="json")
 
@@ -30,7 +28,7 @@ def _sh_quote(word: str) -> str:
     return "'" + word.replace("'", "'\"'\"'") + "'"
 
 
-def fact_script(python: str, extra_args: Iterable[str] = ()) -> str:
+def fact_script(python: str, extra_args: "Iterable[str]" = ()) -> str:
     """The executable fact: it runs capsfast with the absolute path of the
     interpreter that installed it (``python``), so it works whatever PATH
     the setup module runs it with (a virtualenv's ``bin`` is rarely on it)."""

@@ -12,8 +12,6 @@ A missing directory is created with its parents, mode 0755, as an installer
 would: the default directories (NFD's features.d, Ansible's facts.d) do not
 exist on a host that never ran those tools.
 """
-from __future__ import annotations
-
 import os
 
 from capsfast.errors import CapsfastError
@@ -80,7 +78,7 @@ def make_directories(directory: str, mode: int = 0o755) -> None:
         _sync_directory(os.path.dirname(path) or ".")  # the new entry survives a crash too
 
 
-def write(path: str | PathLike[str], data: str | bytes, mode: int = 0o644) -> None:
+def write(path: "str | PathLike[str]", data: "str | bytes", mode: int = 0o644) -> None:
     """Atomically make ``path`` hold ``data`` (str or bytes) with permission
     bits ``mode`` (set explicitly, not left to the umask), creating its
     directory if need be.  CapsfastError with one line if it cannot."""

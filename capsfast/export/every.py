@@ -5,8 +5,6 @@ The two signals are blocked while the loop runs and collected with
 ``sigtimedwait`` between steps, so a stop request never lands in the middle
 of a write: the step in progress finishes, then the loop returns.
 """
-from __future__ import annotations
-
 import signal
 import time
 
@@ -19,7 +17,7 @@ if TYPE_CHECKING:
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def run(interval: float, step: Callable[[], object], on_error: Callable[[CapsfastError], object]) -> int:
+def run(interval: float, step: "Callable[[], object]", on_error: "Callable[[CapsfastError], object]") -> int:
     """Call ``step()`` now and every ``interval`` seconds.  A CapsfastError
     from the first step is raised (a bad setup should fail at once); later
     ones go to ``on_error(error)`` and the next beat tries again.  Returns

@@ -29,8 +29,6 @@ Labels (under the namespace, ``feature.node.kubernetes.io`` by default)::
   capsfast-guest.<os_type>.<arch>.<domain>  true, one per guest and domain
                                  type, e.g. capsfast-guest.hvm.x86_64.kvm
 """
-from __future__ import annotations
-
 from zlib import crc32
 
 from capsfast.errors import CapsfastError
@@ -82,7 +80,7 @@ def label_value(text: str) -> str:
     return _trim(_clean(text)[:MAX_SEGMENT])
 
 
-def label_name(parts: Iterable[str]) -> str:
+def label_name(parts: "Iterable[str]") -> str:
     """A valid name segment from ``parts`` joined by dots.  A name that
     would pass 63 characters is cut and given a checksum of the whole, so
     two long names stay distinct."""
@@ -126,7 +124,7 @@ def _text(value: object) -> str:
     return "none" if value is None else label_value(str(value))
 
 
-def labels(host: Host) -> list[tuple[str, str]]:
+def labels(host: "Host") -> list[tuple[str, str]]:
     """(name, value) pairs for ``host``, in a stable order."""
     kvm, hvm, hv = host.kvm, host.hvm, host.hypervisor
     pairs = [
@@ -158,8 +156,8 @@ def labels(host: Host) -> list[tuple[str, str]]:
     return pairs
 
 
-def render(host: Host, namespace: str = DEFAULT_NAMESPACE,
-           expiry: time.struct_time | None = None) -> str:
+def render(host: "Host", namespace: str = DEFAULT_NAMESPACE,
+           expiry: "time.struct_time | None" = None) -> str:
     """The feature file's text.  ``expiry``: a UTC ``time.struct_time`` after
     which NFD drops the labels (written first: the directive applies to the
     lines after it)."""

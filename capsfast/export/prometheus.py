@@ -7,8 +7,6 @@ metric has no sample on this host.  No sample carries a timestamp (the
 collector refuses them).  A missing value in an ``_info`` label is
 ``none``, as in the NFD labels.
 """
-from __future__ import annotations
-
 from capsfast.facts import KVM_MODULES
 
 TYPE_CHECKING = False
@@ -39,7 +37,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _labels(pairs: Iterable[tuple[str, object]]) -> str:
+def _labels(pairs: "Iterable[tuple[str, object]]") -> str:
     return "{%s}" % ",".join('%s="%s"' % (k, _escape("none" if v is None else str(v))) for k, v in pairs)
 
 
@@ -47,7 +45,7 @@ def _flag(value: bool) -> str:
     return "1" if value else "0"
 
 
-def samples(host: Host, duration: float | None = None) -> dict[str, list[tuple[str, str]]]:
+def samples(host: "Host", duration: "float | None" = None) -> dict[str, list[tuple[str, str]]]:
     """{metric name: [(label text, value text)]} for ``host``."""
     kvm, hvm, hv = host.kvm, host.hvm, host.hypervisor
     out = {
@@ -78,7 +76,7 @@ def samples(host: Host, duration: float | None = None) -> dict[str, list[tuple[s
     return out
 
 
-def render(host: Host, duration: float | None = None) -> str:
+def render(host: "Host", duration: "float | None" = None) -> str:
     """The ``.prom`` text, ending in a newline.  ``duration``: the probe's
     time in seconds; without it the metric has no sample (the facts alone,
     which is what ``--every`` compares)."""

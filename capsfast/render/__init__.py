@@ -1,7 +1,5 @@
 """Renderers: pure functions from a Host to text, one module per format,
 each imported only when its format is asked for."""
-from __future__ import annotations
-
 from capsfast.errors import CapsfastError
 
 TYPE_CHECKING = False
@@ -15,7 +13,7 @@ _MODULES = {
 }
 
 
-def render(host: Host, format: str) -> str:
+def render(host: "Host", format: str) -> str:
     """``host`` as text in ``format``; CapsfastError for an unknown format."""
     name = _MODULES.get(format)
     if name is None:

@@ -27,8 +27,6 @@ add ``<pae/>`` and ``<nonpae/>`` where they apply.
 Written as text, two spaces per level: importing lxml to write it would
 cost more than the probe.
 """
-from __future__ import annotations
-
 import os
 
 from capsfast.render.xmltext import text
@@ -44,7 +42,7 @@ SCHEMA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 ACCELERATED = ("kvm", "kqemu", "xen")
 
 
-def common_domains(guests: Sequence[Guest]) -> tuple[str, ...]:
+def common_domains(guests: "Sequence[Guest]") -> tuple[str, ...]:
     """The domain types every guest offers, in first-seen order."""
     if not guests:
         return ()
@@ -52,7 +50,7 @@ def common_domains(guests: Sequence[Guest]) -> tuple[str, ...]:
     return tuple(common)
 
 
-def _guest(out: list[str], guest: Guest, top: tuple[str, ...]) -> None:
+def _guest(out: list[str], guest: "Guest", top: tuple[str, ...]) -> None:
     out.append("    <guest_architecture>")
     out += ["      <domain_type>%s</domain_type>" % text(d) for d in guest.domains if d not in top]
     out += [
@@ -70,7 +68,7 @@ def _guest(out: list[str], guest: Guest, top: tuple[str, ...]) -> None:
     out += ["      </features>", "    </guest_architecture>"]
 
 
-def render(host: Host) -> str:
+def render(host: "Host") -> str:
     """The host as draft XML text, ending in a newline."""
     top = common_domains(host.guests)
     out = ["<capabilities>"]

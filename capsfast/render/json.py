@@ -5,8 +5,6 @@ only dicts, lists, strings, ints, bools and None, and ``import json`` costs
 about 12 ms on a VM (it pulls in ``re``), more than the whole probe.  String
 escaping is CPython's own C routine where it exists.
 """
-from __future__ import annotations
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,7 +29,7 @@ def _quote_in_python(s: str) -> str:
     return "".join(out)
 
 
-_quote: Callable[[str], str]
+_quote: "Callable[[str], str]"
 try:
     from _json import encode_basestring_ascii as _quote
 except ImportError:  # pragma: no cover - other Pythons
@@ -44,7 +42,7 @@ def _msr_key(number: int) -> str:
     return "0x%x" % number
 
 
-def host_dict(host: Host) -> dict[str, object]:
+def host_dict(host: "Host") -> dict[str, object]:
     """The model as plain JSON-ready values: the document README describes
     and ``capsfast/schemas/capabilities.schema.json`` specifies."""
     cpu, hv, kvm, xen, hvm = host.cpu, host.hypervisor, host.kvm, host.xen, host.hvm
@@ -136,6 +134,6 @@ def dumps(value: object, indent: str = "", step: str = "  ") -> str:
     raise TypeError("cannot encode %r as JSON" % type(value).__name__)
 
 
-def render(host: Host) -> str:
+def render(host: "Host") -> str:
     """The host as JSON text, ending in a newline."""
     return dumps(host_dict(host)) + "\n"

@@ -9,8 +9,6 @@ model ``Guest``, elements in the schema's order.
 Written as text, as libvirt writes it (no lxml to import): two spaces per
 level, and a blank line around ``<host>`` and each ``<guest>``.
 """
-from __future__ import annotations
-
 from capsfast.constants import X86_ARCHS
 from capsfast.guests import FEATURE_ORDER, feature_toggle
 from capsfast.render.xmltext import attr, name, text
@@ -24,7 +22,7 @@ _VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hyg
 _RANK = {feature: i for i, feature in enumerate(FEATURE_ORDER)}
 
 
-def host_features(host: Host) -> tuple[str, ...]:
+def host_features(host: "Host") -> tuple[str, ...]:
     """The host ``<features>`` names: pae, nonpae, vmx, svm from CPUID.
     ``nonpae`` marks an x86 CPU without PAE."""
     if host.arch not in X86_ARCHS or host.cpu.source == "none":
@@ -34,7 +32,7 @@ def host_features(host: Host) -> tuple[str, ...]:
     return tuple(names + [f for f in ("vmx", "svm") if f in cpu])
 
 
-def _host(out: list[str], host: Host) -> None:
+def _host(out: list[str], host: "Host") -> None:
     out += ["  <host>", "    <cpu>", "      <arch>%s</arch>" % text(host.arch)]
     features = host_features(host)
     if features:
@@ -50,7 +48,7 @@ def _host(out: list[str], host: Host) -> None:
     out += ["    </cpu>", "  </host>"]
 
 
-def _machine(machine: Machine) -> str:
+def _machine(machine: "Machine") -> str:
     attrs = ""
     if machine.canonical:
         attrs += ' canonical="%s"' % attr(machine.canonical)
@@ -59,7 +57,7 @@ def _machine(machine: Machine) -> str:
     return "      <machine%s>%s</machine>" % (attrs, text(machine.name))
 
 
-def _guest(out: list[str], guest: Guest) -> None:
+def _guest(out: list[str], guest: "Guest") -> None:
     out += [
         "  <guest>",
         "    <os_type>%s</os_type>" % text(guest.os_type),
@@ -85,7 +83,7 @@ def _guest(out: list[str], guest: Guest) -> None:
     out.append("  </guest>")
 
 
-def render(host: Host) -> str:
+def render(host: "Host") -> str:
     """The host as libvirt capabilities XML text, ending in a newline."""
     out = ["<capabilities>", ""]
     _host(out, host)

@@ -9,8 +9,6 @@ newline or CR away).  Characters XML 1.0 cannot hold at all (C0 controls
 but tab, newline and CR; lone surrogates; U+FFFE and U+FFFF) become U+FFFD,
 where lxml raised: any str gives well-formed XML.
 """
-from __future__ import annotations
-
 REPLACEMENT = "\ufffd"
 
 _TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
