@@ -154,22 +154,22 @@ def _flag_text(opt: "Option") -> str:
 def dispatch(prog: str, commands: "Commands", argv: "Sequence[str]", summary: str, what: str = "command") -> int:
     """Run the subcommand ``argv[0]`` names; its exit status.  No
     subcommand prints the usage on stderr (status 2); -h/--help on stdout."""
+    args = list(argv)
+    entry = commands.get(args[0]) if args else None
+    if entry is not None:
+        return entry[0](args[1:])
+    if args and args[0] not in ("-h", "--help"):
+        raise UsageError("unknown %s %r (see '%s --help')" % (what, args[0], prog))
     width = max(len(name) for name in commands)
     rows = "\n".join("  %s  %s" % (name.ljust(width), text) for name, (_run, text) in commands.items())
     text = "usage: %s %s [options]\n\n%s\n\n%ss:\n%s\n\n'%s %s --help' describes each.\n" % (
         prog, what.upper(), summary, what, rows, prog, what.upper())
-    args = list(argv)
-    if not args:
-        if sys.stderr is not None:
-            sys.stderr.write(text)
-        return 2
-    if args[0] in ("-h", "--help"):
+    if args:
         out(text)
         return 0
-    entry = commands.get(args[0])
-    if entry is None:
-        raise UsageError("unknown %s %r (see '%s --help')" % (what, args[0], prog))
-    return entry[0](args[1:])
+    if sys.stderr is not None:
+        sys.stderr.write(text)
+    return 2
 
 
 # -- output -----------------------------------------------------------------------
