@@ -93,10 +93,14 @@ with zipfile.ZipFile(whl) as z:
     names = z.namelist()
     meta = next(n for n in names if n.endswith(".dist-info/WHEEL"))
     tags = [l.split(":", 1)[1].strip() for l in z.read(meta).decode().splitlines() if l.startswith("Tag:")]
-modules = [n for n in names if n.startswith("capsfast/_capsfast.")]
+modules = [n for n in names if n.startswith("capsfast/_capsfast.") and not n.endswith(".pyi")]
 print("packaging: WHEEL tags", tags, "module", modules)
 assert tags and all(t.startswith("cp39-abi3-manylinux_") for t in tags), tags
 assert modules == ["capsfast/_capsfast.abi3.so"], modules
+# The types a user's checker reads ship beside the code.
+for typed in ("capsfast/py.typed", "capsfast/model.pyi", "capsfast/_capsfast.pyi",
+              "capsfast/schemas/capabilities.schema.json"):
+    assert typed in names, typed
 assert not any(n.startswith(("tests/", "csrc/")) for n in names), "sources in the wheel"
 PY
 abi3audit --strict --report "$whl" >"$work/abi3audit.json"
