@@ -1,6 +1,7 @@
 """The package's shape: no import cycle (imports inside functions count),
 one module touches cffi, and the start-up import budget holds."""
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,7 +116,7 @@ def test_import_budget_and_no_probing_at_import():
     )
     # -S: without site, whose start-up hooks (an editable install's finder)
     # may import re or typing themselves.
-    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(PACKAGE.parent) + ":" + ":".join(p for p in sys.path if p)})
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE.parent)] + [p for p in sys.path if p]))
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split("]")[0] + "]" == "[]", out.stdout
     assert out.stdout.strip().endswith(" 0"), out.stdout  # importing ran no CPUID
