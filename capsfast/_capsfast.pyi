@@ -19,6 +19,9 @@ class _Lib:
     CAPSFAST_OP_READ: int
     CAPSFAST_OP_READ_BLOCK: int
     CAPSFAST_OP_MSR: int
+    CAPSFAST_WALK_LEAVES: int
+    CAPSFAST_WALK_SUBLEAVES: int
+    CAPSFAST_WALK_MAX: int
 
     def capsfast_probe(
         self,
@@ -33,6 +36,9 @@ class _Lib:
     ) -> int: ...
     def capsfast_has_cpuid(self, /) -> int: ...
     def capsfast_cpuid_executed(self, /) -> int: ...
+    # out: a struct capsfast_leaf[] of at least cap entries (or NULL with
+    # cap 0); the entries written, or -errno.
+    def capsfast_cpuid_walk(self, out: CData, cap: int, /) -> int: ...
     # -1 unless the module was built with CAPSFAST_TEST_COUNTERS.
     def capsfast_peak_concurrency(self, reset: int, /) -> int: ...
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     FileSpec = tuple[str, str, int, int, "int | None"]
 
 # Must equal CAPSFAST_ABI in csrc/capsfast.h.
-ABI = 2
+ABI = 3
 if lib.CAPSFAST_ABI != ABI:  # pragma: no cover - only a stale build gets here
     raise ImportError(
         "capsfast's compiled module is ABI %d, the Python code wants %d: "
@@ -195,6 +195,19 @@ def cpuid_per_crossing() -> int:
     before = lib.capsfast_cpuid_executed()
     crossing(True)
     return int(lib.capsfast_cpuid_executed() - before)
+
+
+def cpuid_walk() -> "list[tuple[int, int, Registers]]":
+    """The full CPUID walk (capsfast.h), in one crossing: (leaf, subleaf,
+    (eax, ebx, ecx, edx)) in walk order, [] without CPUID.  For
+    recordings only: a probe never runs it."""
+    out = _new_raw("struct capsfast_leaf[]", lib.CAPSFAST_WALK_MAX)  # C writes what it reports
+    n = lib.capsfast_cpuid_walk(out, lib.CAPSFAST_WALK_MAX)
+    if n < 0:  # pragma: no cover - the array holds the longest walk
+        raise _outcome(n).error("capsfast_cpuid_walk")
+    # struct capsfast_leaf is 6 uint32: one read for the whole walk.
+    words = iter(_unpack_words(ffi.cast("uint32_t *", out), 6 * n))
+    return [(leaf, sub, (a, b, c, d)) for leaf, sub, a, b, c, d in zip(words, words, words, words, words, words)]
 
 
 _floor_cpu = ffi.new("struct capsfast_cpu *")

@@ -98,6 +98,22 @@ t = time.perf_counter_ns() - t
 print(repr((t / 1e3,)))
 """
 
+# A first probe with a tripwire on the full CPUID walk: whether the probe
+# called it, and its CPUID count.
+_CHILD_PROBE_TRIPWIRE = """
+from capsfast import _native
+called = []
+walk = _native.cpuid_walk
+def tripwire():
+    called.append(True)
+    return walk()
+_native.cpuid_walk = tripwire
+import capsfast
+n = _native.cpuid_executed()
+capsfast.probe()
+print(repr((bool(called), _native.cpuid_executed() - n)))
+"""
+
 _CHILD_FIRST_RENDER = """
 import time
 import capsfast
@@ -149,12 +165,20 @@ class Machine(TypedDict):
     load_average_after: list[float]
 
 
+class CpuidWalk(TypedDict):
+    entries: int
+    cpuid_instructions: int        # its entries, plus the subleaves it reads and drops
+    ratio_to_one_cpuid: float | None
+    run_by_first_probe: bool       # a fresh process's probe() called it, or ran more CPUIDs than its leaves
+
+
 class Document(TypedDict):
     schema_version: int
     quick: bool
     machine: Machine
     import_forbidden_modules: list[str]
     cpuid_first_probe: int
+    cpuid_walk: CpuidWalk
     modules_imported_by_first_probe: list[str]
     floor_first_probe_us: float | None
     cpuinfo_scaling: dict[str, Scale]
@@ -226,6 +250,9 @@ class Bench:
         self.alternatives: list[str] = []
         self.import_forbidden: list[str] = []
         self.cpuid_first_probe = 0
+        self.walk_entries = 0
+        self.walk_cpuids = 0
+        self.walk_in_first_probe = False
         self.lazy_modules: list[str] = []
         self.first_probe_reads_cpu_files = False
         self.scaling: dict[str, Scale] = {}
@@ -386,6 +413,24 @@ def cpuid_one(b: Bench) -> None:
     b.keep(one)
 
 
+@step("the full CPUID walk (recordings only)")
+def cpuid_walk(b: Bench) -> None:
+    """What ``capsfast record`` adds: the walk of every leaf and subleaf, in
+    one crossing; set against one CPUID of this run.  A fresh process's
+    probe() must not run it: a tripwire on it, and the CPUID count."""
+    before = _native.cpuid_executed()
+    b.walk_entries = len(_native.cpuid_walk())
+    b.walk_cpuids = _native.cpuid_executed() - before
+    called, count = _child(_CHILD_PROBE_TRIPWIRE, b.env)
+    b.walk_in_first_probe = bool(called) or int(count) > _native.cpuid_per_crossing()
+    what = "the full CPUID walk of a recording, one crossing, results decoded"
+    if not b.walk_entries:
+        b.keep(Result("cpuid_walk", what, [], "this build runs no CPUID (not x86)"))
+        return
+    b.keep(Result("cpuid_walk", what, b.per_call(_native.cpuid_walk, divisor=100, at_least=5),
+                  "%d entries, %d CPUID instructions" % (b.walk_entries, b.walk_cpuids)))
+
+
 @step("floor: the probe's device and file syscalls")
 def syscalls_devices(b: Bench) -> None:
     batch = probing.live_batch()
@@ -541,6 +586,12 @@ def _document(b: Bench) -> Document:
         "machine": b.machine,
         "import_forbidden_modules": b.import_forbidden,
         "cpuid_first_probe": b.cpuid_first_probe,
+        "cpuid_walk": {
+            "entries": b.walk_entries,
+            "cpuid_instructions": b.walk_cpuids,
+            "ratio_to_one_cpuid": _round(_ratio_of(b.median("cpuid_walk"), b.median("cpuid_one"))),
+            "run_by_first_probe": b.walk_in_first_probe,
+        },
         "modules_imported_by_first_probe": b.lazy_modules,
         "floor_first_probe_us": _round(_floor_first_probe(b)),
         "cpuinfo_scaling": b.scaling,
@@ -577,6 +628,9 @@ def _targets(b: Bench) -> list[Target]:
         row("first probe() / its cold floor (the same crossing alone, first thing in a fresh process)",
             _ratio_of(first, m("floor_cold")), 1.25),
         row("modules imported lazily by the first probe()", len(b.lazy_modules), 0, "modules"),
+        # Its five leaves at most: the full CPUID walk is for recordings only.
+        row("CPUID instructions in a first probe() (never the full walk)", b.cpuid_first_probe, 5,
+            "CPUID instructions"),
         # 10 us against 6.4 us of syscalls where first measured: a refresh
         # adds at most half its own system calls.
         row("probe(refresh=True) / its own syscalls in C, results unread",
@@ -840,8 +894,14 @@ def format_text(doc: Document) -> str:
             _human(r["median_us"]), _human(r["low_us"]), _human(r["high_us"]), r["runs"], r["what"], note)
 
     lines += [fmt(r) for r in doc["results"] if r["key"] not in alternatives]
+    walk = doc["cpuid_walk"]
     lines += ["", "CPUID instructions in a first probe: %d; floor of a first probe: %s"
               % (doc["cpuid_first_probe"], _human(doc["floor_first_probe_us"])),
+              "full CPUID walk (recordings only): %d entries, %d CPUID instructions, %s one CPUID; "
+              "run by a first probe: %s"
+              % (walk["entries"], walk["cpuid_instructions"],
+                 "-" if walk["ratio_to_one_cpuid"] is None else _ratio(walk["ratio_to_one_cpuid"]) + "x",
+                 "yes" if walk["run_by_first_probe"] else "no"),
               "modules the first probe imported: %s" % (", ".join(doc["modules_imported_by_first_probe"]) or "none"),
               "forbidden modules after import capsfast: %s" % (", ".join(doc["import_forbidden_modules"]) or "none")]
     s2, s1024 = doc["cpuinfo_scaling"]["cpus_2"], doc["cpuinfo_scaling"]["cpus_1024"]

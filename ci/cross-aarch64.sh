@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The non-x86 path: compile csrc/ for aarch64 with warnings as errors, link
 # the C test tests/c/aarch64_probe_test.c against it and run it under
-# qemu-user (CPUID reported unavailable; device and file checks working).
+# qemu-user (CPUID reported unavailable, the full CPUID walk empty; device
+# and file checks working).
 #
 # Needs Debian's gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and
 # qemu-user-static (or qemu-user).  Exit 0 when the test passes, 1 when the

@@ -2,11 +2,12 @@
 # The C module under sanitizers.
 #
 # 1. tests/c/sanitize_driver.c + csrc/capsfast.c built with
-#    -fsanitize=address,undefined (the x86 build and, with
-#    -DCAPSFAST_NO_CPUID, the non-x86 branch) and with -fsanitize=thread,
-#    all with -DCAPSFAST_TEST_COUNTERS so the test-only thread count is
-#    built and checked too; each run walks every error path and must end
-#    with no report.
+#    -fsanitize=address,undefined (the x86 build; with -DCAPSFAST_NO_CPUID,
+#    the non-x86 branch; with -DCAPSFAST_FAKE_CPUID, the driver answering
+#    every CPUID, to play hostile CPUs to the full CPUID walk) and with
+#    -fsanitize=thread, all with -DCAPSFAST_TEST_COUNTERS so the test-only
+#    thread count is built and checked too; each run walks every error
+#    path and must end with no report.
 # 2. The cffi module rebuilt with -fsanitize=address,undefined in a copy of
 #    the tree, and the Python test suite run against it with libasan
 #    preloaded (leak detection off: CPython keeps its objects at exit).
@@ -32,9 +33,10 @@ export ASAN_OPTIONS UBSAN_OPTIONS
 say() { printf '== sanitize: %s\n' "$*"; }
 
 run_c() {
-    for variant in cpuid no-cpuid; do
+    for variant in cpuid no-cpuid fake-cpuid; do
         flags=""
         [ "$variant" = no-cpuid ] && flags="-DCAPSFAST_NO_CPUID"
+        [ "$variant" = fake-cpuid ] && flags="-DCAPSFAST_FAKE_CPUID"
         say "driver, ASan+UBSan, $variant"
         $CC $SAN $DRIVER $flags -I"$HERE/csrc" \
             "$HERE/csrc/capsfast.c" "$HERE/tests/c/sanitize_driver.c" -o "$WORK/driver-$variant" -lpthread
@@ -87,9 +89,12 @@ run_valgrind() {
 import os, sys, tempfile
 sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
 import capsfast
+from capsfast import _native
 from scenarios import all_scenarios
 for _ in range(200):
     capsfast.probe(refresh=True)
+for _ in range(20):
+    _native.cpuid_walk()
 capsfast.probe(deep=True)
 capsfast.capabilities(format="json")
 tmp = tempfile.mkdtemp()

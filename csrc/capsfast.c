@@ -1,5 +1,6 @@
 /*
- * capsfast C core: CPUID and the device and file checks of one probe.
+ * capsfast C core: CPUID and the device and file checks of one probe, and
+ * the full CPUID walk a recording keeps (never part of a probe).
  * See capsfast.h for the contract.  Python decides what the facts mean.
  */
 #define _GNU_SOURCE
@@ -30,18 +31,60 @@
 #define MSR_MAJOR_NUMBER 202
 
 /* Always counted: capsfast bench reports it, as each CPUID is a VM exit
- * under a hypervisor.  One relaxed add per probe, not one per leaf. */
+ * under a hypervisor.  One relaxed add per probe or walk, not one per
+ * leaf. */
 static uint64_t cpuid_executed;
 
-/* CAPSFAST_NO_CPUID builds the non-x86 branch on x86, for tests. */
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(CAPSFAST_NO_CPUID)
+/* CAPSFAST_NO_CPUID builds the non-x86 branch on x86, for tests;
+ * CAPSFAST_FAKE_CPUID has the test program answer every CPUID (through
+ * capsfast_fake_cpuid), so that the sanitizer driver can play a hostile
+ * CPU to the walk. */
+#if defined(CAPSFAST_FAKE_CPUID)
+#define HAVE_CPUID 1
+void capsfast_fake_cpuid(uint32_t leaf, uint32_t subleaf, struct capsfast_regs *r);
+
+static void cpuid_raw(uint32_t leaf, uint32_t subleaf, struct capsfast_regs *r)
+{
+    capsfast_fake_cpuid(leaf, subleaf, r);
+}
+
+static int cpuid_exists(unsigned *executed)
+{
+    (void)executed;
+    return 1;
+}
+#elif (defined(__x86_64__) || defined(__i386__)) && !defined(CAPSFAST_NO_CPUID)
+#define HAVE_CPUID 1
 #include <cpuid.h>
 
+static void cpuid_raw(uint32_t leaf, uint32_t subleaf, struct capsfast_regs *r)
+{
+    __cpuid_count(leaf, subleaf, r->eax, r->ebx, r->ecx, r->edx);
+}
+
+static int cpuid_exists(unsigned *executed)
+{
+#if defined(__i386__)
+    /* A 486 without the ID flag has no CPUID at all; with it, this ran
+     * leaf 0 once. */
+    if (__get_cpuid_max(0, NULL) == 0)
+        return 0;
+    (*executed)++;
+#else
+    (void)executed;
+#endif
+    return 1;
+}
+#else
+#define HAVE_CPUID 0
+#endif
+
+#if HAVE_CPUID
 int capsfast_has_cpuid(void) { return 1; }
 
 static void cpuid(uint32_t leaf, struct capsfast_regs *r, unsigned *executed)
 {
-    __cpuid_count(leaf, 0, r->eax, r->ebx, r->ecx, r->edx);
+    cpuid_raw(leaf, 0, r);
     (*executed)++;
 }
 
@@ -49,13 +92,8 @@ static void probe_cpu(struct capsfast_cpu *cpu)
 {
     unsigned executed = 0;
 
-#if defined(__i386__)
-    /* A 486 without the ID flag has no CPUID at all; with it, this ran
-     * leaf 0 once. */
-    if (__get_cpuid_max(0, NULL) == 0)
+    if (!cpuid_exists(&executed))
         return;
-    executed++;
-#endif
     cpu->available = 1;
     cpuid(0x00000000, &cpu->basic0, &executed);
     if (cpu->basic0.eax >= 1)
@@ -72,10 +110,208 @@ static void probe_cpu(struct capsfast_cpu *cpu)
         cpuid(0x40000000, &cpu->hv0, &executed);
     __atomic_fetch_add(&cpuid_executed, executed, __ATOMIC_RELAXED);
 }
+
+/* The walk's bounds (capsfast.h) add up to its longest walk. */
+_Static_assert(CAPSFAST_WALK_MAX == 3 * CAPSFAST_WALK_LEAVES + 7 * (CAPSFAST_WALK_SUBLEAVES - 1) + 2 * 31,
+               "CAPSFAST_WALK_MAX is not the sum of the walk's bounds");
+
+struct walk {
+    struct capsfast_leaf *out;
+    int cap, n;
+    unsigned executed;
+    int sgx;         /* leaf 7 subleaf 0 EBX bit 2, once seen */
+    int hypervisor;  /* leaf 1 ECX bit 31, once seen */
+};
+
+static void run(struct walk *w, uint32_t leaf, uint32_t subleaf, struct capsfast_regs *r)
+{
+    cpuid_raw(leaf, subleaf, r);
+    w->executed++;
+}
+
+/* The one place an entry is written: never at or past cap. */
+static int put(struct walk *w, uint32_t leaf, uint32_t subleaf, const struct capsfast_regs *r)
+{
+    struct capsfast_leaf *e;
+
+    if (w->n >= w->cap)
+        return -ENOSPC;
+    e = &w->out[w->n++];
+    e->leaf = leaf;
+    e->subleaf = subleaf;
+    e->eax = r->eax;
+    e->ebx = r->ebx;
+    e->ecx = r->ecx;
+    e->edx = r->edx;
+    return 0;
+}
+
+static int keep(struct walk *w, uint32_t leaf, uint32_t subleaf, struct capsfast_regs *r)
+{
+    run(w, leaf, subleaf, r);
+    return put(w, leaf, subleaf, r);
+}
+
+/* Subleaf 0 (in r0, already run), then 1..last, last cut to the bound. */
+static int walk_upto(struct walk *w, uint32_t leaf, const struct capsfast_regs *r0, uint32_t last)
+{
+    struct capsfast_regs r;
+    uint32_t sub;
+    int rc = put(w, leaf, 0, r0);
+
+    if (last > CAPSFAST_WALK_SUBLEAVES - 1)
+        last = CAPSFAST_WALK_SUBLEAVES - 1;
+    for (sub = 1; rc == 0 && sub <= last; sub++)
+        rc = keep(w, leaf, sub, &r);
+    return rc;
+}
+
+/* Subleaf n, for n from first to 63, when bit n of mask is set. */
+static int walk_mask(struct walk *w, uint32_t leaf, uint32_t first, uint64_t mask)
+{
+    struct capsfast_regs r;
+    uint32_t sub;
+    int rc = 0;
+
+    for (sub = first; rc == 0 && sub < 64; sub++)
+        if (mask >> sub & 1)
+            rc = keep(w, leaf, sub, &r);
+    return rc;
+}
+
+/* One basic leaf, its subleaf 0 already run (r0), with the subleaves
+ * libvirt's cpuidSet() takes for it (see capsfast.h). */
+static int walk_basic_leaf(struct walk *w, uint32_t leaf, const struct capsfast_regs *r0)
+{
+    struct capsfast_regs r = *r0;
+    uint32_t sub;
+    int rc;
+
+    switch (leaf) {
+    case 0x1:
+        w->hypervisor = (r0->ecx >> 31 & 1) != 0;
+        return put(w, leaf, 0, r0);
+    case 0x4:
+        /* The subleaf whose cache type is 0 ends the list and is kept. */
+        rc = put(w, leaf, 0, r0);
+        for (sub = 1; rc == 0 && (r.eax & 0x1f) && sub < CAPSFAST_WALK_SUBLEAVES; sub++)
+            rc = keep(w, leaf, sub, &r);
+        return rc;
+    case 0x7:
+        w->sgx = (r0->ebx >> 2 & 1) != 0;
+        return walk_upto(w, leaf, r0, r0->eax);
+    case 0xb:
+        /* A level type of 0 ends the list and is dropped, even at subleaf 0. */
+        for (sub = 0; r.ecx & 0xff00;) {
+            if ((rc = put(w, leaf, sub, &r)) < 0)
+                return rc;
+            if (++sub == CAPSFAST_WALK_SUBLEAVES)
+                break;
+            run(w, leaf, sub, &r);
+        }
+        return 0;
+    case 0xd:
+        /* r is subleaf 1 after keep(): both subleaves' masks count. */
+        if ((rc = put(w, leaf, 0, r0)) < 0 || (rc = keep(w, leaf, 1, &r)) < 0)
+            return rc;
+        return walk_mask(w, leaf, 2, (r0->eax | (uint64_t)r0->edx << 32) | (r.ecx | (uint64_t)r.edx << 32));
+    case 0xf:
+    case 0x10:
+        /* Bit n of the resource bitmap: resource n has subleaf n. */
+        if ((rc = put(w, leaf, 0, r0)) < 0)
+            return rc;
+        return walk_mask(w, leaf, 1, leaf == 0xf ? r0->edx : r0->ebx);
+    case 0x12:
+        /* Without SGX subleaf 0 is dropped; with it, an EPC section type
+         * (EAX[3:0]) of 0 ends the list from subleaf 2 on and is dropped. */
+        if (!w->sgx)
+            return 0;
+        if ((rc = put(w, leaf, 0, r0)) < 0 || (rc = keep(w, leaf, 1, &r)) < 0)
+            return rc;
+        for (sub = 2; sub < CAPSFAST_WALK_SUBLEAVES; sub++) {
+            run(w, leaf, sub, &r);
+            if (!(r.eax & 0xf))
+                break;
+            if ((rc = put(w, leaf, sub, &r)) < 0)
+                return rc;
+        }
+        return 0;
+    case 0x14:
+        return walk_upto(w, leaf, r0, r0->eax);
+    case 0x17:
+        /* Valid only from EAX 3 on; otherwise subleaf 0 is dropped. */
+        return r0->eax < 3 ? 0 : walk_upto(w, leaf, r0, r0->eax);
+    default:
+        return put(w, leaf, 0, r0);
+    }
+}
+
+/* base..max, max being base's EAX: below base it means base alone, past
+ * the bound it is cut.  Only the basic range has subleaves. */
+static int walk_range(struct walk *w, uint32_t base)
+{
+    struct capsfast_regs r;
+    uint32_t leaf, last;
+    int rc;
+
+    run(w, base, 0, &r);
+    last = r.eax;
+    if (last < base)
+        last = base;
+    else if (last - base > CAPSFAST_WALK_LEAVES - 1)
+        last = base + CAPSFAST_WALK_LEAVES - 1;
+    for (leaf = base;; leaf++) {
+        if (leaf != base)
+            run(w, leaf, 0, &r);
+        rc = base == 0 ? walk_basic_leaf(w, leaf, &r) : put(w, leaf, 0, &r);
+        if (rc < 0 || leaf == last)
+            return rc;
+    }
+}
+
+static int walk_all(struct walk *w)
+{
+    int rc;
+
+    if (!cpuid_exists(&w->executed))
+        return 0;
+    rc = walk_range(w, 0x00000000u);
+    if (rc == 0)
+        rc = walk_range(w, 0x80000000u);
+    /* Leaves 0x40000000 and up mean something only under a hypervisor. */
+    if (rc == 0 && w->hypervisor)
+        rc = walk_range(w, 0x40000000u);
+    return rc;
+}
+
+int capsfast_cpuid_walk(struct capsfast_leaf *out, int cap)
+{
+    struct walk w;
+    int rc;
+
+    if (cap < 0 || (out == NULL && cap > 0))
+        return -EINVAL;
+    memset(&w, 0, sizeof w);
+    w.out = out;
+    w.cap = cap;
+    rc = walk_all(&w);
+    /* One add per walk, as per probe. */
+    __atomic_fetch_add(&cpuid_executed, w.executed, __ATOMIC_RELAXED);
+    return rc < 0 ? rc : w.n;
+}
 #else
 int capsfast_has_cpuid(void) { return 0; }
 
 static void probe_cpu(struct capsfast_cpu *cpu) { (void)cpu; }
+
+/* No CPUID: an empty walk, as capsfast_has_cpuid() says; arguments are
+ * checked as on x86. */
+int capsfast_cpuid_walk(struct capsfast_leaf *out, int cap)
+{
+    if (cap < 0 || (out == NULL && cap > 0))
+        return -EINVAL;
+    return 0;
+}
 #endif
 
 uint64_t capsfast_cpuid_executed(void)

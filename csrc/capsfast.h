@@ -11,7 +11,7 @@
  */
 
 /* Bumped whenever a struct below changes; checked at import. */
-#define CAPSFAST_ABI 2
+#define CAPSFAST_ABI 3
 
 /* What struct capsfast_file.op asks for. */
 #define CAPSFAST_OP_STAT 0        /* stat(): err and mode only */
@@ -75,6 +75,51 @@ int capsfast_probe(int want_cpu, struct capsfast_cpu *cpu,
 
 /* 1 when this build can execute CPUID (x86), else 0. */
 int capsfast_has_cpuid(void);
+
+/*
+ * The full CPUID walk, as libvirt's x86 host CPU probe walks it (cpuidSet()
+ * in src/cpu/cpu_x86.c), for recordings; never part of a probe.  Subleaf
+ * 0 of every basic leaf 0..max (leaf 0 EAX), with these subleaves:
+ *   0x4   1, 2, ... until the cache type (EAX[4:0]) is 0, that one included
+ *   0x7   1..EAX of subleaf 0                0x14  likewise
+ *   0xb   0, 1, ... while ECX[15:8] is not 0; the first with 0 is dropped
+ *   0xd   1, and n (2..63) for each bit n set in subleaf 0 EAX|EDX<<32 or
+ *         subleaf 1 ECX|EDX<<32
+ *   0xf   n (1..31) for each bit n of subleaf 0 EDX; 0x10 likewise of EBX
+ *   0x12  only with SGX (leaf 7 subleaf 0 EBX bit 2), else dropped: 1, then
+ *         2, 3, ... while EAX[3:0] is not 0; the first with 0 is dropped
+ *   0x17  only when its EAX >= 3, else dropped: 1..EAX
+ * then 0x80000000..max (its EAX), then, with the hypervisor bit (leaf 1 ECX
+ * bit 31), 0x40000000..max (its EAX), subleaf 0 each.  A range's base leaf
+ * is always kept, even when its EAX is below the base (no more leaves).
+ * Unlike libvirt, leaf 0 and 0x80000000 each run once.
+ *
+ * Bounds, whatever the CPU or hypervisor claims (libvirt has none, and a
+ * maximum leaf of 0xffffffff never ends its loop): CAPSFAST_WALK_LEAVES
+ * leaves per range (base..base+255), CAPSFAST_WALK_SUBLEAVES subleaves per
+ * leaf (0..63); a walk never holds more than CAPSFAST_WALK_MAX entries.
+ */
+#define CAPSFAST_WALK_LEAVES 256
+#define CAPSFAST_WALK_SUBLEAVES 64
+/* 3 ranges x 256 leaves, + 63 more subleaves each for 0x4, 0x7, 0xb, 0xd,
+ * 0x12, 0x14, 0x17, + 31 each for 0xf and 0x10 */
+#define CAPSFAST_WALK_MAX 1271
+
+struct capsfast_leaf {
+    uint32_t leaf, subleaf;
+    uint32_t eax, ebx, ecx, edx;
+};
+
+/*
+ * Writes the walk into out[0..cap-1] in walk order, in one call; returns
+ * the number of entries, 0 where this build has no CPUID (as
+ * capsfast_has_cpuid() says), -EINVAL for cap < 0 or a NULL out with
+ * cap > 0, -ENOSPC when the walk needs more than cap entries (the first
+ * cap are written, never more).  Every CPUID run is counted by
+ * capsfast_cpuid_executed(): the entries plus those dropped above (on
+ * i686 one more, the check that CPUID exists).
+ */
+int capsfast_cpuid_walk(struct capsfast_leaf *out, int cap);
 
 /* CPUID instructions this process has executed through capsfast (each
  * one a VM exit under a hypervisor); counted in every build. */

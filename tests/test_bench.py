@@ -22,8 +22,8 @@ ALWAYS_MEASURED = (
     "process_capabilities_json", "process_capabilities_libvirt",
 )
 MAYBE_MEASURED = (
-    "render_libvirt_first", "render_libvirt_cached", "cpuid_one", "syscalls_cpu_files", "alt_cpuinfo_python",
-    "alt_virsh", "alt_libvirt_python", "alt_kvm_ok", "alt_virt_host_validate", "alt_py_cpuinfo",
+    "render_libvirt_first", "render_libvirt_cached", "cpuid_one", "cpuid_walk", "syscalls_cpu_files",
+    "alt_cpuinfo_python", "alt_virsh", "alt_libvirt_python", "alt_kvm_ok", "alt_virt_host_validate", "alt_py_cpuinfo",
 )
 TIME_UNITS = {"us", "ms", "s", "ns", "seconds", "microseconds"}
 
@@ -104,6 +104,11 @@ def test_quick_json_has_every_field(quick_json):
             assert r["low_us"] <= r["median_us"] <= r["high_us"], r["key"]
     assert set(out["alternatives"]) == {k for k in MAYBE_MEASURED if k.startswith("alt_")}
     assert isinstance(out["cpuid_first_probe"], int) and out["cpuid_first_probe"] >= 0
+    walk = out["cpuid_walk"]
+    assert set(walk) == {"entries", "cpuid_instructions", "ratio_to_one_cpuid", "run_by_first_probe"}
+    assert isinstance(walk["entries"], int) and isinstance(walk["cpuid_instructions"], int)
+    assert walk["ratio_to_one_cpuid"] is None or walk["ratio_to_one_cpuid"] > 0
+    assert walk["run_by_first_probe"] in (True, False)
     assert isinstance(out["modules_imported_by_first_probe"], list)
     assert out["floor_first_probe_us"] > 0
     assert out["targets"]
@@ -158,6 +163,13 @@ def test_quick_json_behaviour_figures(quick_json):
     if os.uname().machine in ("x86_64", "i686") and os.path.exists("/proc/cpuinfo"):
         # Leaves 0, 1, 0x80000000, maybe 0x80000001 and 0x40000000.
         assert 3 <= quick_json["cpuid_first_probe"] <= 5
+        # The full walk: every leaf and subleaf, plus the subleaves it reads
+        # and drops; never run by a probe.
+        walk = quick_json["cpuid_walk"]
+        assert walk["entries"] >= 3 and walk["cpuid_instructions"] >= walk["entries"]
+        assert walk["run_by_first_probe"] is False
+        rows = [t for t in quick_json["targets"] if "never the full walk" in t["target"]]
+        assert len(rows) == 1 and rows[0]["met"] is True
 
 
 def _shape(value):

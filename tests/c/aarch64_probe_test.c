@@ -1,7 +1,8 @@
 /*
  * The probe's behaviour off x86, run under qemu-user by ci/cross-aarch64.sh:
- * CPUID reported unavailable (and never executed), while the device and
- * file checks work as on x86, here on a temporary tree this test makes.
+ * CPUID reported unavailable (and never executed), the full CPUID walk
+ * empty, while the device and file checks work as on x86, here on a
+ * temporary tree this test makes.
  *
  * Exit 0 and "N passed, 0 failed" when every check holds; 1 otherwise.
  */
@@ -106,6 +107,26 @@ static void test_cpuid_unavailable(void)
     CHECK(capsfast_probe(1, &cpu, NULL, 0, NULL, NULL, 0) == 0);
     CHECK(cpu.available == 0);
     CHECK(memcmp(&cpu, &zero, sizeof cpu) == 0);
+    CHECK(capsfast_cpuid_executed() == 0);
+}
+
+/* No CPUID, no walk: 0 entries (as capsfast_has_cpuid() says 0), nothing
+ * written, nothing counted; the arguments checked as on x86. */
+static void test_cpuid_walk_unavailable(void)
+{
+    struct capsfast_leaf out[4];
+    static const unsigned char garbage = 0xa5;
+    size_t i;
+    int untouched = 1;
+
+    memset(out, garbage, sizeof out);
+    CHECK(capsfast_cpuid_walk(out, 4) == 0);
+    CHECK(capsfast_cpuid_walk(NULL, 0) == 0);
+    for (i = 0; i < sizeof out; i++)
+        untouched &= ((const unsigned char *)out)[i] == garbage;
+    CHECK(untouched);
+    CHECK(capsfast_cpuid_walk(out, -1) == -EINVAL);
+    CHECK(capsfast_cpuid_walk(NULL, 1) == -EINVAL);
     CHECK(capsfast_cpuid_executed() == 0);
 }
 
@@ -264,6 +285,7 @@ int main(void)
     write_msr("dev/cpu/0/msr", 0x3a, 0x0000000500000005ull);
 
     test_cpuid_unavailable();
+    test_cpuid_walk_unavailable();
     test_kvm_checks();
     test_file_checks();
     test_bad_arguments();

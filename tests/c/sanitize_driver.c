@@ -7,6 +7,9 @@
  * opened, short MSR files), EACCES as an unprivileged user, the real
  * /dev/kvm when there is one, and 8 threads probing at once.  Built with
  * -DCAPSFAST_TEST_COUNTERS, so the thread count is compiled in and checked.
+ * The full CPUID walk runs on the real CPU with caps too small; built with
+ * -DCAPSFAST_FAKE_CPUID, this file answers every CPUID and plays hostile
+ * CPUs to it (maximum leaves of 0xffffffff, endless subleaves, all ones).
  *
  * Exit status 0 when every check held; each failed check prints one line.
  */
@@ -25,6 +28,10 @@
 #include <unistd.h>
 
 #include "capsfast.h"
+
+#if defined(CAPSFAST_FAKE_CPUID) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
+#endif
 
 #ifndef CAPSFAST_TEST_COUNTERS
 #error "build with -DCAPSFAST_TEST_COUNTERS: capsfast_peak_concurrency() is checked here"
@@ -165,6 +172,243 @@ static void test_cpu(void)
     CHECK(capsfast_cpuid_executed() - before == expected);
 #endif
 }
+
+/* -- the full CPUID walk ---------------------------------------------------- */
+
+#define HV 0x40000000u
+#define EXT 0x80000000u
+
+/* CPUIDs the walk runs and does not keep (capsfast.h): the end of 0xb, the
+ * end of 0x12 or, without SGX, its subleaf 0, and 0x17 below EAX 3; none
+ * where a list ran to the subleaf bound. */
+static uint64_t walk_dropped(const struct capsfast_leaf *e, int n)
+{
+    uint32_t max = e[0].eax > 0xff ? 0xff : e[0].eax;
+    int i, count_b = 0, count_12 = 0, count_17 = 0;
+    uint64_t dropped = 0;
+
+    for (i = 0; i < n; i++) {
+        count_b += e[i].leaf == 0xb;
+        count_12 += e[i].leaf == 0x12;
+        count_17 += e[i].leaf == 0x17;
+    }
+    dropped += max >= 0xb && count_b < CAPSFAST_WALK_SUBLEAVES;
+    dropped += max >= 0x12 && count_12 < CAPSFAST_WALK_SUBLEAVES;
+    dropped += max >= 0x17 && count_17 == 0;
+    return dropped;
+}
+
+/* Entries that keep the walk's shape: leaf 0 first, each leaf within its
+ * range's bound, subleaves below theirs, no (leaf, subleaf) twice in a row. */
+static int walk_well_formed(const struct capsfast_leaf *e, int n)
+{
+    int i;
+
+    if (n < 1 || e[0].leaf != 0 || e[0].subleaf != 0)
+        return 0;
+    for (i = 0; i < n; i++) {
+        uint32_t base = e[i].leaf & 0xc0000000u;
+        if (e[i].leaf - base >= CAPSFAST_WALK_LEAVES || e[i].subleaf >= CAPSFAST_WALK_SUBLEAVES)
+            return 0;
+        if (i > 0 && e[i].leaf == e[i - 1].leaf && e[i].subleaf <= e[i - 1].subleaf)
+            return 0;
+    }
+    return 1;
+}
+
+/* One walk into an array of exactly cap entries (ASan sees a write past
+ * it); returns the result, and the CPUIDs counted in *executed. */
+static int walk_into(struct capsfast_leaf **out, int cap, uint64_t *executed)
+{
+    uint64_t before = capsfast_cpuid_executed();
+    int n;
+
+    *out = cap > 0 ? malloc((size_t)cap * sizeof **out) : NULL;
+    if (cap > 0 && *out == NULL) {
+        perror("malloc");
+        exit(3);
+    }
+    if (cap > 0)
+        memset(*out, 0xA5, (size_t)cap * sizeof **out);
+    n = capsfast_cpuid_walk(*out, cap);
+    *executed = capsfast_cpuid_executed() - before;
+    return n;
+}
+
+/* The walk with a cap of every size below what it needs: -ENOSPC, and
+ * (with ASan) nothing written past cap. */
+static void check_small_caps(int need)
+{
+    struct capsfast_leaf *out;
+    uint64_t executed;
+    int cap, step = need > 64 ? need / 16 : 1;
+
+    for (cap = 0; cap < need; cap += step) {
+        CHECK(walk_into(&out, cap, &executed) == -ENOSPC);
+        CHECK(executed >= (uint64_t)cap);
+        free(out);
+    }
+    CHECK(walk_into(&out, need - 1, &executed) == -ENOSPC);
+    free(out);
+}
+
+static void test_walk_arguments(void)
+{
+    struct capsfast_leaf one;
+
+    CHECK(capsfast_cpuid_walk(NULL, -1) == -EINVAL);
+    CHECK(capsfast_cpuid_walk(&one, -1) == -EINVAL);
+    CHECK(capsfast_cpuid_walk(NULL, 5) == -EINVAL);
+    CHECK(capsfast_cpuid_walk(NULL, 0) == (capsfast_has_cpuid() ? -ENOSPC : 0));
+}
+
+static void test_walk(void)
+{
+    struct capsfast_leaf *out;
+    struct capsfast_cpu cpu;
+    uint64_t executed;
+    int i, n, has_ext = 0, has_hv = 0;
+
+    test_walk_arguments();
+    n = walk_into(&out, CAPSFAST_WALK_MAX, &executed);
+#if defined(CAPSFAST_NO_CPUID)
+    /* No CPUID: an empty walk, nothing written. */
+    CHECK(n == 0 && executed == 0);
+    CHECK(out[0].leaf == 0xA5A5A5A5u && out[0].edx == 0xA5A5A5A5u);
+    free(out);
+    return;
+#endif
+    CHECK(n > 0 && n <= CAPSFAST_WALK_MAX);
+    if (n <= 0) {
+        free(out);
+        return;
+    }
+    CHECK(walk_well_formed(out, n));
+    CHECK(executed == (uint64_t)n + walk_dropped(out, n));
+    /* The leaves a probe reads are the walk's. */
+    CHECK(capsfast_probe(1, &cpu, NULL, 0, NULL, NULL, 0) == 0);
+    CHECK(out[0].eax == cpu.basic0.eax && out[0].ebx == cpu.basic0.ebx && out[0].ecx == cpu.basic0.ecx &&
+          out[0].edx == cpu.basic0.edx);
+    for (i = 0; i < n; i++) {
+        has_ext |= out[i].leaf == EXT && out[i].subleaf == 0;
+        has_hv |= out[i].leaf == HV;
+    }
+    CHECK(has_ext);
+    CHECK(has_hv == (int)(cpu.basic1.ecx >> 31 & 1));
+    fprintf(stderr, "sanitize_driver: CPUID walk: %d entries, %llu CPUIDs\n", n, (unsigned long long)executed);
+    free(out);
+    check_small_caps(n);
+}
+
+#ifdef CAPSFAST_FAKE_CPUID
+/* The CPUs this file plays to the walk. */
+enum fake {
+    FAKE_REAL,       /* the machine's own CPUID */
+    FAKE_ALL_ONES,   /* every register of every leaf 0xffffffff */
+    FAKE_HUGE_MAX,   /* leaf 0 claims max leaf 0xffffffff; all else 0 */
+    FAKE_LEAF7_HUGE, /* leaf 7 subleaf 0 claims 0xffffffff subleaves */
+    FAKE_XSAVE_ALL,  /* leaf 0xd masks all ones */
+    FAKE_HV_HUGE,    /* hypervisor bit, 0x40000000 claims max 0xffffffff */
+    FAKE_HV_LOW,     /* hypervisor bit, 0x40000000 EAX below the range */
+    FAKE_SGX,        /* SGX with four EPC subleaves, leaf 0x17 EAX 3 */
+};
+static enum fake fake_cpu;
+
+void capsfast_fake_cpuid(uint32_t leaf, uint32_t subleaf, struct capsfast_regs *r)
+{
+    memset(r, 0, sizeof *r);
+    switch (fake_cpu) {
+    case FAKE_REAL:
+#if defined(__x86_64__) || defined(__i386__)
+        __cpuid_count(leaf, subleaf, r->eax, r->ebx, r->ecx, r->edx);
+#endif
+        return;
+    case FAKE_ALL_ONES:
+        memset(r, 0xff, sizeof *r);
+        return;
+    case FAKE_HUGE_MAX:
+        if (leaf == 0)
+            r->eax = 0xffffffffu;
+        return;
+    case FAKE_LEAF7_HUGE:
+        if (leaf == 0)
+            r->eax = 7;
+        else if (leaf == 7 && subleaf == 0)
+            r->eax = 0xffffffffu;
+        return;
+    case FAKE_XSAVE_ALL:
+        if (leaf == 0)
+            r->eax = 0xd;
+        else if (leaf == 0xd && subleaf == 0)
+            r->eax = r->edx = 0xffffffffu;
+        else if (leaf == 0xd && subleaf == 1)
+            r->ecx = r->edx = 0xffffffffu;
+        return;
+    case FAKE_HV_HUGE:
+    case FAKE_HV_LOW:
+        if (leaf == 0)
+            r->eax = 1;
+        else if (leaf == 1)
+            r->ecx = 1u << 31;
+        else if (leaf == HV)
+            r->eax = fake_cpu == FAKE_HV_HUGE ? 0xffffffffu : 0;
+        return;
+    case FAKE_SGX:
+        if (leaf == 0)
+            r->eax = 0x17;
+        else if (leaf == 7 && subleaf == 0)
+            r->ebx = 1u << 2;
+        else if (leaf == 0x12 && subleaf >= 2 && subleaf < 6)
+            r->eax = 1;  /* an EPC section */
+        else if (leaf == 0x17 && subleaf == 0)
+            r->eax = 3;
+        return;
+    }
+}
+
+/* One hostile CPU: the walk's entries and CPUIDs, its shape and bounds,
+ * and every smaller cap refused without a write past it. */
+static void check_fake(enum fake which, int entries, uint64_t cpuids, uint32_t last_leaf, uint32_t last_subleaf)
+{
+    struct capsfast_leaf *out;
+    uint64_t executed;
+    int n;
+
+    fake_cpu = which;
+    n = walk_into(&out, CAPSFAST_WALK_MAX, &executed);
+    if (n != entries || executed != cpuids)
+        fprintf(stderr, "sanitize_driver: fake CPU %d: %d entries, %llu CPUIDs\n", (int)which, n,
+                (unsigned long long)executed);
+    CHECK(n == entries && executed == cpuids);
+    if (n > 0) {
+        CHECK(walk_well_formed(out, n));
+        CHECK(executed == (uint64_t)n + walk_dropped(out, n));
+        CHECK(out[n - 1].leaf == last_leaf && out[n - 1].subleaf == last_subleaf);
+    }
+    free(out);
+    if (n > 0)
+        check_small_caps(n);
+    fake_cpu = FAKE_REAL;
+}
+
+static void test_walk_hostile(void)
+{
+    /* Every bound at once: 3 x 256 leaves, 64 subleaves for 0x4, 0x7, 0xb,
+     * 0xd, 0x12, 0x14 and 0x17, 32 for 0xf and 0x10; nothing dropped. */
+    check_fake(FAKE_ALL_ONES, CAPSFAST_WALK_MAX, CAPSFAST_WALK_MAX, HV + 0xff, 0);
+    /* Leaves 0..0xff, less 0xb, 0x12 and 0x17 (dropped), plus 0xd subleaf 1;
+     * then 0x80000000 alone. */
+    check_fake(FAKE_HUGE_MAX, 256 - 3 + 1 + 1, 256 + 1 + 1, EXT, 0);
+    check_fake(FAKE_LEAF7_HUGE, 7 + 64 + 1, 7 + 64 + 1, EXT, 0);
+    /* 0..0xc less 0xb, 0xd's 64 subleaves, 0x80000000. */
+    check_fake(FAKE_XSAVE_ALL, 12 + 64 + 1, 12 + 64 + 1 + 1, EXT, 0);
+    check_fake(FAKE_HV_HUGE, 2 + 1 + 256, 2 + 1 + 256, HV + 0xff, 0);
+    check_fake(FAKE_HV_LOW, 2 + 1 + 1, 2 + 1 + 1, HV, 0);
+    /* 0..0x17 less 0xb, plus 0xd subleaf 1, 0x12 subleaves 1..5 (6 ends
+     * them, dropped) and 0x17 subleaves 1..3. */
+    check_fake(FAKE_SGX, 24 - 1 + 1 + 5 + 3 + 1, 24 - 1 + 1 + 5 + 3 + 1 + 2, EXT, 0);
+}
+#endif
 
 static void test_reads(void)
 {
@@ -468,6 +712,10 @@ int main(void)
     make_tree();
     test_arguments();
     test_cpu();
+    test_walk();
+#ifdef CAPSFAST_FAKE_CPUID
+    test_walk_hostile();
+#endif
     test_reads();
     test_msr();
     test_after();
@@ -494,6 +742,11 @@ int main(void)
     }
     remove_tree();
     fprintf(stderr, "sanitize_driver (%s): %d checks, %d failed\n",
-            capsfast_has_cpuid() ? "cpuid" : "no cpuid", checks, failures);
+#ifdef CAPSFAST_FAKE_CPUID
+            "fake cpuid",
+#else
+            capsfast_has_cpuid() ? "cpuid" : "no cpuid",
+#endif
+            checks, failures);
     return failures ? 1 : 0;
 }
