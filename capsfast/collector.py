@@ -15,6 +15,7 @@ KVM's and the msr driver's, read bounded amounts, never load a module.
 Errors end the run with one line on stderr and exit status 3.
 """
 import errno
+import fcntl
 import io
 import json
 import os
@@ -116,8 +117,6 @@ def kvm_device(path: str, deep: bool) -> "dict[str, Any]":
         # A refused open answers the access question; other failures ask.
         facts["access"] = step(err if err in (errno.EACCES, errno.EPERM) else _access_rw(path))
         return facts
-    import fcntl
-
     try:
         # An open for reading and writing that works answers access too.
         facts["access"] = facts["open"] = "ok"
@@ -382,12 +381,28 @@ def emulators(path_env: str, prefix: str, qemu_kvm: str) -> "list[str]":
         except OSError:
             continue
         for name in names[:256]:
+            if not name.isprintable():
+                continue  # a name no recording may hold
             candidate = directory.rstrip("/") + "/" + name
             if _executable(candidate):
                 found.append(candidate)
     if _executable(qemu_kvm):
         found.append(qemu_kvm)
     return found
+
+
+def search_path(path_env: "str | None", default: str) -> str:
+    """The PATH as the replay is to search it: absolute entries in their
+    plain form ("/usr/../bin" and "//bin" are "/bin"), so that each one
+    is a path a recording can hold; relative entries (never searched) and
+    unprintable ones are left out."""
+    if path_env is None:
+        return default
+    entries = []
+    for entry in path_env.split(":"):
+        if entry.startswith("/") and entry.isprintable():
+            entries.append("/" + os.path.normpath(entry).lstrip("/"))
+    return ":".join(entries)
 
 
 def _executable(path: str) -> bool:
@@ -459,9 +474,7 @@ def collect(plan: "Plan") -> "dict[str, tuple[bytes | None, int]]":
         files["cpuid.txt"] = (dump.encode("ascii"), 0o644)
     source = "cpuid" if dump is not None else "cpuinfo" if cpuinfo else "none"
 
-    path_env = os.environ.get("PATH")
-    if path_env is None:
-        path_env = plan["default_path"]
+    path_env = search_path(os.environ.get("PATH"), plan["default_path"])
     for binary in emulators(path_env, plan["emulator_prefix"], plan["qemu_kvm"]):
         put(binary, b"", 0o755)  # the replay looks for an executable file
 

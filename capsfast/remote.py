@@ -179,6 +179,8 @@ def parse_uri(uri: str) -> Target:
     for key in ("keyfile", "known_hosts"):
         if key in params and not params[key]:
             raise _bad_uri(uri, "%s is empty" % key)
+        if key in params and not params[key].isprintable():
+            raise _bad_uri(uri, "%s holds control characters" % key)
     no_verify = params.get("no_verify", "0")
     if no_verify not in ("0", "1"):
         raise _bad_uri(uri, "no_verify is %r, not 0 or 1" % no_verify)
@@ -535,8 +537,11 @@ def extract(stream: "BinaryIO", directory: str, where: str) -> None:
         if bounded.total == 0 or reason == "empty file":
             raise CapsfastError("%s: the reply is empty: not a recording" % where) from None
         if not bounded.starts_as_tar():
-            raise CapsfastError("%s: the reply is not a recording (garbage: no tar header at its start)" % where) \
-                from None
+            start = bounded.head.split(b"\n", 1)[0][:60].decode("ascii", "replace")
+            # Text there is most often a login script of the remote shell that prints.
+            said = " but %r: does a shell startup file there print?" % start if start.isprintable() and start else ""
+            raise CapsfastError("%s: the reply is not a recording (garbage: no tar header at its start%s)"
+                                % (where, said)) from None
         if "unexpected end" in reason or "truncated" in reason:
             raise CapsfastError("%s: the reply is truncated (%d bytes)" % (where, bounded.total)) from None
         raise CapsfastError("%s: the reply is not a recording (garbage: %s)" % (where, printable(reason[:80]))) \
