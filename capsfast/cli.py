@@ -8,7 +8,8 @@ it uses.
 import sys
 
 from capsfast.cmdline import (
-    INPUT_OPTIONS, PROG, Option, UsageError, dispatch, error, flush, format_options, out, parse_or_help, probe_inputs,
+    INPUT_OPTIONS, PROG, Option, UsageError, connects, dispatch, error, flush, format_options, out, parse_or_help,
+    probe_inputs,
 )
 from capsfast.constants import FORMATS
 from capsfast.errors import CapsfastError
@@ -17,17 +18,29 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from capsfast.cmdline import Values
+
 
 def cmd_capabilities(argv: list[str]) -> int:
-    summary = "Print what this host offers for virtualization, as libvirt capabilities XML, the draft XML, or JSON."
+    summary = (
+        "Print what this host offers for virtualization, as libvirt capabilities XML, the draft XML,\n"
+        "or JSON.  Several --connect (or --hosts FILE) probe those hosts concurrently and print one\n"
+        "document per host (JSON lines with --format json), each tagged with its URI."
+    )
     machines = Option(("--machines",), "also list each emulator's machine types (runs each emulator once; "
                       "cached on disk)")
-    options = INPUT_OPTIONS + format_options(FORMATS, FORMATS[0]) + (machines,)
+    hosts = Option(("--hosts",), "a file of remote URIs, one a line ('#' comments), as if each were a --connect",
+                   metavar="FILE")
+    parallel = Option(("--parallel",), "at most N remote hosts at once (default 8)", metavar="N", default="8")
+    options = INPUT_OPTIONS + format_options(FORMATS, FORMATS[0]) + (machines, hosts, parallel)
     values = parse_or_help("%s capabilities" % PROG, options, (), argv, summary)
     if values is None:
         return 0
     from capsfast.render import render
 
+    uris = connects(values) + _hosts_file(values["hosts"])
+    if len(uris) > 1 or values["hosts"] is not None:
+        return _many_hosts(uris, values)
     host = probe_inputs(values)
     if values["machines"]:
         from capsfast.machines import attach
@@ -35,6 +48,62 @@ def cmd_capabilities(argv: list[str]) -> int:
         host = host._replace(guests=attach(host.guests, str(values["root"])))
     out(render(host, str(values["format"])))
     return 0
+
+
+def _hosts_file(path: object) -> "list[str]":
+    if path is None:
+        return []
+    try:
+        with open(str(path), "rb") as f:
+            text = f.read(1 << 20).decode("utf-8", "replace")
+    except OSError as e:
+        raise CapsfastError("--hosts %s: %s" % (path, e.strerror), errno=e.errno) from None
+    uris = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    return [uri for uri in uris if uri]
+
+
+def _many_hosts(uris: "list[str]", values: "Values") -> int:
+    """One document per host, in the order given; a host that failed is one
+    line on stderr and makes the exit status 2, the others still print."""
+    import json
+
+    from capsfast import remote
+    from capsfast.probing import probe
+    from capsfast.render import render
+
+    if values["replay"] is not None or values["root"] != "/" or values["cpuid_dump"] is not None \
+            or values["arch"] is not None or values["machines"]:
+        raise UsageError("several hosts take no --replay, --root, --cpuid-dump, --arch or --machines")
+    try:
+        parallel = int(str(values["parallel"]))
+    except ValueError:
+        parallel = 0
+    if parallel < 1:
+        raise UsageError("--parallel needs a whole number of at least 1, not %r" % values["parallel"])
+    fmt = str(values["format"])
+    failed = False
+    for fetched in remote.fetch_many(uris, parallel=parallel, deep=bool(values["deep"])):
+        try:
+            if fetched.recording is None:
+                error(fetched.error)
+                failed = True
+                continue
+            with fetched.recording as directory:
+                try:
+                    host = probe(replay=directory, deep=bool(values["deep"]))
+                    host.guests  # found while the recording is there
+                except CapsfastError as e:
+                    error("%s: %s" % (fetched.uri, e))
+                    failed = True
+                    continue
+            if fmt == "json":
+                doc = json.loads(render(host, "json"))
+                out(json.dumps(dict({"uri": fetched.uri}, **doc), separators=(",", ":")) + "\n")
+            else:
+                out("<!-- capsfast: %s -->\n" % fetched.uri.replace("--", "- -") + render(host, fmt))
+        finally:
+            fetched.close()
+    return 2 if failed else 0
 
 
 def cmd_check(argv: list[str]) -> int:
@@ -58,17 +127,31 @@ def cmd_check(argv: list[str]) -> int:
 
 def cmd_record(argv: list[str]) -> int:
     summary = (
-        "Capture this host as a replayable scenario: DIR/cpuid.txt (dump format),\n"
-        "DIR/root/ (a copy of every file the probe reads, a placeholder per device node)\n"
-        "and DIR/scenario.json (MSR values, description).  Replay with\n"
-        "capsfast capabilities --root DIR/root --cpuid-dump DIR/cpuid.txt"
+        "Capture this host (or with --connect, a remote one) as a recording that replays as the\n"
+        "host it captured: DIR/cpuid.txt (a full CPUID walk, 'cpuid -r -1' format), DIR/root/\n"
+        "(every file the probe reads; a placeholder per device node and emulator) and\n"
+        "DIR/scenario.json (what the devices answered, the MSR values).  DIR '-' writes a\n"
+        "tar stream to stdout.  Replay with: capsfast check --replay DIR"
     )
-    values = parse_or_help("%s record" % PROG, (), ("DIR",), argv, summary)
+    options = (
+        Option(("--deep",), "also create a VM with KVM_CREATE_VM, and record its answer"),
+        Option(("--connect",), "record a remote host over SSH instead (see capsfast check --help)", metavar="URI"),
+    )
+    values = parse_or_help("%s record" % PROG, options, ("DIR",), argv, summary)
     if values is None:
         return 0
-    from capsfast.record import record
+    from capsfast import recording
 
-    for line in record(str(values["DIR"])):
+    directory = str(values["DIR"])
+    if values["connect"] is not None:
+        from capsfast import remote
+
+        with remote.fetch(str(values["connect"]), deep=bool(values["deep"])) as fetched:
+            recording.read(fetched)  # a malformed reply is an error here, not a saved recording
+            lines = recording.copy(fetched, directory)
+    else:
+        lines = recording.record(directory, deep=bool(values["deep"]))
+    for line in lines:
         out(line + "\n")
     return 0
 
@@ -90,7 +173,7 @@ COMMANDS = {
     "capabilities": (cmd_capabilities, "print the host's capabilities (libvirt XML, draft XML or JSON)"),
     "check": (cmd_check, "can KVM guests run here? why not, and what to do"),
     "export": (cmd_export, "feed fleet tools: NFD node labels, Prometheus textfile, Ansible fact"),
-    "record": (cmd_record, "capture this host as a replayable test scenario"),
+    "record": (cmd_record, "capture this host (or a remote one) as a recording that replays as it"),
 }
 
 

@@ -38,19 +38,21 @@ class UsageError(Exception):
 
 class Option:
     """One flag.  ``metavar`` None makes a switch; a switch with ``const``
-    stores that value in ``dest`` (``--json`` is ``--format json``)."""
+    stores that value in ``dest`` (``--json`` is ``--format json``); an
+    option with ``many`` may be given again and collects a list."""
 
-    __slots__ = ("flags", "dest", "metavar", "choices", "help", "default", "const")
+    __slots__ = ("flags", "dest", "metavar", "choices", "help", "default", "const", "many")
 
     def __init__(self, flags: tuple[str, ...], help: str, metavar: "str | None" = None,
                  choices: "tuple[str, ...] | None" = None, default: object = None,
-                 dest: "str | None" = None, const: object = None) -> None:
+                 dest: "str | None" = None, const: object = None, many: bool = False) -> None:
         self.flags = flags
         self.dest = dest or flags[-1].lstrip("-").replace("-", "_")
         self.metavar = metavar
         self.choices = choices
         self.help = help
         self.const = True if const is None else const
+        self.many = many
         self.default = default if metavar is not None or const is not None else False
 
 
@@ -60,6 +62,11 @@ INPUT_OPTIONS = (
     Option(("--arch",), "the host architecture (default: DIR/proc/sys/kernel/arch, else this machine's)",
            metavar="ARCH"),
     Option(("--deep",), "also create a VM with KVM_CREATE_VM (costs hundreds of microseconds)"),
+    Option(("--replay",), "the host a recording captured (capsfast record DIR, or - for a tar stream "
+           "on stdin)", metavar="DIR"),
+    Option(("--connect",), "a remote host over SSH: ssh://[user@]host[:port] or "
+           "qemu+ssh://[user@]host[:port]/system (nothing but python3 needed there)", metavar="URI",
+           many=True),
 )
 
 
@@ -79,7 +86,7 @@ def parse(options: "Sequence[Option]", positionals: "Sequence[str]", argv: "Sequ
     by_flag = {flag: opt for opt in options for flag in opt.flags}
     values: Values = {}
     for opt in options:
-        values.setdefault(opt.dest, opt.default)
+        values.setdefault(opt.dest, [] if opt.many else opt.default)
     values["help"] = False
     rest: list[str] = []
     args = list(argv)
@@ -114,7 +121,12 @@ def parse(options: "Sequence[Option]", positionals: "Sequence[str]", argv: "Sequ
             raise UsageError(
                 "option %s: %r is not one of %s" % (name, value, ", ".join(opt.choices))
             )
-        values[opt.dest] = value
+        if opt.many:
+            collected = values[opt.dest]
+            assert isinstance(collected, list)
+            collected.append(value)
+        else:
+            values[opt.dest] = value
     if values["help"]:
         return values
     if len(rest) > len(positionals):
@@ -232,9 +244,25 @@ def error(message: object) -> None:
 
 # -- the input options' values ---------------------------------------------------
 
+def connects(values: "Values") -> "list[str]":
+    """The remote hosts the options name (``--connect``, given again for more)."""
+    given = values.get("connect") or []
+    assert isinstance(given, list)
+    return [str(uri) for uri in given]
+
+
+def one_connect(values: "Values") -> "str | None":
+    """The one remote host named, if any; several are bad input here."""
+    uris = connects(values)
+    if len(uris) > 1:
+        raise UsageError("--connect names one host here; 'capsfast capabilities' takes several")
+    return uris[0] if uris else None
+
+
 def is_live(values: "Values") -> bool:
     """Whether the input options name this running host."""
-    return values["root"] == "/" and values["cpuid_dump"] is None and values["arch"] is None
+    return (values["root"] == "/" and values["cpuid_dump"] is None and values["arch"] is None
+            and values["replay"] is None and not connects(values))
 
 
 def probe_inputs(values: "Values", refresh: bool = False) -> "Host":
@@ -243,8 +271,16 @@ def probe_inputs(values: "Values", refresh: bool = False) -> "Host":
 
     if refresh and is_live(values) and not values["deep"]:
         return probe(refresh=True)
+    if values["replay"] == "-":
+        from capsfast import remote
+
+        with remote.read_stream(sys.stdin.buffer, "standard input") as directory:
+            host = probe(replay=directory, deep=bool(values["deep"]))
+            host.guests  # found now, while the recording is still there
+        return host
     return probe(root=str(values["root"]), cpuid=_optional(values["cpuid_dump"]),
-                 arch=_optional(values["arch"]), deep=bool(values["deep"]))
+                 arch=_optional(values["arch"]), deep=bool(values["deep"]),
+                 replay=_optional(values["replay"]), connect=one_connect(values))
 
 
 def input_args(values: "Values") -> list[str]:
@@ -256,6 +292,10 @@ def input_args(values: "Values") -> list[str]:
         args += ["--cpuid-dump", os.path.abspath(str(values["cpuid_dump"]))]
     if values["arch"] is not None:
         args += ["--arch", str(values["arch"])]
+    if values["replay"] is not None:
+        args += ["--replay", os.path.abspath(str(values["replay"]))]
+    for uri in connects(values):
+        args += ["--connect", uri]
     if values["deep"]:
         args.append("--deep")
     return args

@@ -151,12 +151,18 @@ def _unchanged(watch: "tuple[Stamp, ...]", stat: "Callable[[str], os.stat_result
     return True
 
 
-def discover(root: str = "/") -> "Emulators":
-    """The emulators of the host under ``root`` (an ``Emulators``; the same
-    object as last time while nothing changed)."""
+def search_path() -> str:
+    """The PATH this process searches for emulators, as libvirt would."""
     path_env = os.environ.get("PATH")
+    return DEFAULT_PATH if path_env is None else path_env
+
+
+def discover(root: str = "/", path_env: "str | None" = None) -> "Emulators":
+    """The emulators of the host under ``root`` in ``path_env`` (default:
+    this process's PATH); an ``Emulators``, the same object as last time
+    while nothing changed."""
     if path_env is None:
-        path_env = DEFAULT_PATH
+        path_env = search_path()
     key = (root, path_env)
     entry = _cache.get(key)
     if entry is not None and _unchanged(entry.watch):
@@ -179,11 +185,12 @@ def forget() -> None:
 _last: "tuple[Emulators, str, Kvm, Kqemu, Xen, tuple[Guest, ...]] | None" = None
 
 
-def host_guests(root: str, arch: str, kvm: "Kvm", kqemu: "Kqemu", xen: "Xen") -> "tuple[Guest, ...]":
+def host_guests(root: str, arch: str, kvm: "Kvm", kqemu: "Kqemu", xen: "Xen",
+                path_env: "str | None" = None) -> "tuple[Guest, ...]":
     """The guests of the host under ``root``: discovery (cached) plus the
     pure rules of ``capsfast.guests``, memoised on their inputs."""
     global _last
-    found = discover(root)
+    found = discover(root, path_env)
     last = _last
     if last is not None and last[0] is found and last[1] == arch and (
         # The probe reuses its fact objects while nothing changed: try

@@ -215,6 +215,12 @@ def xen_facts(proc_xen: bool, xen_caps: "str | None", hv_type: "str | None", hv_
     return Xen(present=present_, role=role, hypervisor_type=hv_type or None, capabilities=tokens)
 
 
+def shows_vmx_or_svm(leaves: "Leaves") -> bool:
+    """Whether CPUID offers hardware virtualization: only then can the
+    kernel's flags or an MSR tell that the firmware locked it off."""
+    return bool(leaves[cpuid.BASIC1][cpuid.ECX] >> 5 & 1 or leaves[cpuid.EXT1][cpuid.ECX] >> 2 & 1)
+
+
 class CpuFacts:
     """What the CPU is: kept for the live host, gathered per call otherwise.
     ``cpu`` is None where no CPU facts exist (not x86, nothing to read);
@@ -232,22 +238,31 @@ class CpuFacts:
         self.msr_items = tuple(sorted(msr.items()))  # Host.msr, made once
 
 
-def cpu_facts(root: str, arch: str, leaves: "Leaves | None", source: str, files: "Files") -> "CpuFacts":
+def cpu_facts(root: str, arch: str, leaves: "Leaves | None", source: str, files: "Files",
+              msr: "dict[int, int] | None" = None) -> "CpuFacts":
     """CPU, hypervisor, kernel flags and MSRs from CPUID leaves (or, with
-    none, the root's /proc/cpuinfo) and the CPU files' results."""
+    none, the root's /proc/cpuinfo) and the CPU files' results; ``msr``
+    given (a recording's) stands for the MSR files.
+
+    With CPUID, the kernel's flags and the MSRs count only where it shows
+    vmx or svm (they tell a firmware lock, nothing else), as for the live
+    host, which reads them only then: a dump answers as its host did."""
     block = None
     if "cpuinfo" in files:
         path, result = files["cpuinfo"]
         # Only the first block is read: a cut-off rest is expected, not an error.
         block = cpuinfo_first_block(data(root, path, result))
     flags = kernel_flags(block)
-    msr = {}
-    for key, number in (("msr.feature_control", MSR_FEATURE_CONTROL), ("msr.vm_cr", MSR_VM_CR)):
-        if key in files:
-            # An MSR is evidence, never required: unreadable means unused.
-            value = files[key][1].value
-            if value is not None:
-                msr[number] = value
+    if msr is None:
+        msr = {}
+        for key, number in (("msr.feature_control", MSR_FEATURE_CONTROL), ("msr.vm_cr", MSR_VM_CR)):
+            if key in files:
+                # An MSR is evidence, never required: unreadable means unused.
+                value = files[key][1].value
+                if value is not None:
+                    msr[number] = value
+    if leaves is not None and not shows_vmx_or_svm(leaves):
+        flags, msr = None, {}
     if arch not in X86_ARCHS:
         return CpuFacts(None, NO_HYPERVISOR, flags, msr, None)
     if leaves is not None:

@@ -21,6 +21,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast._native import Batch, Leaves, Results
     from capsfast.facts import CpuFacts, DeviceFacts, Files
+    from capsfast.recording import Replay
     from capsfast.model import Guest, Host, Kqemu, Kvm, Xen
 
     PlanKey = tuple[str, bool, bool]  # (root, with CPU files, with the arch file)
@@ -78,13 +79,9 @@ def _run(key: "PlanKey", want_cpu: bool, deep: bool) -> "tuple[Results, Files]":
     return results, _keyed(facts.entries(key[1], key[2]), results)
 
 
-def _guests(root: str, arch: str, kvm: "Kvm", kqemu: "Kqemu", xen: "Xen") -> "tuple[Guest, ...]":
-    return emulators.host_guests(root, arch, kvm, kqemu, xen)
-
-
-def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts") -> "Host":
+def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_env: "str | None" = None) -> "Host":
     kvm, kqemu, xen, _hvm = devices
-    return facts.host(arch, cpu, devices, lambda: _guests(root, arch, kvm, kqemu, xen))
+    return facts.host(arch, cpu, devices, lambda: emulators.host_guests(root, arch, kvm, kqemu, xen, path_env))
 
 
 class LiveCache:
@@ -171,9 +168,7 @@ def _live_cpu_facts(arch: str, leaves: "Leaves | None") -> "CpuFacts":
     """CPU facts of the running host from its first crossing's CPUID."""
     # Kernel flags and MSRs matter only where CPUID shows vmx or svm (a
     # firmware lock); elsewhere the second crossing is saved.
-    if leaves is not None and not (
-        leaves[cpuid.BASIC1][cpuid.ECX] >> 5 & 1 or leaves[cpuid.EXT1][cpuid.ECX] >> 2 & 1
-    ):
+    if leaves is not None and not facts.shows_vmx_or_svm(leaves):
         return facts.cpu_facts("/", arch, leaves, "cpuid", {})
     entries = facts.CPU_FILES
     results = _native.Batch(None, facts.specs("/", entries)).run()
@@ -202,9 +197,11 @@ def _read_dump(path: str) -> "Leaves":
     return cpuid.leaves_from_dump(data.decode("utf-8", "replace"), "CPUID dump %s" % path)
 
 
-def _probe_other(root: str, dump: "str | None", arch: "str | None", deep: bool) -> "Host":
-    """A fake root, a dump or a forced arch: nothing kept, nothing live
-    unless root is "/" and no dump is given."""
+def _probe_other(root: str, dump: "str | None", arch: "str | None", deep: bool,
+                 replay: "Replay | None" = None) -> "Host":
+    """A fake root, a dump, a forced arch or a recording: nothing kept,
+    nothing live unless root is "/" and no dump is given.  A recording adds
+    what no file can hold: the device facts observed and the MSR values."""
     if root != "/":
         _check_root(root)
     if arch is not None:
@@ -231,14 +228,36 @@ def _probe_other(root: str, dump: "str | None", arch: "str | None", deep: bool) 
         live = _live.cpu
         leaves = live.leaves if live is not None else _native.Batch(None, []).run(True).cpu
         source = "cpuid"
-    cpu = facts.cpu_facts(root, arch, leaves, source, files)
-    assert results.kvm is not None
-    return _host(root, arch, cpu, facts.device_facts(cpu, results.kvm, files, deep, root))
+    cpu = facts.cpu_facts(root, arch, leaves, source, files, None if replay is None else replay.msr)
+    kvm = results.kvm if replay is None or replay.kvm is None else replay.kvm
+    assert kvm is not None
+    return _host(root, arch, cpu, facts.device_facts(cpu, kvm, files, deep, root),
+                 None if replay is None else replay.path)
+
+
+def _replay(directory: str, deep: bool) -> "Host":
+    from capsfast import recording
+
+    replay = recording.read(directory)
+    if deep and not replay.deep:
+        raise CapsfastError("replay %s: the recording was made without --deep (KVM_CREATE_VM was not tried)"
+                            % directory)
+    return _probe_other(replay.root, replay.dump, replay.arch, replay.deep, replay)
+
+
+def _connect(uri: str, deep: bool) -> "Host":
+    from capsfast import remote
+
+    with remote.fetch(uri, deep=deep) as directory:
+        host = _replay(directory, deep)
+        host.guests  # found now, while the recording is still there
+    return host
 
 
 def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] | None" = None,
           arch: "str | None" = None, deep: bool = False, refresh: bool = False,
-          machines: bool = False) -> "Host":
+          machines: bool = False, replay: "str | os.PathLike[str] | None" = None,
+          connect: "str | None" = None) -> "Host":
     """What this host (or the one under ``root``) offers for virtualization.
 
     ``cpuid``: path to a ``cpuid -r -1`` dump to use instead of the live CPU.
@@ -246,7 +265,21 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
     ``KVM_CREATE_VM``.  The plain live call is cached; ``refresh=True``
     re-reads the devices and files (not the CPU, which cannot change).
     ``machines``: also list each emulator's machine types (runs each
-    emulator once, then answers from an on-disk cache)."""
+    emulator once, then answers from an on-disk cache).  ``replay``: the
+    host a recording (``capsfast record``) captured, as it answered then.
+    ``connect``: a remote host (``ssh://[user@]host[:port]`` or
+    ``qemu+ssh://[user@]host[:port]/system``), recorded over SSH and
+    replayed here; nothing but Python is needed there."""
+    if replay is not None or connect is not None:
+        if root != "/" or cpuid is not None or arch is not None:
+            raise CapsfastError("a recording or a remote host brings its own root, CPUID and arch: "
+                                "replay and connect take no root, cpuid or arch")
+        if replay is not None and connect is not None:
+            raise CapsfastError("replay a recording or connect to a host, not both")
+        if machines:
+            raise CapsfastError("machine types come from running each emulator: not from a recording "
+                                "or a remote host")
+        return _replay(os.fspath(replay), deep) if replay is not None else _connect(str(connect), deep)
     if machines:
         from capsfast import machines as machine_types
 

@@ -100,8 +100,9 @@ capsfast.capabilities(format="json")
 tmp = tempfile.mkdtemp()
 for s in all_scenarios():
     try:
-        capsfast.probe(root=s.root(__import__("pathlib").Path(tempfile.mkdtemp(dir=tmp))), cpuid=s.dump,
-                       arch=s.args.get("arch"))
+        capsfast.probe(replay=str(s.dir)).guests
+        capsfast.probe(root=s.planted_root(__import__("pathlib").Path(tempfile.mkdtemp(dir=tmp))), cpuid=s.dump,
+                       arch=s.arch)
     except capsfast.CapsfastError:
         pass
 root = os.path.join(tmp, "hostile")

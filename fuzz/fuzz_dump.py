@@ -19,7 +19,7 @@ def one_input(data):
     except CapsfastError as e:
         assert "\n" not in str(e)
         return
-    assert cpuid.leaves_from_dump(cpuid.format_dump(leaves)) == leaves
+    assert cpuid.leaves_from_dump(cpuid.format_dump([(leaf, 0, r) for leaf, r in zip(cpuid.LEAVES, leaves)])) == leaves
     cpuid.decode(leaves, "dump")
     cpuid.hypervisor_vendor(cpuid.hypervisor_signature(leaves))
 

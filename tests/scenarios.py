@@ -1,9 +1,10 @@
 """Scenario hosts under tests/hosts/<name>/ and their golden files.
 
-Each scenario directory holds ``root/`` (a fake root tree), an optional
-``cpuid.txt`` (``cpuid -r -1`` dump), ``scenario.json`` (description,
-``args`` such as ``arch``, ``msr`` values to plant, hand-written ``expect``
-assertions) and golden outputs (``expected.json``, ``expected-libvirt.xml``,
+Each scenario directory is a recording (``capsfast record`` makes them; these
+are mostly hand-made): ``root/`` (a fake root tree), an optional
+``cpuid.txt`` (``cpuid -r -1`` dump), ``scenario.json`` (format, description,
+``arch`` where the root does not tell, ``msr`` values, hand-written
+``expect`` assertions for the tests) and golden outputs (``expected.json``, ``expected-libvirt.xml``,
 ``expected-draft.xml``).  ``CAPSFAST_REGENERATE=1`` rewrites the goldens
 instead of comparing; review the diff.
 """
@@ -17,12 +18,14 @@ REGENERATE = os.environ.get("CAPSFAST_REGENERATE") == "1"
 
 
 class Scenario:
+    """One recording under tests/hosts/, replayed as ``--replay DIR`` does."""
+
     def __init__(self, directory):
         self.dir = directory
         self.name = directory.name
         meta = json.loads((directory / "scenario.json").read_text())
         self.description = meta.get("description", "")
-        self.args = meta.get("args", {})
+        self.arch = meta.get("arch")
         self.msr = {int(k, 16): int(v, 16) for k, v in meta.get("msr", {}).items()}
         self.expect = meta.get("expect", {})
         dump = directory / "cpuid.txt"
@@ -31,25 +34,25 @@ class Scenario:
     def __repr__(self):
         return "Scenario(%s)" % self.name
 
-    def root(self, tmp_path):
-        """The fake root, copied to ``tmp_path`` when MSRs must be planted
-        (a sparse file: the MSR number is the offset)."""
-        if not self.msr:
-            return str(self.dir / "root")
-        root = tmp_path / "root"
-        shutil.copytree(self.dir / "root", root, symlinks=True)
-        msr = root / "dev" / "cpu" / "0" / "msr"
-        msr.parent.mkdir(parents=True, exist_ok=True)
-        with open(msr, "wb") as f:
-            for number, value in self.msr.items():
-                f.seek(number)
-                f.write(value.to_bytes(8, "little"))
-        return str(root)
-
-    def probe(self, tmp_path, **extra):
+    def probe(self, tmp_path=None, **extra):
         import capsfast
 
-        return capsfast.probe(root=self.root(tmp_path), cpuid=self.dump, arch=self.args.get("arch"), **extra)
+        return capsfast.probe(replay=str(self.dir), **extra)
+
+    def planted_root(self, tmp_path):
+        """The fake root with the MSRs planted where the msr driver would
+        serve them (a sparse file: the MSR number is the offset), for
+        probing it as a hand-made tree with --root and --cpuid-dump."""
+        root = tmp_path / "root"
+        shutil.copytree(self.dir / "root", root, symlinks=True)
+        if self.msr:
+            msr = root / "dev" / "cpu" / "0" / "msr"
+            msr.parent.mkdir(parents=True, exist_ok=True)
+            with open(msr, "wb") as f:
+                for number, value in self.msr.items():
+                    f.seek(number)
+                    f.write(value.to_bytes(8, "little"))
+        return str(root)
 
 
 def all_scenarios():

@@ -1,0 +1,297 @@
+"""Recordings: a host captured so that it replays as the host it was.
+
+A recording is a directory (or the same as a tar stream):
+
+- ``scenario.json``: ``format`` (1), the ``capsfast`` version that made it,
+  a ``description``, the host's ``arch``, the ``path`` searched for
+  emulators, ``cpu_source`` (``cpuid`` with ``cpuid.txt``, else
+  ``cpuinfo`` or ``none``), whether it was made with ``deep``, the ``msr``
+  values read, and for each device node probed what was observed
+  (``devices``: for ``/dev/kvm`` each step of the way to a usable KVM).
+- ``cpuid.txt``: a full CPUID walk in ``cpuid -r -1`` form.
+- ``root/``: every file the probe read, as read; an empty file for each
+  device node found and for each emulator (executable, so guests replay).
+
+Replaying decides with the same code as a live probe; only the facts come
+from the recording.  A hand-made tree (``tests/hosts/*``) is a recording
+whose ``scenario.json`` names no device facts: its device placeholders are
+then what they are, "exists, not a character device".
+"""
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import time
+
+from capsfast import _native, cpuid, emulators, facts
+from capsfast.constants import KVM_DEVICE, X86_ARCHS, __version__
+from capsfast.errors import CapsfastError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from capsfast._native import KvmDevice, Outcome
+
+FORMAT = 1
+SCENARIO = "scenario.json"
+DUMP = "cpuid.txt"
+ROOT = "root"
+_MAX_SCENARIO = 1 << 20
+_STEP_CODES = ("absent", "denied", "not_a_file", "not_kvm_device", "too_short", "failed")
+
+
+class Replay:
+    """What a recording says beyond its files: the inputs of a probe."""
+
+    __slots__ = ("directory", "root", "dump", "arch", "path", "deep", "msr", "kvm")
+
+    def __init__(self, directory: str, root: str, dump: "str | None", arch: "str | None", path: str,
+                 deep: bool, msr: "dict[int, int]", kvm: "KvmDevice | None") -> None:
+        self.directory = directory
+        self.root = root
+        self.dump = dump
+        self.arch = arch
+        self.path = path
+        self.deep = deep
+        self.msr = msr
+        self.kvm = kvm
+
+
+# -- writing ---------------------------------------------------------------------
+
+def _step(outcome: "Outcome") -> str:
+    if outcome.code in ("ok", "not_tried"):
+        return outcome.code
+    return "%s: %s" % (outcome.code, outcome.reason)
+
+
+def kvm_facts(device: "KvmDevice") -> "dict[str, object]":
+    """The observed steps of the KVM device, as scenario.json keeps them."""
+    return {
+        "mode": None if not device.stat.ok else "0o%o" % device.mode,
+        "stat": _step(device.stat),
+        "access": _step(device.access),
+        "open": _step(device.open),
+        "api_call": _step(device.api_call),
+        "api_version": device.api_version,
+        "create_vm": _step(device.create_vm),
+    }
+
+
+def record(directory: str, deep: bool = False) -> "list[str]":
+    """Capture the running host into ``directory`` (which must not exist or
+    be empty), or as a tar stream on standard output for ``-``.  Returns
+    lines to print."""
+    if not directory:
+        raise CapsfastError("record: the directory name is empty")
+    if "\0" in directory:
+        raise CapsfastError("record: %r: a path cannot hold a NUL byte" % directory)
+    if directory == "-":
+        with tempfile.TemporaryDirectory(prefix="capsfast-record-") as tmp:
+            _record_into(os.path.join(tmp, "r"), deep)
+            _write_tar(os.path.join(tmp, "r"))
+        return []
+    if os.path.isdir(directory) and os.listdir(directory):
+        raise CapsfastError("record: %s is not empty" % directory)
+    try:
+        count, arch, cpu_entries = _record_into(directory, deep)
+    except OSError as e:
+        raise CapsfastError("record: cannot write %s: %s" % (e.filename or directory, e.strerror),
+                            errno=e.errno) from None
+    return ["recorded %s: %d files, %d CPUID leaves and subleaves, arch %s" % (directory, count, cpu_entries, arch)]
+
+
+def _record_into(directory: str, deep: bool) -> "tuple[int, str, int]":
+    entries = facts.DEVICE_FILES + facts.CPU_FILES + (facts.ARCH_FILE,)
+    results = _native.Batch(KVM_DEVICE, facts.specs("/", entries)).run(False, deep)
+    arch = facts.normalize_arch(os.uname().machine)
+    root = os.path.join(directory, ROOT)
+    os.makedirs(root)
+    written = 0
+    devices: "dict[str, object]" = {}
+    kvm = results.kvm
+    if kvm is not None:
+        devices[KVM_DEVICE] = kvm_facts(kvm)
+        if kvm.stat.ok:
+            written += _placeholder(root, KVM_DEVICE, kvm.mode)
+    msr: "dict[str, str]" = {}
+    for (_key, path, op, number, _size), result in zip(entries, results.files):
+        if not result.outcome.ok:
+            continue
+        if op == _native.MSR and result.value is not None:
+            msr["0x%x" % number] = "0x%x" % result.value
+        elif op == _native.STAT:
+            written += _placeholder(root, path, result.mode)
+        elif result.data is not None:
+            written += _write(root, path, result.data)
+    found = emulators.discover("/")
+    for binary in sorted(found.binaries.values()) + ([found.qemu_kvm] if found.qemu_kvm else []):
+        written += _write(root, binary, b"", mode=0o755)
+    walk = _native.cpuid_walk() if _native.HAS_CPUID and arch in X86_ARCHS else []
+    if walk:
+        with open(os.path.join(directory, DUMP), "w") as f:
+            f.write(cpuid.format_dump(walk))
+    scenario = {
+        "format": FORMAT,
+        "capsfast": __version__,
+        "description": "recorded by capsfast record on %s" % time.strftime("%Y-%m-%d"),
+        "arch": arch,
+        "path": emulators.search_path(),
+        "cpu_source": "cpuid" if walk else ("cpuinfo" if os.path.exists(os.path.join(root, "proc", "cpuinfo"))
+                                            else "none"),
+        "deep": deep,
+        "msr": msr,
+        "devices": devices,
+    }
+    with open(os.path.join(directory, SCENARIO), "w") as f:
+        f.write(json.dumps(scenario, indent=2) + "\n")
+    return written, arch, len(walk)
+
+
+def copy(source: str, directory: str) -> "list[str]":
+    """Save the recording in ``source`` (a temporary one, fetched from a
+    remote host) as ``directory``, or as a tar stream for ``-``."""
+    if directory == "-":
+        _write_tar(source)
+        return []
+    if not directory:
+        raise CapsfastError("record: the directory name is empty")
+    if os.path.isdir(directory) and os.listdir(directory):
+        raise CapsfastError("record: %s is not empty" % directory)
+    try:
+        shutil.copytree(source, directory, symlinks=True, dirs_exist_ok=True)
+    except OSError as e:
+        raise CapsfastError("record: cannot write %s: %s" % (getattr(e, "filename", None) or directory,
+                                                           getattr(e, "strerror", None) or e)) from None
+    return ["recorded %s" % directory]
+
+
+def _target(root: str, path: str) -> str:
+    target = root + path
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    return target
+
+
+def _placeholder(root: str, path: str, mode: int) -> int:
+    target = _target(root, path)
+    if stat.S_ISDIR(mode):
+        os.makedirs(target, exist_ok=True)
+        # Git keeps no empty directory; a marker keeps the recording portable.
+        open(os.path.join(target, ".present"), "w").close()
+    else:
+        open(target, "w").close()
+    return 1
+
+
+def _write(root: str, path: str, data: bytes, mode: int = 0o644) -> int:
+    target = _target(root, path)
+    with open(target, "wb") as f:
+        f.write(data)
+    os.chmod(target, mode)
+    return 1
+
+
+def _write_tar(directory: str) -> None:
+    import tarfile
+
+    out = sys.stdout.buffer if sys.stdout is not None else None
+    if out is None:
+        raise CapsfastError("cannot write to standard output: it is closed")
+    with tarfile.open(fileobj=out, mode="w|") as tar:
+        for name in sorted(os.listdir(directory)):
+            tar.add(os.path.join(directory, name), arcname=name)
+    out.flush()
+
+
+# -- reading ---------------------------------------------------------------------
+
+def _outcome(text: object, where: str) -> "Outcome":
+    if text in ("ok", "not_tried"):
+        return _native.OK if text == "ok" else _native.NOT_TRIED
+    if isinstance(text, str):
+        code, sep, reason = text.partition(": ")
+        if sep and code in _STEP_CODES:
+            return _native.Outcome(code, reason)
+    raise CapsfastError("%s: %r is not a step ('ok', 'not_tried' or 'CODE: reason')" % (where, text))
+
+
+def _kvm_device(observed: object, where: str) -> "KvmDevice":
+    if not isinstance(observed, dict):
+        raise CapsfastError("%s: not an object" % where)
+    mode = observed.get("mode")
+    api = observed.get("api_version")
+    try:
+        mode_value = 0 if mode is None else int(str(mode), 0)
+    except ValueError:
+        raise CapsfastError("%s: mode %r is not a number" % (where, mode)) from None
+    if api is not None and not isinstance(api, int):
+        raise CapsfastError("%s: api_version %r is not a number" % (where, api))
+    return _native.KvmDevice(
+        stat=_outcome(observed.get("stat"), where + ".stat"),
+        mode=mode_value,
+        access=_outcome(observed.get("access", "not_tried"), where + ".access"),
+        open=_outcome(observed.get("open", "not_tried"), where + ".open"),
+        api_call=_outcome(observed.get("api_call", "not_tried"), where + ".api_call"),
+        api_version=api,
+        create_vm=_outcome(observed.get("create_vm", "not_tried"), where + ".create_vm"),
+    )
+
+
+def _hex(text: object, where: str) -> int:
+    try:
+        value = int(str(text), 16)
+    except ValueError:
+        raise CapsfastError("%s: %r is not a hexadecimal number" % (where, text)) from None
+    if not 0 <= value < 1 << 64:
+        raise CapsfastError("%s: %r is out of range" % (where, text))
+    return value
+
+
+def read(directory: str) -> Replay:
+    """The recording in ``directory``; CapsfastError naming what is wrong
+    with a malformed one or one of a newer format."""
+    directory = os.fspath(directory)
+    name = os.path.join(directory, SCENARIO)
+    try:
+        with open(name, "rb") as f:
+            text = f.read(_MAX_SCENARIO + 1)
+    except OSError as e:
+        raise CapsfastError("replay %s: %s" % (directory, e.strerror or e), errno=e.errno) from None
+    if len(text) > _MAX_SCENARIO:
+        raise CapsfastError("replay %s: %s is larger than %d bytes" % (directory, SCENARIO, _MAX_SCENARIO))
+    try:
+        doc = json.loads(text.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CapsfastError("replay %s: %s is not JSON (%s)" % (directory, SCENARIO, str(e).splitlines()[0])) from None
+    if not isinstance(doc, dict):
+        raise CapsfastError("replay %s: %s is not an object" % (directory, SCENARIO))
+    version = doc.get("format", FORMAT)
+    if not isinstance(version, int) or version < 1:
+        raise CapsfastError("replay %s: format %r is not a recording format" % (directory, version))
+    if version > FORMAT:
+        raise CapsfastError("replay %s: recording format %d is newer than this capsfast (%s) reads (%d): "
+                            "upgrade capsfast" % (directory, version, __version__, FORMAT))
+    root = os.path.join(directory, ROOT)
+    if not os.path.isdir(root):
+        raise CapsfastError("replay %s: no %s/ directory" % (directory, ROOT))
+    dump = os.path.join(directory, DUMP)
+    arch = doc.get("arch", doc.get("args", {}).get("arch") if isinstance(doc.get("args"), dict) else None)
+    if arch is not None and not isinstance(arch, str):
+        raise CapsfastError("replay %s: arch %r is not a name" % (directory, arch))
+    path = doc.get("path", emulators.DEFAULT_PATH)
+    # Each entry is looked up inside root/: one that climbs out of it would
+    # list directories of this machine as the recorded host's.
+    if not isinstance(path, str) or not path.isprintable() or any(
+            ".." in entry.split("/") for entry in path.split(":")):
+        raise CapsfastError("replay %s: path %r is not a PATH inside the recording" % (directory, path))
+    msr_doc = doc.get("msr", {})
+    if not isinstance(msr_doc, dict):
+        raise CapsfastError("replay %s: msr is not an object" % directory)
+    msr = {_hex(k, "msr"): _hex(v, "msr %s" % k) for k, v in msr_doc.items()}
+    devices = doc.get("devices", {})
+    if not isinstance(devices, dict):
+        raise CapsfastError("replay %s: devices is not an object" % directory)
+    kvm = _kvm_device(devices[KVM_DEVICE], "devices %s" % KVM_DEVICE) if KVM_DEVICE in devices else None
+    return Replay(directory, root, dump if os.path.exists(dump) else None, arch, path,
+                  bool(doc.get("deep", False)), msr, kvm)
