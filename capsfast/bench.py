@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 OPTIONS = format_options(("text", "json"), "text") + (
     Option(("--quick",), "few runs (a smoke test; the figures are rough)"),
     Option(("--slow",), "also measure py-cpuinfo (about a second per run)"),
+    Option(("--connect",), "also measure a remote query of this host over SSH (and virsh over "
+           "qemu+ssh where a libvirt daemon answers there); the benchmark starts no sshd", metavar="URI"),
 )
 SUMMARY = (
     "Measure probe latency on this host: import, first and repeated probes,\n"
@@ -236,9 +238,10 @@ class Result:
 class Bench:
     """What the steps share: how much to measure, and what was measured."""
 
-    def __init__(self, quick: bool, slow: bool) -> None:
+    def __init__(self, quick: bool, slow: bool, connect: str | None = None) -> None:
         self.quick = quick
         self.slow = slow
+        self.connect = connect
         self.runs = 3 if quick else 15         # fresh interpreters per figure
         self.number = 200 if quick else 5000   # calls per sample
         self.repeat = 5 if quick else 15       # samples
@@ -510,6 +513,43 @@ def alt_virt_host_validate(b: Bench) -> None:
     _alt_process(b, "alt_virt_host_validate", "virt-host-validate", ["qemu"], "virt-host-validate qemu, a process")
 
 
+@step("a remote query over SSH (--connect)")
+def remote_query(b: Bench) -> None:
+    what = "probe(connect=URI): one SSH connection, the collector, the replay here"
+    if b.connect is None:
+        b.keep(Result("remote_query", what, [], "only with --connect URI"), alternative=True)
+        return
+    import capsfast
+
+    samples: list[float] = []
+    for _ in range(b.alt_runs):
+        start = time.perf_counter_ns()
+        capsfast.probe(connect=b.connect).guests
+        samples.append((time.perf_counter_ns() - start) / 1e3)
+    b.keep(Result("remote_query", what, samples), alternative=True)
+    virsh = _which("virsh")
+    what = "virsh -c qemu+ssh://.../system capabilities, a process (the same host)"
+    if virsh is None or not _libvirtd_running():
+        b.keep(Result("alt_virsh_ssh", what, [], "no virsh, or no libvirt daemon running"), alternative=True)
+        return
+    from capsfast import remote
+
+    target = remote.parse_uri(b.connect)
+    query = [q for q in (("keyfile=" + target.keyfile) if target.keyfile else "",
+                         ("known_hosts=" + target.known_hosts) if target.known_hosts else "",
+                         "no_verify=1" if target.no_verify else "") if q]
+    uri = "qemu+ssh://%s%s%s/system%s" % (target.user + "@" if target.user else "", target.host,
+                                         ":%d" % target.port if target.port else "",
+                                         "?" + "&".join(query) if query else "")
+    virsh_samples: list[float] = []
+    status = 0
+    for _ in range(b.alt_runs):
+        took, status = _process_time([virsh, "-c", uri, "capabilities"], None)
+        virsh_samples.append(took)
+    b.keep(Result("alt_virsh_ssh", what, virsh_samples, "exit status %d" % status if status else None),
+           alternative=True)
+
+
 @step("py-cpuinfo")
 def alt_py_cpuinfo(b: Bench) -> None:
     b.keep(_py_cpuinfo(b), alternative=True)
@@ -558,9 +598,10 @@ def whole_processes(b: Bench) -> None:
                   virsh_samples, virsh_note), alternative=True)
 
 
-def run(quick: bool = False, slow: bool = False, progress: Progress | None = None) -> Document:
+def run(quick: bool = False, slow: bool = False, progress: Progress | None = None,
+        connect: str | None = None) -> Document:
     """Every step in order; all measurements as the ``--json`` document."""
-    b = Bench(quick, slow)
+    b = Bench(quick, slow, connect)
     progress = progress or Progress(len(STEPS))
     for label, measure in STEPS:
         progress.step(label)
@@ -951,7 +992,8 @@ def main(argv: Sequence[str]) -> int:
         return 0
     progress = Progress(len(STEPS))
     try:
-        doc = run(quick=bool(values["quick"]), slow=bool(values["slow"]), progress=progress)
+        doc = run(quick=bool(values["quick"]), slow=bool(values["slow"]), progress=progress,
+                  connect=None if values["connect"] is None else str(values["connect"]))
     except (RuntimeError, subprocess.SubprocessError) as e:
         error("bench: %s" % e)
         return 1

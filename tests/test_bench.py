@@ -24,6 +24,7 @@ ALWAYS_MEASURED = (
 MAYBE_MEASURED = (
     "render_libvirt_first", "render_libvirt_cached", "cpuid_one", "cpuid_walk", "syscalls_cpu_files",
     "alt_cpuinfo_python", "alt_virsh", "alt_libvirt_python", "alt_kvm_ok", "alt_virt_host_validate", "alt_py_cpuinfo",
+    "remote_query",
 )
 TIME_UNITS = {"us", "ms", "s", "ns", "seconds", "microseconds"}
 
@@ -102,7 +103,7 @@ def test_quick_json_has_every_field(quick_json):
         assert r["what"]
         if r["runs"]:
             assert r["low_us"] <= r["median_us"] <= r["high_us"], r["key"]
-    assert set(out["alternatives"]) == {k for k in MAYBE_MEASURED if k.startswith("alt_")}
+    assert set(out["alternatives"]) == {k for k in MAYBE_MEASURED if k.startswith("alt_")} | {"remote_query"}
     assert isinstance(out["cpuid_first_probe"], int) and out["cpuid_first_probe"] >= 0
     walk = out["cpuid_walk"]
     assert set(walk) == {"entries", "cpuid_instructions", "ratio_to_one_cpuid", "run_by_first_probe"}
