@@ -152,20 +152,7 @@ def parse_dump(text: str, name: str = "CPUID dump") -> "dict[int, Registers]":
 
     Raises CapsfastError naming the first line that is not of that format,
     or when the dump has no leaf 0.  Callers read at most 1 MiB of a dump."""
-    leaves: dict[int, Registers] = {}
-    seen_cpu = False
-    for entry in _dump_lines(text, name):
-        if entry is None:
-            if seen_cpu and leaves:
-                break  # only the first CPU counts
-            seen_cpu = True
-            continue
-        leaf, subleaf, regs = entry
-        if subleaf == 0 and leaf not in leaves:
-            leaves[leaf] = regs
-    if 0 not in leaves:
-        raise CapsfastError("%s: no leaf 0x00000000 (is it 'cpuid -r -1' output?)" % name)
-    return leaves
+    return {leaf: regs for (leaf, subleaf), regs in parse_dump_walk(text, name).items() if subleaf == 0}
 
 
 def parse_dump_walk(text: str, name: str = "CPUID dump") -> "dict[tuple[int, int], Registers]":
