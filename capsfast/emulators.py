@@ -200,6 +200,6 @@ def host_guests(root: str, arch: str, kvm: "Kvm", kqemu: "Kqemu", xen: "Xen",
             and last[4].role == xen.role and last[4].capabilities == xen.capabilities)
     ):
         return last[5]
-    result = guests.for_host(arch, found, kvm, kqemu, xen)
+    result = guests.for_host(arch, found.binaries, found.qemu_kvm, kvm, kqemu, xen)
     _last = (found, arch, kvm, kqemu, xen, result)
     return result

@@ -15,7 +15,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from capsfast.emulators import Emulators
     from capsfast.model import Kqemu, Kvm, Xen
 
 # libvirt's architectures in its enumeration order (the order of <guest>
@@ -185,8 +184,8 @@ def feature_toggle(guest: Guest, feature: str) -> "tuple[str, str] | None":
     return table.get(feature)
 
 
-def for_host(host_arch: str, emulators: "Emulators", kvm: "Kvm", kqemu: "Kqemu", xen: "Xen") -> tuple[Guest, ...]:
-    """All guests of a host: the Xen dom0's own guests first, then QEMU's."""
-    return xen_guests(host_arch, xen) + qemu_guests(
-        host_arch, emulators.binaries, emulators.qemu_kvm, kvm.usable, kqemu.exists
-    )
+def for_host(host_arch: str, binaries: "Mapping[str, str]", qemu_kvm: "str | None", kvm: "Kvm", kqemu: "Kqemu",
+             xen: "Xen") -> tuple[Guest, ...]:
+    """All guests of a host: the Xen dom0's own guests first, then QEMU's
+    (``binaries``: QEMU target -> emulator path; ``qemu_kvm``: RHEL's)."""
+    return xen_guests(host_arch, xen) + qemu_guests(host_arch, binaries, qemu_kvm, kvm.usable, kqemu.exists)

@@ -283,7 +283,7 @@ def test_probe_runs_no_emulator(tmp_path, fake_path):
 def test_live_probe_lists_this_hosts_emulators(fresh_process_state):
     host = capsfast.probe()
     found = emulators.discover("/")
-    expected = guests.for_host(host.arch, found, host.kvm, host.kqemu, host.xen)
+    expected = guests.for_host(host.arch, found.binaries, found.qemu_kvm, host.kvm, host.kqemu, host.xen)
     assert host.guests == expected
     assert capsfast.probe(refresh=True).guests == expected
 
