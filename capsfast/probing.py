@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
     PlanKey = tuple[str, bool, bool]  # (root, with CPU files, with the arch file)
 
-_LIVE_PLAN: "PlanKey" = ("/", False, False)
 _MAX_DUMP = 1 << 20
 
 
@@ -60,9 +59,6 @@ class _Pool:
 
 
 _pool = _Pool()
-# The live plan's structs and buffers, made while importing (about 25 us of
-# cffi field writes) so that the first probe pays only for the probing.
-_pool.give(_LIVE_PLAN, _pool.take(_LIVE_PLAN))
 
 
 def _keyed(entries: "tuple[facts.Entry, ...]", results: "Results") -> "Files":
@@ -84,14 +80,22 @@ def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_en
     return facts.host(arch, cpu, devices, lambda: emulators.host_guests(root, arch, kvm, kqemu, xen, path_env))
 
 
+def _live_batch() -> "Batch":
+    return _native.Batch(KVM_DEVICE, facts.specs("/", facts.DEVICE_FILES))
+
+
 class LiveCache:
     """The running host, kept: its architecture and CPU facts (read once),
-    the last Host, and the last crossing's snapshot with its decoding."""
+    the last Host, the last crossing's snapshot with its decoding, and the
+    free C buffers of its plan (one per thread probing at once)."""
 
-    __slots__ = ("lock", "arch", "cpu", "host", "snapshot", "devices", "last")
+    __slots__ = ("lock", "arch", "cpu", "host", "snapshot", "devices", "last", "batches")
 
     def __init__(self) -> None:
         self.lock = _thread.allocate_lock()
+        # Made while importing (about 25 us of cffi field writes), so that
+        # the first probe pays only for the probing.
+        self.batches = [_live_batch()]
         self.forget()
 
     def forget(self) -> None:
@@ -117,14 +121,18 @@ class LiveCache:
                 if self.cpu is None:
                     return self._first(deep)
                 cpu = self.cpu
-        batch = _pool.take(_LIVE_PLAN)
+        free = self.batches
+        try:
+            batch = free.pop()
+        except IndexError:  # another thread is probing with it
+            batch = _live_batch()
         try:
             snapshot = batch.cross(False, deep)
             unchanged = not deep and snapshot == self.snapshot
             if not unchanged:
                 results = batch.results()
         finally:
-            _pool.give(_LIVE_PLAN, batch)
+            free.append(batch)
         last = self.last
         if unchanged and self.devices is not None and last is not None:
             # The last Host serves again while its guests are still to be
@@ -139,12 +147,12 @@ class LiveCache:
         CPUID and the devices in one crossing."""
         arch = self.arch = facts.normalize_arch(os.uname().machine)
         want_cpu = _native.HAS_CPUID and arch in X86_ARCHS
-        batch = _pool.take(_LIVE_PLAN)
+        batch = self.batches.pop() if self.batches else _live_batch()
         try:
             snapshot = batch.cross(want_cpu, deep)
             results = batch.results()
         finally:
-            _pool.give(_LIVE_PLAN, batch)
+            self.batches.append(batch)
         cpu = self.cpu = _live_cpu_facts(arch, results.cpu)
         return self._remember(snapshot, cpu, self._decode(cpu, results, deep), deep)
 
@@ -270,6 +278,14 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
     ``connect``: a remote host (``ssh://[user@]host[:port]`` or
     ``qemu+ssh://[user@]host[:port]/system``), recorded over SSH and
     replayed here; nothing but Python is needed there."""
+    if root == "/" and cpuid is None and arch is None and replay is None and connect is None and not machines:
+        # The live host: the call agents make many times a second.
+        if deep:
+            return _live.probe(True)
+        cached = _live.host
+        if cached is None or refresh:
+            cached = _live.host = _live.probe(False)
+        return cached
     if replay is not None or connect is not None:
         if root != "/" or cpuid is not None or arch is not None:
             raise CapsfastError("a recording or a remote host brings its own root, CPUID and arch: "
@@ -285,13 +301,6 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
 
         host = probe(root, cpuid, arch, deep, refresh)
         return host._replace(guests=machine_types.attach(host.guests, os.fspath(root)))
-    if root == "/" and cpuid is None and arch is None:
-        if deep:
-            return _live.probe(True)
-        cached = _live.host
-        if cached is None or refresh:
-            cached = _live.host = _live.probe(False)
-        return cached
     return _probe_other(os.fspath(root), None if cpuid is None else os.fspath(cpuid), arch, deep)
 
 
@@ -329,7 +338,7 @@ def first_probe_wants_cpu() -> bool:
 def live_batch() -> "Batch":
     """A Batch of the live plan (devices and files) of its own, for
     measuring the crossing alone (``Batch.bare``)."""
-    return _native.Batch(KVM_DEVICE, facts.specs("/", facts.DEVICE_FILES))
+    return _live_batch()
 
 
 def cpu_files_batch(root: str = "/") -> "Batch":
