@@ -9,7 +9,8 @@
     >>> print(capsfast.capabilities(format="json"))
 
 Importing does no probing.  The probe path (C module, decoding, verdict,
-model) is imported here; renderers are imported on first use.
+model) is imported here; renderers are imported on first use, and so is
+``capsfast.watch`` (it brings select, threading and ctypes).
 """
 from capsfast.constants import FORMATS, __version__
 from capsfast.errors import CapsfastError
@@ -46,3 +47,13 @@ def capabilities(host: "Host | None" = None, *, format: str = "libvirt") -> str:
     if format in FORMATS:
         _rendered[format] = (host, text)
     return text
+
+
+def __getattr__(name: str) -> object:
+    # capsfast.watch is loaded on first use, not with the package.
+    if name == "watch":
+        import sys
+
+        __import__("capsfast.watch")  # not "from capsfast import": that would ask this function again
+        return sys.modules["capsfast.watch"]
+    raise AttributeError("module 'capsfast' has no attribute %r" % name)

@@ -168,12 +168,64 @@ def cmd_bench(argv: list[str]) -> int:
     return bench_main(argv)
 
 
+def cmd_watch(argv: list[str]) -> int:
+    summary = (
+        "Stay running and print one line per change of the host's facts, as it happens: device\n"
+        "nodes coming and going or changing mode (inotify), modules loaded and unloaded (kernel\n"
+        "uevents), and a safety re-probe for what sends no event (module parameters).  Text:\n"
+        "'TIME path: old -> new'; --format json: one JSON object a line.  SIGTERM or SIGINT stops."
+    )
+    safety = Option(("--safety",), "re-probe after SECONDS without an event (default 60)", metavar="SECONDS",
+                    default="60")
+    options = INPUT_OPTIONS + format_options(("text", "json"), "text") + (safety,)
+    values = parse_or_help("%s watch" % PROG, options, (), argv, summary)
+    if values is None:
+        return 0
+    if values["replay"] is not None or connects(values):
+        raise UsageError("watch follows this host or a root on it: not a recording (--replay) or a remote "
+                         "host (--connect)")
+    try:
+        seconds = float(str(values["safety"]))
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 1e9:
+        raise UsageError("--safety needs a positive number of seconds, not %r" % values["safety"])
+    import json
+    import time
+
+    from capsfast import watch
+
+    as_json = values["format"] == "json"
+    with watch.SignalStop() as stop:
+        watcher = watch.changes(str(values["root"]), cpuid=_optional(values["cpuid_dump"]),
+                                arch=_optional(values["arch"]), deep=bool(values["deep"]), safety=seconds,
+                                stop=stop)
+        with watcher:
+            for _host, changed in watcher:
+                now = time.time()
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (now % 1 * 1000)
+                if as_json:
+                    out(json.dumps({"time": stamp, "changes": [{"path": p, "old": o, "new": n}
+                                                               for p, o, n in changed]},
+                                   separators=(",", ":")) + "\n")
+                else:
+                    out("".join("%s %s: %s -> %s\n" % (stamp, p, json.dumps(o), json.dumps(n))
+                                for p, o, n in changed))
+                flush()
+    return 0
+
+
+def _optional(value: object) -> "str | None":
+    return None if value is None else str(value)
+
+
 COMMANDS = {
     "bench": (cmd_bench, "probe latency on this host, against the floor and the alternatives"),
     "capabilities": (cmd_capabilities, "print the host's capabilities (libvirt XML, draft XML or JSON)"),
     "check": (cmd_check, "can KVM guests run here? why not, and what to do"),
     "export": (cmd_export, "feed fleet tools: NFD node labels, Prometheus textfile, Ansible fact"),
     "record": (cmd_record, "capture this host (or a remote one) as a recording that replays as it"),
+    "watch": (cmd_watch, "print each change of the host's facts as it happens (inotify, uevents)"),
 }
 
 

@@ -30,6 +30,11 @@ EVERY_OPTION = Option(
     "its content changes; stop cleanly on SIGTERM", metavar="SECONDS",
 )
 
+WATCH_OPTION = Option(
+    ("--watch",), "stay running: rewrite the file as soon as a fact changes (inotify, kernel uevents); "
+    "--every SECONDS is then the safety re-probe (default %g)" % 60.0,
+)
+
 # With --every, NFD drops the labels this many beats after the last write
 # unless rewritten, so a node whose exporter died loses them; the file is
 # rewritten, changed or not, once half of that time has gone.
@@ -68,11 +73,13 @@ def _prober(values: "Values") -> "Prober":
 
 
 def _keep_fresh(interval: float, path: str, make: "Callable[[], tuple[str, str]]",
-                refresh_after: "float | None" = None) -> int:
+                refresh_after: "float | None" = None, watch: "Values | None" = None) -> int:
     """The ``--every`` loop: ``make()`` gives (facts, text); the file is
     rewritten when the facts differ from the last written, or
     ``refresh_after`` seconds after the last write; otherwise only its
-    modification time is touched, which tells it is alive."""
+    modification time is touched, which tells it is alive.  With ``watch``
+    (the input options), a change the watcher reports runs a step at once,
+    besides the beat."""
     from capsfast.export import atomic, every
 
     last_facts: list[str] = []      # the facts last written, once written
@@ -93,13 +100,64 @@ def _keep_fresh(interval: float, path: str, make: "Callable[[], tuple[str, str]]
             except OSError as e:
                 error("cannot touch %s: %s" % (path, e.strerror))
 
-    every.run(interval, step, error)
+    if watch is None:
+        every.run(interval, step, error)
+    else:
+        _watched(interval, step, watch)
     return 0
+
+
+def _watched(interval: float, step: "Callable[[], object]", values: "Values") -> None:
+    """``every.run`` waiting on a watcher instead of sleeping: a step on each
+    beat and on each change, until SIGTERM or SIGINT (collected, so a write
+    in progress finishes first).  A failing first step raises; later
+    failures are said and the loop goes on."""
+    from capsfast import watch
+    from capsfast.errors import CapsfastError
+
+    with watch.SignalStop() as stop:
+        # The watcher first: a change while the first file is written is
+        # then reported, not lost between the two probes.
+        with watch.changes(str(values["root"]), cpuid=_optional(values["cpuid_dump"]),
+                           arch=_optional(values["arch"]), deep=bool(values["deep"]), safety=interval,
+                           stop=stop) as watcher:
+            step()
+            beat = time.monotonic() + interval
+            while True:
+                try:
+                    found = watcher.next_change(max(0.0, beat - time.monotonic()))
+                except StopIteration:
+                    return
+                except CapsfastError as e:
+                    error(e)
+                    found = None
+                now = time.monotonic()
+                if found is None and now < beat:
+                    continue
+                if now >= beat:  # keep the beat, skip what was missed
+                    beat += ((now - beat) // interval + 1) * interval
+                try:
+                    step()
+                except CapsfastError as e:
+                    error(e)
+
+
+def _optional(value: object) -> "str | None":
+    return None if value is None else str(value)
 
 
 def _every(values: "Values") -> "float | None":
     every = values.get("every")
+    if values.get("watch"):
+        if values["replay"] is not None or values["connect"]:
+            raise UsageError("--watch follows this host or a root on it: not a recording (--replay) "
+                             "or a remote host (--connect)")
+        return 60.0 if every is None else _seconds(every)
     return None if every is None else _seconds(every)
+
+
+def _watching(values: "Values") -> "Values | None":
+    return values if values.get("watch") else None
 
 
 def options(fmt: str) -> tuple[Option, ...]:
@@ -114,12 +172,14 @@ def options(fmt: str) -> tuple[Option, ...]:
                    metavar="NAMESPACE", default=nfd.DEFAULT_NAMESPACE),
             Option(("--stdout",), "print the file instead of writing it"),
             EVERY_OPTION,
+            WATCH_OPTION,
         )
     if fmt == "prometheus":
         return INPUT_OPTIONS + (
             Option(("--file",), "write this .prom file (for node_exporter's textfile "
                    "collector) instead of printing", metavar="FILE"),
             EVERY_OPTION,
+            WATCH_OPTION,
         )
     from capsfast.export import ansible
 
@@ -160,7 +220,8 @@ def cmd_nfd(argv: list[str]) -> int:
             atomic.write(path, text)
         return 0
     if values["stdout"]:
-        raise UsageError("--every writes the file; it cannot be combined with --stdout")
+        raise UsageError("%s writes the file; it cannot be combined with --stdout"
+                         % ("--watch" if values["watch"] else "--every"))
     lifetime = interval * EXPIRY_BEATS
 
     def make() -> tuple[str, str]:
@@ -170,7 +231,7 @@ def cmd_nfd(argv: list[str]) -> int:
         expiry = time.gmtime(-(-(time.time() + lifetime) // 1))
         return nfd.render(host, namespace), nfd.render(host, namespace, expiry)
 
-    return _keep_fresh(interval, path, make, lifetime / 2)
+    return _keep_fresh(interval, path, make, lifetime / 2, _watching(values))
 
 
 def cmd_prometheus(argv: list[str]) -> int:
@@ -191,13 +252,14 @@ def cmd_prometheus(argv: list[str]) -> int:
             atomic.write(path, text)
         return 0
     if path is None:
-        raise UsageError("--every needs --file: there is no file to keep fresh")
+        raise UsageError("%s needs --file: there is no file to keep fresh"
+                         % ("--watch" if values["watch"] else "--every"))
 
     def make() -> tuple[str, str]:
         host, seconds = probe()
         return prometheus.render(host), prometheus.render(host, seconds)
 
-    return _keep_fresh(interval, path, make)
+    return _keep_fresh(interval, path, make, watch=_watching(values))
 
 
 def cmd_ansible(argv: list[str]) -> int:
