@@ -39,6 +39,9 @@ class _Lib:
     # out: a struct capsfast_leaf[] of at least cap entries (or NULL with
     # cap 0); the entries written, or -errno.
     def capsfast_cpuid_walk(self, out: CData, cap: int, /) -> int: ...
+    # path: bytes (NUL-free); caps a uint32_t[n], values an int32_t[n];
+    # 0 when the device opened, else -errno (every value set to it).
+    def capsfast_kvm_caps(self, path: bytes, caps: CData, values: CData, n: int, /) -> int: ...
     # -1 unless the module was built with CAPSFAST_TEST_COUNTERS.
     def capsfast_peak_concurrency(self, reset: int, /) -> int: ...
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     FileSpec = tuple[str, str, int, int, "int | None"]
 
 # Must equal CAPSFAST_ABI in csrc/capsfast.h.
-ABI = 3
+ABI = 4
 if lib.CAPSFAST_ABI != ABI:  # pragma: no cover - only a stale build gets here
     raise ImportError(
         "capsfast's compiled module is ABI %d, the Python code wants %d: "
@@ -211,6 +211,23 @@ def cpuid_walk() -> "list[tuple[int, int, Registers]]":
 
 
 _floor_cpu = ffi.new("struct capsfast_cpu *")
+# A module global, so that a test can put a tripwire in its place.
+_kvm_caps = lib.capsfast_kvm_caps
+
+
+def kvm_caps(path: str, numbers: "Sequence[int]") -> "tuple[Outcome, list[int | None]]":
+    """KVM_CHECK_EXTENSION of each of ``numbers`` on the KVM device at
+    ``path``, in one crossing: the Outcome of opening it (``not_kvm_device``
+    for anything but KVM's character device, never opened) and, when it
+    opened, each answer (None where the check itself failed); [] otherwise.
+    Never part of a probe: ``Host.kvm_caps`` calls it when first read."""
+    n = len(numbers)
+    caps = ffi.new("uint32_t[]", list(numbers) or [0])
+    values = ffi.new("int32_t[]", max(n, 1))
+    rc = _kvm_caps(path.encode("utf-8", "surrogateescape"), caps, values, n)
+    if rc != 0:
+        return _outcome(rc), []
+    return OK, [v if v >= 0 else None for v in _unpack_words(values, n)]
 
 
 def _created(result: int) -> "Outcome":

@@ -45,6 +45,7 @@ CPUID_MAJOR = 203
 CPUID_DEVICE = "/dev/cpu/0/cpuid"
 KVM_GET_API_VERSION = 0xAE00
 KVM_CREATE_VM = 0xAE01
+KVM_CHECK_EXTENSION = 0xAE03
 BLOCK_STEP = 2048  # /proc/cpuinfo in small steps: the kernel stops after the first block
 
 # Bounds of the CPUID walk, whatever a (virtual) CPU answers: leaves per
@@ -93,10 +94,35 @@ def _is_device(st: os.stat_result, major: int, minor: "int | None" = None) -> bo
 
 # -- the KVM device -------------------------------------------------------------
 
-def kvm_device(path: str, deep: bool) -> "dict[str, Any]":
-    """The device node's steps, as C's probe_kvm takes them."""
+def kvm_caps(path: str, caps: "list[list[Any]]") -> "dict[str, int | None] | None":
+    """KVM_CHECK_EXTENSION of each (name, number) of ``caps``, as C's
+    capsfast_kvm_caps asks it; None where the device does not open."""
+    try:
+        st = os.stat(path)
+        if not _is_device(st, KVM_MAJOR, KVM_MINOR):
+            return None  # a placeholder or another device: never opened
+        fd = _open(path, os.O_RDWR)
+    except OSError:
+        return None
+    answers: "dict[str, int | None]" = {}
+    try:
+        for name, number in caps:
+            try:
+                answers[str(name)] = fcntl.ioctl(fd, KVM_CHECK_EXTENSION, int(number))
+            except OSError:
+                answers[str(name)] = None
+    finally:
+        os.close(fd)
+    return answers
+
+
+def kvm_device(path: str, deep: bool, caps: "list[list[Any]] | None" = None) -> "dict[str, Any]":
+    """The device node's steps, as C's probe_kvm takes them, and (given
+    ``caps``) its KVM_CHECK_EXTENSION answers."""
     facts: "dict[str, Any]" = {"mode": None, "stat": "ok", "access": "not_tried", "open": "not_tried",
                                "api_call": "not_tried", "api_version": None, "create_vm": "not_tried"}
+    if caps is not None:
+        facts["caps"] = kvm_caps(path, caps)
     try:
         st = os.stat(path)
     except OSError as e:
@@ -464,7 +490,7 @@ def collect(plan: "Plan") -> "dict[str, tuple[bytes | None, int]]":
             put(path, data)
 
     kvm_path = plan["kvm_device"]
-    device = kvm_device(kvm_path, bool(plan["deep"]))
+    device = kvm_device(kvm_path, bool(plan["deep"]), plan.get("kvm_caps"))
     if device["stat"] == "ok":
         put(kvm_path, b"")  # as capsfast record leaves it: the facts are in scenario.json
 

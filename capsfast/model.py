@@ -191,14 +191,18 @@ Machine = _record(
 
 Host = _record(
     "Host",
-    ("arch", "cpu", "hypervisor", "kvm", "kqemu", "xen", "hvm", "guests", "kernel_flags", "msr"),
+    ("arch", "cpu", "hypervisor", "kvm", "kqemu", "xen", "hvm", "guests", "kernel_flags", "msr", "kvm_caps"),
     """Everything one probe found.  ``guests`` is found on first read (it
-    lists the PATH directories); ``kernel_flags`` is the tuple of the first
+    lists the PATH directories); ``kvm_caps`` too (it opens /dev/kvm and
+    asks KVM_CHECK_EXTENSION): ``(name, answer)`` pairs in the order of
+    ``capsfast.facts.KVM_CAPS``, an answer None where its check failed, or
+    None where /dev/kvm cannot be opened; ``kernel_flags`` is the tuple of the first
     processor's /proc/cpuinfo flags, or None where unread; ``msr`` holds
     ``(number, value)`` pairs of the MSRs that could be read.""",
-    lazy=("guests",),
+    lazy=("guests", "kvm_caps"),
 )
 _HOST_GUESTS = Host._fields.index("guests")
+_HOST_KVM_CAPS = Host._fields.index("kvm_caps")
 
 Capabilities = _record(
     "Capabilities",
@@ -212,4 +216,10 @@ Capabilities = _record(
 def guests_pending(host):
     """True while ``host.guests`` has not been read (nothing listed yet)."""
     value = tuple.__getitem__(host, _HOST_GUESTS)
+    return value.__class__ is Lazy and value.pending
+
+
+def kvm_caps_pending(host):
+    """True while ``host.kvm_caps`` has not been read (/dev/kvm not asked)."""
+    value = tuple.__getitem__(host, _HOST_KVM_CAPS)
     return value.__class__ is Lazy and value.pending

@@ -89,6 +89,9 @@ class Host(NamedTuple):
     guests: tuple[Guest, ...]
     kernel_flags: Optional[tuple[str, ...]]
     msr: tuple[tuple[int, int], ...]
+    # Read on first access (a Lazy at run time): (name, answer) pairs, or
+    # None where /dev/kvm cannot be opened.
+    kvm_caps: Optional[tuple[tuple[str, Optional[int]], ...]]
     def as_dict(self) -> dict[str, Any]: ...
 
 class Capabilities(NamedTuple):
@@ -98,3 +101,4 @@ class Capabilities(NamedTuple):
     def as_dict(self) -> dict[str, Any]: ...
 
 def guests_pending(host: Host) -> bool: ...
+def kvm_caps_pending(host: Host) -> bool: ...

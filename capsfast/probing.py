@@ -20,7 +20,7 @@ from capsfast.model import guests_pending
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast._native import Batch, Leaves, Results
-    from capsfast.facts import CpuFacts, DeviceFacts, Files
+    from capsfast.facts import CpuFacts, DeviceFacts, Files, KvmCaps
     from capsfast.recording import Replay
     from capsfast.model import Guest, Host, Kqemu, Kvm, Xen
 
@@ -75,9 +75,27 @@ def _run(key: "PlanKey", want_cpu: bool, deep: bool) -> "tuple[Results, Files]":
     return results, _keyed(facts.entries(key[1], key[2]), results)
 
 
-def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_env: "str | None" = None) -> "Host":
+def read_kvm_caps(root: str = "/") -> "KvmCaps | None":
+    """KVM_CHECK_EXTENSION of every capability in facts.KVM_CAPS on the
+    KVM device under ``root`` (one crossing); None where it cannot be
+    opened (absent, denied, a fake root's placeholder)."""
+    opened, values = _native.kvm_caps(facts.under(root, KVM_DEVICE), facts.KVM_CAP_NUMBERS)
+    return facts.kvm_caps(values if opened.ok else None)
+
+
+def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_env: "str | None" = None,
+          replay: "Replay | None" = None) -> "Host":
     kvm, kqemu, xen, _hvm = devices
-    return facts.host(arch, cpu, devices, lambda: emulators.host_guests(root, arch, kvm, kqemu, xen, path_env))
+
+    def caps() -> "KvmCaps | None":
+        # A recording answers as its host did; one without caps (hand-made,
+        # older) has a placeholder, which never opens: None.
+        if replay is not None and replay.caps_recorded:
+            return replay.caps
+        return read_kvm_caps(root)
+
+    return facts.host(arch, cpu, devices, lambda: emulators.host_guests(root, arch, kvm, kqemu, xen, path_env),
+                      caps)
 
 
 def _live_batch() -> "Batch":
@@ -240,7 +258,7 @@ def _probe_other(root: str, dump: "str | None", arch: "str | None", deep: bool,
     kvm = results.kvm if replay is None or replay.kvm is None else replay.kvm
     assert kvm is not None
     return _host(root, arch, cpu, facts.device_facts(cpu, kvm, files, deep, root),
-                 None if replay is None else replay.path)
+                 None if replay is None else replay.path, replay)
 
 
 def _replay(directory: str, deep: bool) -> "Host":
@@ -259,6 +277,7 @@ def _connect(uri: str, deep: bool) -> "Host":
     with remote.fetch(uri, deep=deep) as directory:
         host = _replay(directory, deep)
         host.guests  # found now, while the recording is still there
+        host.kvm_caps
     return host
 
 

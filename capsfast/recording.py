@@ -32,6 +32,7 @@ from capsfast.errors import CapsfastError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast._native import KvmDevice, Outcome
+    from capsfast.facts import KvmCaps
 
 FORMAT = 1
 SCENARIO = "scenario.json"
@@ -44,10 +45,11 @@ _STEP_CODES = ("absent", "denied", "not_a_file", "not_kvm_device", "too_short", 
 class Replay:
     """What a recording says beyond its files: the inputs of a probe."""
 
-    __slots__ = ("directory", "root", "dump", "arch", "path", "deep", "msr", "kvm")
+    __slots__ = ("directory", "root", "dump", "arch", "path", "deep", "msr", "kvm", "caps_recorded", "caps")
 
     def __init__(self, directory: str, root: str, dump: "str | None", arch: "str | None", path: str,
-                 deep: bool, msr: "dict[int, int]", kvm: "KvmDevice | None") -> None:
+                 deep: bool, msr: "dict[int, int]", kvm: "KvmDevice | None", caps_recorded: bool = False,
+                 caps: "KvmCaps | None" = None) -> None:
         self.directory = directory
         self.root = root
         self.dump = dump
@@ -56,6 +58,10 @@ class Replay:
         self.deep = deep
         self.msr = msr
         self.kvm = kvm
+        # KVM_CHECK_EXTENSION answers as recorded (None: /dev/kvm did not
+        # open); a recording without them replays by asking its placeholder.
+        self.caps_recorded = caps_recorded
+        self.caps = caps
 
 
 # -- writing ---------------------------------------------------------------------
@@ -66,8 +72,9 @@ def _step(outcome: "Outcome") -> str:
     return "%s: %s" % (outcome.code, outcome.reason)
 
 
-def kvm_facts(device: "KvmDevice") -> "dict[str, object]":
-    """The observed steps of the KVM device, as scenario.json keeps them."""
+def kvm_facts(device: "KvmDevice", caps: "KvmCaps | None") -> "dict[str, object]":
+    """The observed steps of the KVM device, as scenario.json keeps them,
+    and its KVM_CHECK_EXTENSION answers (name -> answer, or None)."""
     return {
         "mode": None if not device.stat.ok else "0o%o" % device.mode,
         "stat": _step(device.stat),
@@ -76,6 +83,7 @@ def kvm_facts(device: "KvmDevice") -> "dict[str, object]":
         "api_call": _step(device.api_call),
         "api_version": device.api_version,
         "create_vm": _step(device.create_vm),
+        "caps": None if caps is None else dict(caps),
     }
 
 
@@ -112,7 +120,9 @@ def _record_into(directory: str, deep: bool) -> "tuple[int, str, int]":
     devices: "dict[str, object]" = {}
     kvm = results.kvm
     if kvm is not None:
-        devices[KVM_DEVICE] = kvm_facts(kvm)
+        # As Host.kvm_caps reads them (capsfast.probing.read_kvm_caps).
+        opened, values = _native.kvm_caps(KVM_DEVICE, facts.KVM_CAP_NUMBERS)
+        devices[KVM_DEVICE] = kvm_facts(kvm, facts.kvm_caps(values if opened.ok else None))
         if kvm.stat.ok:
             written += _placeholder(root, KVM_DEVICE, kvm.mode)
     msr: "dict[str, str]" = {}
@@ -238,6 +248,21 @@ def _kvm_device(observed: object, where: str) -> "KvmDevice":
     )
 
 
+def _caps(observed: object, where: str) -> "KvmCaps | None":
+    """The recorded answers in KVM_CAPS order: a name this capsfast does not
+    ask (a newer one recorded it) is left out, one it asks but the recording
+    lacks (an older one) is None."""
+    if observed is None:
+        return None
+    if not isinstance(observed, dict):
+        raise CapsfastError("%s: not an object of capability names and numbers" % where)
+    for name, value in observed.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0
+                                  or value >= 1 << 31):
+            raise CapsfastError("%s: %s is %r, not a KVM_CHECK_EXTENSION answer" % (where, name, value))
+    return facts.kvm_caps([observed.get(name) for name in facts.KVM_CAP_NAMES])
+
+
 def _hex(text: object, where: str) -> int:
     try:
         value = int(str(text), 16)
@@ -293,5 +318,8 @@ def read(directory: str) -> Replay:
     if not isinstance(devices, dict):
         raise CapsfastError("replay %s: devices is not an object" % directory)
     kvm = _kvm_device(devices[KVM_DEVICE], "devices %s" % KVM_DEVICE) if KVM_DEVICE in devices else None
+    observed = devices.get(KVM_DEVICE)
+    recorded = isinstance(observed, dict) and "caps" in observed
+    caps = _caps(observed.get("caps"), "devices %s.caps" % KVM_DEVICE) if isinstance(observed, dict) else None
     return Replay(directory, root, dump if os.path.exists(dump) else None, arch, path,
-                  bool(doc.get("deep", False)), msr, kvm)
+                  bool(doc.get("deep", False)), msr, kvm, recorded, caps)

@@ -205,6 +205,7 @@ def plan(target_name: str, deep: bool = False) -> "dict[str, Any]":
         "arch_key": facts.ARCH_FILE[0],
         "arch_aliases": dict(facts._ARCH_ALIASES),
         "kvm_device": KVM_DEVICE,
+        "kvm_caps": [list(row) for row in facts.KVM_CAPS],
         "qemu_kvm": QEMU_KVM,
         "emulator_prefix": emulators.PREFIX,
         "default_path": emulators.DEFAULT_PATH,

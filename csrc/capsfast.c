@@ -21,6 +21,8 @@
  * the build needs no kernel headers. */
 #define KVM_GET_API_VERSION_IOCTL 0xAE00
 #define KVM_CREATE_VM_IOCTL 0xAE01
+/* _IO(KVMIO, 0x03), <linux/kvm.h> */
+#define KVM_CHECK_EXTENSION_IOCTL 0xAE03
 #define API_VERSION_NOT_TRIED (-1000)
 
 /* Fixed device numbers (<linux/miscdevice.h> KVM_MINOR, <asm/msr.h>
@@ -417,6 +419,34 @@ static void probe_kvm(const char *path, int deep, struct capsfast_kvm *kvm)
             close(vm);
     }
     close(fd);
+}
+
+int capsfast_kvm_caps(const char *path, const uint32_t *caps, int32_t *values, int n)
+{
+    struct stat st;
+    int fd, i, rc;
+
+    if (path == NULL || n < 0 || (n > 0 && (caps == NULL || values == NULL)))
+        return -EINVAL;
+    if (stat(path, &st) != 0)
+        rc = -errno;
+    else if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != KVM_MAJOR_NUMBER ||
+             minor(st.st_rdev) != KVM_MINOR_NUMBER)
+        rc = -ENODEV;  /* a placeholder or another device: never opened */
+    else
+        rc = 0;
+    fd = rc == 0 ? open_nonblocking(path, O_RDWR) : rc;
+    if (fd < 0) {
+        for (i = 0; i < n; i++)
+            values[i] = fd;
+        return fd;
+    }
+    for (i = 0; i < n; i++) {
+        int r = ioctl(fd, KVM_CHECK_EXTENSION_IOCTL, (unsigned long)caps[i]);
+        values[i] = r < 0 ? -errno : r;
+    }
+    close(fd);
+    return 0;
 }
 
 /* The bytes read end a /proc/cpuinfo block once they hold a blank line. */

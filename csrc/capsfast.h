@@ -11,7 +11,7 @@
  */
 
 /* Bumped whenever a struct below changes; checked at import. */
-#define CAPSFAST_ABI 3
+#define CAPSFAST_ABI 4
 
 /* What struct capsfast_file.op asks for. */
 #define CAPSFAST_OP_STAT 0        /* stat(): err and mode only */
@@ -124,6 +124,17 @@ int capsfast_cpuid_walk(struct capsfast_leaf *out, int cap);
 /* CPUID instructions this process has executed through capsfast (each
  * one a VM exit under a hypervisor); counted in every build. */
 uint64_t capsfast_cpuid_executed(void);
+
+/*
+ * KVM_CHECK_EXTENSION for each of caps[0..n-1] on the system fd of the KVM
+ * device at path, in one call; never part of a probe.  The device is opened
+ * as capsfast_probe opens it: only the character device 10:232, O_RDWR.
+ * values[i] is the ioctl's answer or -errno.  Returns 0 when the device
+ * opened (values written), else -errno of stat() or open(), -ENODEV for
+ * anything but KVM's character device (never opened), -EINVAL for n < 0 or
+ * NULL arrays with n > 0; on failure every values[i] holds that result.
+ */
+int capsfast_kvm_caps(const char *path, const uint32_t *caps, int32_t *values, int n);
 
 /* The most threads seen inside capsfast_probe at once (since load or the
  * last reset); reset != 0 also sets it back to zero.  Tests use it to show

@@ -79,6 +79,7 @@ def sample_host(**changes):
         ),
         kernel_flags=("vmx",),
         msr=(),
+        kvm_caps=None,
     )
     return host._replace(**changes)
 

@@ -61,6 +61,9 @@ def test_replay_answers_as_the_recorded_host(recorded):
     replayed = json.loads(run("capabilities", "--format", "json", "--replay", str(recorded)).stdout)
     assert without_source(replayed) == without_source(live)
     assert replayed["guests"], "the guests are gone"
+    # The KVM capabilities replay as recorded, not from the placeholder.
+    caps = capsfast.probe(refresh=True).kvm_caps
+    assert replayed["host"]["kvm"]["caps"] == (None if caps is None else dict(caps))
 
 
 def test_check_replay_exits_as_live_check(recorded):
@@ -125,6 +128,10 @@ def test_observed_device_facts_replay(tmp_path):
     ({"msr": {"0x3a": "zz"}}, ["not a hexadecimal number"]),
     ({"devices": {"/dev/kvm": {"stat": "exploded"}}}, ["not a step"]),
     ({"devices": {"/dev/kvm": {"stat": "ok", "mode": "rwx"}}}, ["not a number"]),
+    ({"devices": {"/dev/kvm": {"stat": "ok", "caps": [1, 2]}}}, ["caps: not an object"]),
+    ({"devices": {"/dev/kvm": {"stat": "ok", "caps": {"IRQCHIP": "yes"}}}}, ["not a KVM_CHECK_EXTENSION answer"]),
+    ({"devices": {"/dev/kvm": {"stat": "ok", "caps": {"IRQCHIP": True}}}}, ["not a KVM_CHECK_EXTENSION answer"]),
+    ({"devices": {"/dev/kvm": {"stat": "ok", "caps": {"IRQCHIP": -1}}}}, ["not a KVM_CHECK_EXTENSION answer"]),
     ({"arch": 7}, ["not a name"]),
     ({"path": "/usr/bin:/../../../usr/bin"}, ["not a PATH inside the recording"]),
 ])

@@ -46,6 +46,7 @@ def host_dict(host: "Host") -> dict[str, object]:
     """The model as plain JSON-ready values: the document README describes
     and ``capsfast/schemas/capabilities.schema.json`` specifies."""
     cpu, hv, kvm, xen, hvm = host.cpu, host.hypervisor, host.kvm, host.xen, host.hvm
+    caps = host.kvm_caps
     return {
         "schema_version": SCHEMA_VERSION,
         "host": {
@@ -70,6 +71,9 @@ def host_dict(host: "Host") -> dict[str, object]:
                 "create_vm": kvm.create_vm,
                 "failure": kvm.failure,
                 "error": kvm.error,
+                # KVM_CHECK_EXTENSION answers; null where /dev/kvm cannot be
+                # opened (never zeros, which would read as "unsupported").
+                "caps": None if caps is None else dict(caps),
             },
             "kqemu": {"exists": host.kqemu.exists},
             "xen": {

@@ -536,6 +536,37 @@ static void test_kvm_live(int expect_access)
     }
 }
 
+/* capsfast_kvm_caps: arguments, every device it must not open, and (with
+ * an accessible /dev/kvm) real answers; failures fill every value. */
+static void test_kvm_caps(void)
+{
+    /* KVM_CAP_IRQCHIP, KVM_CAP_NR_VCPUS, KVM_CAP_MAX_VCPUS, and a number
+     * no kernel knows (answered 0). */
+    const uint32_t caps[4] = {0, 9, 66, 0x7fffffff};
+    int32_t values[4];
+    int i;
+
+    CHECK(capsfast_kvm_caps(NULL, caps, values, 4) == -EINVAL);
+    CHECK(capsfast_kvm_caps("/dev/kvm", NULL, values, 4) == -EINVAL);
+    CHECK(capsfast_kvm_caps("/dev/kvm", caps, NULL, 4) == -EINVAL);
+    CHECK(capsfast_kvm_caps("/dev/kvm", caps, values, -1) == -EINVAL);
+    CHECK(capsfast_kvm_caps(at("missing"), NULL, NULL, 0) == -ENOENT);
+    memset(values, 0x5A, sizeof values);
+    CHECK(capsfast_kvm_caps(at("missing"), caps, values, 4) == -ENOENT);
+    for (i = 0; i < 4; i++)
+        CHECK(values[i] == -ENOENT);
+    CHECK(capsfast_kvm_caps(at("small"), caps, values, 4) == -ENODEV);
+    CHECK(capsfast_kvm_caps(at("fifo"), caps, values, 4) == -ENODEV);
+    CHECK(capsfast_kvm_caps(at("subdir"), caps, values, 4) == -ENODEV);
+    CHECK(capsfast_kvm_caps(at("to-null"), caps, values, 4) == -ENODEV && values[3] == -ENODEV);
+    CHECK(capsfast_kvm_caps(at("loop"), caps, values, 4) == -ELOOP);
+    if (access("/dev/kvm", R_OK | W_OK) == 0 && capsfast_kvm_caps("/dev/kvm", caps, values, 4) == 0) {
+        CHECK(values[0] >= 0 && values[1] >= 1 && values[2] >= values[1] && values[3] == 0);
+    } else if (access("/dev/kvm", F_OK) == 0) {
+        CHECK(capsfast_kvm_caps("/dev/kvm", caps, values, 4) < 0 && values[0] < 0);
+    }
+}
+
 /* Checks that need the permission bits to bite: run as a user that is
  * not root. */
 static void test_unprivileged(void)
@@ -557,6 +588,7 @@ static void test_unprivileged(void)
     k = run_kvm(at("closed/kvm"), 1);
     CHECK(k.stat_err == -EACCES && k.open_err == 1);
     test_kvm_live(0);
+    test_kvm_caps();
 }
 
 struct worker {
@@ -721,6 +753,7 @@ int main(void)
     test_after();
     test_kvm_fakes();
     test_kvm_live(1);
+    test_kvm_caps();
     test_threads();
     if (geteuid() != 0) {
         test_unprivileged();
