@@ -15,12 +15,13 @@ model) is imported here; renderers are imported on first use, and so is
 from capsfast.constants import FORMATS, __version__
 from capsfast.errors import CapsfastError
 from capsfast.probing import kvm_usable, probe
+from capsfast.readiness import ready
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast.model import Host
 
-__all__ = ["CapsfastError", "FORMATS", "capabilities", "kvm_usable", "probe", "__version__"]
+__all__ = ["CapsfastError", "FORMATS", "capabilities", "kvm_usable", "probe", "ready", "__version__"]
 
 
 _rendered: "dict[str, tuple[Host, str]]" = {}  # format -> the last rendering of it

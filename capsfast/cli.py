@@ -107,21 +107,33 @@ def _many_hosts(uris: "list[str]", values: "Values") -> int:
 
 
 def cmd_check(argv: list[str]) -> int:
+    from capsfast import readiness
+
     summary = (
-        "Tell whether KVM guests can run here, and if not, why and what to do.\n"
-        "Exit status: 0 KVM usable, 1 not usable, 2 bad usage or input."
+        "Tell whether KVM guests can run here, and if not, why and what to do; with --for, whether\n"
+        "that VMM can run here (its own list of KVM capabilities).\n"
+        "Exit status: 0 KVM usable (with --for: the VMM can run), 1 not, 2 bad usage or input."
     )
     options = INPUT_OPTIONS + format_options(("text", "json"), "text") + (
         Option(("-q", "--quiet"), "print nothing; only the exit status tells"),
+        Option(("--for",), "the VMM to check for: %s (default qemu: the KVM steps alone)"
+               % "|".join(readiness.NAMES), metavar="VMM", default="qemu", dest="vmm"),
     )
     values = parse_or_help("%s check" % PROG, options, (), argv, summary)
     if values is None:
         return 0
+    vmm = str(values["vmm"])
+    if vmm not in readiness.PROFILES:  # before probing: a typo is bad usage
+        raise CapsfastError("--for %s: unknown VMM; known ones are %s" % (vmm, readiness.known()))
     host = probe_inputs(values)
+    # QEMU's needs are what the KVM steps check: its report stays as it was.
+    verdict = None if vmm == "qemu" else readiness.ready(vmm, host)
     if not values["quiet"]:
         from capsfast import report
 
-        out(report.as_json(host) if values["format"] == "json" else report.as_text(host))
+        out(report.as_json(host, verdict) if values["format"] == "json" else report.as_text(host, verdict))
+    if verdict is not None:
+        return 0 if verdict.ok else 1
     return 0 if host.kvm.usable else 1
 
 

@@ -204,6 +204,22 @@ Host = _record(
 _HOST_GUESTS = Host._fields.index("guests")
 _HOST_KVM_CAPS = Host._fields.index("kvm_caps")
 
+Requirement = _record(
+    "Requirement",
+    ("name", "ok", "detail", "hint"),
+    """One requirement of a VMM on a host (``capsfast.readiness``): its name
+    (``kvm``, ``cpu.vmx-or-svm``, ``KVM_CAP_...``, ``arch``), whether it is
+    met, what was found, and (when not met) what to do.""",
+)
+
+Readiness = _record(
+    "Readiness",
+    ("vmm", "title", "ok", "failed", "requirements"),
+    """A VMM's verdict for a host (``capsfast.ready``): ``ok`` when every
+    requirement is met; ``requirements`` all of them in profile order,
+    ``failed`` those not met.""",
+)
+
 Capabilities = _record(
     "Capabilities",
     ("arch", "host_features", "guests"),

@@ -94,6 +94,21 @@ class Host(NamedTuple):
     kvm_caps: Optional[tuple[tuple[str, Optional[int]], ...]]
     def as_dict(self) -> dict[str, Any]: ...
 
+class Requirement(NamedTuple):
+    name: str
+    ok: bool
+    detail: str
+    hint: Optional[str]
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Readiness(NamedTuple):
+    vmm: str
+    title: str
+    ok: bool
+    failed: tuple[Requirement, ...]
+    requirements: tuple[Requirement, ...]
+    def as_dict(self) -> dict[str, Any]: ...
+
 class Capabilities(NamedTuple):
     arch: Optional[str]
     host_features: tuple[str, ...]

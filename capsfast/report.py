@@ -5,7 +5,7 @@ from capsfast.render.json import dumps, host_dict
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from capsfast.model import Host
+    from capsfast.model import Host, Readiness
 
     # (name, ok: True/False/None for informational or skipped, detail, hint)
     Step = tuple[str, "bool | None", str, "str | None"]
@@ -116,8 +116,24 @@ def conclusion(host: "Host") -> str:
     return "KVM acceleration can NOT be used: %s %s" % (KVM_DEVICE, host.kvm.error)
 
 
-def as_text(host: "Host") -> str:
+def _readiness_rows(readiness: "Readiness") -> "list[Step]":
+    # The kvm requirement is the report's own steps above.
+    return [("%s: %s" % (readiness.title, r.name), r.ok, r.detail, r.hint)
+            for r in readiness.requirements if r.name != "kvm"]
+
+
+def _readiness_conclusion(readiness: "Readiness") -> str:
+    if readiness.ok:
+        return "%s can run here" % readiness.title
+    return "%s can NOT run here: %s" % (readiness.title, ", ".join(r.name for r in readiness.failed))
+
+
+def as_text(host: "Host", readiness: "Readiness | None" = None) -> str:
+    """The report; with ``readiness`` (a VMM other than QEMU), its
+    requirements and its verdict follow the KVM steps."""
     rows = steps(host)
+    if readiness is not None:
+        rows += _readiness_rows(readiness)
     width = max(len(name) for name, *_ in rows)
     lines = []
     for name, ok, detail, hint in rows:
@@ -126,11 +142,13 @@ def as_text(host: "Host") -> str:
         if hint:
             lines.append("%s   hint: %s" % (" " * width, hint))
     lines.append(conclusion(host))
+    if readiness is not None:
+        lines.append(_readiness_conclusion(readiness))
     return "\n".join(lines) + "\n"
 
 
-def as_json(host: "Host") -> str:
-    doc = {
+def as_json(host: "Host", readiness: "Readiness | None" = None) -> str:
+    doc: "dict[str, object]" = {
         "kvm_usable": host.kvm.usable,
         "conclusion": conclusion(host),
         "steps": [
@@ -139,4 +157,11 @@ def as_json(host: "Host") -> str:
         ],
         "host": host_dict(host)["host"],
     }
+    if readiness is not None:
+        doc["vmm"] = {
+            "name": readiness.vmm,
+            "ready": readiness.ok,
+            "conclusion": _readiness_conclusion(readiness),
+            "requirements": [dict(r.as_dict()) for r in readiness.requirements],
+        }
     return dumps(doc) + "\n"
