@@ -15,11 +15,11 @@ model) is imported here; renderers are imported on first use, and so is
 from capsfast.constants import FORMATS, __version__
 from capsfast.errors import CapsfastError
 from capsfast.probing import kvm_usable, probe
-from capsfast.readiness import ready
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from capsfast.model import Host
+    from capsfast import watch as watch
+    from capsfast.model import Host, Readiness
 
 __all__ = ["CapsfastError", "FORMATS", "capabilities", "kvm_usable", "probe", "ready", "__version__"]
 
@@ -40,8 +40,8 @@ def capabilities(host: "Host | None" = None, *, format: str = "libvirt") -> str:
         raise TypeError("capabilities() takes a Host from capsfast.probe(), not %s%s"
                         % (type(host).__name__, hint))
     last = _rendered.get(format)
-    # The XML formats hold no KVM capabilities: comparing without them
-    # leaves Host.kvm_caps unread (reading it opens /dev/kvm).
+    # The XML formats hold no KVM capabilities: comparing without them (the
+    # Host's last field) leaves Host.kvm_caps unread (reading it opens /dev/kvm).
     if last is not None and (last[0] is host or (last[0] == host if format == "json"
                                                  else last[0][:-1] == host[:-1])):
         return last[1]
@@ -53,11 +53,23 @@ def capabilities(host: "Host | None" = None, *, format: str = "libvirt") -> str:
     return text
 
 
-def __getattr__(name: str) -> object:
-    # capsfast.watch is loaded on first use, not with the package.
-    if name == "watch":
-        import sys
+def ready(name: str, host: "Host | None" = None) -> "Readiness":
+    """Whether the VMM ``name`` (firecracker, cloud-hypervisor, qemu, kata)
+    can start on ``host`` (default: the cached live probe), by the checks
+    it makes itself; see ``capsfast.readiness``."""
+    from capsfast.readiness import ready as decide  # imported on first use
 
-        __import__("capsfast.watch")  # not "from capsfast import": that would ask this function again
-        return sys.modules["capsfast.watch"]
-    raise AttributeError("module 'capsfast' has no attribute %r" % name)
+    return decide(name, host)
+
+
+if not TYPE_CHECKING:
+    # Not seen by type checkers: a module __getattr__ would make every
+    # misspelt name of the package look valid to them.
+    def __getattr__(name: str) -> object:
+        # capsfast.watch is loaded on first use, not with the package.
+        if name == "watch":
+            import sys
+
+            __import__("capsfast.watch")  # not "from capsfast import": that would ask this function again
+            return sys.modules["capsfast.watch"]
+        raise AttributeError("module 'capsfast' has no attribute %r" % name)

@@ -57,6 +57,7 @@ import capsfast
 
 capsfast.capabilities("json")
 capsfast.probe().kvm.usabel
+capsfast.kvm_usabel()
 '''
 
 
@@ -88,3 +89,4 @@ def test_a_users_checker_catches_mistakes(tmp_path):
     assert done.returncode == 1
     assert 'Argument 1 to "capabilities" has incompatible type "str"' in done.stdout, done.stdout
     assert '"Kvm" has no attribute "usabel"' in done.stdout, done.stdout
+    assert 'Module has no attribute "kvm_usabel"' in done.stdout, done.stdout
