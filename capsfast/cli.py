@@ -68,7 +68,7 @@ def _many_hosts(uris: "list[str]", values: "Values") -> int:
     import json
 
     from capsfast import remote
-    from capsfast.probing import probe
+    from capsfast.probing import replay_temporary
     from capsfast.render import render
 
     if values["replay"] is not None or values["root"] != "/" or values["cpuid_dump"] is not None \
@@ -88,14 +88,12 @@ def _many_hosts(uris: "list[str]", values: "Values") -> int:
                 error(fetched.error)
                 failed = True
                 continue
-            with fetched.recording as directory:
-                try:
-                    host = probe(replay=directory, deep=bool(values["deep"]))
-                    host.guests  # found while the recording is there
-                except CapsfastError as e:
-                    error("%s: %s" % (fetched.uri, e))
-                    failed = True
-                    continue
+            try:
+                host = replay_temporary(fetched.recording, bool(values["deep"]))
+            except CapsfastError as e:
+                error("%s: %s" % (fetched.uri, e))
+                failed = True
+                continue
             if fmt == "json":
                 doc = json.loads(render(host, "json"))
                 out(json.dumps(dict({"uri": fetched.uri}, **doc), separators=(",", ":")) + "\n")

@@ -267,17 +267,15 @@ def is_live(values: "Values") -> bool:
 
 def probe_inputs(values: "Values", refresh: bool = False) -> "Host":
     """The Host the input options name (the live one afresh with ``refresh``)."""
-    from capsfast.probing import probe
+    from capsfast.probing import check_recorded_inputs, probe, replay_temporary
 
     if refresh and is_live(values) and not values["deep"]:
         return probe(refresh=True)
     if values["replay"] == "-":
         from capsfast import remote
 
-        with remote.read_stream(sys.stdin.buffer, "standard input") as directory:
-            host = probe(replay=directory, deep=bool(values["deep"]))
-            host.guests  # found now, while the recording is still there
-        return host
+        check_recorded_inputs(values["root"], values["cpuid_dump"], values["arch"], "-", one_connect(values))
+        return replay_temporary(remote.read_stream(sys.stdin.buffer, "standard input"), bool(values["deep"]))
     return probe(root=str(values["root"]), cpuid=_optional(values["cpuid_dump"]),
                  arch=_optional(values["arch"]), deep=bool(values["deep"]),
                  replay=_optional(values["replay"]), connect=one_connect(values))

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from capsfast._native import Batch, Leaves, Results
     from capsfast.facts import CpuFacts, DeviceFacts, Files, KvmCaps
     from capsfast.recording import Replay
+    from capsfast.remote import Recording
     from capsfast.model import Guest, Host, Kqemu, Kvm, Xen
 
     PlanKey = tuple[str, bool, bool]  # (root, with CPU files, with the arch file)
@@ -271,14 +272,34 @@ def _replay(directory: str, deep: bool) -> "Host":
     return _probe_other(replay.root, replay.dump, replay.arch, replay.deep, replay)
 
 
+def check_recorded_inputs(root: object, cpuid: object, arch: object, replay: object, connect: object,
+                          machines: bool = False) -> None:
+    """CapsfastError for inputs a recording or a remote host cannot take
+    (it brings its own root, CPUID and arch)."""
+    if root != "/" or cpuid is not None or arch is not None:
+        raise CapsfastError("a recording or a remote host brings its own root, CPUID and arch: "
+                            "replay and connect take no root, cpuid or arch")
+    if replay is not None and connect is not None:
+        raise CapsfastError("replay a recording or connect to a host, not both")
+    if machines:
+        raise CapsfastError("machine types come from running each emulator: not from a recording "
+                            "or a remote host")
+
+
+def replay_temporary(recording: "Recording", deep: bool = False) -> "Host":
+    """The host a temporary recording (fetched over SSH, read from a
+    stream) captured; its lazy parts are resolved before it is removed."""
+    with recording as directory:
+        host = _replay(directory, deep)
+        host.guests
+        host.kvm_caps
+    return host
+
+
 def _connect(uri: str, deep: bool) -> "Host":
     from capsfast import remote
 
-    with remote.fetch(uri, deep=deep) as directory:
-        host = _replay(directory, deep)
-        host.guests  # found now, while the recording is still there
-        host.kvm_caps
-    return host
+    return replay_temporary(remote.fetch(uri, deep=deep), deep)
 
 
 def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] | None" = None,
@@ -306,14 +327,7 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
             cached = _live.host = _live.probe(False)
         return cached
     if replay is not None or connect is not None:
-        if root != "/" or cpuid is not None or arch is not None:
-            raise CapsfastError("a recording or a remote host brings its own root, CPUID and arch: "
-                                "replay and connect take no root, cpuid or arch")
-        if replay is not None and connect is not None:
-            raise CapsfastError("replay a recording or connect to a host, not both")
-        if machines:
-            raise CapsfastError("machine types come from running each emulator: not from a recording "
-                                "or a remote host")
+        check_recorded_inputs(root, cpuid, arch, replay, connect, machines)
         return _replay(os.fspath(replay), deep) if replay is not None else _connect(str(connect), deep)
     if machines:
         from capsfast import machines as machine_types

@@ -282,7 +282,7 @@ def read(directory: str) -> Replay:
         with open(name, "rb") as f:
             text = f.read(_MAX_SCENARIO + 1)
     except OSError as e:
-        raise CapsfastError("replay %s: %s" % (directory, e.strerror or e), errno=e.errno) from None
+        raise CapsfastError("replay %s: %s: %s" % (directory, SCENARIO, e.strerror or e), errno=e.errno) from None
     if len(text) > _MAX_SCENARIO:
         raise CapsfastError("replay %s: %s is larger than %d bytes" % (directory, SCENARIO, _MAX_SCENARIO))
     try:
