@@ -9,7 +9,7 @@ import sys
 
 from capsfast.cmdline import (
     INPUT_OPTIONS, PROG, Option, UsageError, connects, dispatch, error, flush, format_options, out, parse_or_help,
-    probe_inputs,
+    probe_inputs, local_inputs,
 )
 from capsfast.constants import FORMATS
 from capsfast.errors import CapsfastError
@@ -207,10 +207,7 @@ def cmd_watch(argv: list[str]) -> int:
 
     as_json = values["format"] == "json"
     with watch.SignalStop() as stop:
-        watcher = watch.changes(str(values["root"]), cpuid=_optional(values["cpuid_dump"]),
-                                arch=_optional(values["arch"]), deep=bool(values["deep"]), safety=seconds,
-                                stop=stop)
-        with watcher:
+        with watch.changes(**local_inputs(values), safety=seconds, stop=stop) as watcher:
             for _host, changed in watcher:
                 now = time.time()
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (now % 1 * 1000)
@@ -223,10 +220,6 @@ def cmd_watch(argv: list[str]) -> int:
                                 for p, o, n in changed))
                 flush()
     return 0
-
-
-def _optional(value: object) -> "str | None":
-    return None if value is None else str(value)
 
 
 COMMANDS = {

@@ -21,6 +21,7 @@ from capsfast.errors import CapsfastError, printable
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
 
     from capsfast.model import Host
 
@@ -276,9 +277,7 @@ def probe_inputs(values: "Values", refresh: bool = False) -> "Host":
 
         check_recorded_inputs(values["root"], values["cpuid_dump"], values["arch"], "-", one_connect(values))
         return replay_temporary(remote.read_stream(sys.stdin.buffer, "standard input"), bool(values["deep"]))
-    return probe(root=str(values["root"]), cpuid=_optional(values["cpuid_dump"]),
-                 arch=_optional(values["arch"]), deep=bool(values["deep"]),
-                 replay=_optional(values["replay"]), connect=one_connect(values))
+    return probe(**local_inputs(values), replay=_optional(values["replay"]), connect=one_connect(values))
 
 
 def input_args(values: "Values") -> list[str]:
@@ -297,6 +296,13 @@ def input_args(values: "Values") -> list[str]:
     if values["deep"]:
         args.append("--deep")
     return args
+
+
+def local_inputs(values: "Values") -> "dict[str, Any]":
+    """The input options that name a local host (root, dump, arch, deep),
+    as keyword arguments of ``probe`` and ``capsfast.watch.changes``."""
+    return {"root": str(values["root"]), "cpuid": _optional(values["cpuid_dump"]),
+            "arch": _optional(values["arch"]), "deep": bool(values["deep"])}
 
 
 def _optional(value: object) -> "str | None":

@@ -12,6 +12,7 @@ import time
 
 from capsfast.cmdline import (
     INPUT_OPTIONS, Option, UsageError, dispatch, error, format_options, input_args, out, parse_or_help, probe_inputs,
+    local_inputs,
 )
 
 TYPE_CHECKING = False
@@ -118,9 +119,7 @@ def _watched(interval: float, step: "Callable[[], object]", values: "Values") ->
     with watch.SignalStop() as stop:
         # The watcher first: a change while the first file is written is
         # then reported, not lost between the two probes.
-        with watch.changes(str(values["root"]), cpuid=_optional(values["cpuid_dump"]),
-                           arch=_optional(values["arch"]), deep=bool(values["deep"]), safety=interval,
-                           stop=stop) as watcher:
+        with watch.changes(**local_inputs(values), safety=interval, stop=stop) as watcher:
             step()
             beat = time.monotonic() + interval
             while True:
@@ -140,10 +139,6 @@ def _watched(interval: float, step: "Callable[[], object]", values: "Values") ->
                     step()
                 except CapsfastError as e:
                     error(e)
-
-
-def _optional(value: object) -> "str | None":
-    return None if value is None else str(value)
 
 
 def _every(values: "Values") -> "float | None":
