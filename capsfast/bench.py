@@ -68,13 +68,14 @@ _CHILD_FIRST_PROBE = """
 import sys, time
 import capsfast
 from capsfast import _native
+from capsfast.model import kernel_flags_pending
 before = set(sys.modules)
 n = _native.cpuid_executed()
 t = time.perf_counter_ns()
 host = capsfast.probe()
 t = time.perf_counter_ns() - t
 print(repr((t / 1e3, _native.cpuid_executed() - n, sorted(set(sys.modules) - before),
-            host.kernel_flags is not None)))
+            not kernel_flags_pending(host))))
 """
 
 # The first probe and its guests: what capabilities() needs, emulator

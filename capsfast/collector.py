@@ -514,6 +514,7 @@ def collect(plan: "Plan") -> "dict[str, tuple[bytes | None, int]]":
         "deep": bool(plan["deep"]),
         "msr": msr,
         "devices": {kvm_path: device},
+        "captured": plan.get("captured", []),
     }
     text = json.dumps(scenario, indent=2, sort_keys=True) + "\n"
     files["scenario.json"] = (text.encode("utf-8"), 0o644)

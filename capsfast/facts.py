@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     Entry = tuple[str, str, str, int, int]
     # Host.kvm_caps: (name, answer or None) in KVM_CAPS order
     KvmCaps = tuple[tuple[str, "int | None"], ...]
+    # Host.vmm_modules: (name, loaded: True, False, or None when it cannot be told)
+    Modules = tuple[tuple[str, "bool | None"], ...]
 
 # -- what a probe reads ---------------------------------------------------------
 
@@ -64,6 +66,20 @@ CPU_FILES: "tuple[Entry, ...]" = (
     ("msr.vm_cr", MSR_DEVICE, MSR, MSR_VM_CR, 0),
 )
 ARCH_FILE: "Entry" = ("arch", "/proc/sys/kernel/arch", READ, 0, SMALL)
+
+# Kernel modules a VMM wants besides KVM's own (Kata checks them: vhost and
+# vhost_net accelerate virtio devices, vhost_vsock carries its agent's
+# socket); looked at when Host.vmm_modules is first read, never by a probe.
+VMM_MODULES = ("vhost", "vhost_net", "vhost_vsock")
+MODULE_FILES: "tuple[Entry, ...]" = tuple(("module." + m, "/sys/module/" + m, STAT, 0, 0) for m in VMM_MODULES)
+
+# Every file a recording copies (capsfast record, and the remote collector):
+# what the probe reads and what the lazy parts of Host read.
+RECORDED_FILES: "tuple[Entry, ...]" = DEVICE_FILES + CPU_FILES + (ARCH_FILE,) + MODULE_FILES
+# The lazy parts of Host whose files a recording holds: scenario.json lists
+# them as "captured", and a replay answers "unknown" for a part not listed
+# (a recording made by an older capsfast, or a hand-made one).
+CAPTURED = ("vmm_modules",)
 
 # The KVM capabilities asked with KVM_CHECK_EXTENSION (Host.kvm_caps, read
 # on first use, never by a probe): name (KVM_CAP_ left off) and number, from
@@ -385,10 +401,21 @@ def kvm_caps(values: "Sequence[int | None] | None") -> "KvmCaps | None":
     return tuple(zip(KVM_CAP_NAMES, values))
 
 
+def vmm_modules(outcomes: "Sequence[str] | None") -> "Modules | None":
+    """Host.vmm_modules from the outcome codes of MODULE_FILES (None: not
+    recorded): a module is loaded when its /sys/module directory exists."""
+    if outcomes is None:
+        return None
+    loaded = {"ok": True, "absent": False}
+    return tuple((name, loaded.get(code)) for name, code in zip(VMM_MODULES, outcomes))
+
+
 def host(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", guests: "Callable[[], tuple[Guest, ...]]",
-         caps: "Callable[[], KvmCaps | None]") -> Host:
+         caps: "Callable[[], KvmCaps | None]", vmm_modules: "Callable[[], Modules | None]",
+         flags: "Callable[[], tuple[str, ...] | None]") -> Host:
     """The Host; ``guests`` is called when ``Host.guests`` is first read,
-    ``caps`` when ``Host.kvm_caps`` is."""
+    ``caps`` when ``Host.kvm_caps`` is, ``vmm_modules`` when ``Host.vmm_modules`` is,
+    ``flags`` when ``Host.kernel_flags`` is and the probe did not read them."""
     kvm, kqemu, xen, hvm = devices
     return Host(
         arch=arch,
@@ -400,6 +427,9 @@ def host(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", guests: "Callable[[
         hvm=hvm,
         guests=Lazy(guests),  # type: ignore[arg-type]  # resolved on read
         kvm_caps=Lazy(caps),  # type: ignore[arg-type]  # resolved on read
-        kernel_flags=cpu.kernel_flags,
+        # Read by the probe only where CPUID shows vmx or svm (the verdict
+        # needs them there); elsewhere on first access.
+        kernel_flags=Lazy(flags) if cpu.kernel_flags is None else cpu.kernel_flags,  # type: ignore[arg-type]
         msr=cpu.msr_items,
+        vmm_modules=Lazy(vmm_modules),  # type: ignore[arg-type]  # resolved on read
     )

@@ -191,18 +191,25 @@ Machine = _record(
 
 Host = _record(
     "Host",
-    ("arch", "cpu", "hypervisor", "kvm", "kqemu", "xen", "hvm", "guests", "kernel_flags", "msr", "kvm_caps"),
+    ("arch", "cpu", "hypervisor", "kvm", "kqemu", "xen", "hvm", "guests", "kernel_flags", "msr", "kvm_caps",
+     "vmm_modules"),
     """Everything one probe found.  ``guests`` is found on first read (it
     lists the PATH directories); ``kvm_caps`` too (it opens /dev/kvm and
     asks KVM_CHECK_EXTENSION): ``(name, answer)`` pairs in the order of
     ``capsfast.facts.KVM_CAPS``, an answer None where its check failed, or
     None where /dev/kvm cannot be opened; ``kernel_flags`` is the tuple of the first
-    processor's /proc/cpuinfo flags, or None where unread; ``msr`` holds
-    ``(number, value)`` pairs of the MSRs that could be read.""",
-    lazy=("guests", "kvm_caps"),
+    processor's /proc/cpuinfo flags, or None where they cannot be read (read
+    by the probe where CPUID shows vmx or svm, else on first access); ``msr`` holds
+    ``(number, value)`` pairs of the MSRs that could be read; ``vmm_modules``
+    is read on first access too: ``(name, loaded)`` for the kernel modules
+    VMMs want besides KVM's (``capsfast.facts.VMM_MODULES``), loaded None
+    where it cannot be told, or None where a recording did not capture
+    them.""",
+    lazy=("guests", "kernel_flags", "kvm_caps", "vmm_modules"),
 )
 _HOST_GUESTS = Host._fields.index("guests")
 _HOST_KVM_CAPS = Host._fields.index("kvm_caps")
+_HOST_KERNEL_FLAGS = Host._fields.index("kernel_flags")
 
 Requirement = _record(
     "Requirement",
@@ -238,4 +245,11 @@ def guests_pending(host):
 def kvm_caps_pending(host):
     """True while ``host.kvm_caps`` has not been read (/dev/kvm not asked)."""
     value = tuple.__getitem__(host, _HOST_KVM_CAPS)
+    return value.__class__ is Lazy and value.pending
+
+
+def kernel_flags_pending(host):
+    """True while ``host.kernel_flags`` waits for its first read (the probe
+    did not need them)."""
+    value = tuple.__getitem__(host, _HOST_KERNEL_FLAGS)
     return value.__class__ is Lazy and value.pending

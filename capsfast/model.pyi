@@ -92,6 +92,10 @@ class Host(NamedTuple):
     # Read on first access (a Lazy at run time): (name, answer) pairs, or
     # None where /dev/kvm cannot be opened.
     kvm_caps: Optional[tuple[tuple[str, Optional[int]], ...]]
+    # Read on first access (a Lazy at run time): (module, loaded) for the
+    # modules VMMs want (vhost, vhost_net, vhost_vsock); loaded is None where
+    # it cannot be told; None where a recording did not capture them.
+    vmm_modules: Optional[tuple[tuple[str, Optional[bool]], ...]]
     def as_dict(self) -> dict[str, Any]: ...
 
 class Requirement(NamedTuple):
@@ -117,3 +121,4 @@ class Capabilities(NamedTuple):
 
 def guests_pending(host: Host) -> bool: ...
 def kvm_caps_pending(host: Host) -> bool: ...
+def kernel_flags_pending(host: Host) -> bool: ...

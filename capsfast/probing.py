@@ -20,7 +20,7 @@ from capsfast.model import guests_pending
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast._native import Batch, Leaves, Results
-    from capsfast.facts import CpuFacts, DeviceFacts, Files, KvmCaps
+    from capsfast.facts import CpuFacts, DeviceFacts, Files, KvmCaps, Modules
     from capsfast.recording import Replay
     from capsfast.remote import Recording
     from capsfast.model import Guest, Host, Kqemu, Kvm, Xen
@@ -84,6 +84,26 @@ def read_kvm_caps(root: str = "/") -> "KvmCaps | None":
     return facts.kvm_caps(values if opened.ok else None)
 
 
+def read_vmm_modules(root: str = "/") -> "Modules":
+    """Host.vmm_modules under ``root``: whether each of facts.VMM_MODULES has
+    its /sys/module directory (one crossing)."""
+    results = _native.Batch(None, facts.specs(root, facts.MODULE_FILES)).run(False, False)
+    modules = facts.vmm_modules([r.outcome.code for r in results.files])
+    assert modules is not None
+    return modules
+
+
+def read_kernel_flags(root: str = "/") -> "tuple[str, ...] | None":
+    """The first processor's /proc/cpuinfo flags under ``root`` (one
+    crossing); None where the file is absent or unreadable or has no flags
+    line (not x86)."""
+    entries = (facts.CPU_FILES[0],)
+    result = _native.Batch(None, facts.specs(root, entries)).run().files[0]
+    if not result.outcome.ok:
+        return None
+    return facts.kernel_flags(facts.cpuinfo_first_block(result.data))
+
+
 def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_env: "str | None" = None,
           replay: "Replay | None" = None) -> "Host":
     kvm, kqemu, xen, _hvm = devices
@@ -95,8 +115,14 @@ def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_en
             return replay.caps
         return read_kvm_caps(root)
 
+    def vmm_modules() -> "Modules | None":
+        # A recording made before modules were recorded cannot tell.
+        if replay is not None and "vmm_modules" not in replay.captured:
+            return None
+        return read_vmm_modules(root)
+
     return facts.host(arch, cpu, devices, lambda: emulators.host_guests(root, arch, kvm, kqemu, xen, path_env),
-                      caps)
+                      caps, vmm_modules, lambda: read_kernel_flags(root))
 
 
 def _live_batch() -> "Batch":
@@ -293,6 +319,7 @@ def replay_temporary(recording: "Recording", deep: bool = False) -> "Host":
         host = _replay(directory, deep)
         host.guests
         host.kvm_caps
+        host.vmm_modules
     return host
 
 

@@ -9,6 +9,7 @@ A requirement not met is a failure with a hint; capabilities that cannot be
 read (``/dev/kvm`` does not open for this user) fail as unknown, never as
 "supported".
 """
+from capsfast import facts
 from capsfast.errors import CapsfastError
 from capsfast.model import Readiness, Requirement
 
@@ -20,16 +21,36 @@ if TYPE_CHECKING:
 class Profile:
     """What a VMM checks before it starts: per architecture the KVM
     capabilities (names as in capsfast.facts.KVM_CAPS), ``common`` ones for
-    every architecture it has a list for, CPU flags it reads itself."""
+    every architecture it has a list for; for Kata, what ``kata-runtime
+    check`` reads besides (``kata``)."""
 
-    __slots__ = ("title", "caps", "common", "cpu")
+    __slots__ = ("title", "caps", "common", "kata")
 
     def __init__(self, title: str, caps: "dict[str, tuple[str, ...]]", common: "tuple[str, ...]" = (),
-                 cpu: "tuple[str, ...]" = ()) -> None:
+                 kata: "dict[str, KataChecks] | None" = None) -> None:
         self.title = title
         self.caps = caps
         self.common = common
-        self.cpu = cpu
+        self.kata = kata or {}
+
+
+class KataChecks:
+    """What ``kata-runtime check`` looks at on one architecture: per CPU
+    vendor (CPUID's vendor string; None for any) the flags it wants in the
+    first processor's /proc/cpuinfo ``flags``; the kernel modules it needs
+    loaded (``required``, and per vendor its KVM module, ``vendor_module``)
+    and those whose absence it only logs (``optional``, not checked here);
+    whether it asks KVM_CREATE_VM."""
+
+    __slots__ = ("flags", "required", "vendor_module", "optional", "create_vm")
+
+    def __init__(self, flags: "dict[str | None, tuple[str, ...]]", required: "tuple[str, ...]",
+                 vendor_module: "dict[str, str]", optional: "tuple[str, ...]", create_vm: bool = True) -> None:
+        self.flags = flags
+        self.required = required
+        self.vendor_module = vendor_module
+        self.optional = optional
+        self.create_vm = create_vm
 
 
 PROFILES: "dict[str, Profile]" = {
@@ -60,19 +81,42 @@ PROFILES: "dict[str, Profile]" = {
         "aarch64": (),
     }, common=("USER_MEMORY", "DESTROY_MEMORY_REGION_WORKS", "JOIN_MEMORY_REGIONS_WORKS", "INTERNAL_ERROR_DATA",
                "IOEVENTFD", "IOEVENTFD_ANY_LENGTH")),
-    # src/runtime/cmd/kata-runtime/kata-check_amd64.go, setCPUtype() and
-    # archHostCanCreateVMContainer() (kata-containers at commit 0a4b755): the
-    # CPU flags vmx or svm, and lm, and a usable KVM; no KVM capability.  Its
-    # sse4_1 flag and vhost/vhost_net modules are not checked here (capsfast
-    # reads neither).
-    "kata": Profile("Kata Containers", {"x86_64": ()}, cpu=("vmx-or-svm", "lm")),
+    "kata": Profile("Kata Containers", {
+        # kata-check_amd64.go asks no KVM capability.
+        "x86_64": (),
+        # kata-check_arm64.go, archRequiredKVMExtensions: it needs
+        # KVM_CHECK_EXTENSION(ARM_VM_IPA_SIZE) to answer (any value: it only
+        # logs the IPA limit), checked below as "answered".
+        "aarch64": (),
+    }, kata={
+        # src/runtime/cmd/kata-runtime/kata-check_amd64.go, setCPUtype() and
+        # archHostCanCreateVMContainer() (kata-containers at commit 0a4b755),
+        # with kata-check.go's checkKernelModules() and genericKvmIsUsable().
+        # kvm_intel's unrestricted_guest=Y is asked only when kata cannot tell
+        # whether it runs under a hypervisor (RunningOnVMM failing), which
+        # capsfast always can: not checked.
+        "x86_64": KataChecks({"GenuineIntel": ("vmx", "lm", "sse4_1"), "AuthenticAMD": ("svm", "lm", "sse4_1")},
+                             ("kvm", "vhost", "vhost_net"), {"GenuineIntel": "kvm_intel", "AuthenticAMD": "kvm_amd"},
+                             ("vhost_vsock",)),
+        # src/runtime/cmd/kata-runtime/kata-check_arm64.go (commit 603a3fe):
+        # no CPU flags; the same modules; KVM_CREATE_VM, then ARM_VM_IPA_SIZE.
+        "aarch64": KataChecks({None: ()}, ("kvm", "vhost", "vhost_net"), {}, ("vhost_vsock",)),
+    }),
 }
 NAMES = tuple(PROFILES)
 
-_CPU_HINTS = {
-    "vmx-or-svm": "expose vmx/svm to this host (nested virtualization) or run on bare metal",
-    "lm": "a 64-bit CPU is needed",
+# The Linux release that added a capability (its KVM_CAP_ number in
+# include/uapi/linux/kvm.h arrived with it), for the hint of one missing:
+# only those a profile asks that a still-deployed kernel may lack.
+KERNEL_SINCE = {
+    "SPLIT_IRQCHIP": "4.4",
+    "IOEVENTFD_ANY_LENGTH": "4.4",
+    "IMMEDIATE_EXIT": "4.11",
+    "ARM_VM_IPA_SIZE": "4.20",
 }
+
+_KVM_ACCESS_HINT = ("add this user to the group owning /dev/kvm (usually: sudo usermod -aG kvm $USER) and "
+                    "log in again")
 
 
 def known() -> str:
@@ -80,25 +124,99 @@ def known() -> str:
     return ", ".join(NAMES)
 
 
+def _kvm(host: "Host") -> "Requirement":
+    kvm = host.kvm
+    if kvm.usable:
+        return Requirement("kvm", True, "usable", None)
+    hint = _KVM_ACCESS_HINT if kvm.failure == "not_accessible" else "run 'capsfast check' for the way to a usable /dev/kvm"
+    return Requirement("kvm", False, "%s: %s" % (kvm.failure, kvm.error), hint)
+
+
+def _cap(profile: "Profile", cap: str, answers: "dict[str, int | None] | None", host: "Host") -> "Requirement":
+    name = "KVM_CAP_" + cap
+    if answers is None:
+        why = "/dev/kvm cannot be opened" if host.kvm.exists else "no /dev/kvm"
+        hint = _KVM_ACCESS_HINT if host.kvm.failure == "not_accessible" else "a usable /dev/kvm first"
+        return Requirement(name, False, "unknown: %s" % why, hint)
+    value = answers.get(cap)
+    if value is None:
+        return Requirement(name, False, "unknown (the check failed)", "check dmesg for kvm errors")
+    if value:
+        return Requirement(name, True, str(value), None)
+    since = KERNEL_SINCE.get(cap)
+    return Requirement(name, False, "0: this kernel's KVM lacks it",
+                       "%s requires KVM_CAP_%s: %s" % (profile.title, cap, "Linux %s or later" % since if since
+                                                     else "a newer kernel or KVM module"))
+
+
+def _flag_hint(flag: str) -> str:
+    if flag in ("vmx", "svm"):
+        return ("kata-runtime check wants %s: expose it to this host (nested virtualization) or run on bare "
+                "metal; a software KVM does not satisfy it" % flag)
+    return "Kata Containers needs a CPU with %s" % flag
+
+
+def _kata(checks: "KataChecks", host: "Host") -> "list[Requirement]":
+    out = []
+    vendor = host.cpu.vendor
+    flags = checks.flags.get(vendor if vendor in checks.flags else None)
+    if flags is None:
+        out.append(Requirement("cpu.vendor", False, "%s (kata-runtime check knows GenuineIntel and AuthenticAMD)"
+                               % (vendor or "unknown"), "Kata Containers on x86 needs an Intel or AMD CPU"))
+        flags = ()
+    kernel = host.kernel_flags
+    for flag in flags:
+        if kernel is None:
+            out.append(Requirement("cpu." + flag, False, "unknown: /proc/cpuinfo has no flags or cannot be read",
+                                   "kata-runtime check reads the flags of /proc/cpuinfo"))
+        elif flag in kernel:
+            out.append(Requirement("cpu." + flag, True, "in /proc/cpuinfo flags", None))
+        else:
+            out.append(Requirement("cpu." + flag, False, "not in /proc/cpuinfo flags", _flag_hint(flag)))
+    loaded = set(host.kvm.modules)
+    vmm = dict(host.vmm_modules or ())
+    vendor_module = checks.vendor_module.get(vendor or "")
+    required = checks.required[:1] + ((vendor_module,) if vendor_module else ()) + checks.required[1:]
+    for module in required:
+        if module in facts.KVM_MODULES:
+            found: "bool | None" = module in loaded
+        elif host.vmm_modules is None:
+            found = None
+        else:
+            found = vmm.get(module)
+        if found:
+            out.append(Requirement("module." + module, True, "loaded", None))
+        elif found is None:
+            out.append(Requirement("module." + module, False, "unknown: not recorded or not readable",
+                                   "kata-runtime check looks for /sys/module/%s" % module))
+        else:
+            out.append(Requirement("module." + module, False, "not loaded",
+                                   "modprobe %s (kata-runtime check loads it itself only when run as root)"
+                                   % module))
+    return out
+
+
 def ready(name: str, host: "Host | None" = None) -> "Readiness":
     """Whether the VMM ``name`` (one of NAMES) can run on ``host`` (the
-    live host by default); CapsfastError for an unknown name."""
+    live host by default; for Kata, probed with ``deep``, as kata-runtime
+    creates a VM); CapsfastError for an unknown name."""
     profile = PROFILES.get(name)
     if profile is None:
         raise CapsfastError("unknown VMM %r: known ones are %s" % (name, known()))
     if host is None:
         from capsfast.probing import probe
 
-        host = probe()
-    kvm = host.kvm
-    out = [Requirement("kvm", kvm.usable, "usable" if kvm.usable else "%s: %s" % (kvm.failure, kvm.error),
-                       None if kvm.usable else "run 'capsfast check' for the way to a usable /dev/kvm")]
-    features = set(host.cpu.features)
-    for flag in profile.cpu:
-        found = bool(features & {"vmx", "svm"}) if flag == "vmx-or-svm" else flag in features
-        out.append(Requirement("cpu." + flag, found, "in CPUID" if found else "not in CPUID (source: %s)"
-                               % host.cpu.source, None if found else "%s checks this CPU flag itself: %s"
-                               % (profile.title, _CPU_HINTS[flag])))
+        host = probe(deep=bool(profile.kata))
+    out = [_kvm(host)]
+    kata = profile.kata.get(host.arch)
+    if kata is not None:
+        out += _kata(kata, host)
+        create_vm = host.kvm.create_vm
+        if kata.create_vm and create_vm is not None:
+            # Without deep, KVM_CREATE_VM was not tried: the kvm requirement
+            # (API version 12) is then the closest reading.
+            out.append(Requirement("KVM_CREATE_VM", create_vm, "works" if create_vm else str(host.kvm.error),
+                                   None if create_vm else "KVM opens but cannot create a VM; check dmesg"))
     caps = profile.caps.get(host.arch)
     if caps is None:
         out.append(Requirement("arch", False, "no %s requirements known for %s" % (profile.title, host.arch),
@@ -107,14 +225,12 @@ def ready(name: str, host: "Host | None" = None) -> "Readiness":
     else:
         caps = profile.common + caps
     answers = None if host.kvm_caps is None else dict(host.kvm_caps)
-    for cap in caps:
-        if answers is None:
-            out.append(Requirement("KVM_CAP_" + cap, False, "unknown: /dev/kvm cannot be opened",
-                                   "run as a user who may open /dev/kvm"))
-            continue
-        value = answers.get(cap)
-        out.append(Requirement("KVM_CAP_" + cap, bool(value), "unknown (the check failed)" if value is None
-                               else str(value), None if value else "this kernel's KVM lacks KVM_CAP_%s, which %s "
-                               "requires: a newer kernel or KVM module" % (cap, profile.title)))
+    out += [_cap(profile, cap, answers, host) for cap in caps]
+    if kata is not None and host.arch == "aarch64":
+        ipa = None if answers is None else answers.get("ARM_VM_IPA_SIZE")
+        out.append(Requirement("KVM_CAP_ARM_VM_IPA_SIZE", ipa is not None,
+                               "unknown" if ipa is None else "answered: %s" % (
+                                   "%d-bit IPA" % ipa if ipa else "0 (the fixed 40-bit IPA)"),
+                               None if ipa is not None else "kata-runtime check asks it; a usable /dev/kvm first"))
     failed = tuple(r for r in out if not r.ok)
     return Readiness(name, profile.title, not failed, failed, tuple(out))

@@ -7,7 +7,9 @@ A recording is a directory (or the same as a tar stream):
   emulators, ``cpu_source`` (``cpuid`` with ``cpuid.txt``, else
   ``cpuinfo`` or ``none``), whether it was made with ``deep``, the ``msr``
   values read, and for each device node probed what was observed
-  (``devices``: for ``/dev/kvm`` each step of the way to a usable KVM).
+  (``devices``: for ``/dev/kvm`` each step of the way to a usable KVM),
+  and the lazy parts of the Host whose files ``root/`` holds (``captured``:
+  a part a recording did not capture replays as unknown).
 - ``cpuid.txt``: a full CPUID walk in ``cpuid -r -1`` form.
 - ``root/``: every file the probe read, as read; an empty file for each
   device node found and for each emulator (executable, so guests replay).
@@ -45,11 +47,12 @@ _STEP_CODES = ("absent", "denied", "not_a_file", "not_kvm_device", "too_short", 
 class Replay:
     """What a recording says beyond its files: the inputs of a probe."""
 
-    __slots__ = ("directory", "root", "dump", "arch", "path", "deep", "msr", "kvm", "caps_recorded", "caps")
+    __slots__ = ("directory", "root", "dump", "arch", "path", "deep", "msr", "kvm", "caps_recorded", "caps",
+                 "captured")
 
     def __init__(self, directory: str, root: str, dump: "str | None", arch: "str | None", path: str,
                  deep: bool, msr: "dict[int, int]", kvm: "KvmDevice | None", caps_recorded: bool = False,
-                 caps: "KvmCaps | None" = None) -> None:
+                 caps: "KvmCaps | None" = None, captured: "frozenset[str]" = frozenset()) -> None:
         self.directory = directory
         self.root = root
         self.dump = dump
@@ -62,6 +65,9 @@ class Replay:
         # open); a recording without them replays by asking its placeholder.
         self.caps_recorded = caps_recorded
         self.caps = caps
+        # The lazy parts of Host whose files root/ holds (facts.CAPTURED); a part
+        # a recording did not capture replays as unknown, not as absent.
+        self.captured = captured
 
 
 # -- writing ---------------------------------------------------------------------
@@ -111,7 +117,7 @@ def record(directory: str, deep: bool = False) -> "list[str]":
 
 
 def _record_into(directory: str, deep: bool) -> "tuple[int, str, int]":
-    entries = facts.DEVICE_FILES + facts.CPU_FILES + (facts.ARCH_FILE,)
+    entries = facts.RECORDED_FILES
     results = _native.Batch(KVM_DEVICE, facts.specs("/", entries)).run(False, deep)
     arch = facts.normalize_arch(os.uname().machine)
     root = os.path.join(directory, ROOT)
@@ -153,6 +159,7 @@ def _record_into(directory: str, deep: bool) -> "tuple[int, str, int]":
         "deep": deep,
         "msr": msr,
         "devices": devices,
+        "captured": list(facts.CAPTURED),
     }
     with open(os.path.join(directory, SCENARIO), "w") as f:
         f.write(json.dumps(scenario, indent=2) + "\n")
@@ -321,5 +328,8 @@ def read(directory: str) -> Replay:
     observed = devices.get(KVM_DEVICE)
     recorded = isinstance(observed, dict) and "caps" in observed
     caps = _caps(observed.get("caps"), "devices %s.caps" % KVM_DEVICE) if isinstance(observed, dict) else None
+    captured = doc.get("captured", [])
+    if not isinstance(captured, list) or not all(isinstance(part, str) for part in captured):
+        raise CapsfastError("replay %s: captured is not a list of names" % directory)
     return Replay(directory, root, dump if os.path.exists(dump) else None, arch, path,
-                  bool(doc.get("deep", False)), msr, kvm, recorded, caps)
+                  bool(doc.get("deep", False)), msr, kvm, recorded, caps, frozenset(captured))

@@ -194,7 +194,7 @@ def plan(target_name: str, deep: bool = False) -> "dict[str, Any]":
     from capsfast import emulators, facts
     from capsfast.constants import KVM_DEVICE, QEMU_KVM
 
-    entries = facts.DEVICE_FILES + facts.CPU_FILES + (facts.ARCH_FILE,)
+    entries = facts.RECORDED_FILES
     return {
         "capsfast": __version__,
         "description": "recorded over SSH from %s by capsfast %s on %s"
@@ -206,6 +206,7 @@ def plan(target_name: str, deep: bool = False) -> "dict[str, Any]":
         "arch_aliases": dict(facts._ARCH_ALIASES),
         "kvm_device": KVM_DEVICE,
         "kvm_caps": [list(row) for row in facts.KVM_CAPS],
+        "captured": list(facts.CAPTURED),
         "qemu_kvm": QEMU_KVM,
         "emulator_prefix": emulators.PREFIX,
         "default_path": emulators.DEFAULT_PATH,

@@ -117,9 +117,9 @@ def conclusion(host: "Host") -> str:
 
 
 def _readiness_rows(readiness: "Readiness") -> "list[Step]":
-    # The kvm requirement is the report's own steps above.
+    # The kvm and KVM_CREATE_VM requirements are the report's own steps above.
     return [("%s: %s" % (readiness.title, r.name), r.ok, r.detail, r.hint)
-            for r in readiness.requirements if r.name != "kvm"]
+            for r in readiness.requirements if r.name not in ("kvm", "KVM_CREATE_VM")]
 
 
 def _readiness_conclusion(readiness: "Readiness") -> str:
@@ -129,8 +129,8 @@ def _readiness_conclusion(readiness: "Readiness") -> str:
 
 
 def as_text(host: "Host", readiness: "Readiness | None" = None) -> str:
-    """The report; with ``readiness`` (a VMM other than QEMU), its
-    requirements and its verdict follow the KVM steps."""
+    """The report; with ``readiness`` (a VMM's verdict), its requirements
+    and its verdict follow the KVM steps."""
     rows = steps(host)
     if readiness is not None:
         rows += _readiness_rows(readiness)

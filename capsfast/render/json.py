@@ -47,6 +47,7 @@ def host_dict(host: "Host") -> dict[str, object]:
     and ``capsfast/schemas/capabilities.schema.json`` specifies."""
     cpu, hv, kvm, xen, hvm = host.cpu, host.hypervisor, host.kvm, host.xen, host.hvm
     caps = host.kvm_caps
+    vmm_modules = host.vmm_modules
     return {
         "schema_version": SCHEMA_VERSION,
         "host": {
@@ -89,6 +90,7 @@ def host_dict(host: "Host") -> dict[str, object]:
                 "bios_setting": hvm.bios_setting,
                 "evidence": list(hvm.evidence),
             },
+            "vmm_modules": None if vmm_modules is None else dict(vmm_modules),
             "kernel_flags_read": host.kernel_flags is not None,
             "msr": {_msr_key(n): _msr_key(v) for n, v in host.msr},
         },
