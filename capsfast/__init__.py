@@ -14,6 +14,7 @@ model) is imported here; renderers are imported on first use, and so is
 """
 from capsfast.constants import FORMATS, __version__
 from capsfast.errors import CapsfastError
+from capsfast.model import same_for_xml
 from capsfast.probing import kvm_usable, probe
 
 TYPE_CHECKING = False
@@ -40,10 +41,11 @@ def capabilities(host: "Host | None" = None, *, format: str = "libvirt") -> str:
         raise TypeError("capabilities() takes a Host from capsfast.probe(), not %s%s"
                         % (type(host).__name__, hint))
     last = _rendered.get(format)
-    # The XML formats hold no KVM capabilities: comparing without them (the
-    # Host's last field) leaves Host.kvm_caps unread (reading it opens /dev/kvm).
+    # Compared on what the format shows: the XML formats leave the KVM
+    # capabilities, the VMM modules and the kernel's flags unread (reading
+    # them costs a crossing each).
     if last is not None and (last[0] is host or (last[0] == host if format == "json"
-                                                 else last[0][:-1] == host[:-1])):
+                                                 else same_for_xml(last[0], host))):
         return last[1]
     from capsfast.render import render
 

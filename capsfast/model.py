@@ -115,6 +115,7 @@ def _record(name, fields, doc, lazy=()):
         "__doc__": doc,
         "__module__": __name__,
         "_fields": fields,
+        "_lazy": tuple(lazy),
         "__new__": __new__,
         "__repr__": __repr__,
         "__getnewargs__": __getnewargs__,
@@ -234,6 +235,26 @@ Capabilities = _record(
     the host arch, the host ``<features>`` names, and the guests as
     ``Guest`` values.""",
 )
+
+
+# The Host fields the XML renderings never show: lazy parts that a
+# comparison would otherwise read.
+_NOT_IN_XML = frozenset(("kernel_flags", "kvm_caps", "vmm_modules"))
+_XML_FIELDS = itemgetter(*[i for i, f in enumerate(Host._fields) if f not in _NOT_IN_XML])
+
+
+def same_for_xml(a, b):
+    """Whether Hosts ``a`` and ``b`` render the same XML: equal in every
+    field but those the XML formats do not show (left unread)."""
+    return _XML_FIELDS(a) == _XML_FIELDS(b)
+
+
+def resolve(host):
+    """Read every lazy part of ``host`` now (before the files of a temporary
+    recording go away); returns ``host``."""
+    for name in host._lazy:
+        getattr(host, name)
+    return host
 
 
 def guests_pending(host):

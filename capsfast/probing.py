@@ -15,7 +15,7 @@ import _thread
 from capsfast import _native, cpuid, emulators, facts
 from capsfast.constants import KVM_DEVICE, X86_ARCHS
 from capsfast.errors import CapsfastError
-from capsfast.model import guests_pending
+from capsfast.model import guests_pending, resolve
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -316,11 +316,7 @@ def replay_temporary(recording: "Recording", deep: bool = False) -> "Host":
     """The host a temporary recording (fetched over SSH, read from a
     stream) captured; its lazy parts are resolved before it is removed."""
     with recording as directory:
-        host = _replay(directory, deep)
-        host.guests
-        host.kvm_caps
-        host.vmm_modules
-    return host
+        return resolve(_replay(directory, deep))
 
 
 def _connect(uri: str, deep: bool) -> "Host":

@@ -135,9 +135,8 @@ def _kvm(host: "Host") -> "Requirement":
 def _cap(profile: "Profile", cap: str, answers: "dict[str, int | None] | None", host: "Host") -> "Requirement":
     name = "KVM_CAP_" + cap
     if answers is None:
-        why = "/dev/kvm cannot be opened" if host.kvm.exists else "no /dev/kvm"
-        hint = _KVM_ACCESS_HINT if host.kvm.failure == "not_accessible" else "a usable /dev/kvm first"
-        return Requirement(name, False, "unknown: %s" % why, hint)
+        # Follows from the kvm requirement, which carries the hint.
+        return Requirement(name, False, "unknown: /dev/kvm cannot be opened", None)
     value = answers.get(cap)
     if value is None:
         return Requirement(name, False, "unknown (the check failed)", "check dmesg for kvm errors")

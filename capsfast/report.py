@@ -125,7 +125,12 @@ def _readiness_rows(readiness: "Readiness") -> "list[Step]":
 def _readiness_conclusion(readiness: "Readiness") -> str:
     if readiness.ok:
         return "%s can run here" % readiness.title
-    return "%s can NOT run here: %s" % (readiness.title, ", ".join(r.name for r in readiness.failed))
+    # What could not be asked follows from a failure before it: counted, not listed.
+    named = [r.name for r in readiness.failed if not r.detail.startswith("unknown")]
+    unknown = len(readiness.failed) - len(named)
+    if unknown:
+        named.append("%d more unknown" % unknown if named else "%d unknown" % unknown)
+    return "%s can NOT run here: %s" % (readiness.title, ", ".join(named))
 
 
 def as_text(host: "Host", readiness: "Readiness | None" = None) -> str:

@@ -15,6 +15,7 @@ import pytest
 
 import capsfast
 from capsfast.cli import main
+from capsfast import facts
 from capsfast.export import nfd
 from capsfast.model import Cpu, Guest, Host, Hvm, Hypervisor, Kqemu, Kvm, Xen
 from scenarios import all_scenarios
@@ -118,11 +119,34 @@ def test_bare_metal_labels():
         "capsfast-hypervisor.present": "false",
         "capsfast-hypervisor.vendor": "none",
         "capsfast-xen.role": "none",
+        # The sample's KVM capabilities are unknown: no VMM can be vouched for.
+        "capsfast-vmm.firecracker": "false",
+        "capsfast-vmm.cloud-hypervisor": "false",
+        "capsfast-vmm.qemu": "false",
+        "capsfast-vmm.kata": "false",
         "capsfast-guest.hvm.x86_64.qemu": "true",
         "capsfast-guest.hvm.x86_64.kvm": "true",
         "capsfast-guest.hvm.i686.qemu": "true",
         "capsfast-guest.hvm.i686.kvm": "true",
     }
+
+
+def test_readiness_and_capabilities_as_labels():
+    """One label per VMM (capsfast check --for) and one per KVM capability."""
+    caps = tuple((name, 0 if name == "IMMEDIATE_EXIT" else 7) for name in facts.KVM_CAP_NAMES)
+    host = sample_host(kvm_caps=caps, kernel_flags=("vmx", "lm", "sse4_1"),
+                       vmm_modules=(("vhost", True), ("vhost_net", True), ("vhost_vsock", False)))
+    labels = labels_of(host)
+    assert {k: v for k, v in labels.items() if k.startswith("capsfast-vmm.")} == {
+        "capsfast-vmm.firecracker": "true",
+        "capsfast-vmm.cloud-hypervisor": "false",  # it needs IMMEDIATE_EXIT
+        "capsfast-vmm.qemu": "true",
+        "capsfast-vmm.kata": "true",
+    }
+    assert labels["capsfast-kvm-cap.immediate-exit"] == "0"
+    assert labels["capsfast-kvm-cap.max-vcpus"] == "7"
+    cap_labels = [k for k in labels if k.startswith("capsfast-kvm-cap.")]
+    assert len(cap_labels) == len(facts.KVM_CAP_NAMES)
 
 
 def test_explicit_false_where_kvm_is_off_in_firmware():

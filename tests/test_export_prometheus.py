@@ -11,6 +11,7 @@ import pytest
 
 import capsfast
 from capsfast.cli import main
+from capsfast import facts
 from capsfast.export import prometheus
 from capsfast.model import Guest, Hypervisor, Kvm
 from test_export_nfd import sample_host, start_every, wait_for
@@ -70,6 +71,21 @@ def test_values_follow_the_host():
     assert value(fams, "capsfast_probe_duration_seconds") == pytest.approx(0.000123)
     guests = sorted((s.labels["arch"], s.labels["domain"]) for s in fams["capsfast_guest_info"].samples)
     assert guests == [("aarch64", "qemu"), ("x86_64", "kvm"), ("x86_64", "qemu")]
+
+
+def test_readiness_and_capabilities_as_metrics():
+    caps = tuple((name, 0 if name == "IMMEDIATE_EXIT" else 1) for name in facts.KVM_CAP_NAMES)
+    fams = check_format(prometheus.render(sample_host(kvm_caps=caps)))
+    assert value(fams, "capsfast_vmm_ready", vmm="firecracker") == 1
+    assert value(fams, "capsfast_vmm_ready", vmm="cloud-hypervisor") == 0
+    assert value(fams, "capsfast_vmm_ready", vmm="qemu") == 1
+    assert value(fams, "capsfast_vmm_ready", vmm="kata") == 0  # the sample's flags lack lm, sse4_1
+    assert value(fams, "capsfast_kvm_capability", capability="IMMEDIATE_EXIT") == 0
+    assert len(fams["capsfast_kvm_capability"].samples) == len(facts.KVM_CAP_NAMES)
+    # Unknown capabilities are no samples, never zeros.
+    fams = check_format(prometheus.render(sample_host(kvm_caps=None)))
+    assert fams["capsfast_kvm_capability"].samples == []
+    assert value(fams, "capsfast_vmm_ready", vmm="qemu") == 0
 
 
 def test_unusable_kvm_and_odd_signature_survive_the_parser():

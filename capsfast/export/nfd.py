@@ -28,6 +28,11 @@ Labels (under the namespace, ``feature.node.kubernetes.io`` by default)::
   capsfast-xen.role              dom0/domU/none
   capsfast-guest.<os_type>.<arch>.<domain>  true, one per guest and domain
                                  type, e.g. capsfast-guest.hvm.x86_64.kvm
+  capsfast-vmm.<vmm>             true/false   the VMM can start here (firecracker,
+                                 cloud-hypervisor, qemu, kata: capsfast check --for)
+  capsfast-kvm-cap.<name>        KVM_CHECK_EXTENSION's answer, one per capability
+                                 (lower case, _ as -: capsfast-kvm-cap.immediate-exit=1);
+                                 none when /dev/kvm cannot be opened
 """
 from zlib import crc32
 
@@ -146,6 +151,12 @@ def labels(host: "Host") -> list[tuple[str, str]]:
     if hv.signature is not None:
         pairs.append(("capsfast-hypervisor.signature", label_value(hv.signature)))
     pairs.append(("capsfast-xen.role", _text(host.xen.role)))
+    from capsfast.readiness import NAMES, ready
+
+    pairs += [(label_name(("capsfast-vmm", vmm)), _bool(ready(vmm, host).ok)) for vmm in NAMES]
+    for cap, value in host.kvm_caps or ():
+        if value is not None:
+            pairs.append((label_name(("capsfast-kvm-cap", cap.lower().replace("_", "-"))), str(value)))
     seen: set[str] = set()
     for guest in host.guests:
         for domain in guest.domains:

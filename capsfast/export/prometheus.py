@@ -28,6 +28,8 @@ METRICS = (
     ("capsfast_hypervisor_info", "The hypervisor this host runs under (vendor none on bare metal) and its CPUID signature.", "gauge"),
     ("capsfast_xen_info", "Xen as this host sees it: role (dom0, domU, none).", "gauge"),
     ("capsfast_guest_info", "One series per guest os_type, architecture and domain type this host can run.", "gauge"),
+    ("capsfast_vmm_ready", "1 if the VMM (firecracker, cloud-hypervisor, qemu, kata) can start on this host, else 0: capsfast check --for.", "gauge"),
+    ("capsfast_kvm_capability", "KVM_CHECK_EXTENSION's answer per capability (0 unsupported; else 1 or a count, limit or mask); absent when /dev/kvm cannot be opened.", "gauge"),
     ("capsfast_probe_duration_seconds", "How long the probe that produced these facts took.", "gauge"),
 )
 
@@ -73,6 +75,12 @@ def samples(host: "Host", duration: "float | None" = None) -> dict[str, list[tup
             if series not in guests:
                 guests.append(series)
     out["capsfast_guest_info"] = guests
+    from capsfast.readiness import NAMES, ready
+
+    out["capsfast_vmm_ready"] = [(_labels([("vmm", vmm)]), _flag(ready(vmm, host).ok)) for vmm in NAMES]
+    out["capsfast_kvm_capability"] = [
+        (_labels([("capability", cap)]), str(value)) for cap, value in host.kvm_caps or () if value is not None
+    ]
     return out
 
 
