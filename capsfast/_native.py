@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     FileSpec = tuple[str, str, int, int, "int | None"]
 
 # Must equal CAPSFAST_ABI in csrc/capsfast.h.
-ABI = 4
+ABI = 5
 if lib.CAPSFAST_ABI != ABI:  # pragma: no cover - only a stale build gets here
     raise ImportError(
         "capsfast's compiled module is ABI %d, the Python code wants %d: "
@@ -44,12 +44,16 @@ STAT = "stat"              # stat() only: does it exist
 READ = "read"              # a small regular file, up to its buffer size
 READ_BLOCK = "read_block"  # read until the first blank line (one /proc/cpuinfo block)
 MSR = "msr"                # 8 bytes at the MSR's offset, as the msr driver serves them
+LIST = "list"              # a directory's entry names, each ended by a NUL byte
 _OPS = {
     STAT: lib.CAPSFAST_OP_STAT,
     READ: lib.CAPSFAST_OP_READ,
     READ_BLOCK: lib.CAPSFAST_OP_READ_BLOCK,
     MSR: lib.CAPSFAST_OP_MSR,
+    LIST: lib.CAPSFAST_OP_LIST,
 }
+# The ops that fill a buffer of their own.
+_BUFFERED = (READ, READ_BLOCK, LIST)
 
 
 class Outcome:
@@ -111,7 +115,7 @@ def _outcome(result: int) -> "Outcome":
 
 class FileResult:
     """One file entry's result (read-only: absent entries share one): ``outcome``; ``mode`` (st_mode, 0 when
-    unknown); ``data``, the bytes read (READ ops, None otherwise or on
+    unknown); ``data``, the bytes read (READ ops; LIST: the names, each ended by a NUL; None otherwise or on
     failure); ``truncated``, the file held more than its buffer; ``value``,
     the MSR's value (MSR op, None otherwise or on failure)."""
 
@@ -243,8 +247,8 @@ class Batch:
     """One probe plan: the KVM device path (or None) and the file entries.
 
     Each entry of ``files`` is ``(path, op, msr, size, after)``: ``op`` one
-    of STAT, READ, READ_BLOCK, MSR; ``msr`` the MSR number for MSR; ``size``
-    the read buffer for the READ ops; ``after`` None, or the index of an
+    of STAT, READ, READ_BLOCK, MSR, LIST; ``msr`` the MSR number for MSR; ``size``
+    the read buffer for the READ and LIST ops; ``after`` None, or the index of an
     earlier entry whose file must exist for this one to be tried (C answers
     "absent" without a system call otherwise).  Not thread-safe: give each
     thread its own."""
@@ -258,7 +262,7 @@ class Batch:
         # All paths in one allocation, NUL-separated; all read buffers in another.
         encoded = [spec[0].encode("utf-8", "surrogateescape") + b"\0" for spec in files]
         paths = ffi.new("char[]", b"".join(encoded) or b"\0")
-        total = sum(spec[3] for spec in files if spec[1] in (READ, READ_BLOCK))
+        total = sum(spec[3] for spec in files if spec[1] in _BUFFERED)
         bufs = _new_raw("char[]", max(total, 1))
         entries: list[tuple[CData, str, CData | None]] = []
         reads: list[tuple[CData, CData]] = []
@@ -272,7 +276,7 @@ class Batch:
             if after is not None:
                 f.after = after + 1
             buf = None
-            if op in (READ, READ_BLOCK):
+            if op in _BUFFERED:
                 buf = bufs + used
                 f.buf = buf
                 f.cap = size
@@ -355,7 +359,14 @@ class Batch:
         return Results(cpu, kvm, files)
 
     def run(self, want_cpu: bool = False, deep: bool = False) -> "Results":
-        """Cross into C once and name the results."""
-        self.cross(want_cpu, deep)
+        """Cross into C once and name the results (no snapshot made: with
+        thousands of files, its bytes would cost more than the reads)."""
+        rc = _probe(
+            1 if want_cpu else 0, self._cpu, self._kvm_path, 1 if deep else 0,
+            self._kvm, self._keep[0], self._n,
+        )
+        if rc != 0:  # pragma: no cover - the arguments are built above
+            raise _outcome(rc).error("capsfast_probe rejected its arguments")
+        self._want_cpu = want_cpu
         return self.results()
 

@@ -176,6 +176,14 @@ class CpuidWalk(TypedDict):
     run_by_first_probe: bool       # a fresh process's probe() called it, or ran more CPUIDs than its leaves
 
 
+class TopologyScale(TypedDict):
+    cpus: int
+    rounds: int          # crossings into C, each asking for what the one before found
+    files: int           # files and listings read
+    median_us: float | None
+    per_cpu_us: float | None
+
+
 class Document(TypedDict):
     schema_version: int
     quick: bool
@@ -187,6 +195,7 @@ class Document(TypedDict):
     floor_first_probe_us: float | None
     kvm_caps_per_ioctl_us: float | None
     cpuinfo_scaling: dict[str, Scale]
+    topology_scaling: dict[str, TopologyScale]
     alternatives: list[str]
     results: list[ResultRow]
     targets: list[Target]
@@ -263,6 +272,7 @@ class Bench:
         self.lazy_modules: list[str] = []
         self.first_probe_reads_cpu_files = False
         self.scaling: dict[str, Scale] = {}
+        self.topology: dict[str, TopologyScale] = {}
 
     def keep(self, result: Result, alternative: bool = False) -> None:
         self.results[result.key] = result
@@ -496,6 +506,49 @@ def fake_root_1024_cpus(b: Bench) -> None:
     _fake_root_probe(b, 1024)
 
 
+# the host topology (capsfast.topology): a fake sysfs of many CPUs
+
+def _topology_read(b: Bench, cpus: int) -> None:
+    from capsfast import _native, topology
+
+    with tempfile.TemporaryDirectory(prefix="capsfast-bench-") as tmp:
+        root = _fake_topology_root(tmp, cpus)
+        key = "topology_%d_cpus" % cpus
+        divisor = 50 if cpus > 64 else 1
+        b.keep(Result(key, "host topology, NUMA cells and cache banks read and decided, fake sysfs of %d CPUs"
+                      % cpus, b.per_call(lambda: topology.probe_layout(root), divisor=divisor * 20, at_least=3)))
+        # The floor: the same rounds' reads in C, results unread.
+        rounds: list[list[tuple[str, str]]] = []
+        fetch = topology.c_fetch(root)
+
+        def spy(requests: Sequence[tuple[str, str]]) -> list[Any]:
+            rounds.append(list(requests))
+            return fetch(requests)
+
+        topology.collect(spy)
+        batches = [_native.Batch(None, topology.batch_specs(root, r)) for r in rounds]
+
+        def floor_read() -> None:
+            for batch in batches:
+                batch.bare()
+
+        floor = "topology_%d_cpus_floor" % cpus
+        b.keep(Result(floor, "its %d rounds of reads in C alone, results unread" % len(rounds),
+                      b.per_call(floor_read, divisor=divisor * 20, at_least=3)))
+    b.topology[key] = {"cpus": cpus, "rounds": len(rounds), "files": sum(len(r) for r in rounds),
+                       "median_us": _round(b.median(key)), "per_cpu_us": _round(_ratio_of(b.median(key), cpus))}
+
+
+@step("host topology, 2 CPUs")
+def topology_2_cpus(b: Bench) -> None:
+    _topology_read(b, 2)
+
+
+@step("host topology, 1024 CPUs")
+def topology_1024_cpus(b: Bench) -> None:
+    _topology_read(b, 1024)
+
+
 # the alternatives
 
 @step("Python /proc/cpuinfo parse")
@@ -661,6 +714,7 @@ def _document(b: Bench) -> Document:
         "floor_first_probe_us": _round(_floor_first_probe(b)),
         "kvm_caps_per_ioctl_us": _round(b.kvm_caps_per_ioctl),
         "cpuinfo_scaling": b.scaling,
+        "topology_scaling": b.topology,
         "alternatives": b.alternatives,
         "results": [r.as_dict() for r in b.results.values()],
         "targets": _targets(b),
@@ -723,6 +777,12 @@ def _targets(b: Bench) -> list[Target]:
             _ratio_of(m("process_capabilities_libvirt"), m("alt_virsh")), 1.0),
         row("/proc/cpuinfo bytes read, 1024 CPUs / 2 CPUs",
             _ratio_of(_bytes_read(b, 1024), _bytes_read(b, 2)), 1.0),
+        # Reads, not interpreter time: at most twice what C's reads cost,
+        # and no worse than linear in the CPUs.
+        row("host topology of 1024 CPUs / its reads in C alone",
+            _ratio_of(m("topology_1024_cpus"), m("topology_1024_cpus_floor")), 2.0),
+        row("host topology of 1024 CPUs / 512 x that of 2 CPUs",
+            _ratio_of(m("topology_1024_cpus"), 512 * (m("topology_2_cpus") or 0)), 1.0),
     ]
 
 
@@ -840,6 +900,49 @@ def _cpuinfo_parse() -> bool:
         if line.startswith("flags"):
             found.update(line.partition(":")[2].split())
     return "vmx" in found or "svm" in found
+
+
+def _fake_topology_root(directory: str, cpus: int) -> str:
+    """A fake root whose sysfs shows ``cpus`` CPUs: two threads a core,
+    one socket, NUMA node and L3 cache per 128 CPUs (or one in all)."""
+    root = os.path.join(directory, "topology-root")
+    system = root + "/sys/devices/system"
+    per_node = min(cpus, 128)
+    nodes = max(cpus // per_node, 1)
+
+    def put(path: str, text: str) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+
+    put(system + "/cpu/present", "0-%d\n" % (cpus - 1))
+    put(system + "/cpu/online", "0-%d\n" % (cpus - 1))
+    for cpu in range(cpus):
+        base = "%s/cpu/cpu%d/" % (system, cpu)
+        node, first = cpu // per_node, cpu - cpu % 2
+        put(base + "topology/physical_package_id", "%d\n" % node)
+        put(base + "topology/die_id", "0\n")
+        put(base + "topology/core_id", "%d\n" % (cpu % per_node // 2))
+        put(base + "topology/thread_siblings_list", "%d-%d\n" % (first, first + 1))
+        for index, level, kind in ((0, 1, "Data"), (3, 3, "Unified")):
+            cache = base + "cache/index%d/" % index
+            put(cache + "level", "%d\n" % level)
+            put(cache + "id", "%d\n" % (node if level == 3 else cpu // 2))
+            put(cache + "type", kind + "\n")
+            put(cache + "size", "32768K\n" if level == 3 else "48K\n")
+            put(cache + "shared_cpu_list", "%d-%d\n" % ((node * per_node, node * per_node + per_node - 1)
+                                                        if level == 3 else (first, first + 1)))
+    for node in range(nodes):
+        base = "%s/node/node%d" % (system, node)
+        for cpu in range(node * per_node, (node + 1) * per_node):
+            os.makedirs(base + "/cpu%d" % cpu)
+        put(base + "/cpulist", "%d-%d\n" % (node * per_node, (node + 1) * per_node - 1))
+        put(base + "/distance", " ".join("10" if n == node else "20" for n in range(nodes)) + "\n")
+        put(base + "/meminfo", "Node %d MemTotal:       4194304 kB\n" % node)
+        put(base + "/hugepages/hugepages-2048kB/nr_hugepages", "0\n")
+        put(base + "/hugepages/hugepages-2048kB/free_hugepages", "0\n")
+    put(root + "/proc/meminfo", "MemTotal:        %d kB\n" % (4194304 * nodes))
+    return root
 
 
 def _fake_cpuinfo_root(directory: str, cpus: int) -> tuple[str, int]:
@@ -980,6 +1083,10 @@ def format_text(doc: Document) -> str:
     s2, s1024 = doc["cpuinfo_scaling"]["cpus_2"], doc["cpuinfo_scaling"]["cpus_1024"]
     lines.append("/proc/cpuinfo of 2 CPUs (%d bytes): %d bytes read; of 1024 CPUs (%d bytes): %d bytes read"
                  % (s2["file_bytes"], s2["bytes_read"], s1024["file_bytes"], s1024["bytes_read"]))
+    for scale in doc["topology_scaling"].values():
+        lines.append("host topology of %d CPUs: %d rounds, %d files, %s (%s a CPU)"
+                     % (scale["cpus"], scale["rounds"], scale["files"], _human(scale["median_us"]),
+                        _human(scale["per_cpu_us"])))
     lines += ["", "alternatives (x = median / probe(refresh=True) of this run):"]
     refresh = by_key["probe_refresh"]["median_us"]
     for key in doc["alternatives"]:

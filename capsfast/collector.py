@@ -255,6 +255,30 @@ def run_plan(entries: "list[list[Any]]", depends: "dict[str, str]") -> "dict[str
     return results
 
 
+# Bound of one file a glob finds (sysfs files are one page at most).
+GLOB_FILE_MAX = 1 << 16
+
+
+def collect_globs(globs: "list[list[str]]") -> "dict[str, tuple[bytes | None, int]]":
+    """Every match of each ``[kind, pattern]`` (capsfast.topology's
+    RECORD_GLOBS) as {path: (bytes, or None for a directory, mode)}: a
+    "file" match that is a regular file, as read (bounded); a "dir" match
+    that is a directory, as present.  What cannot be read is left out."""
+    import glob
+
+    out: "dict[str, tuple[bytes | None, int]]" = {}
+    for kind, pattern in globs:
+        for path in sorted(glob.glob(pattern)):
+            if kind == "dir":
+                if os.path.isdir(path):
+                    out[path] = (None, 0o755)
+                continue
+            result = probe_file(path, "read", 0, GLOB_FILE_MAX)
+            if result.err == 0 and result.data is not None:
+                out[path] = (result.data, 0o644)
+    return out
+
+
 # -- CPUID through the cpuid driver ---------------------------------------------
 
 def walk(read: "Callable[[int, int], Registers]") -> "Walked":
@@ -488,6 +512,13 @@ def collect(plan: "Plan") -> "dict[str, tuple[bytes | None, int]]":
             if key == plan["arch_key"]:
                 arch_text = data.decode("ascii", "replace").strip()
             put(path, data)
+
+    for path, (found, mode) in collect_globs(plan.get("globs", [])).items():
+        if found is None:
+            put(path, None)
+            put(path + "/.present", b"")  # an empty directory does not survive every copy
+        elif "root" + path not in files:
+            put(path, found, mode)
 
     kvm_path = plan["kvm_device"]
     device = kvm_device(kvm_path, bool(plan["deep"]), plan.get("kvm_caps"))

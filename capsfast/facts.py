@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from capsfast._native import FileResult, FileSpec, KvmDevice, Leaves
     from capsfast.model import Guest, Hvm, Kvm
+    from capsfast.topology import Layout
 
     # plan key -> (path as on the probed host, its result)
     Files = Mapping[str, tuple[str, FileResult]]
@@ -412,11 +413,14 @@ def vmm_modules(outcomes: "Sequence[str] | None") -> "Modules | None":
 
 def host(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", guests: "Callable[[], tuple[Guest, ...]]",
          caps: "Callable[[], KvmCaps | None]", vmm_modules: "Callable[[], Modules | None]",
-         flags: "Callable[[], tuple[str, ...] | None]") -> Host:
+         flags: "Callable[[], tuple[str, ...] | None]", layout: "Callable[[], Layout]") -> Host:
     """The Host; ``guests`` is called when ``Host.guests`` is first read,
     ``caps`` when ``Host.kvm_caps`` is, ``vmm_modules`` when ``Host.vmm_modules`` is,
-    ``flags`` when ``Host.kernel_flags`` is and the probe did not read them."""
+    ``flags`` when ``Host.kernel_flags`` is and the probe did not read them,
+    ``layout`` (once) when any of topology, cache, pages, uuid or
+    iommu_groups is."""
     kvm, kqemu, xen, hvm = devices
+    read = Lazy(layout)
     return Host(
         arch=arch,
         cpu=cpu.cpu or NO_CPU,
@@ -432,4 +436,10 @@ def host(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", guests: "Callable[[
         kernel_flags=Lazy(flags) if cpu.kernel_flags is None else cpu.kernel_flags,  # type: ignore[arg-type]
         msr=cpu.msr_items,
         vmm_modules=Lazy(vmm_modules),  # type: ignore[arg-type]  # resolved on read
+        # One reading of sysfs serves the five (capsfast.topology).
+        topology=Lazy(lambda: read.get().topology),  # type: ignore[arg-type]
+        cache=Lazy(lambda: read.get().cache),  # type: ignore[arg-type]
+        pages=Lazy(lambda: read.get().pages),  # type: ignore[arg-type]
+        uuid=Lazy(lambda: read.get().uuid),  # type: ignore[arg-type]
+        iommu_groups=Lazy(lambda: read.get().iommu_groups),  # type: ignore[arg-type]
     )

@@ -190,10 +190,54 @@ Machine = _record(
     alias of (or None), and whether QEMU marks it deprecated.""",
 )
 
+CellPages = _record(
+    "CellPages",
+    ("size_kib", "number"),
+    """One page size of a NUMA cell and how many pages of it the cell holds
+    (huge pages: the pool; the base size: the cell's memory outside it).""",
+)
+
+CellDistance = _record(
+    "CellDistance",
+    ("id", "value"),
+    """The distance from a NUMA cell to cell ``id`` (10 is local).""",
+)
+
+CellCpu = _record(
+    "CellCpu",
+    ("id", "socket_id", "die_id", "core_id", "siblings"),
+    """One CPU of a NUMA cell: its socket, die and core, and the CPU ids of
+    its thread siblings (itself included), ascending.""",
+)
+
+NumaCell = _record(
+    "NumaCell",
+    ("id", "memory_kib", "pages", "distances", "cpus"),
+    """One NUMA cell as libvirt lists it: ``memory_kib`` None where unread,
+    ``pages`` CellPages by size, ``distances`` CellDistance, ``cpus``
+    CellCpu by id.""",
+)
+
+Topology = _record(
+    "Topology",
+    ("sockets", "dies", "cores", "threads", "cells"),
+    """The host CPU topology as libvirt reckons it: ``sockets``, ``dies``,
+    ``cores``, ``threads`` (each None where libvirt's count fails; its
+    fallback when their product is not the CPU count included), and the
+    NUMA ``cells`` (None where they cannot be read).""",
+)
+
+CacheBank = _record(
+    "CacheBank",
+    ("id", "level", "type", "size_bytes", "cpus"),
+    """One CPU cache bank (level 3 and up, as libvirt lists them): ``type``
+    ``both``, ``code`` or ``data``; ``cpus`` the ids sharing it.""",
+)
+
 Host = _record(
     "Host",
     ("arch", "cpu", "hypervisor", "kvm", "kqemu", "xen", "hvm", "guests", "kernel_flags", "msr", "kvm_caps",
-     "vmm_modules"),
+     "vmm_modules", "topology", "cache", "pages", "uuid", "iommu_groups"),
     """Everything one probe found.  ``guests`` is found on first read (it
     lists the PATH directories); ``kvm_caps`` too (it opens /dev/kvm and
     asks KVM_CHECK_EXTENSION): ``(name, answer)`` pairs in the order of
@@ -205,8 +249,14 @@ Host = _record(
     is read on first access too: ``(name, loaded)`` for the kernel modules
     VMMs want besides KVM's (``capsfast.facts.VMM_MODULES``), loaded None
     where it cannot be told, or None where a recording did not capture
-    them.""",
-    lazy=("guests", "kernel_flags", "kvm_caps", "vmm_modules"),
+    them.
+    Read from sysfs on first access, all together (``capsfast.topology``):
+    ``topology`` (a Topology), ``cache`` (CacheBank tuple), ``pages`` (the
+    page sizes in KiB), ``uuid`` (the DMI product UUID, else /etc/machine-id
+    as a UUID), ``iommu_groups`` (whether the kernel lists an IOMMU group);
+    each None where it cannot be read.""",
+    lazy=("guests", "kernel_flags", "kvm_caps", "vmm_modules", "topology", "cache", "pages", "uuid",
+          "iommu_groups"),
 )
 _HOST_GUESTS = Host._fields.index("guests")
 _HOST_KVM_CAPS = Host._fields.index("kvm_caps")

@@ -77,6 +77,48 @@ class Guest(NamedTuple):
     machines: Optional[tuple[Machine, ...]]
     def as_dict(self) -> dict[str, Any]: ...
 
+class CellPages(NamedTuple):
+    size_kib: int
+    number: int
+    def as_dict(self) -> dict[str, Any]: ...
+
+class CellDistance(NamedTuple):
+    id: int
+    value: int
+    def as_dict(self) -> dict[str, Any]: ...
+
+class CellCpu(NamedTuple):
+    id: int
+    socket_id: int
+    die_id: int
+    core_id: int
+    siblings: tuple[int, ...]
+    def as_dict(self) -> dict[str, Any]: ...
+
+class NumaCell(NamedTuple):
+    id: int
+    memory_kib: Optional[int]
+    pages: tuple[CellPages, ...]
+    distances: tuple[CellDistance, ...]
+    cpus: tuple[CellCpu, ...]
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Topology(NamedTuple):
+    sockets: Optional[int]
+    dies: Optional[int]
+    cores: Optional[int]
+    threads: Optional[int]
+    cells: Optional[tuple[NumaCell, ...]]
+    def as_dict(self) -> dict[str, Any]: ...
+
+class CacheBank(NamedTuple):
+    id: int
+    level: int
+    type: str
+    size_bytes: int
+    cpus: tuple[int, ...]
+    def as_dict(self) -> dict[str, Any]: ...
+
 class Host(NamedTuple):
     arch: str
     cpu: Cpu
@@ -96,6 +138,12 @@ class Host(NamedTuple):
     # modules VMMs want (vhost, vhost_net, vhost_vsock); loaded is None where
     # it cannot be told; None where a recording did not capture them.
     vmm_modules: Optional[tuple[tuple[str, Optional[bool]], ...]]
+    # Read from sysfs on first access (Lazy at run time; capsfast.topology).
+    topology: Topology
+    cache: Optional[tuple[CacheBank, ...]]
+    pages: Optional[tuple[int, ...]]
+    uuid: Optional[str]
+    iommu_groups: Optional[bool]
     def as_dict(self) -> dict[str, Any]: ...
 
 class Requirement(NamedTuple):

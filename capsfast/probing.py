@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from capsfast.facts import CpuFacts, DeviceFacts, Files, KvmCaps, Modules
     from capsfast.recording import Replay
     from capsfast.remote import Recording
+    from capsfast.topology import Layout
     from capsfast.model import Guest, Host, Kqemu, Kvm, Xen
 
     PlanKey = tuple[str, bool, bool]  # (root, with CPU files, with the arch file)
@@ -121,8 +122,13 @@ def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_en
             return None
         return read_vmm_modules(root)
 
+    def layout() -> "Layout":
+        from capsfast import topology
+
+        return topology.probe_layout(root, arch)
+
     return facts.host(arch, cpu, devices, lambda: emulators.host_guests(root, arch, kvm, kqemu, xen, path_env),
-                      caps, vmm_modules, lambda: read_kernel_flags(root))
+                      caps, vmm_modules, lambda: read_kernel_flags(root), layout)
 
 
 def _live_batch() -> "Batch":

@@ -141,6 +141,14 @@ def _record_into(directory: str, deep: bool) -> "tuple[int, str, int]":
             written += _placeholder(root, path, result.mode)
         elif result.data is not None:
             written += _write(root, path, result.data)
+    # What capsfast.topology reads, found as the remote collector finds it.
+    from capsfast import collector, topology
+
+    for path, (data, mode) in collector.collect_globs([list(row) for row in topology.RECORD_GLOBS]).items():
+        if data is None:
+            written += _placeholder(root, path, stat.S_IFDIR)
+        elif not os.path.exists(root + path):
+            written += _write(root, path, data, mode)
     found = emulators.discover("/")
     for binary in sorted(found.binaries.values()) + ([found.qemu_kvm] if found.qemu_kvm else []):
         written += _write(root, binary, b"", mode=0o755)

@@ -191,7 +191,7 @@ def parse_uri(uri: str) -> Target:
 
 def plan(target_name: str, deep: bool = False) -> "dict[str, Any]":
     """What the collector is to read, from capsfast.facts: the one source."""
-    from capsfast import emulators, facts
+    from capsfast import emulators, facts, topology
     from capsfast.constants import KVM_DEVICE, QEMU_KVM
 
     entries = facts.RECORDED_FILES
@@ -210,6 +210,7 @@ def plan(target_name: str, deep: bool = False) -> "dict[str, Any]":
         "qemu_kvm": QEMU_KVM,
         "emulator_prefix": emulators.PREFIX,
         "default_path": emulators.DEFAULT_PATH,
+        "globs": [list(row) for row in topology.RECORD_GLOBS],
     }
 
 

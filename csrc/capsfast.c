@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 /* 64-bit offsets on i686 too: the AMD MSR number 0xc0010114 is an offset. */
 #define _FILE_OFFSET_BITS 64
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -513,6 +514,54 @@ static void read_msr(struct capsfast_file *f, int fd)
         f->value = (f->value << 8) | raw[i];
 }
 
+/* The names in a directory, each followed by a NUL (a name never holds
+ * one), whole names only; truncated when one did not fit. */
+static void list_dir(struct capsfast_file *f)
+{
+    struct stat st;
+    struct dirent *entry;
+    DIR *dir;
+    int fd;
+
+    /* O_NONBLOCK and O_DIRECTORY: a FIFO or device planted here is never
+     * opened as one. */
+    fd = open_nonblocking(f->path, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) {
+        f->err = fd;
+        if (stat(f->path, &st) == 0)
+            f->mode = (uint32_t)st.st_mode;
+        return;
+    }
+    if (fstat(fd, &st) == 0)
+        f->mode = (uint32_t)st.st_mode;
+    dir = fdopendir(fd);
+    if (dir == NULL) {
+        f->err = -errno;
+        close(fd);
+        return;
+    }
+    for (;;) {
+        size_t n;
+        errno = 0;
+        entry = readdir(dir);
+        if (entry == NULL) {
+            if (errno != 0)
+                f->err = -errno;
+            break;
+        }
+        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
+            continue;
+        n = strlen(entry->d_name) + 1;
+        if (n > f->cap - f->len) {
+            f->truncated = 1;
+            break;
+        }
+        memcpy(f->buf + f->len, entry->d_name, n);
+        f->len += (uint32_t)n;
+    }
+    closedir(dir);  /* closes fd */
+}
+
 /* What a read may open: a regular file, or for the MSR op the msr driver's
  * node.  A FIFO, socket, directory or other device is never read. */
 static int openable(const struct stat *st, int msr)
@@ -549,6 +598,13 @@ static void probe_file(struct capsfast_file *f)
             f->err = -errno;
         else
             f->mode = (uint32_t)st.st_mode;
+        return;
+    case CAPSFAST_OP_LIST:
+        if (f->buf == NULL) {
+            f->err = -EINVAL;
+            return;
+        }
+        list_dir(f);
         return;
     case CAPSFAST_OP_READ_BLOCK:
         block = 1;

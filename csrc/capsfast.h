@@ -11,13 +11,15 @@
  */
 
 /* Bumped whenever a struct below changes; checked at import. */
-#define CAPSFAST_ABI 4
+#define CAPSFAST_ABI 5
 
 /* What struct capsfast_file.op asks for. */
 #define CAPSFAST_OP_STAT 0        /* stat(): err and mode only */
 #define CAPSFAST_OP_READ 1        /* a small regular file, up to cap bytes */
 #define CAPSFAST_OP_READ_BLOCK 2  /* read until the first blank line (one /proc/cpuinfo block) */
 #define CAPSFAST_OP_MSR 3         /* 8 bytes little-endian at offset msr, as the msr driver serves them */
+#define CAPSFAST_OP_LIST 4        /* a directory's entry names, each ended by a NUL byte,
+                                     "." and ".." left out, in the order the kernel gives */
 
 struct capsfast_regs {
     uint32_t eax, ebx, ecx, edx;
@@ -50,10 +52,12 @@ struct capsfast_file {
     uint32_t cap;      /* in: its size */
     int err;           /* out: 0 or -errno; -EISDIR a directory, -EINVAL neither a
                           regular file nor (MSR op) the msr driver's node: never
-                          opened; -ENODATA fewer than 8 bytes at the MSR offset */
+                          opened; -ENODATA fewer than 8 bytes at the MSR offset;
+                          LIST op: -ENOTDIR for anything but a directory */
     uint32_t mode;     /* out: st_mode when known */
     uint32_t len;      /* out: bytes placed in buf */
-    int truncated;     /* out: 1 if the file held more than fitted */
+    int truncated;     /* out: 1 if the file held more than fitted (LIST op: more
+                          names than fitted; only whole names are placed) */
     uint64_t value;    /* out: the MSR value */
     int after;         /* in: a dependency on entry k of the same array, stored as
                           k+1 so that 0, what a zeroed struct holds, means none.

@@ -21,10 +21,11 @@ place of /etc/libvirt/qemu.conf while the daemon starts and then restores
 the original.
 
 Accepted differences (not compared, and why):
-- libvirt's host part holds facts capsfast does not probe (uuid, CPU model
-  and feature names, topology, cache, memory, secmodel, migration, power
-  management); capsfast's holds the pae/nonpae/vmx/svm ``<features>`` that
-  libvirt 9.0 no longer prints.  Only arch, vendor and signature compare.
+- libvirt's host part holds facts capsfast does not probe (CPU model and
+  feature names, secmodel, migration, power management); capsfast's holds
+  the pae/nonpae/vmx/svm ``<features>`` that libvirt 9.0 no longer prints.
+  Only arch, vendor and signature compare here; the topology, cells,
+  cache, pages, IOMMU and UUID in tests/test_libvirt_live_host.py.
 - ``<machine maxCpus=...>``: QMP reports it, ``-machine help`` does not;
   machine order: libvirt's follows QMP, capsfast's the help text.
 - Attribute quotes: libvirt writes '...', lxml "..." (the same XML).

@@ -42,6 +42,29 @@ def _msr_key(number: int) -> str:
     return "0x%x" % number
 
 
+def _topology(host: "Host") -> dict[str, object]:
+    t = host.topology
+    if t is None:  # a Host made by hand, without it
+        return {"sockets": None, "dies": None, "cores": None, "threads": None, "cells": None}
+    return {
+        "sockets": t.sockets,
+        "dies": t.dies,
+        "cores": t.cores,
+        "threads": t.threads,
+        "cells": None if t.cells is None else [
+            {
+                "id": c.id,
+                "memory_kib": c.memory_kib,
+                "pages": [{"size_kib": p.size_kib, "count": p.number} for p in c.pages],
+                "distances": [{"id": d.id, "value": d.value} for d in c.distances],
+                "cpus": [{"id": u.id, "socket_id": u.socket_id, "die_id": u.die_id, "core_id": u.core_id,
+                          "siblings": list(u.siblings)} for u in c.cpus],
+            }
+            for c in t.cells
+        ],
+    }
+
+
 def host_dict(host: "Host") -> dict[str, object]:
     """The model as plain JSON-ready values: the document README describes
     and ``capsfast/schemas/capabilities.schema.json`` specifies."""
@@ -93,6 +116,13 @@ def host_dict(host: "Host") -> dict[str, object]:
             "vmm_modules": None if vmm_modules is None else dict(vmm_modules),
             "kernel_flags_read": host.kernel_flags is not None,
             "msr": {_msr_key(n): _msr_key(v) for n, v in host.msr},
+            "topology": _topology(host),
+            "cache": None if host.cache is None else [
+                {"id": b.id, "level": b.level, "type": b.type, "size_bytes": b.size_bytes, "cpus": list(b.cpus)}
+                for b in host.cache
+            ],
+            "pages": None if host.pages is None else list(host.pages),
+            "uuid": host.uuid,
         },
         "guests": [
             {

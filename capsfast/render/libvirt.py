@@ -1,9 +1,11 @@
 """libvirt capabilities XML, valid against libvirt's ``capability.rng``,
 laid out as ``virsh capabilities`` prints it.
 
-The host part holds what capsfast knows: the arch, the host ``<features>``
-libvirt's schema allows (pae, nonpae, vmx, svm, in that order, from CPUID),
-and the CPU's vendor and signature.  The guest part is one ``<guest>`` per
+The host part holds what capsfast knows: the host UUID, the arch, the host
+``<features>`` libvirt's schema allows (pae, nonpae, vmx, svm, in that
+order, from CPUID), the CPU's vendor, signature and topology, the page
+sizes, IOMMU support, the NUMA cells and the cache banks (the QEMU
+driver's layout; a Xen dom0 keeps the Xen driver's shorter one).  The guest part is one ``<guest>`` per
 model ``Guest``, elements in the schema's order.
 
 Written as text, as libvirt writes it (no lxml to import): two spaces per
@@ -32,8 +34,35 @@ def host_features(host: "Host") -> tuple[str, ...]:
     return tuple(names + [f for f in ("vmx", "svm") if f in cpu])
 
 
+def format_bitmap(ids: "tuple[int, ...]") -> str:
+    """virBitmapFormat: ascending ids with runs as ranges ("0-3,8")."""
+    runs: "list[list[int]]" = []
+    for i in sorted(set(ids)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(str(a) if a == b else "%d-%d" % (a, b) for a, b in runs)
+
+
+def pretty_size(size: int) -> "tuple[int, str]":
+    """virFormatIntPretty: the size in the largest unit dividing it."""
+    if size == 0 or size % 1024:
+        return size, "B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        size //= 1024
+        if size % 1024:
+            return size, unit
+    return size // 1024, "PiB"
+
+
 def _host(out: list[str], host: "Host") -> None:
-    out += ["  <host>", "    <cpu>", "      <arch>%s</arch>" % text(host.arch)]
+    # A Xen dom0's host part is the Xen driver's, without what sysfs shows.
+    layout = not (host.xen.present and host.xen.role == "dom0")
+    out.append("  <host>")
+    if layout and host.uuid:
+        out.append("    <uuid>%s</uuid>" % text(host.uuid))
+    out += ["    <cpu>", "      <arch>%s</arch>" % text(host.arch)]
     features = host_features(host)
     if features:
         out.append("      <features>")
@@ -45,7 +74,69 @@ def _host(out: list[str], host: "Host") -> None:
         out.append("      <vendor>%s</vendor>" % vendor)
     if c.family and c.model is not None and c.stepping is not None:
         out.append('      <signature family="%d" model="%d" stepping="%d"/>' % (c.family, c.model, c.stepping))
-    out += ["    </cpu>", "  </host>"]
+    if layout:
+        _cpu_topology(out, host)
+        out += ['      <pages unit="KiB" size="%d"/>' % size for size in host.pages or ()]
+    out.append("    </cpu>")
+    if layout:
+        _iommu(out, host)
+        _numa(out, host)
+        _cache(out, host)
+    out.append("  </host>")
+
+
+def _cpu_topology(out: list[str], host: "Host") -> None:
+    """The ``<topology>`` line of ``<cpu>`` (after ``<counter>``, before
+    ``<maxphysaddr>``), where libvirt's count succeeded."""
+    t = host.topology
+    if t is not None and t.sockets is not None and t.dies is not None and t.cores is not None and t.threads is not None:
+        out.append('      <topology sockets="%d" dies="%d" cores="%d" threads="%d"/>'
+                   % (t.sockets, t.dies, t.cores, t.threads))
+
+
+def _iommu(out: list[str], host: "Host") -> None:
+    support = host.iommu_groups
+    if support is not None:
+        out.append('    <iommu support="%s"/>' % ("yes" if support else "no"))
+
+
+def _numa(out: list[str], host: "Host") -> None:
+    """The NUMA ``<topology>`` as virCapabilitiesHostNUMAFormat prints it."""
+    cells = None if host.topology is None else host.topology.cells
+    if cells is None:
+        return
+    out += ["    <topology>", '      <cells num="%d">' % len(cells)]
+    for cell in cells:
+        out.append('        <cell id="%d">' % cell.id)
+        if cell.memory_kib:
+            out.append('          <memory unit="KiB">%d</memory>' % cell.memory_kib)
+        out += ['          <pages unit="KiB" size="%d">%d</pages>' % (p.size_kib, p.number) for p in cell.pages]
+        if cell.distances:
+            out.append("          <distances>")
+            out += ['            <sibling id="%d" value="%d"/>' % (d.id, d.value) for d in cell.distances]
+            out.append("          </distances>")
+        if cell.cpus:
+            out.append('          <cpus num="%d">' % len(cell.cpus))
+            out += ['            <cpu id="%d" socket_id="%d" die_id="%d" core_id="%d" siblings="%s"/>'
+                    % (c.id, c.socket_id, c.die_id, c.core_id, format_bitmap(c.siblings)) for c in cell.cpus]
+            out.append("          </cpus>")
+        else:
+            out.append('          <cpus num="0"/>')
+        out.append("        </cell>")
+    out += ["      </cells>", "    </topology>"]
+
+
+def _cache(out: list[str], host: "Host") -> None:
+    """``<cache>`` as virCapabilitiesFormatCaches prints it (no resctrl)."""
+    banks = host.cache
+    if not banks:
+        return
+    out.append("    <cache>")
+    for bank in banks:
+        size, unit = pretty_size(bank.size_bytes)
+        out.append('      <bank id="%d" level="%d" type="%s" size="%d" unit="%s" cpus="%s"/>'
+                   % (bank.id, bank.level, attr(bank.type), size, unit, format_bitmap(bank.cpus)))
+    out.append("    </cache>")
 
 
 def _machine(machine: "Machine") -> str:

@@ -682,6 +682,12 @@ static void make_tree(void)
         perror("tree");
         exit(3);
     }
+    if (mkdir(at("listed"), 0755) != 0) {
+        perror("listed");
+        exit(3);
+    }
+    write_file(at("listed/aa"), "", 0);
+    write_file(at("listed/bbbb"), "", 0);
     write_file(at("closed/file"), "x\n", 2);
     write_file(at("closed/kvm"), "", 0);
     if (chmod(at("closed"), 0) != 0) {
@@ -696,6 +702,46 @@ static void remove_tree(void)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (chmod(at("closed"), 0755) != 0 || system(cmd) != 0)
         fprintf(stderr, "sanitize_driver: could not remove %s\n", dir);
+}
+
+/* Directory listings: whole names, each with its NUL, never past cap. */
+static void test_lists(void)
+{
+    char buf[64];
+    struct capsfast_file f;
+
+    f = run_file(at("subdir"), CAPSFAST_OP_LIST, 0, buf, sizeof buf);
+    CHECK(f.err == 0 && f.len == 0 && !f.truncated && S_ISDIR(f.mode));
+    f = run_file(at("listed"), CAPSFAST_OP_LIST, 0, buf, sizeof buf);
+    CHECK(f.err == 0 && f.len == 8 && !f.truncated);
+    CHECK(memcmp(buf, "aa\0bbbb\0", 8) == 0 || memcmp(buf, "bbbb\0aa\0", 8) == 0);
+    /* Exactly the room for both. */
+    f = run_file(at("listed"), CAPSFAST_OP_LIST, 0, buf, 8);
+    CHECK(f.err == 0 && f.len == 8 && !f.truncated);
+    /* Room for one name: that one whole, or none, and truncated. */
+    f = run_file(at("listed"), CAPSFAST_OP_LIST, 0, buf, 6);
+    CHECK(f.err == 0 && f.truncated && (f.len == 3 || f.len == 5 || f.len == 0));
+    CHECK(f.len == 0 || buf[f.len - 1] == '\0');
+    f = run_file(at("listed"), CAPSFAST_OP_LIST, 0, buf, 0);
+    CHECK(f.err == 0 && f.len == 0 && f.truncated);
+    f = run_file(at("listed"), CAPSFAST_OP_LIST, 0, NULL, 16);
+    CHECK(f.err == -EINVAL);
+    /* Anything but a directory is never opened as one: a FIFO would block,
+     * a device act. */
+    f = run_file(at("small"), CAPSFAST_OP_LIST, 0, buf, sizeof buf);
+    CHECK(f.err == -ENOTDIR && S_ISREG(f.mode) && f.len == 0);
+    f = run_file(at("fifo"), CAPSFAST_OP_LIST, 0, buf, sizeof buf);
+    CHECK(f.err == -ENOTDIR && S_ISFIFO(f.mode));
+    f = run_file("/dev/zero", CAPSFAST_OP_LIST, 0, buf, sizeof buf);
+    CHECK(f.err == -ENOTDIR && S_ISCHR(f.mode));
+    f = run_file(at("missing"), CAPSFAST_OP_LIST, 0, buf, sizeof buf);
+    CHECK(f.err == -ENOENT && f.mode == 0);
+    f = run_file(at("loop"), CAPSFAST_OP_LIST, 0, buf, sizeof buf);
+    CHECK(f.err == -ELOOP);
+    if (geteuid() != 0) {
+        f = run_file(at("closed"), CAPSFAST_OP_LIST, 0, buf, sizeof buf);
+        CHECK(f.err == -EACCES && S_ISDIR(f.mode));
+    }
 }
 
 /* An entry may depend on an earlier one: skipped (-ENOENT) when that one
@@ -749,6 +795,7 @@ int main(void)
     test_walk_hostile();
 #endif
     test_reads();
+    test_lists();
     test_msr();
     test_after();
     test_kvm_fakes();
