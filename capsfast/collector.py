@@ -519,6 +519,19 @@ def collect(plan: "Plan") -> "dict[str, tuple[bytes | None, int]]":
             put(path + "/.present", b"")  # an empty directory does not survive every copy
         elif "root" + path not in files:
             put(path, found, mode)
+    for path in plan.get("list_dirs", ()):
+        try:
+            names = os.listdir(path)
+        except OSError:
+            continue  # absent or unreadable: the stat entry of the plan tells which
+        for name in names:
+            if not name.startswith("."):
+                put(path + "/" + name, None)
+                put(path + "/" + name + "/.present", b"")
+    access: "dict[str, bool]" = {}
+    for path in plan.get("access", ()):
+        if os.path.exists(path):
+            access[path] = _access_rw(path) == 0
 
     kvm_path = plan["kvm_device"]
     device = kvm_device(kvm_path, bool(plan["deep"]), plan.get("kvm_caps"))
@@ -546,6 +559,7 @@ def collect(plan: "Plan") -> "dict[str, tuple[bytes | None, int]]":
         "msr": msr,
         "devices": {kvm_path: device},
         "captured": plan.get("captured", []),
+        "access": access,
     }
     text = json.dumps(scenario, indent=2, sort_keys=True) + "\n"
     files["scenario.json"] = (text.encode("utf-8"), 0o644)

@@ -20,6 +20,9 @@ QEMU_KVM = "/usr/libexec/qemu-kvm"
 MSR_DEVICE = "/dev/cpu/0/msr"
 MSR_FEATURE_CONTROL = 0x3A    # Intel IA32_FEATURE_CONTROL: bit 0 lock, bit 2 VMX outside SMX
 MSR_VM_CR = 0xC0010114        # AMD VM_CR: bit 4 SVMDIS
+# AMD SYSCFG: bit 23 memory encryption (SME/SEV) enabled, bit 24 SEV-SNP
+# enabled, both set by the firmware; read only for the security facts.
+MSR_SYSCFG = 0xC0010010
 
 # Output formats of capabilities(), the first the default.
 FORMATS = ("libvirt", "draft", "json")

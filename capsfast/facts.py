@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from capsfast._native import FileResult, FileSpec, KvmDevice, Leaves
     from capsfast.model import Guest, Hvm, Kvm
     from capsfast.topology import Layout
+    from capsfast.platform import Platform
 
     # plan key -> (path as on the probed host, its result)
     Files = Mapping[str, tuple[str, FileResult]]
@@ -80,7 +81,7 @@ RECORDED_FILES: "tuple[Entry, ...]" = DEVICE_FILES + CPU_FILES + (ARCH_FILE,) + 
 # The lazy parts of Host whose files a recording holds: scenario.json lists
 # them as "captured", and a replay answers "unknown" for a part not listed
 # (a recording made by an older capsfast, or a hand-made one).
-CAPTURED = ("vmm_modules",)
+CAPTURED = ("vmm_modules", "platform")
 
 # The KVM capabilities asked with KVM_CHECK_EXTENSION (Host.kvm_caps, read
 # on first use, never by a probe): name (KVM_CAP_ left off) and number, from
@@ -334,7 +335,11 @@ def cpu_facts(root: str, arch: str, leaves: "Leaves | None", source: str, files:
         # Only the first block is read: a cut-off rest is expected, not an error.
         block = cpuinfo_first_block(data(root, path, result))
     flags = kernel_flags(block)
-    if msr is None:
+    if msr is not None:
+        # A recording holds every MSR read (the security facts' too): only
+        # these two are the CPU facts'.
+        msr = {n: v for n, v in msr.items() if n in (MSR_FEATURE_CONTROL, MSR_VM_CR)}
+    else:
         msr = {}
         for key, number in (("msr.feature_control", MSR_FEATURE_CONTROL), ("msr.vm_cr", MSR_VM_CR)):
             if key in files:
@@ -413,12 +418,13 @@ def vmm_modules(outcomes: "Sequence[str] | None") -> "Modules | None":
 
 def host(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", guests: "Callable[[], tuple[Guest, ...]]",
          caps: "Callable[[], KvmCaps | None]", vmm_modules: "Callable[[], Modules | None]",
-         flags: "Callable[[], tuple[str, ...] | None]", layout: "Callable[[], Layout]") -> Host:
+         flags: "Callable[[], tuple[str, ...] | None]", layout: "Callable[[], Layout]",
+         platform: "Platform") -> Host:
     """The Host; ``guests`` is called when ``Host.guests`` is first read,
     ``caps`` when ``Host.kvm_caps`` is, ``vmm_modules`` when ``Host.vmm_modules`` is,
     ``flags`` when ``Host.kernel_flags`` is and the probe did not read them,
     ``layout`` (once) when any of topology, cache, pages, uuid or
-    iommu_groups is."""
+    iommu_groups is, ``platform`` when ``security``, ``iommu`` or ``devices`` is."""
     kvm, kqemu, xen, hvm = devices
     read = Lazy(layout)
     return Host(
@@ -442,4 +448,7 @@ def host(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", guests: "Callable[[
         pages=Lazy(lambda: read.get().pages),  # type: ignore[arg-type]
         uuid=Lazy(lambda: read.get().uuid),  # type: ignore[arg-type]
         iommu_groups=Lazy(lambda: read.get().iommu_groups),  # type: ignore[arg-type]
+        security=Lazy(platform.security),  # type: ignore[arg-type]  # resolved on read
+        iommu=Lazy(platform.iommu),  # type: ignore[arg-type]
+        devices=Lazy(platform.devices),  # type: ignore[arg-type]
     )

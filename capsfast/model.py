@@ -237,7 +237,7 @@ CacheBank = _record(
 Host = _record(
     "Host",
     ("arch", "cpu", "hypervisor", "kvm", "kqemu", "xen", "hvm", "guests", "kernel_flags", "msr", "kvm_caps",
-     "vmm_modules", "topology", "cache", "pages", "uuid", "iommu_groups"),
+     "vmm_modules", "topology", "cache", "pages", "uuid", "iommu_groups", "security", "iommu", "devices"),
     """Everything one probe found.  ``guests`` is found on first read (it
     lists the PATH directories); ``kvm_caps`` too (it opens /dev/kvm and
     asks KVM_CHECK_EXTENSION): ``(name, answer)`` pairs in the order of
@@ -254,13 +254,72 @@ Host = _record(
     ``topology`` (a Topology), ``cache`` (CacheBank tuple), ``pages`` (the
     page sizes in KiB), ``uuid`` (the DMI product UUID, else /etc/machine-id
     as a UUID), ``iommu_groups`` (whether the kernel lists an IOMMU group);
-    each None where it cannot be read.""",
+    each None where it cannot be read.  ``security``, ``iommu`` and
+    ``devices`` (confidential computing, device assignment, the other devices
+    and cgroup controllers virt-host-validate checks) are read together on
+    first read of any of them (``capsfast.platform``).""",
     lazy=("guests", "kernel_flags", "kvm_caps", "vmm_modules", "topology", "cache", "pages", "uuid",
-          "iommu_groups"),
+          "iommu_groups", "security", "iommu", "devices"),
 )
 _HOST_GUESTS = Host._fields.index("guests")
 _HOST_KVM_CAPS = Host._fields.index("kvm_caps")
 _HOST_KERNEL_FLAGS = Host._fields.index("kernel_flags")
+
+Tech = _record(
+    "Tech",
+    ("status", "confidence", "evidence", "hint"),
+    """One confidential-computing technology's verdict (``capsfast.security``):
+    ``status`` enabled, disabled_by_firmware, disabled_in_kernel,
+    not_exposed, unsupported or unknown; ``confidence`` certain, likely or
+    unknown; ``evidence`` the codes of the facts that decided it; ``hint``
+    what to do (None when enabled and nothing is missing).""",
+)
+
+Sev = _record(
+    "Sev",
+    ("status", "confidence", "evidence", "hint", "cbitpos", "reduced_phys_bits", "max_guests", "max_es_guests"),
+    """AMD SEV's verdict, as ``Tech``, with what CPUID 0x8000001F tells (None
+    without it): the C-bit position, the physical address bits lost, and
+    the SEV and SEV-ES guests the ASIDs allow, as libvirt computes them.""",
+)
+
+Sgx = _record(
+    "Sgx",
+    ("status", "confidence", "evidence", "hint", "sgx1", "sgx2", "flc", "epc"),
+    """Intel SGX's verdict, as ``Tech``, with CPUID leaves 7 and 0x12 (None
+    without them): SGX1, SGX2, flexible launch control, and the EPC
+    sections as ``(base, size)`` byte pairs.""",
+)
+
+Security = _record(
+    "Security",
+    ("sev", "sev_es", "sev_snp", "tdx", "sgx", "s390_pv"),
+    """The confidential-computing verdicts: ``sev`` a ``Sev``, ``sgx`` an
+    ``Sgx``, the others ``Tech``.""",
+)
+
+Iommu = _record(
+    "Iommu",
+    ("status", "confidence", "evidence", "hint", "groups", "acpi_table", "units", "kernel_args", "vfio",
+     "iommufd"),
+    """Device assignment: ``status`` enabled (IOMMU groups populated),
+    disabled_in_kernel (a firmware table, no groups), absent or unknown;
+    ``groups`` the number of IOMMU groups (None where unreadable);
+    ``acpi_table`` DMAR, IVRS or IORT (or None); ``units`` the names under
+    /sys/class/iommu; ``kernel_args`` the IOMMU arguments on the kernel
+    command line; ``vfio`` and ``iommufd`` whether /dev/vfio/vfio and
+    /dev/iommu exist (None: cannot be told).""",
+)
+
+Devices = _record(
+    "Devices",
+    ("vhost_net", "tun", "vhost_vsock", "cgroup_version", "cgroup_controllers"),
+    """The other things virt-host-validate checks: whether /dev/vhost-net,
+    /dev/net/tun and /dev/vhost-vsock exist (None: cannot be told); the cgroup layout (``v1``,
+    ``v2``, ``hybrid`` or None); ``(controller, available)`` pairs for
+    memory, cpu, cpuacct, cpuset, devices and blkio, available None where
+    it cannot be told.""",
+)
 
 Requirement = _record(
     "Requirement",
@@ -289,7 +348,7 @@ Capabilities = _record(
 
 # The Host fields the XML renderings never show: lazy parts that a
 # comparison would otherwise read.
-_NOT_IN_XML = frozenset(("kernel_flags", "kvm_caps", "vmm_modules"))
+_NOT_IN_XML = frozenset(("kernel_flags", "kvm_caps", "vmm_modules", "security", "iommu", "devices"))
 _XML_FIELDS = itemgetter(*[i for i, f in enumerate(Host._fields) if f not in _NOT_IN_XML])
 
 

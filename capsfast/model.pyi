@@ -144,6 +144,69 @@ class Host(NamedTuple):
     pages: Optional[tuple[int, ...]]
     uuid: Optional[str]
     iommu_groups: Optional[bool]
+    # Read together on first access of any (Lazy at run time).
+    security: Security
+    iommu: Iommu
+    devices: Devices
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Tech(NamedTuple):
+    status: str
+    confidence: str
+    evidence: tuple[str, ...]
+    hint: Optional[str]
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Sev(NamedTuple):
+    status: str
+    confidence: str
+    evidence: tuple[str, ...]
+    hint: Optional[str]
+    cbitpos: Optional[int]
+    reduced_phys_bits: Optional[int]
+    max_guests: Optional[int]
+    max_es_guests: Optional[int]
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Sgx(NamedTuple):
+    status: str
+    confidence: str
+    evidence: tuple[str, ...]
+    hint: Optional[str]
+    sgx1: Optional[bool]
+    sgx2: Optional[bool]
+    flc: Optional[bool]
+    epc: Optional[tuple[tuple[int, int], ...]]
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Security(NamedTuple):
+    sev: Sev
+    sev_es: Tech
+    sev_snp: Tech
+    tdx: Tech
+    sgx: Sgx
+    s390_pv: Tech
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Iommu(NamedTuple):
+    status: str
+    confidence: str
+    evidence: tuple[str, ...]
+    hint: Optional[str]
+    groups: Optional[int]
+    acpi_table: Optional[str]
+    units: tuple[str, ...]
+    kernel_args: tuple[str, ...]
+    vfio: Optional[bool]
+    iommufd: Optional[bool]
+    def as_dict(self) -> dict[str, Any]: ...
+
+class Devices(NamedTuple):
+    vhost_net: Optional[bool]
+    tun: Optional[bool]
+    vhost_vsock: Optional[bool]
+    cgroup_version: Optional[str]
+    cgroup_controllers: tuple[tuple[str, Optional[bool]], ...]
     def as_dict(self) -> dict[str, Any]: ...
 
 class Requirement(NamedTuple):

@@ -12,7 +12,7 @@ share them.
 import os
 import _thread
 
-from capsfast import _native, cpuid, emulators, facts
+from capsfast import _native, cpuid, emulators, facts, platform
 from capsfast.constants import KVM_DEVICE, X86_ARCHS
 from capsfast.errors import CapsfastError
 from capsfast.model import guests_pending, resolve
@@ -106,7 +106,7 @@ def read_kernel_flags(root: str = "/") -> "tuple[str, ...] | None":
 
 
 def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_env: "str | None" = None,
-          replay: "Replay | None" = None) -> "Host":
+          replay: "Replay | None" = None, dump: "str | None" = None) -> "Host":
     kvm, kqemu, xen, _hvm = devices
 
     def caps() -> "KvmCaps | None":
@@ -127,8 +127,12 @@ def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_en
 
         return topology.probe_layout(root, arch)
 
-    return facts.host(arch, cpu, devices, lambda: emulators.host_guests(root, arch, kvm, kqemu, xen, path_env),
-                      caps, vmm_modules, lambda: read_kernel_flags(root), layout)
+    made: list[Host] = []  # the Host, for its platform part, which reads its CPU and KVM facts
+    host = facts.host(arch, cpu, devices, lambda: emulators.host_guests(root, arch, kvm, kqemu, xen, path_env),
+                      caps, vmm_modules, lambda: read_kernel_flags(root), layout,
+                      platform.platform(root, arch, dump, replay, lambda: made[0]))
+    made.append(host)
+    return host
 
 
 def _live_batch() -> "Batch":
@@ -291,7 +295,7 @@ def _probe_other(root: str, dump: "str | None", arch: "str | None", deep: bool,
     kvm = results.kvm if replay is None or replay.kvm is None else replay.kvm
     assert kvm is not None
     return _host(root, arch, cpu, facts.device_facts(cpu, kvm, files, deep, root),
-                 None if replay is None else replay.path, replay)
+                 None if replay is None else replay.path, replay, dump)
 
 
 def _replay(directory: str, deep: bool) -> "Host":

@@ -48,11 +48,12 @@ class Replay:
     """What a recording says beyond its files: the inputs of a probe."""
 
     __slots__ = ("directory", "root", "dump", "arch", "path", "deep", "msr", "kvm", "caps_recorded", "caps",
-                 "captured")
+                 "captured", "access")
 
     def __init__(self, directory: str, root: str, dump: "str | None", arch: "str | None", path: str,
                  deep: bool, msr: "dict[int, int]", kvm: "KvmDevice | None", caps_recorded: bool = False,
-                 caps: "KvmCaps | None" = None, captured: "frozenset[str]" = frozenset()) -> None:
+                 caps: "KvmCaps | None" = None, captured: "frozenset[str]" = frozenset(),
+                 access: "dict[str, bool | None] | None" = None) -> None:
         self.directory = directory
         self.root = root
         self.dump = dump
@@ -68,6 +69,8 @@ class Replay:
         # The lazy parts of Host whose files root/ holds (facts.CAPTURED); a part
         # a recording did not capture replays as unknown, not as absent.
         self.captured = captured
+        # Read-write access of the device nodes VMMs open (capsfast.platform.ACCESS).
+        self.access = access or {}
 
 
 # -- writing ---------------------------------------------------------------------
@@ -117,7 +120,9 @@ def record(directory: str, deep: bool = False) -> "list[str]":
 
 
 def _record_into(directory: str, deep: bool) -> "tuple[int, str, int]":
-    entries = facts.RECORDED_FILES
+    from capsfast import platform
+
+    entries = facts.RECORDED_FILES + platform.ENTRIES
     results = _native.Batch(KVM_DEVICE, facts.specs("/", entries)).run(False, deep)
     arch = facts.normalize_arch(os.uname().machine)
     root = os.path.join(directory, ROOT)
@@ -149,6 +154,13 @@ def _record_into(directory: str, deep: bool) -> "tuple[int, str, int]":
             written += _placeholder(root, path, stat.S_IFDIR)
         elif not os.path.exists(root + path):
             written += _write(root, path, data, mode)
+    access = {}
+    for path in platform.ACCESS:
+        if os.path.exists(path):
+            access[path] = platform.access_of(path)
+    for path in platform.LISTED:
+        for name in platform.list_dir(path) or ():
+            written += _placeholder(root, path + "/" + name, stat.S_IFDIR)
     found = emulators.discover("/")
     for binary in sorted(found.binaries.values()) + ([found.qemu_kvm] if found.qemu_kvm else []):
         written += _write(root, binary, b"", mode=0o755)
@@ -168,6 +180,7 @@ def _record_into(directory: str, deep: bool) -> "tuple[int, str, int]":
         "msr": msr,
         "devices": devices,
         "captured": list(facts.CAPTURED),
+        "access": access,
     }
     with open(os.path.join(directory, SCENARIO), "w") as f:
         f.write(json.dumps(scenario, indent=2) + "\n")
@@ -339,5 +352,9 @@ def read(directory: str) -> Replay:
     captured = doc.get("captured", [])
     if not isinstance(captured, list) or not all(isinstance(part, str) for part in captured):
         raise CapsfastError("replay %s: captured is not a list of names" % directory)
+    access = doc.get("access", {})
+    if not isinstance(access, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, bool))
+                                               for k, v in access.items()):
+        raise CapsfastError("replay %s: access is not an object of device paths and true/false" % directory)
     return Replay(directory, root, dump if os.path.exists(dump) else None, arch, path,
-                  bool(doc.get("deep", False)), msr, kvm, recorded, caps, frozenset(captured))
+                  bool(doc.get("deep", False)), msr, kvm, recorded, caps, frozenset(captured), access)

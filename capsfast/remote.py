@@ -191,17 +191,21 @@ def parse_uri(uri: str) -> Target:
 
 def plan(target_name: str, deep: bool = False) -> "dict[str, Any]":
     """What the collector is to read, from capsfast.facts: the one source."""
-    from capsfast import emulators, facts, topology
+    from capsfast import emulators, facts, platform, topology
     from capsfast.constants import KVM_DEVICE, QEMU_KVM
 
-    entries = facts.RECORDED_FILES
+    entries = facts.RECORDED_FILES + platform.ENTRIES
     return {
         "capsfast": __version__,
         "description": "recorded over SSH from %s by capsfast %s on %s"
                        % (target_name, __version__, time.strftime("%Y-%m-%d")),
         "deep": deep,
         "entries": [list(entry) for entry in entries],
-        "depends": dict(facts.DEPENDS),
+        "depends": dict(facts.DEPENDS, **platform.DEPENDS),
+        # The platform part: directories whose entries count, device nodes
+        # whose read-write access counts.
+        "list_dirs": list(platform.LISTED),
+        "access": list(platform.ACCESS),
         "arch_key": facts.ARCH_FILE[0],
         "arch_aliases": dict(facts._ARCH_ALIASES),
         "kvm_device": KVM_DEVICE,

@@ -9,6 +9,8 @@ if TYPE_CHECKING:
 
     # (name, ok: True/False/None for informational or skipped, detail, hint)
     Step = tuple[str, "bool | None", str, "str | None"]
+    # (name, level: PASS/WARN/FAIL/NOTE, detail, hint)
+    PlatformStep = tuple[str, str, str, "str | None"]
 
 _HVM_TEXT = {
     "enabled": "enabled",
@@ -110,6 +112,112 @@ def steps(host: "Host") -> "list[Step]":
     return out
 
 
+# -- the rest of virt-host-validate's QEMU checks, and capsfast's own -------------
+#
+# Each row: (name, level, detail, hint), level PASS, WARN, FAIL or NOTE with
+# virt-host-validate's weights.  None of them changes the exit status, which
+# answers "can KVM guests run here" (virt-host-validate's FAIL for a missing
+# /dev/net/tun is shown, as FAIL, but guests run without it).
+
+_SECURE_TECHS = {"AuthenticAMD": ("sev", "sev_es", "sev_snp"), "HygonGenuine": ("sev", "sev_es", "sev_snp"),
+                 "GenuineIntel": ("tdx", "sgx")}
+_TECH_LEVEL = {"enabled": "PASS", "disabled_by_firmware": "WARN", "disabled_in_kernel": "WARN",
+               "not_exposed": "NOTE", "unsupported": "NOTE", "unknown": "NOTE"}
+_STATUS_TEXT = {
+    "enabled": "enabled", "disabled_by_firmware": "disabled by the firmware",
+    "disabled_in_kernel": "disabled in the kernel", "not_exposed": "not exposed to this guest",
+    "unsupported": "not offered by this CPU", "unknown": "unknown",
+}
+
+
+def _exists(name: str, present: "bool | None", weight: str, hint: str) -> "PlatformStep":
+    if present is None:
+        return ("%s exists" % name, "NOTE", "cannot be told (not recorded)", None)
+    return ("%s exists" % name, "PASS" if present else weight, "present" if present else "missing",
+            None if present else hint)
+
+
+def platform_steps(host: "Host") -> "list[PlatformStep]":
+    """The checks of virt-host-validate's QEMU driver beyond /dev/kvm, then
+    capsfast's own: ``[(name, level, detail, hint)]``."""
+    from capsfast.security import TITLES
+
+    dev, iommu, sec = host.devices, host.iommu, host.security
+    rows: list[PlatformStep] = []
+    kvm, hvm = host.kvm, host.hvm
+    if kvm.usable and hvm.status != "enabled":
+        software = [m for m in kvm.modules if m == "kvm_pvm"]
+        rows.append(("KVM without VT-x/AMD-V", "PASS",
+                     "usable through %s (a software KVM)" % (software[0] if software else "this kernel's KVM"), None))
+    rows.append(_exists("/dev/vhost-net", dev.vhost_net, "WARN",
+                        "load the vhost_net module to improve performance of virtio networking"))
+    rows.append(_exists("/dev/net/tun", dev.tun, "FAIL", "load the tun module to enable networking for QEMU guests"))
+    rows.append(_exists("/dev/vhost-vsock", dev.vhost_vsock, "NOTE",
+                        "load the vhost_vsock module for virtio-vsock host-guest sockets"))
+    version = dev.cgroup_version or "unknown layout"
+    for name, found in dev.cgroup_controllers:
+        row_name = "cgroup '%s' controller" % name
+        if found:
+            rows.append((row_name, "PASS", "available (%s)" % version, None))
+        elif found is None:
+            rows.append((row_name, "NOTE", "cannot be told here" + (
+                " (cgroup v2 controls devices with BPF programs; asking needs privilege)" if name == "devices" else
+                ""), None))
+        else:
+            rows.append((row_name, "WARN", "not available (%s)" % version,
+                         "enable '%s' in the kernel configuration or mount/enable the cgroup controller" % name))
+    rows += _iommu_rows(host)
+    rows.append(_secure_guest_row(host))
+    for tech in _SECURE_TECHS.get(host.cpu.vendor or "", ("s390_pv",) if host.arch == "s390x" else ()):
+        verdict = getattr(sec, tech)
+        detail = "%s [%s, %s]" % (_STATUS_TEXT[verdict.status], verdict.confidence, ", ".join(verdict.evidence))
+        rows.append((TITLES[tech], _TECH_LEVEL[verdict.status], detail, verdict.hint))
+    return rows
+
+
+def _iommu_rows(host: "Host") -> "list[PlatformStep]":
+    iommu = host.iommu
+    name = "device assignment IOMMU support"
+    if host.arch.startswith("ppc64"):
+        first: PlatformStep = (name, "PASS", "POWER's IOMMU (no ACPI table; virt-host-validate passes it too)", None)
+    elif host.arch == "s390x" and iommu.status != "enabled":
+        first = (name, "NOTE", "skipped: s390x assigns PCI devices only where some are online", None)
+    elif iommu.acpi_table is not None:
+        first = (name, "PASS", "ACPI %s table present" % iommu.acpi_table, None)
+    elif iommu.status == "enabled":
+        first = (name, "PASS", "IOMMU groups present", None)
+    elif iommu.status == "unknown":
+        first = (name, "WARN", "unknown: %s" % ", ".join(iommu.evidence), iommu.hint)
+    else:
+        first = (name, "WARN", "no IOMMU described by the firmware (no ACPI DMAR, IVRS or IORT table)", iommu.hint)
+    rows = [first]
+    if iommu.groups is not None and "iommu.groups-missing" not in iommu.evidence:
+        if iommu.groups:
+            rows.append(("IOMMU enabled by the kernel", "PASS", "%d IOMMU groups" % iommu.groups, None))
+        elif iommu.acpi_table is not None:
+            rows.append(("IOMMU enabled by the kernel", "WARN", "no IOMMU groups", iommu.hint))
+        else:
+            rows.append(("IOMMU enabled by the kernel", "WARN", "no IOMMU groups", None))
+    return rows
+
+
+def _secure_guest_row(host: "Host") -> "PlatformStep":
+    from capsfast.security import TITLES
+
+    sec = host.security
+    on = [TITLES[t] for t in ("sev", "sev_es", "sev_snp", "tdx", "s390_pv") if getattr(sec, t).status == "enabled"]
+    if on:
+        return ("secure guest support", "PASS", ", ".join(on), None)
+    relevant = _SECURE_TECHS.get(host.cpu.vendor or "", ("s390_pv",) if host.arch == "s390x" else ())
+    for tech in relevant:
+        verdict = getattr(sec, tech)
+        if tech != "sgx" and verdict.status not in ("unsupported", "not_exposed"):
+            return ("secure guest support", "WARN", "%s %s" % (TITLES[tech], _STATUS_TEXT[verdict.status]),
+                    verdict.hint)
+    return ("secure guest support", "WARN", "none of AMD SEV, Intel TDX or IBM Secure Execution is available here",
+            None)
+
+
 def conclusion(host: "Host") -> str:
     if host.kvm.usable:
         return "KVM acceleration can be used"
@@ -133,16 +241,20 @@ def _readiness_conclusion(readiness: "Readiness") -> str:
     return "%s can NOT run here: %s" % (readiness.title, ", ".join(named))
 
 
+def _mark(ok: "bool | None", detail: str) -> str:
+    return {True: "PASS", False: "FAIL", None: "INFO" if detail != "skipped" else "SKIP"}[ok]
+
+
 def as_text(host: "Host", readiness: "Readiness | None" = None) -> str:
     """The report; with ``readiness`` (a VMM's verdict), its requirements
     and its verdict follow the KVM steps."""
-    rows = steps(host)
+    marked = [(name, _mark(ok, detail), detail, hint) for name, ok, detail, hint in steps(host)]
+    marked += platform_steps(host)
     if readiness is not None:
-        rows += _readiness_rows(readiness)
-    width = max(len(name) for name, *_ in rows)
+        marked += [(name, _mark(ok, detail), detail, hint) for name, ok, detail, hint in _readiness_rows(readiness)]
+    width = max(len(name) for name, *_ in marked)
     lines = []
-    for name, ok, detail, hint in rows:
-        mark = {True: "PASS", False: "FAIL", None: "INFO" if detail != "skipped" else "SKIP"}[ok]
+    for name, mark, detail, hint in marked:
         lines.append("%s : %-4s %s" % (name.ljust(width), mark, detail))
         if hint:
             lines.append("%s   hint: %s" % (" " * width, hint))
@@ -157,8 +269,12 @@ def as_json(host: "Host", readiness: "Readiness | None" = None) -> str:
         "kvm_usable": host.kvm.usable,
         "conclusion": conclusion(host),
         "steps": [
-            {"name": name, "ok": ok, "detail": detail, "hint": hint}
+            {"name": name, "ok": ok, "level": _mark(ok, detail), "detail": detail, "hint": hint}
             for name, ok, detail, hint in steps(host)
+        ] + [
+            {"name": name, "ok": level == "PASS" if level != "NOTE" else None, "level": level, "detail": detail,
+             "hint": hint}
+            for name, level, detail, hint in platform_steps(host)
         ],
         "host": host_dict(host)["host"],
     }

@@ -28,6 +28,15 @@ Labels (under the namespace, ``feature.node.kubernetes.io`` by default)::
   capsfast-xen.role              dom0/domU/none
   capsfast-guest.<os_type>.<arch>.<domain>  true, one per guest and domain
                                  type, e.g. capsfast-guest.hvm.x86_64.kvm
+  capsfast-<tech>.enabled        true/false   per confidential-computing
+                                 technology: sev, sev-es, sev-snp, tdx,
+                                 sgx, s390-pv (firmware, kernel and the
+                                 device a VMM needs all agree)
+  capsfast-<tech>.status         enabled, disabled_by_firmware,
+                                 disabled_in_kernel, not_exposed,
+                                 unsupported, unknown
+  capsfast-iommu.enabled         true/false   IOMMU groups populated
+  capsfast-iommu.status          enabled, disabled_in_kernel, absent, unknown
   capsfast-vmm.<vmm>             true/false   the VMM can start here (firecracker,
                                  cloud-hypervisor, qemu, kata: capsfast check --for)
   capsfast-kvm-cap.<name>        KVM_CHECK_EXTENSION's answer, one per capability
@@ -157,6 +166,7 @@ def labels(host: "Host") -> list[tuple[str, str]]:
     for cap, value in host.kvm_caps or ():
         if value is not None:
             pairs.append((label_name(("capsfast-kvm-cap", cap.lower().replace("_", "-"))), str(value)))
+    pairs += platform_labels(host)
     seen: set[str] = set()
     for guest in host.guests:
         for domain in guest.domains:
@@ -164,6 +174,20 @@ def labels(host: "Host") -> list[tuple[str, str]]:
             if name not in seen:
                 seen.add(name)
                 pairs.append((name, "true"))
+    return pairs
+
+
+def platform_labels(host: "Host") -> list[tuple[str, str]]:
+    """The confidential-computing and IOMMU labels (read on first use)."""
+    from capsfast.security import TECHS
+
+    pairs = []
+    for tech in TECHS:
+        verdict = getattr(host.security, tech)
+        name = "capsfast-" + tech.replace("_", "-")
+        pairs += [(name + ".enabled", _bool(verdict.status == "enabled")), (name + ".status", _text(verdict.status))]
+    pairs += [("capsfast-iommu.enabled", _bool(host.iommu.status == "enabled")),
+              ("capsfast-iommu.status", _text(host.iommu.status))]
     return pairs
 
 

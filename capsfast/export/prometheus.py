@@ -30,6 +30,14 @@ METRICS = (
     ("capsfast_guest_info", "One series per guest os_type, architecture and domain type this host can run.", "gauge"),
     ("capsfast_vmm_ready", "1 if the VMM (firecracker, cloud-hypervisor, qemu, kata) can start on this host, else 0: capsfast check --for.", "gauge"),
     ("capsfast_kvm_capability", "KVM_CHECK_EXTENSION's answer per capability (0 unsupported; else 1 or a count, limit or mask); absent when /dev/kvm cannot be opened.", "gauge"),
+    ("capsfast_security_enabled", "1 if the confidential-computing technology can be used for guests here, per "
+     "technology (sev, sev_es, sev_snp, tdx, sgx, s390_pv).", "gauge"),
+    ("capsfast_security_info", "Each confidential-computing technology's verdict: status and confidence.", "gauge"),
+    ("capsfast_iommu_enabled", "1 if the kernel has IOMMU groups (device assignment possible), else 0.", "gauge"),
+    ("capsfast_iommu_info", "The IOMMU verdict: status and the ACPI table describing the IOMMU (none without).",
+     "gauge"),
+    ("capsfast_iommu_groups", "The number of IOMMU groups; absent where /sys/kernel/iommu_groups is unreadable.",
+     "gauge"),
     ("capsfast_probe_duration_seconds", "How long the probe that produced these facts took.", "gauge"),
 )
 
@@ -81,7 +89,27 @@ def samples(host: "Host", duration: "float | None" = None) -> dict[str, list[tup
     out["capsfast_kvm_capability"] = [
         (_labels([("capability", cap)]), str(value)) for cap, value in host.kvm_caps or () if value is not None
     ]
+    out.update(platform_samples(host))
     return out
+
+
+def platform_samples(host: "Host") -> dict[str, list[tuple[str, str]]]:
+    """The confidential-computing and IOMMU metrics (read on first use)."""
+    from capsfast.security import TECHS
+
+    sec, iommu = host.security, host.iommu
+    return {
+        "capsfast_security_enabled": [
+            (_labels([("technology", t)]), _flag(getattr(sec, t).status == "enabled")) for t in TECHS
+        ],
+        "capsfast_security_info": [
+            (_labels([("technology", t), ("status", getattr(sec, t).status),
+                      ("confidence", getattr(sec, t).confidence)]), "1") for t in TECHS
+        ],
+        "capsfast_iommu_enabled": [("", _flag(iommu.status == "enabled"))],
+        "capsfast_iommu_info": [(_labels([("status", iommu.status), ("acpi_table", iommu.acpi_table)]), "1")],
+        "capsfast_iommu_groups": [] if iommu.groups is None else [("", str(iommu.groups))],
+    }
 
 
 def render(host: "Host", duration: "float | None" = None) -> str:

@@ -9,7 +9,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from capsfast.model import Host
+    from capsfast.model import Host, Iommu, Sev, Sgx, Tech
 
 
 def _quote_in_python(s: str) -> str:
@@ -114,6 +114,9 @@ def host_dict(host: "Host") -> dict[str, object]:
                 "evidence": list(hvm.evidence),
             },
             "vmm_modules": None if vmm_modules is None else dict(vmm_modules),
+            "security": security_dict(host),
+            "iommu": iommu_dict(host),
+            "devices": devices_dict(host),
             "kernel_flags_read": host.kernel_flags is not None,
             "msr": {_msr_key(n): _msr_key(v) for n, v in host.msr},
             "topology": _topology(host),
@@ -140,6 +143,44 @@ def host_dict(host: "Host") -> dict[str, object]:
             }
             for g in host.guests
         ],
+    }
+
+
+def _verdict(tech: "Tech | Sev | Sgx | Iommu") -> dict[str, object]:
+    return {"status": tech.status, "confidence": tech.confidence, "evidence": list(tech.evidence),
+            "hint": tech.hint}
+
+
+def security_dict(host: "Host") -> dict[str, object]:
+    """``host.security``: one verdict per confidential-computing technology."""
+    sec = host.security
+    sev = dict(_verdict(sec.sev), cbitpos=sec.sev.cbitpos, reduced_phys_bits=sec.sev.reduced_phys_bits,
+               max_guests=sec.sev.max_guests, max_es_guests=sec.sev.max_es_guests)
+    sgx = sec.sgx
+    return {
+        "sev": sev,
+        "sev_es": _verdict(sec.sev_es),
+        "sev_snp": _verdict(sec.sev_snp),
+        "tdx": _verdict(sec.tdx),
+        "sgx": dict(_verdict(sgx), sgx1=sgx.sgx1, sgx2=sgx.sgx2, flc=sgx.flc,
+                    epc=None if sgx.epc is None else [{"base": b, "size_bytes": n} for b, n in sgx.epc]),
+        "s390_pv": _verdict(sec.s390_pv),
+    }
+
+
+def iommu_dict(host: "Host") -> dict[str, object]:
+    iommu = host.iommu
+    return dict(_verdict(iommu), groups=iommu.groups, acpi_table=iommu.acpi_table, units=list(iommu.units),
+                kernel_args=list(iommu.kernel_args), vfio=iommu.vfio, iommufd=iommu.iommufd)
+
+
+def devices_dict(host: "Host") -> dict[str, object]:
+    dev = host.devices
+    return {
+        "vhost_net": dev.vhost_net,
+        "tun": dev.tun,
+        "vhost_vsock": dev.vhost_vsock,
+        "cgroup": {"version": dev.cgroup_version, "controllers": dict(dev.cgroup_controllers)},
     }
 
 
