@@ -43,6 +43,9 @@ class _Lib:
     # path: bytes (NUL-free); caps a uint32_t[n], values an int32_t[n];
     # 0 when the device opened, else -errno (every value set to it).
     def capsfast_kvm_caps(self, path: bytes, caps: CData, values: CData, n: int, /) -> int: ...
+    # path: bytes (NUL-free); out a struct capsfast_host_cpu *; 0 when the
+    # device opened, else -errno.
+    def capsfast_kvm_host_cpu(self, path: bytes, want_msr: int, want_tsc: int, out: CData, /) -> int: ...
     # -1 unless the module was built with CAPSFAST_TEST_COUNTERS.
     def capsfast_peak_concurrency(self, reset: int, /) -> int: ...
 

@@ -234,6 +234,49 @@ def kvm_caps(path: str, numbers: "Sequence[int]") -> "tuple[Outcome, list[int | 
     return OK, [v if v >= 0 else None for v in _unpack_words(values, n)]
 
 
+_kvm_host_cpu = lib.capsfast_kvm_host_cpu
+_TSC_STEPS = {1: "KVM_CREATE_VM", 2: "KVM_CREATE_VCPU", 3: "KVM_GET_TSC_KHZ", 4: "KVM_CHECK_EXTENSION(KVM_CAP_TSC_CONTROL)"}
+
+
+class KvmHostCpu:
+    """What the KVM device told of the host CPU beyond CPUID: ``opened``
+    (the Outcome of opening it); ``msr`` (the Outcome of KVM_GET_MSRS,
+    ``too_short`` when KVM served no value) and ``msr_value``; ``tsc``
+    (the Outcome of the TSC steps), ``tsc_step`` (the ioctl that failed, or
+    None), ``tsc_khz`` and ``tsc_scaling`` (KVM_CAP_TSC_CONTROL's answer)."""
+
+    __slots__ = ("opened", "msr", "msr_value", "tsc", "tsc_step", "tsc_khz", "tsc_scaling")
+
+    def __init__(self, opened: "Outcome", msr: "Outcome", msr_value: "int | None", tsc: "Outcome",
+                 tsc_step: "str | None", tsc_khz: "int | None", tsc_scaling: "int | None") -> None:
+        self.opened = opened
+        self.msr = msr
+        self.msr_value = msr_value
+        self.tsc = tsc
+        self.tsc_step = tsc_step
+        self.tsc_khz = tsc_khz
+        self.tsc_scaling = tsc_scaling
+
+
+def kvm_host_cpu(path: str, msr_index: "int | None", want_tsc: bool) -> "KvmHostCpu":
+    """The feature MSR ``msr_index`` (None: not asked) through KVM_GET_MSRS
+    on the system fd, and (``want_tsc``) the TSC frequency of a vCPU and
+    whether KVM scales it, from the KVM device at ``path``, in one crossing
+    (capsfast.h).  Never part of a probe: ``Host.cpu_model`` asks it."""
+    out: CData = ffi.new("struct capsfast_host_cpu *")
+    out.msr_index = msr_index or 0
+    rc = _kvm_host_cpu(path.encode("utf-8", "surrogateescape"), 0 if msr_index is None else 1,
+                       1 if want_tsc else 0, out)
+    if rc != 0:
+        failed = _outcome(rc)
+        return KvmHostCpu(failed, NOT_TRIED, None, NOT_TRIED, None, None, None)
+    msr = _step(out.msr_err)
+    tsc = _step(out.tsc_err)
+    return KvmHostCpu(OK, msr, int(out.msr_value) if msr.ok else None, tsc,
+                      _TSC_STEPS.get(out.tsc_step), int(out.tsc_khz) if tsc.ok else None,
+                      int(out.tsc_scaling) if tsc.ok else None)
+
+
 def _created(result: int) -> "Outcome":
     # C: 1 created, 0 not tried, -errno failed.
     return OK if result == 1 else NOT_TRIED if result == 0 else _outcome(result)

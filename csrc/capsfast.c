@@ -25,6 +25,12 @@
 /* _IO(KVMIO, 0x03), <linux/kvm.h> */
 #define KVM_CHECK_EXTENSION_IOCTL 0xAE03
 #define API_VERSION_NOT_TRIED (-1000)
+/* _IO(KVMIO, 0x41), _IO(KVMIO, 0xa3), _IOWR(KVMIO, 0x88, struct kvm_msrs)
+ * and KVM_CAP_TSC_CONTROL, <linux/kvm.h> */
+#define KVM_CREATE_VCPU_IOCTL 0xAE41
+#define KVM_GET_TSC_KHZ_IOCTL 0xAEA3
+#define KVM_GET_MSRS_IOCTL 0xC008AE88
+#define KVM_CAP_TSC_CONTROL_NUMBER 60
 
 /* Fixed device numbers (<linux/miscdevice.h> KVM_MINOR, <asm/msr.h>
  * MSR_MAJOR): a fake root may hold a symlink or node to any other device
@@ -446,6 +452,98 @@ int capsfast_kvm_caps(const char *path, const uint32_t *caps, int32_t *values, i
         int r = ioctl(fd, KVM_CHECK_EXTENSION_IOCTL, (unsigned long)caps[i]);
         values[i] = r < 0 ? -errno : r;
     }
+    close(fd);
+    return 0;
+}
+
+/* struct kvm_msrs with one struct kvm_msr_entry, <linux/kvm.h> */
+struct one_msr {
+    uint32_t nmsrs, pad;
+    uint32_t index, reserved;
+    uint64_t data;
+};
+
+static int open_kvm_device(const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0)
+        return -errno;
+    if (!S_ISCHR(st.st_mode) || major(st.st_rdev) != KVM_MAJOR_NUMBER ||
+        minor(st.st_rdev) != KVM_MINOR_NUMBER)
+        return -ENODEV;  /* a placeholder or another device: never opened */
+    return open_nonblocking(path, O_RDWR);
+}
+
+static void host_tsc(int fd, struct capsfast_host_cpu *out)
+{
+    int vm, vcpu, r;
+
+    vm = ioctl(fd, KVM_CREATE_VM_IOCTL, 0);
+    if (vm < 0) {
+        out->tsc_err = -errno;
+        out->tsc_step = 1;
+        return;
+    }
+    vcpu = ioctl(vm, KVM_CREATE_VCPU_IOCTL, 0);
+    if (vcpu < 0) {
+        out->tsc_err = -errno;
+        out->tsc_step = 2;
+        close(vm);
+        return;
+    }
+    r = ioctl(vcpu, KVM_GET_TSC_KHZ_IOCTL, 0);
+    if (r < 0) {
+        out->tsc_err = -errno;
+        out->tsc_step = 3;
+    } else {
+        out->tsc_khz = (uint32_t)r;
+        r = ioctl(fd, KVM_CHECK_EXTENSION_IOCTL, (unsigned long)KVM_CAP_TSC_CONTROL_NUMBER);
+        if (r < 0) {
+            out->tsc_err = -errno;
+            out->tsc_step = 4;
+        } else {
+            out->tsc_err = 0;
+            out->tsc_scaling = r;
+        }
+    }
+    close(vcpu);
+    close(vm);
+}
+
+int capsfast_kvm_host_cpu(const char *path, int want_msr, int want_tsc, struct capsfast_host_cpu *out)
+{
+    int fd;
+
+    if (path == NULL || out == NULL)
+        return -EINVAL;
+    out->msr_err = out->tsc_err = 1;
+    out->msr_value = 0;
+    out->tsc_step = 0;
+    out->tsc_khz = 0;
+    out->tsc_scaling = 0;
+    fd = open_kvm_device(path);
+    if (fd < 0)
+        return fd;
+    if (want_msr) {
+        struct one_msr m;
+        int r;
+
+        memset(&m, 0, sizeof m);
+        m.nmsrs = 1;
+        m.index = out->msr_index;
+        r = ioctl(fd, KVM_GET_MSRS_IOCTL, &m);
+        if (r < 0)
+            out->msr_err = -errno;
+        else if (r != 1)
+            out->msr_err = -ENODATA;
+        else {
+            out->msr_err = 0;
+            out->msr_value = m.data;
+        }
+    }
+    if (want_tsc)
+        host_tsc(fd, out);
     close(fd);
     return 0;
 }

@@ -140,6 +140,38 @@ uint64_t capsfast_cpuid_executed(void);
  */
 int capsfast_kvm_caps(const char *path, const uint32_t *caps, int32_t *values, int n);
 
+/*
+ * What libvirt's host CPU probe asks the KVM device beyond CPUID, in one
+ * call; never part of a probe.  The device at path is opened as
+ * capsfast_kvm_caps opens it (only the character device 10:232).
+ *
+ * With want_msr: KVM_GET_MSRS of the one MSR msr_index on the system fd
+ * (a feature MSR such as IA32_ARCH_CAPABILITIES, as libvirt's
+ * virHostCPUGetMSRFromKVM reads it).  msr_err 0 with msr_value, -errno of
+ * the ioctl, -ENODATA when KVM read none (not a feature MSR it serves).
+ *
+ * With want_tsc: libvirt's virHostCPUGetTscInfo: KVM_CREATE_VM, then
+ * KVM_CREATE_VCPU 0, then KVM_GET_TSC_KHZ on the vCPU, then
+ * KVM_CHECK_EXTENSION(KVM_CAP_TSC_CONTROL) on the system fd.  tsc_err 0
+ * with tsc_khz and tsc_scaling (the extension's answer), else -errno of
+ * the step numbered in tsc_step (1 VM, 2 vCPU, 3 TSC kHz, 4 extension).
+ *
+ * Fields not asked for hold 1 ("not tried").  Returns 0 when the device
+ * opened, else -errno of stat() or open(), -ENODEV for anything but KVM's
+ * character device (never opened), -EINVAL for NULL arguments.
+ */
+struct capsfast_host_cpu {
+    uint32_t msr_index;  /* in */
+    int msr_err;         /* out */
+    uint64_t msr_value;  /* out */
+    int tsc_err;         /* out */
+    int tsc_step;        /* out: 0, or the step that failed */
+    uint32_t tsc_khz;    /* out */
+    int tsc_scaling;     /* out */
+};
+
+int capsfast_kvm_host_cpu(const char *path, int want_msr, int want_tsc, struct capsfast_host_cpu *out);
+
 /* The most threads seen inside capsfast_probe at once (since load or the
  * last reset); reset != 0 also sets it back to zero.  Tests use it to show
  * the GIL is released around the call.  Counted only in a build with
