@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     FileSpec = tuple[str, str, int, int, "int | None"]
 
 # Must equal CAPSFAST_ABI in csrc/capsfast.h.
-ABI = 5
+ABI = 6
 if lib.CAPSFAST_ABI != ABI:  # pragma: no cover - only a stale build gets here
     raise ImportError(
         "capsfast's compiled module is ABI %d, the Python code wants %d: "

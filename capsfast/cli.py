@@ -130,8 +130,35 @@ def cmd_check(argv: list[str]) -> int:
     if not values["quiet"]:
         from capsfast import report
 
-        out(report.as_json(host, verdict) if values["format"] == "json" else report.as_text(host, verdict))
+        if values["format"] == "json":
+            out(report.as_json(host, verdict))
+        else:
+            note = _cpu_map_note(values, host.arch)
+            out(report.as_text(host, verdict, [] if note is None else [("libvirt CPU map", None, note, None)]))
     return 0 if verdict.ok else 1
+
+
+def _cpu_map_note(values: "Values", arch: str) -> "str | None":
+    """One line where no libvirt CPU map is found: capabilities will name
+    no CPU model (one stat; the model itself is never decoded by check)."""
+    from capsfast.constants import X86_ARCHS
+
+    if arch not in X86_ARCHS or values["connect"] or values["replay"] == "-":
+        return None
+    from capsfast import hostcpu
+    from capsfast.recording import ROOT
+
+    import os
+
+    root = os.path.join(str(values["replay"]), ROOT) if values["replay"] is not None else str(values["root"])
+    directory = hostcpu.map_directory(root, _optional_str(values["cpu_map"]))
+    if hostcpu.map_present(directory):
+        return None
+    return "none at %s: capabilities names no CPU model (--cpu-map DIR names one)" % directory
+
+
+def _optional_str(value: object) -> "str | None":
+    return None if value is None else str(value)
 
 
 def cmd_record(argv: list[str]) -> int:

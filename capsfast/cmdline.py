@@ -68,6 +68,8 @@ INPUT_OPTIONS = (
     Option(("--connect",), "a remote host over SSH: ssh://[user@]host[:port] or "
            "qemu+ssh://[user@]host[:port]/system (nothing but python3 needed there)", metavar="URI",
            many=True),
+    Option(("--cpu-map",), "libvirt's CPU map to name the host CPU with (default $CAPSFAST_CPU_MAP, else "
+           "the host's /usr/share/libvirt/cpu_map)", metavar="DIR"),
 )
 
 
@@ -276,8 +278,10 @@ def probe_inputs(values: "Values", refresh: bool = False) -> "Host":
         from capsfast import remote
 
         check_recorded_inputs(values["root"], values["cpuid_dump"], values["arch"], "-", one_connect(values))
-        return replay_temporary(remote.read_stream(sys.stdin.buffer, "standard input"), bool(values["deep"]))
-    return probe(**local_inputs(values), replay=_optional(values["replay"]), connect=one_connect(values))
+        return replay_temporary(remote.read_stream(sys.stdin.buffer, "standard input"), bool(values["deep"]),
+                                _optional(values.get("cpu_map")))
+    return probe(**local_inputs(values), replay=_optional(values["replay"]), connect=one_connect(values),
+                 cpu_map=_optional(values.get("cpu_map")))
 
 
 def input_args(values: "Values") -> list[str]:
@@ -295,6 +299,8 @@ def input_args(values: "Values") -> list[str]:
         args += ["--connect", uri]
     if values["deep"]:
         args.append("--deep")
+    if values.get("cpu_map") is not None:
+        args += ["--cpu-map", os.path.abspath(str(values["cpu_map"]))]
     return args
 
 

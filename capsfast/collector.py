@@ -385,6 +385,12 @@ def format_walk(walked: "Walked") -> str:
 def cpuid_dump(device: str = CPUID_DEVICE) -> "str | None":
     """The walk through the cpuid driver's node, or None where it is not
     there or not readable (no module is loaded for it)."""
+    walked = cpuid_walk(device)
+    return None if walked is None else format_walk(walked)
+
+
+def cpuid_walk(device: str = CPUID_DEVICE) -> "Walked | None":
+    """The walk through the cpuid driver's node (as ``cpuid_dump``), as entries."""
     try:
         st = os.stat(device)
         if not _is_device(st, CPUID_MAJOR):
@@ -403,11 +409,123 @@ def cpuid_dump(device: str = CPUID_DEVICE) -> "str | None":
     try:
         if not _is_device(os.fstat(fd), CPUID_MAJOR):
             return None
-        return format_walk(walk(read))
+        return walk(read)
     except OSError:
         return None  # a CPU the driver will not read: fall back to /proc/cpuinfo
     finally:
         os.close(fd)
+
+
+# -- the host CPU's extras, as capsfast.hostcpu reads them ---------------------
+
+MSR_DEVICE = "/dev/cpu/0/msr"
+ARCH_CAPABILITIES = 0x10A
+KVM_GET_MSRS = 0xC008AE88
+KVM_CREATE_VCPU = 0xAE41
+KVM_GET_TSC_KHZ = 0xAEA3
+KVM_CAP_TSC_CONTROL = 60
+MAP_FILE_MAX = 4 << 20   # capsfast.cpumap.MAX_FILE
+MAP_TOTAL_MAX = 32 << 20  # capsfast.cpumap.MAX_TOTAL
+
+
+def host_cpu(kvm_path: str, walked: "Walked | None") -> "dict[str, Any]":
+    """scenario.json's ``cpu_model``: IA32_ARCH_CAPABILITIES where CPUID
+    shows arch-capabilities (leaf 7 EDX bit 29), from the msr driver when it
+    opens, else KVM_GET_MSRS on the KVM device; the TSC where CPUID shows
+    invariant TSC (leaf 0x80000007 EDX bit 8): a VM, a vCPU,
+    KVM_GET_TSC_KHZ, KVM_CAP_TSC_CONTROL (capsfast.hostcpu.device_wants)."""
+    table = {(leaf, sub): regs for leaf, sub, regs in walked or []}
+    want_msr = bool(table.get((7, 0), (0, 0, 0, 0))[3] >> 29 & 1)
+    want_tsc = bool(table.get((0x80000007, 0), (0, 0, 0, 0))[3] >> 8 & 1)
+    msr = None
+    if want_msr:
+        try:
+            st = os.stat(MSR_DEVICE)
+            if _is_device(st, MSR_MAJOR):
+                fd = _open(MSR_DEVICE, os.O_RDONLY)
+                try:
+                    raw = os.pread(fd, 8, ARCH_CAPABILITIES)
+                finally:
+                    os.close(fd)
+                if len(raw) == 8:
+                    msr = int.from_bytes(raw, "little")
+        except OSError:
+            pass
+    tsc = None
+    if (want_msr and msr is None) or want_tsc:
+        try:
+            st = os.stat(kvm_path)
+            fd = _open(kvm_path, os.O_RDWR) if _is_device(st, KVM_MAJOR, KVM_MINOR) else -1
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                if want_msr and msr is None:
+                    msr = _kvm_msr(fd)
+                if want_tsc:
+                    tsc = _kvm_tsc(fd)
+            finally:
+                os.close(fd)
+    return {"arch_capabilities": None if msr is None else "0x%x" % msr, "tsc": tsc}
+
+
+def _kvm_msr(fd: int) -> "int | None":
+    import struct
+
+    buf = bytearray(struct.pack("=IIIIQ", 1, 0, ARCH_CAPABILITIES, 0, 0))
+    try:
+        if fcntl.ioctl(fd, KVM_GET_MSRS, buf, True) != 1:
+            return None
+    except OSError:
+        return None
+    return int(struct.unpack("=IIIIQ", bytes(buf))[4])
+
+
+def _kvm_tsc(fd: int) -> "dict[str, Any] | None":
+    try:
+        vm = fcntl.ioctl(fd, KVM_CREATE_VM, 0)
+    except OSError:
+        return None
+    try:
+        vcpu = fcntl.ioctl(vm, KVM_CREATE_VCPU, 0)
+        try:
+            khz = fcntl.ioctl(vcpu, KVM_GET_TSC_KHZ, 0)
+        finally:
+            os.close(vcpu)
+        scaling = fcntl.ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL)
+    except OSError:
+        return None
+    finally:
+        os.close(vm)
+    return {"frequency": khz * 1000, "scaling": "yes" if scaling else "no"}
+
+
+def cpu_map_files(directory: str) -> "list[tuple[str, bytes]]":
+    """The CPU map's regular ``*.xml`` files, bounded (capsfast.hostcpu.map_files)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    files = []
+    total = 0
+    for name in names:
+        if not name.endswith(".xml") or "/" in name:
+            continue
+        try:
+            fd = _open(os.path.join(directory, name), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            data = os.read(fd, MAP_FILE_MAX + 1)
+        finally:
+            os.close(fd)
+        total += len(data)
+        if len(data) > MAP_FILE_MAX or total > MAP_TOTAL_MAX:
+            raise OSError(errno.EFBIG, "CPU map file %s is too large" % name)
+        files.append((name, data))
+    return files
 
 
 # -- emulators ------------------------------------------------------------------
@@ -539,10 +657,13 @@ def collect(plan: "Plan") -> "dict[str, tuple[bytes | None, int]]":
         put(kvm_path, b"")  # as capsfast record leaves it: the facts are in scenario.json
 
     arch = normalize_arch(arch_text or os.uname()[4], plan["arch_aliases"])
-    dump = cpuid_dump() if arch in X86 else None
-    if dump is not None:
-        files["cpuid.txt"] = (dump.encode("ascii"), 0o644)
-    source = "cpuid" if dump is not None else "cpuinfo" if cpuinfo else "none"
+    walked = cpuid_walk() if arch in X86 else None
+    if walked is not None:
+        files["cpuid.txt"] = (format_walk(walked).encode("ascii"), 0o644)
+    source = "cpuid" if walked is not None else "cpuinfo" if cpuinfo else "none"
+    cpu_model = host_cpu(kvm_path, walked)
+    for name, data in cpu_map_files(plan["cpu_map"]):
+        put(plan["cpu_map"] + "/" + name, data)
 
     path_env = search_path(os.environ.get("PATH"), plan["default_path"])
     for binary in emulators(path_env, plan["emulator_prefix"], plan["qemu_kvm"]):
@@ -560,6 +681,7 @@ def collect(plan: "Plan") -> "dict[str, tuple[bytes | None, int]]":
         "devices": {kvm_path: device},
         "captured": plan.get("captured", []),
         "access": access,
+        "cpu_model": cpu_model,
     }
     text = json.dumps(scenario, indent=2, sort_keys=True) + "\n"
     files["scenario.json"] = (text.encode("utf-8"), 0o644)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from capsfast._native import FileResult, FileSpec, KvmDevice, Leaves
-    from capsfast.model import Guest, Hvm, Kvm
+    from capsfast.model import CpuModel, Guest, Hvm, Kvm
     from capsfast.topology import Layout
     from capsfast.platform import Platform
 
@@ -419,12 +419,13 @@ def vmm_modules(outcomes: "Sequence[str] | None") -> "Modules | None":
 def host(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", guests: "Callable[[], tuple[Guest, ...]]",
          caps: "Callable[[], KvmCaps | None]", vmm_modules: "Callable[[], Modules | None]",
          flags: "Callable[[], tuple[str, ...] | None]", layout: "Callable[[], Layout]",
-         platform: "Platform") -> Host:
+         platform: "Platform", cpu_model: "Callable[[], CpuModel]") -> Host:
     """The Host; ``guests`` is called when ``Host.guests`` is first read,
     ``caps`` when ``Host.kvm_caps`` is, ``vmm_modules`` when ``Host.vmm_modules`` is,
     ``flags`` when ``Host.kernel_flags`` is and the probe did not read them,
     ``layout`` (once) when any of topology, cache, pages, uuid or
-    iommu_groups is, ``platform`` when ``security``, ``iommu`` or ``devices`` is."""
+    iommu_groups is, ``platform`` when ``security``, ``iommu`` or ``devices`` is,
+    ``cpu_model`` when ``Host.cpu_model`` is."""
     kvm, kqemu, xen, hvm = devices
     read = Lazy(layout)
     return Host(
@@ -451,4 +452,5 @@ def host(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", guests: "Callable[[
         security=Lazy(platform.security),  # type: ignore[arg-type]  # resolved on read
         iommu=Lazy(platform.iommu),  # type: ignore[arg-type]
         devices=Lazy(platform.devices),  # type: ignore[arg-type]
+        cpu_model=Lazy(cpu_model),  # type: ignore[arg-type]  # resolved on read
     )

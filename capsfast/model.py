@@ -234,10 +234,31 @@ CacheBank = _record(
     ``both``, ``code`` or ``data``; ``cpus`` the ids sharing it.""",
 )
 
+Tsc = _record(
+    "Tsc",
+    ("frequency", "scaling"),
+    """The TSC counter libvirt prints for the host: ``frequency`` in Hz (a
+    vCPU's KVM_GET_TSC_KHZ), ``scaling`` ``yes`` or ``no`` (KVM_CAP_TSC_CONTROL).""",
+)
+
+CpuModel = _record(
+    "CpuModel",
+    ("name", "vendor", "features", "signature", "microcode", "maxphysaddr", "tsc", "cpu_map"),
+    """The host CPU as libvirt names it (``capsfast.cpumodel``): ``name``
+    the CPU map's model (None without a CPU map, a CPUID walk, or a fitting
+    model), ``vendor`` the map's vendor name, ``features`` the names
+    libvirt lists beyond the model, in its order; ``signature``
+    (family, model, stepping) or None; ``microcode`` the revision (None
+    where unknown or 0); ``maxphysaddr`` the physical address bits (None
+    where unknown); ``tsc`` a ``Tsc`` where libvirt would print one, else
+    None; ``cpu_map`` the CPU map directory used, or None.""",
+)
+
 Host = _record(
     "Host",
     ("arch", "cpu", "hypervisor", "kvm", "kqemu", "xen", "hvm", "guests", "kernel_flags", "msr", "kvm_caps",
-     "vmm_modules", "topology", "cache", "pages", "uuid", "iommu_groups", "security", "iommu", "devices"),
+     "vmm_modules", "topology", "cache", "pages", "uuid", "iommu_groups", "security", "iommu", "devices",
+     "cpu_model"),
     """Everything one probe found.  ``guests`` is found on first read (it
     lists the PATH directories); ``kvm_caps`` too (it opens /dev/kvm and
     asks KVM_CHECK_EXTENSION): ``(name, answer)`` pairs in the order of
@@ -257,13 +278,15 @@ Host = _record(
     each None where it cannot be read.  ``security``, ``iommu`` and
     ``devices`` (confidential computing, device assignment, the other devices
     and cgroup controllers virt-host-validate checks) are read together on
-    first read of any of them (``capsfast.platform``).""",
+    first read of any of them (``capsfast.platform``).  ``cpu_model`` (a
+    ``CpuModel``) is decoded on first read.""",
     lazy=("guests", "kernel_flags", "kvm_caps", "vmm_modules", "topology", "cache", "pages", "uuid",
-          "iommu_groups", "security", "iommu", "devices"),
+          "iommu_groups", "security", "iommu", "devices", "cpu_model"),
 )
 _HOST_GUESTS = Host._fields.index("guests")
 _HOST_KVM_CAPS = Host._fields.index("kvm_caps")
 _HOST_KERNEL_FLAGS = Host._fields.index("kernel_flags")
+_HOST_CPU_MODEL = Host._fields.index("cpu_model")
 
 Tech = _record(
     "Tech",
@@ -382,4 +405,10 @@ def kernel_flags_pending(host):
     """True while ``host.kernel_flags`` waits for its first read (the probe
     did not need them)."""
     value = tuple.__getitem__(host, _HOST_KERNEL_FLAGS)
+    return value.__class__ is Lazy and value.pending
+
+
+def cpu_model_pending(host):
+    """True while ``host.cpu_model`` has not been read (nothing decoded)."""
+    value = tuple.__getitem__(host, _HOST_CPU_MODEL)
     return value.__class__ is Lazy and value.pending

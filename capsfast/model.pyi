@@ -119,6 +119,22 @@ class CacheBank(NamedTuple):
     cpus: tuple[int, ...]
     def as_dict(self) -> dict[str, Any]: ...
 
+class Tsc(NamedTuple):
+    frequency: int
+    scaling: str
+    def as_dict(self) -> dict[str, Any]: ...
+
+class CpuModel(NamedTuple):
+    name: Optional[str]
+    vendor: Optional[str]
+    features: tuple[str, ...]
+    signature: Optional[tuple[int, int, int]]
+    microcode: Optional[int]
+    maxphysaddr: Optional[int]
+    tsc: Optional[Tsc]
+    cpu_map: Optional[str]
+    def as_dict(self) -> dict[str, Any]: ...
+
 class Host(NamedTuple):
     arch: str
     cpu: Cpu
@@ -148,6 +164,8 @@ class Host(NamedTuple):
     security: Security
     iommu: Iommu
     devices: Devices
+    # Decoded on first read (a Lazy at run time).
+    cpu_model: CpuModel
     def as_dict(self) -> dict[str, Any]: ...
 
 class Tech(NamedTuple):
@@ -235,3 +253,4 @@ def kvm_caps_pending(host: Host) -> bool: ...
 def kernel_flags_pending(host: Host) -> bool: ...
 def same_for_xml(a: Host, b: Host) -> bool: ...
 def resolve(host: Host) -> Host: ...
+def cpu_model_pending(host: Host) -> bool: ...

@@ -15,7 +15,7 @@ import _thread
 from capsfast import _native, cpuid, emulators, facts, platform
 from capsfast.constants import KVM_DEVICE, X86_ARCHS
 from capsfast.errors import CapsfastError
-from capsfast.model import guests_pending, resolve
+from capsfast.model import Lazy, guests_pending, resolve
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,8 +23,10 @@ if TYPE_CHECKING:
     from capsfast.facts import CpuFacts, DeviceFacts, Files, KvmCaps, Modules
     from capsfast.recording import Replay
     from capsfast.remote import Recording
+    from collections.abc import Callable
+
     from capsfast.topology import Layout
-    from capsfast.model import Guest, Host, Kqemu, Kvm, Xen
+    from capsfast.model import CpuModel, Guest, Host, Kqemu, Kvm, Xen
 
     PlanKey = tuple[str, bool, bool]  # (root, with CPU files, with the arch file)
 
@@ -103,10 +105,18 @@ def read_kernel_flags(root: str = "/") -> "tuple[str, ...] | None":
     if not result.outcome.ok:
         return None
     return facts.kernel_flags(facts.cpuinfo_first_block(result.data))
+def _cpu_model(root: str, arch: str, dump: "str | None", replay: "Replay | None",
+               cpu_map: "str | None") -> "Callable[[], CpuModel]":
+    def compute() -> "CpuModel":
+        from capsfast import hostcpu  # on first read only: never on the probe's path
+
+        return hostcpu.compute(root, arch, dump, replay, cpu_map)
+
+    return compute
 
 
 def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_env: "str | None" = None,
-          replay: "Replay | None" = None, dump: "str | None" = None) -> "Host":
+          replay: "Replay | None" = None, dump: "str | None" = None, cpu_map: "str | None" = None) -> "Host":
     kvm, kqemu, xen, _hvm = devices
 
     def caps() -> "KvmCaps | None":
@@ -130,7 +140,8 @@ def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_en
     made: list[Host] = []  # the Host, for its platform part, which reads its CPU and KVM facts
     host = facts.host(arch, cpu, devices, lambda: emulators.host_guests(root, arch, kvm, kqemu, xen, path_env),
                       caps, vmm_modules, lambda: read_kernel_flags(root), layout,
-                      platform.platform(root, arch, dump, replay, lambda: made[0]))
+                      platform.platform(root, arch, dump, replay, lambda: made[0]),
+                      _cpu_model(root, arch, dump, replay, cpu_map))
     made.append(host)
     return host
 
@@ -261,7 +272,7 @@ def _read_dump(path: str) -> "Leaves":
 
 
 def _probe_other(root: str, dump: "str | None", arch: "str | None", deep: bool,
-                 replay: "Replay | None" = None) -> "Host":
+                 replay: "Replay | None" = None, cpu_map: "str | None" = None) -> "Host":
     """A fake root, a dump, a forced arch or a recording: nothing kept,
     nothing live unless root is "/" and no dump is given.  A recording adds
     what no file can hold: the device facts observed and the MSR values."""
@@ -295,17 +306,17 @@ def _probe_other(root: str, dump: "str | None", arch: "str | None", deep: bool,
     kvm = results.kvm if replay is None or replay.kvm is None else replay.kvm
     assert kvm is not None
     return _host(root, arch, cpu, facts.device_facts(cpu, kvm, files, deep, root),
-                 None if replay is None else replay.path, replay, dump)
+                 None if replay is None else replay.path, replay, dump, cpu_map)
 
 
-def _replay(directory: str, deep: bool) -> "Host":
+def _replay(directory: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
     from capsfast import recording
 
     replay = recording.read(directory)
     if deep and not replay.deep:
         raise CapsfastError("replay %s: the recording was made without --deep (KVM_CREATE_VM was not tried)"
                             % directory)
-    return _probe_other(replay.root, replay.dump, replay.arch, replay.deep, replay)
+    return _probe_other(replay.root, replay.dump, replay.arch, replay.deep, replay, cpu_map)
 
 
 def check_recorded_inputs(root: object, cpuid: object, arch: object, replay: object, connect: object,
@@ -322,23 +333,23 @@ def check_recorded_inputs(root: object, cpuid: object, arch: object, replay: obj
                             "or a remote host")
 
 
-def replay_temporary(recording: "Recording", deep: bool = False) -> "Host":
+def replay_temporary(recording: "Recording", deep: bool = False, cpu_map: "str | None" = None) -> "Host":
     """The host a temporary recording (fetched over SSH, read from a
     stream) captured; its lazy parts are resolved before it is removed."""
     with recording as directory:
-        return resolve(_replay(directory, deep))
+        return resolve(_replay(directory, deep, cpu_map))
 
 
-def _connect(uri: str, deep: bool) -> "Host":
+def _connect(uri: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
     from capsfast import remote
 
-    return replay_temporary(remote.fetch(uri, deep=deep), deep)
+    return replay_temporary(remote.fetch(uri, deep=deep), deep, cpu_map)
 
 
 def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] | None" = None,
           arch: "str | None" = None, deep: bool = False, refresh: bool = False,
           machines: bool = False, replay: "str | os.PathLike[str] | None" = None,
-          connect: "str | None" = None) -> "Host":
+          connect: "str | None" = None, cpu_map: "str | os.PathLike[str] | None" = None) -> "Host":
     """What this host (or the one under ``root``) offers for virtualization.
 
     ``cpuid``: path to a ``cpuid -r -1`` dump to use instead of the live CPU.
@@ -350,7 +361,18 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
     host a recording (``capsfast record``) captured, as it answered then.
     ``connect``: a remote host (``ssh://[user@]host[:port]`` or
     ``qemu+ssh://[user@]host[:port]/system``), recorded over SSH and
-    replayed here; nothing but Python is needed there."""
+    replayed here; nothing but Python is needed there.  ``cpu_map``: the
+    libvirt CPU map directory ``Host.cpu_model`` decodes against (default
+    ``$CAPSFAST_CPU_MAP``, else the host's /usr/share/libvirt/cpu_map)."""
+    if cpu_map is not None:
+        map_dir = os.fspath(cpu_map)
+        if replay is not None or connect is not None:
+            check_recorded_inputs(root, cpuid, arch, replay, connect, machines)
+            return (_replay(os.fspath(replay), deep, map_dir) if replay is not None
+                    else _connect(str(connect), deep, map_dir))
+        host = probe(root, cpuid, arch, deep, refresh, machines)
+        decode = Lazy(_cpu_model(os.fspath(root), host.arch, None if cpuid is None else os.fspath(cpuid), None, map_dir))
+        return host._replace(cpu_model=decode)  # type: ignore[arg-type]  # resolved on read
     if root == "/" and cpuid is None and arch is None and replay is None and connect is None and not machines:
         # The live host: the call agents make many times a second.
         if deep:

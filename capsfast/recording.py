@@ -35,6 +35,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast._native import KvmDevice, Outcome
     from capsfast.facts import KvmCaps
+    from capsfast.model import Tsc
 
 FORMAT = 1
 SCENARIO = "scenario.json"
@@ -48,7 +49,7 @@ class Replay:
     """What a recording says beyond its files: the inputs of a probe."""
 
     __slots__ = ("directory", "root", "dump", "arch", "path", "deep", "msr", "kvm", "caps_recorded", "caps",
-                 "captured", "access")
+                 "captured", "access", "cpu_msr", "cpu_tsc")
 
     def __init__(self, directory: str, root: str, dump: "str | None", arch: "str | None", path: str,
                  deep: bool, msr: "dict[int, int]", kvm: "KvmDevice | None", caps_recorded: bool = False,
@@ -71,6 +72,11 @@ class Replay:
         self.captured = captured
         # Read-write access of the device nodes VMMs open (capsfast.platform.ACCESS).
         self.access = access or {}
+        # What the host CPU decode read from the device (scenario.json
+        # "cpu_model"): IA32_ARCH_CAPABILITIES and the TSC; None where not
+        # read or not recorded (an older recording).
+        self.cpu_msr: "int | None" = None
+        self.cpu_tsc: "Tsc | None" = None
 
 
 # -- writing ---------------------------------------------------------------------
@@ -168,6 +174,8 @@ def _record_into(directory: str, deep: bool) -> "tuple[int, str, int]":
     if walk:
         with open(os.path.join(directory, DUMP), "w") as f:
             f.write(cpuid.format_dump(walk))
+    cpu_model, map_written = _record_cpu_model(root, walk)
+    written += map_written
     scenario = {
         "format": FORMAT,
         "capsfast": __version__,
@@ -181,10 +189,28 @@ def _record_into(directory: str, deep: bool) -> "tuple[int, str, int]":
         "devices": devices,
         "captured": list(facts.CAPTURED),
         "access": access,
+        "cpu_model": cpu_model,
     }
     with open(os.path.join(directory, SCENARIO), "w") as f:
         f.write(json.dumps(scenario, indent=2) + "\n")
     return written, arch, len(walk)
+
+
+def _record_cpu_model(root: str, walk: "list[cpuid.WalkEntry]") -> "tuple[dict[str, object], int]":
+    """What Host.cpu_model reads beyond the files: the feature MSR and the
+    TSC from the device (where libvirt would ask), and the CPU map, copied
+    to the recording's /usr/share/libvirt/cpu_map so a replay decodes with
+    the same map."""
+    from capsfast import hostcpu
+
+    msr = tsc = None
+    if walk:
+        want_msr, want_tsc = hostcpu.device_wants({(leaf, sub): regs for leaf, sub, regs in walk})
+        msr, tsc = hostcpu.live_device_reader("/")(want_msr, want_tsc)
+    written = 0
+    for name, data in hostcpu.map_files(hostcpu.map_directory("/", None)):
+        written += _write(root, "%s/%s" % (hostcpu.DEFAULT_CPU_MAP, name), data)
+    return hostcpu.scenario_facts(msr, tsc), written
 
 
 def copy(source: str, directory: str) -> "list[str]":
@@ -356,5 +382,11 @@ def read(directory: str) -> Replay:
     if not isinstance(access, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, bool))
                                                for k, v in access.items()):
         raise CapsfastError("replay %s: access is not an object of device paths and true/false" % directory)
-    return Replay(directory, root, dump if os.path.exists(dump) else None, arch, path,
-                  bool(doc.get("deep", False)), msr, kvm, recorded, caps, frozenset(captured), access)
+    replay = Replay(directory, root, dump if os.path.exists(dump) else None, arch, path,
+                    bool(doc.get("deep", False)), msr, kvm, recorded, caps, frozenset(captured), access)
+    if "cpu_model" in doc:
+        from capsfast import hostcpu
+
+        replay.cpu_msr, replay.cpu_tsc = hostcpu.parse_scenario_facts(
+            doc["cpu_model"], "replay %s: cpu_model" % directory)
+    return replay

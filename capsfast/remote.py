@@ -48,6 +48,8 @@ MAX_REPLY = 4 << 20
 MAX_MEMBERS = 2048
 MAX_DUMP = 1 << 20
 MAX_SCENARIO = 64 << 10
+# A libvirt CPU map file (the largest, x86_features.xml, is about 21 KiB).
+MAX_CPU_MAP_FILE = 1 << 20
 MAX_ROOT_FILE = 16 << 10
 MAX_NAME = 1024
 MAX_DEPTH = 32
@@ -193,6 +195,7 @@ def plan(target_name: str, deep: bool = False) -> "dict[str, Any]":
     """What the collector is to read, from capsfast.facts: the one source."""
     from capsfast import emulators, facts, platform, topology
     from capsfast.constants import KVM_DEVICE, QEMU_KVM
+    from capsfast.hostcpu import DEFAULT_CPU_MAP
 
     entries = facts.RECORDED_FILES + platform.ENTRIES
     return {
@@ -215,6 +218,7 @@ def plan(target_name: str, deep: bool = False) -> "dict[str, Any]":
         "emulator_prefix": emulators.PREFIX,
         "default_path": emulators.DEFAULT_PATH,
         "globs": [list(row) for row in topology.RECORD_GLOBS],
+        "cpu_map": DEFAULT_CPU_MAP,
     }
 
 
@@ -427,6 +431,8 @@ def _member_limit(parts: "list[str]", is_dir: bool, where: str) -> int:
     """The largest size a member may have, by where it is; CapsfastError
     for a member that has no place in a recording."""
     top = parts[0]
+    if parts[:-1] == ["root", "usr", "share", "libvirt", "cpu_map"] and not is_dir:
+        return MAX_CPU_MAP_FILE
     if top == "root":
         return MAX_ROOT_FILE
     if len(parts) == 1 and not is_dir and top == "scenario.json":

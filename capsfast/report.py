@@ -5,6 +5,8 @@ from capsfast.render.json import dumps, host_dict
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from capsfast.model import Host, Readiness
 
     # (name, ok: True/False/None for informational or skipped, detail, hint)
@@ -245,11 +247,13 @@ def _mark(ok: "bool | None", detail: str) -> str:
     return {True: "PASS", False: "FAIL", None: "INFO" if detail != "skipped" else "SKIP"}[ok]
 
 
-def as_text(host: "Host", readiness: "Readiness | None" = None) -> str:
+def as_text(host: "Host", readiness: "Readiness | None" = None, notes: "Sequence[Step]" = ()) -> str:
     """The report; with ``readiness`` (a VMM's verdict), its requirements
-    and its verdict follow the KVM steps."""
+    and its verdict follow the KVM steps; ``notes`` (INFO rows) come last
+    before the conclusion."""
     marked = [(name, _mark(ok, detail), detail, hint) for name, ok, detail, hint in steps(host)]
     marked += platform_steps(host)
+    marked += [(name, "INFO", detail, hint) for name, _ok, detail, hint in notes]
     if readiness is not None:
         marked += [(name, _mark(ok, detail), detail, hint) for name, ok, detail, hint in _readiness_rows(readiness)]
     width = max(len(name) for name, *_ in marked)

@@ -11,7 +11,7 @@
  */
 
 /* Bumped whenever a struct below changes; checked at import. */
-#define CAPSFAST_ABI 5
+#define CAPSFAST_ABI 6
 
 /* What struct capsfast_file.op asks for. */
 #define CAPSFAST_OP_STAT 0        /* stat(): err and mode only */

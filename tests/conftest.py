@@ -8,6 +8,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from scenarios import all_scenarios  # noqa: E402
 
+# A CPU map named in the caller's environment would change every expected
+# host <cpu>: tests name theirs (--cpu-map, a root's own copy).
+os.environ.pop("CAPSFAST_CPU_MAP", None)
+
 
 @pytest.fixture
 def fresh_process_state():

@@ -71,6 +71,7 @@ def host_dict(host: "Host") -> dict[str, object]:
     cpu, hv, kvm, xen, hvm = host.cpu, host.hypervisor, host.kvm, host.xen, host.hvm
     caps = host.kvm_caps
     vmm_modules = host.vmm_modules
+    model = host.cpu_model
     return {
         "schema_version": SCHEMA_VERSION,
         "host": {
@@ -126,6 +127,14 @@ def host_dict(host: "Host") -> dict[str, object]:
             ],
             "pages": None if host.pages is None else list(host.pages),
             "uuid": host.uuid,
+            "cpu_model": {
+                "name": model.name,
+                "features": list(model.features),
+                "microcode": model.microcode,
+                "maxphysaddr": model.maxphysaddr,
+                "tsc": None if model.tsc is None else {"frequency": model.tsc.frequency,
+                                                       "scaling": model.tsc.scaling == "yes"},
+            },
         },
         "guests": [
             {

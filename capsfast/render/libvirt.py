@@ -1,11 +1,13 @@
 """libvirt capabilities XML, valid against libvirt's ``capability.rng``,
 laid out as ``virsh capabilities`` prints it.
 
-The host part holds what capsfast knows: the host UUID, the arch, the host
+The host part is the QEMU driver's for a KVM/QEMU host: the host UUID, the
+CPU as libvirt names it (``Host.cpu_model``: model, vendor, microcode,
+signature, TSC counter, maxphysaddr, features) with its topology and page
+sizes, IOMMU support, the migration features, the NUMA cells and the cache
+banks.  A Xen dom0 keeps the Xen driver's shorter one: the arch, the host
 ``<features>`` libvirt's schema allows (pae, nonpae, vmx, svm, in that
-order, from CPUID), the CPU's vendor, signature and topology, the page
-sizes, IOMMU support, the NUMA cells and the cache banks (the QEMU
-driver's layout; a Xen dom0 keeps the Xen driver's shorter one).  The guest part is one ``<guest>`` per
+order, from CPUID), vendor and signature.  The guest part is one ``<guest>`` per
 model ``Guest``, elements in the schema's order.
 
 Written as text, as libvirt writes it (no lxml to import): two spaces per
@@ -17,7 +19,7 @@ from capsfast.render.xmltext import attr, name, text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from capsfast.model import Guest, Host, Machine
+    from capsfast.model import CpuModel, Guest, Host, Machine
 
 # CPUID vendor strings -> libvirt's vendor names (its cpu_map).
 _VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon"}
@@ -57,32 +59,80 @@ def pretty_size(size: int) -> "tuple[int, str]":
 
 
 def _host(out: list[str], host: "Host") -> None:
-    # A Xen dom0's host part is the Xen driver's, without what sysfs shows.
+    # A Xen dom0's host part is the Xen driver's: pae/vmx/svm as host
+    # <features> (libvirt 9 prints these for Xen hosts only), no CPU model,
+    # nothing of what sysfs shows.
     layout = not (host.xen.present and host.xen.role == "dom0")
     out.append("  <host>")
     if layout and host.uuid:
         out.append("    <uuid>%s</uuid>" % text(host.uuid))
     out += ["    <cpu>", "      <arch>%s</arch>" % text(host.arch)]
-    features = host_features(host)
-    if features:
-        out.append("      <features>")
-        out += ["        <%s/>" % f for f in features]
-        out.append("      </features>")
-    c = host.cpu
-    vendor = _VENDORS.get(c.vendor or "")
-    if vendor:
-        out.append("      <vendor>%s</vendor>" % vendor)
-    if c.family and c.model is not None and c.stepping is not None:
-        out.append('      <signature family="%d" model="%d" stepping="%d"/>' % (c.family, c.model, c.stepping))
     if layout:
-        _cpu_topology(out, host)
+        _qemu_cpu(out, host)
         out += ['      <pages unit="KiB" size="%d"/>' % size for size in host.pages or ()]
+    else:
+        features = host_features(host)
+        if features:
+            out.append("      <features>")
+            out += ["        <%s/>" % f for f in features]
+            out.append("      </features>")
+        _cpu_identity(out, host, None)
     out.append("    </cpu>")
     if layout:
         _iommu(out, host)
+        _migration_features(out)
         _numa(out, host)
         _cache(out, host)
     out.append("  </host>")
+
+
+def _cpu_identity(out: list[str], host: "Host", model: "CpuModel | None") -> None:
+    """<vendor>, <microcode> and <signature>: the decoded model's where
+    there is one, else CPUID's."""
+    c = host.cpu
+    if model is not None and model.name is not None:
+        if model.vendor:
+            out.append("      <vendor>%s</vendor>" % text(model.vendor))
+        _microcode(out, model)
+        if model.signature is not None:
+            out.append('      <signature family="%d" model="%d" stepping="%d"/>' % model.signature)
+        return
+    vendor = _VENDORS.get(c.vendor or "")
+    if vendor:
+        out.append("      <vendor>%s</vendor>" % vendor)
+    if model is not None:
+        _microcode(out, model)
+    if c.family and c.model is not None and c.stepping is not None:
+        out.append('      <signature family="%d" model="%d" stepping="%d"/>' % (c.family, c.model, c.stepping))
+
+
+def _microcode(out: list[str], model: "CpuModel") -> None:
+    if model.microcode:
+        out.append('      <microcode version="%d"/>' % model.microcode)
+
+
+def _qemu_cpu(out: list[str], host: "Host") -> None:
+    """The QEMU driver's host <cpu> (libvirt's virCPUDefFormatBuf for a
+    host CPU): model, vendor, microcode, signature, counter, topology,
+    maxphysaddr, features (the pages follow)."""
+    model = host.cpu_model
+    if model.name is not None:
+        out.append("      <model>%s</model>" % text(model.name))
+    _cpu_identity(out, host, model)
+    if model.tsc is not None:
+        out.append('      <counter name="tsc" frequency="%d" scaling="%s"/>'
+                   % (model.tsc.frequency, attr(model.tsc.scaling)))
+    _cpu_topology(out, host)
+    if model.maxphysaddr is not None:
+        out.append('      <maxphysaddr mode="emulate" bits="%d"/>' % model.maxphysaddr)
+    out += ['      <feature name="%s"/>' % attr(f) for f in model.features]
+
+
+def _migration_features(out: list[str]) -> None:
+    """The QEMU driver's (virQEMUCapsInit): live migration over tcp and rdma."""
+    out += ["    <migration_features>", "      <live/>", "      <uri_transports>",
+            "        <uri_transport>tcp</uri_transport>", "        <uri_transport>rdma</uri_transport>",
+            "      </uri_transports>", "    </migration_features>"]
 
 
 def _cpu_topology(out: list[str], host: "Host") -> None:

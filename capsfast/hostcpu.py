@@ -1,0 +1,414 @@
+"""``Host.cpu_model``: the inputs of libvirt's host CPU decode, read when
+first asked for, and the disk cache that makes a second process cheap.
+
+The inputs, as libvirt 9.0's ``virCPUx86GetHost`` gathers them:
+
+- the full CPUID walk (live, from a ``cpuid -r -1`` dump, or a
+  recording's ``cpuid.txt``);
+- IA32_ARCH_CAPABILITIES (MSR 0x10a), only where CPUID shows the
+  arch-capabilities feature: from ``/dev/cpu/0/msr`` when it is already
+  readable, else ``KVM_GET_MSRS`` on the KVM device's system fd;
+- the TSC counter, only where CPUID shows invariant TSC: a VM and a vCPU
+  on the KVM device, ``KVM_GET_TSC_KHZ``, ``KVM_CAP_TSC_CONTROL``;
+- ``microcode`` and ``address sizes`` of the first processor in
+  ``/proc/cpuinfo``;
+- the CPU map: ``cpu_map`` given (``--cpu-map``), else ``$CAPSFAST_CPU_MAP``,
+  else the probed host's ``/usr/share/libvirt/cpu_map``.
+
+The device is asked only for the live CPU: a dump or a fake root has no
+device of its own, and a recording brings the values it read.
+
+The decoded model is kept in ``$XDG_CACHE_HOME/capsfast`` (as machine
+types are), keyed on the CPUID walk, the MSR value and each map file's
+identity (name, size, mtime, ctime, inode): any difference is a miss, and
+the map is read and decoded again.  A corrupt or foreign cache file is a
+miss too.
+"""
+import os
+
+from capsfast import _native, cpumodel, facts
+from capsfast.constants import KVM_DEVICE, X86_ARCHS
+from capsfast.errors import CapsfastError
+from capsfast.model import CpuModel, Tsc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from capsfast.cpumap import CpuMap
+    from capsfast.recording import Replay
+
+    Walk = Mapping[tuple[int, int], tuple[int, int, int, int]]
+    # (MSR value or None, Tsc or None) for (MSR wanted, TSC wanted)
+    DeviceReader = Callable[[bool, bool], "tuple[int | None, Tsc | None]"]
+
+DEFAULT_CPU_MAP = "/usr/share/libvirt/cpu_map"
+ENV_CPU_MAP = "CAPSFAST_CPU_MAP"
+CPUINFO = "/proc/cpuinfo"
+MSR_DEVICE = "/dev/cpu/0/msr"
+CACHE_VERSION = 1
+_CACHE_MAGIC = "capsfast cpu model cache %d" % CACHE_VERSION
+_MAX_CACHE = 1 << 20
+
+
+def map_directory(root: str, cpu_map: "str | None") -> str:
+    """The CPU map directory to use for the host under ``root``."""
+    if cpu_map:
+        return cpu_map
+    return os.environ.get(ENV_CPU_MAP) or facts.under(root, DEFAULT_CPU_MAP)
+
+
+def map_present(directory: str) -> bool:
+    """Whether ``directory`` holds a CPU map at all (its index.xml exists):
+    one stat, for ``capsfast check``'s note."""
+    return os.path.exists(os.path.join(directory, "index.xml"))
+
+
+# -- /proc/cpuinfo ----------------------------------------------------------------
+
+def cpuinfo_facts(text: str) -> "tuple[int | None, int | None]":
+    """(microcode, physical address bits) as libvirt reads them: the first
+    ``microcode`` value (strtoul base 0; 0 means unknown) and the first
+    ``address sizes`` number."""
+    microcode = bits = None
+    at = text.find("microcode")
+    if at >= 0:
+        colon = text.find(":", at)
+        if colon >= 0:
+            words = text[colon + 1:].split(None, 1)
+            word = words[0] if words else ""
+            try:
+                value = int(word[2:], 16) if word[:2].lower() == "0x" else int(word, 10)
+            except ValueError:
+                value = 0
+            microcode = value if 0 < value < 1 << 32 else None
+    for line in text.splitlines():
+        if line.startswith("address sizes"):
+            colon = line.find(":")
+            digits = line[colon + 1:].lstrip() if colon >= 0 else ""
+            end = 0
+            while end < len(digits) and digits[end].isdigit():
+                end += 1
+            if end and int(digits[:end]) < 1 << 32:
+                bits = int(digits[:end])
+            break
+    return microcode, bits
+
+
+def _read_cpuinfo(root: str) -> str:
+    result = _native.Batch(None, [(facts.under(root, CPUINFO), _native.READ_BLOCK, 0, 16384, None)]).run().files[0]
+    if not result.outcome.ok or result.data is None:
+        return ""
+    return result.data.decode("utf-8", "replace")
+
+
+# -- the device -------------------------------------------------------------------
+
+def live_device_reader(root: str) -> "DeviceReader":
+    """Reads the MSR and the TSC as libvirt does, from the devices under ``root``."""
+    def read(want_msr: bool, want_tsc: bool) -> "tuple[int | None, Tsc | None]":
+        msr = None
+        if want_msr:
+            # libvirt's virHostCPUGetMSR: the msr driver first, when it opens.
+            spec = (facts.under(root, MSR_DEVICE), _native.MSR, cpumodel.ARCH_CAPABILITIES_MSR, 0, None)
+            result = _native.Batch(None, [spec]).run().files[0]
+            if result.outcome.ok:
+                msr = result.value
+                want_msr = False
+        if not (want_msr or want_tsc):
+            return msr, None
+        got = _native.kvm_host_cpu(facts.under(root, KVM_DEVICE),
+                                   cpumodel.ARCH_CAPABILITIES_MSR if want_msr else None, want_tsc)
+        if want_msr and got.msr_value is not None:
+            msr = got.msr_value
+        tsc = None
+        if got.tsc_khz is not None and got.tsc_scaling is not None:
+            tsc = Tsc(got.tsc_khz * 1000, "yes" if got.tsc_scaling else "no")
+        return msr, tsc
+
+    return read
+
+
+def recorded_device_reader(msr: "int | None", tsc: "Tsc | None") -> "DeviceReader":
+    """A recording's values, answered as the device answered then."""
+    def read(want_msr: bool, want_tsc: bool) -> "tuple[int | None, Tsc | None]":
+        return (msr if want_msr else None), (tsc if want_tsc else None)
+
+    return read
+
+
+def no_device(want_msr: bool, want_tsc: bool) -> "tuple[int | None, Tsc | None]":
+    return None, None
+
+
+# -- the cache --------------------------------------------------------------------
+
+def cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "capsfast")
+
+
+def _walk_text(walk: "Walk") -> str:
+    return " ".join("%x:%x:%x:%x:%x:%x" % ((leaf, sub) + regs) for (leaf, sub), regs in sorted(walk.items()))
+
+
+def _identity(directory: str, name: str) -> "str | None":
+    try:
+        st = os.stat(os.path.join(directory, name))
+    except OSError:
+        return None
+    return "%s %d %d %d %d" % (name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _cache_file(directory: str, walk_text: str) -> str:
+    from binascii import crc32
+
+    digest = crc32(("%s\n%s" % (directory, walk_text)).encode("utf-8", "surrogateescape"))
+    return os.path.join(cache_dir(), "cpumodel-%d-%08x.txt" % (CACHE_VERSION, digest))
+
+
+class _Entry:
+    __slots__ = ("wants_msr", "msr", "wants_tsc", "model", "vendor", "features")
+
+    def __init__(self, wants_msr: bool, msr: "int | None", wants_tsc: bool, model: "str | None",
+                 vendor: "str | None", features: "tuple[str, ...]") -> None:
+        self.wants_msr = wants_msr
+        self.msr = msr
+        self.wants_tsc = wants_tsc
+        self.model = model
+        self.vendor = vendor
+        self.features = features
+
+
+def _load(path: str, directory: str, walk_text: str) -> "_Entry | None":
+    """The cached entry at ``path`` when its map and walk are these and each
+    map file is as it was; None otherwise (absent, corrupt, stale)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            raw = os.read(fd, _MAX_CACHE)
+        finally:
+            os.close(fd)
+        lines = raw.decode("utf-8", "surrogateescape").split("\n")
+        fields: dict[str, str] = {}
+        files: list[str] = []
+        if lines[0] != _CACHE_MAGIC:
+            return None
+        for line in lines[1:]:
+            key, _sep, value = line.partition(" ")
+            if key == "file":
+                files.append(value)
+            elif key:
+                fields[key] = value
+        if fields.get("map") != directory or fields.get("walk") != walk_text or not files:
+            return None
+        for recorded in files:
+            if _identity(directory, recorded.split(" ", 1)[0]) != recorded:
+                return None
+        msr = fields["msr"]
+        model, vendor = fields["model"], fields["vendor"]
+        return _Entry(fields["wants_msr"] == "1", None if msr == "-" else int(msr, 16), fields["wants_tsc"] == "1",
+                      None if model == "-" else model, None if vendor == "-" else vendor,
+                      tuple(fields["features"].split()))
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+
+
+def _save(path: str, directory: str, walk_text: str, cpu_map: "CpuMap", entry: _Entry) -> None:
+    """Write the entry atomically; a read-only home just means no cache."""
+    names = ([entry.model or "-", entry.vendor or "-"] + list(entry.features) + [directory]
+             + list(cpu_map.files))
+    if any(not n or any(c.isspace() for c in n) for n in names[:-len(cpu_map.files) - 1]) or "\n" in directory:
+        return  # names a line format cannot hold: decode again next time
+    identities = [_identity(directory, name) for name in cpu_map.files]
+    if any(i is None for i in identities):
+        return
+    lines = [_CACHE_MAGIC, "map " + directory] + ["file %s" % i for i in identities] + [
+        "walk " + walk_text,
+        "wants_msr %d" % entry.wants_msr,
+        "msr %s" % ("-" if entry.msr is None else "%x" % entry.msr),
+        "wants_tsc %d" % entry.wants_tsc,
+        "model " + (entry.model or "-"),
+        "vendor " + (entry.vendor or "-"),
+        "features " + " ".join(entry.features),
+        "",
+    ]
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = "%s.%d.tmp" % (path, os.getpid())
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write("\n".join(lines))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+# -- the decode -------------------------------------------------------------------
+
+def _no_model(microcode: "int | None", bits: "int | None") -> CpuModel:
+    return CpuModel(None, None, (), None, microcode, bits, None, None)
+
+
+def decode_host(walk: "Walk | None", read_device: "DeviceReader", directory: str, root: "str | None",
+                cpuinfo: str, use_cache: bool = True) -> CpuModel:
+    """The CpuModel of a CPUID walk (None: no CPUID) with the device values
+    ``read_device`` gives and the CPU map in ``directory`` (None of it when
+    there is no map there; CapsfastError for a map that is there but bad)."""
+    microcode, bits = cpuinfo_facts(cpuinfo)
+    if not walk or (0, 0) not in walk or not map_present(directory):
+        return _no_model(microcode, bits)
+    walk_text = _walk_text(walk)
+    cache_path = _cache_file(directory, walk_text) if use_cache else None
+    entry = _load(cache_path, directory, walk_text) if cache_path is not None else None
+    if entry is not None:
+        msr, tsc = read_device(entry.wants_msr, entry.wants_tsc)
+        if msr != entry.msr:
+            entry = None  # the MSR is part of the key
+    if entry is None:
+        from capsfast import cpumap
+
+        loaded = cpumap.load(directory, root)
+        data = cpumodel.cpu_data(walk, {})
+        wants_msr = cpumodel.has_feature(data, loaded, "arch-capabilities")
+        wants_tsc = cpumodel.has_feature(data, loaded, "invtsc")
+        msr, tsc = read_device(wants_msr, wants_tsc)
+        msrs = {} if msr is None else {cpumodel.ARCH_CAPABILITIES_MSR: msr}
+        decoded = cpumodel.decode(cpumodel.cpu_data(walk, msrs), loaded)
+        entry = _Entry(wants_msr, msr, wants_tsc, decoded.model, decoded.vendor, decoded.features)
+        if cache_path is not None:
+            _save(cache_path, directory, walk_text, loaded, entry)
+    eax1 = walk.get((1, 0), (0, 0, 0, 0))[0] & 0x0FFF3FFF
+    family = ((eax1 >> 20) & 0xFF) + ((eax1 >> 8) & 0xF)
+    signature = (family, ((eax1 >> 12) & 0xF0) + ((eax1 >> 4) & 0xF), eax1 & 0xF) if entry.model else None
+    # As libvirt: the counter does not depend on a model being found.
+    return CpuModel(entry.model, entry.vendor if entry.model else None, entry.features, signature,
+                    microcode, bits, tsc, directory)
+
+
+def read_walk_dump(path: str) -> "Walk":
+    from capsfast import cpuid
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read(1 << 20)
+    except OSError as e:
+        raise CapsfastError("cannot read CPUID dump %s: %s" % (path, e.strerror), errno=e.errno) from None
+    return cpuid.parse_dump_walk(data.decode("utf-8", "replace"), "CPUID dump %s" % path)
+
+
+def live_walk() -> "Walk | None":
+    walk = _native.cpuid_walk()
+    return {(leaf, sub): regs for leaf, sub, regs in walk} or None
+
+
+def for_host(root: str, walk: "Callable[[], Walk | None]", read_device: "DeviceReader",
+             cpu_map: "str | None") -> "Callable[[], CpuModel]":
+    """The computation of ``Host.cpu_model`` for a host under ``root``."""
+    def compute() -> CpuModel:
+        directory = map_directory(root, cpu_map)
+        # The root's own copy must stay inside the root; a map named by the
+        # caller is a directory of this machine.
+        own = root != "/" and directory == facts.under(root, DEFAULT_CPU_MAP)
+        return decode_host(walk(), read_device, directory, root if own else None, _read_cpuinfo(root))
+
+    return compute
+
+
+def compute(root: str, arch: str, dump: "str | None", replay: "Replay | None", cpu_map: "str | None") -> CpuModel:
+    """``Host.cpu_model`` of a probe: the walk of the live CPU (root /, no
+    dump), of a dump or of a recording; the device only for the live CPU,
+    a recording's values for a recording.  libvirt decodes x86 CPUs only."""
+    if arch not in X86_ARCHS:
+        return CpuModel(None, None, (), None, None, None, None, None)
+
+    def walk() -> "Walk | None":
+        if dump is not None:
+            return read_walk_dump(dump)
+        if root == "/" and _native.HAS_CPUID and arch in X86_ARCHS:
+            return live_walk()
+        return None
+
+    if replay is not None:
+        reader = recorded_device_reader(replay.cpu_msr, replay.cpu_tsc)
+    elif dump is None and root == "/":
+        reader = live_device_reader(root)
+    else:
+        reader = no_device
+    return for_host(root, walk, reader, cpu_map)()
+
+
+# -- recording --------------------------------------------------------------------
+
+def device_wants(walk: "Walk") -> "tuple[bool, bool]":
+    """Whether libvirt would read IA32_ARCH_CAPABILITIES and the TSC for
+    this walk, by the CPUID bits libvirt's CPU map gives arch-capabilities
+    (leaf 7 EDX bit 29) and invtsc (leaf 0x80000007 EDX bit 8): a recording
+    captures them whether or not a map is installed."""
+    leaf7 = walk.get((7, 0), (0, 0, 0, 0))[3]
+    power = walk.get((0x80000007, 0), (0, 0, 0, 0))[3]
+    return bool(leaf7 >> 29 & 1), bool(power >> 8 & 1)
+
+
+def scenario_facts(msr: "int | None", tsc: "Tsc | None") -> "dict[str, object]":
+    """scenario.json's ``cpu_model``: what the device told the decode."""
+    return {"arch_capabilities": None if msr is None else "0x%x" % msr,
+            "tsc": None if tsc is None else {"frequency": tsc.frequency, "scaling": tsc.scaling}}
+
+
+def parse_scenario_facts(doc: object, where: str) -> "tuple[int | None, Tsc | None]":
+    """The (MSR, Tsc) of scenario.json's ``cpu_model``; CapsfastError for a malformed one."""
+    if not isinstance(doc, dict):
+        raise CapsfastError("%s: not an object" % where)
+    text = doc.get("arch_capabilities")
+    msr = None
+    if text is not None:
+        try:
+            msr = int(str(text), 16)
+        except ValueError:
+            raise CapsfastError("%s: arch_capabilities %r is not a hexadecimal number" % (where, text)) from None
+        if not 0 <= msr < 1 << 64:
+            raise CapsfastError("%s: arch_capabilities %r is out of range" % (where, text))
+    tsc_doc = doc.get("tsc")
+    tsc = None
+    if tsc_doc is not None:
+        if not isinstance(tsc_doc, dict):
+            raise CapsfastError("%s: tsc is not an object" % where)
+        frequency, scaling = tsc_doc.get("frequency"), tsc_doc.get("scaling")
+        if not isinstance(frequency, int) or isinstance(frequency, bool) or not 0 <= frequency < 1 << 64:
+            raise CapsfastError("%s: tsc frequency %r is not a number of Hz" % (where, frequency))
+        if scaling not in ("yes", "no"):
+            raise CapsfastError("%s: tsc scaling %r is not 'yes' or 'no'" % (where, scaling))
+        tsc = Tsc(frequency, str(scaling))
+    return msr, tsc
+
+
+def map_files(directory: str) -> "list[tuple[str, bytes]]":
+    """The CPU map's regular ``*.xml`` files (name, bytes) for a recording,
+    bounded as the map reader bounds them; [] without a map."""
+    from capsfast import cpumap
+
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    files = []
+    total = 0
+    for name in names:
+        if not name.endswith(".xml"):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            if os.fstat(fd).st_mode & 0o170000 != 0o100000:
+                continue
+            data = os.read(fd, cpumap.MAX_FILE + 1)
+        finally:
+            os.close(fd)
+        total += len(data)
+        if len(data) > cpumap.MAX_FILE or total > cpumap.MAX_TOTAL:
+            raise CapsfastError("CPU map %s: %s is larger than a CPU map file can be" % (directory, name))
+        files.append((name, data))
+    return files

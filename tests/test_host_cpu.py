@@ -1,0 +1,315 @@
+"""Host.cpu_model: its inputs, the disk cache, the CLI and recordings.
+
+The decode itself is checked against libvirt's corpus in
+test_cpu_decode.py; the real libvirt on this machine in
+test_libvirt_live.py.  Here each case builds its host from libvirt's
+corpus (a CPUID dump of a real CPU) and the copied CPU map, so the expected
+model is libvirt's.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+import capsfast
+from capsfast import _native, collector, cpuid, hostcpu
+from capsfast.cli import main
+from capsfast.errors import CapsfastError
+from capsfast.model import Tsc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAP_DIR = os.path.join(HERE, "cpudecode", "cpu_map")
+DATA = os.path.join(HERE, "cpudecode", "cputestdata")
+
+
+def corpus_walk(name):
+    walk, msrs = {}, {}
+    for item in ET.parse(os.path.join(DATA, "x86_64-cpuid-%s.xml" % name)).getroot():
+        a = item.attrib
+        if item.tag == "cpuid":
+            walk[(int(a["eax_in"], 16), int(a["ecx_in"], 16))] = tuple(int(a[r], 16) for r in ("eax", "ebx", "ecx", "edx"))
+        else:
+            msrs[int(a["index"], 16)] = int(a["eax"], 16) | int(a["edx"], 16) << 32
+    return walk, msrs
+
+
+def expected_model(name):
+    doc = ET.parse(os.path.join(DATA, "x86_64-cpuid-%s-host.xml" % name)).getroot()
+    return doc.findtext("model"), tuple(f.get("name") for f in doc.findall("feature"))
+
+
+def write_dump(path, walk):
+    path.write_text(cpuid.format_dump([(leaf, sub, regs) for (leaf, sub), regs in sorted(walk.items())]))
+    return str(path)
+
+
+CPUINFO = "processor\t: 0\nvendor_id\t: GenuineIntel\nmicrocode\t: 0xde\naddress sizes\t: 39 bits physical, 48 bits virtual\n\n"
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(hostcpu.ENV_CPU_MAP, raising=False)
+
+
+def reader(msr=None, tsc=None, asked=None):
+    def read(want_msr, want_tsc):
+        if asked is not None:
+            asked.append((want_msr, want_tsc))
+        return (msr if want_msr else None), (tsc if want_tsc else None)
+    return read
+
+
+# -- decode_host ------------------------------------------------------------------
+
+def test_decode_host_with_the_msr_libvirt_reads(tmp_path):
+    walk, msrs = corpus_walk("Cooperlake")
+    asked = []
+    model = hostcpu.decode_host(walk, reader(msrs[0x10a], None, asked), MAP_DIR, None, CPUINFO)
+    assert (model.name, model.features) == expected_model("Cooperlake")
+    assert asked == [(True, True)]  # arch-capabilities and invtsc in CPUID
+    assert (model.microcode, model.maxphysaddr, model.signature, model.vendor) == (0xDE, 39, (6, 85, 11), "Intel")
+    # Without the MSR (not readable), libvirt names another model.
+    without = hostcpu.decode_host(walk, reader(), MAP_DIR, None, CPUINFO, use_cache=False)
+    assert without.name == "Cascadelake-Server"
+
+
+def test_tsc_only_with_invariant_tsc(tmp_path):
+    tsc = Tsc(2_000_000_000, "yes")
+    walk, _ = corpus_walk("Core2-E6850")  # no invtsc
+    asked = []
+    model = hostcpu.decode_host(walk, reader(None, tsc, asked), MAP_DIR, None, CPUINFO)
+    assert model.tsc is None and asked == [(False, False)]
+    walk, _ = corpus_walk("Xeon-E3-1245-v5")  # invtsc
+    model = hostcpu.decode_host(walk, reader(None, tsc), MAP_DIR, None, CPUINFO)
+    assert model.tsc == tsc
+
+
+def test_no_map_no_model(tmp_path):
+    walk, _ = corpus_walk("Core-i7-8700")
+    model = hostcpu.decode_host(walk, reader(), str(tmp_path / "none"), None, CPUINFO)
+    assert (model.name, model.features, model.tsc, model.cpu_map) == (None, (), None, None)
+    assert (model.microcode, model.maxphysaddr) == (0xDE, 39)
+
+
+@pytest.mark.parametrize("text, expected", [
+    (CPUINFO, (0xDE, 39)),
+    ("microcode\t: 0x0\naddress sizes\t: 46 bits physical\n", (None, 46)),
+    ("microcode\t: 1234\n", (1234, None)),
+    ("microcode\t: garbage\naddress sizes\t: lots\n", (None, None)),
+    ("microcode\t: 0x1ffffffff\n", (None, None)),
+    ("", (None, None)),
+])
+def test_cpuinfo_facts(text, expected):
+    assert hostcpu.cpuinfo_facts(text) == expected
+
+
+# -- the disk cache ---------------------------------------------------------------
+
+def copy_map(tmp_path):
+    target = tmp_path / "map"
+    shutil.copytree(MAP_DIR, target)
+    return str(target)
+
+
+def cache_files(tmp_path):
+    directory = tmp_path / "cache" / "capsfast"
+    return sorted(directory.iterdir()) if directory.is_dir() else []
+
+
+def test_a_cache_hit_reads_no_map(tmp_path, monkeypatch):
+    directory = copy_map(tmp_path)
+    walk, _ = corpus_walk("Core-i7-8700")
+    first = hostcpu.decode_host(walk, reader(), directory, None, CPUINFO)
+    assert len(cache_files(tmp_path)) == 1
+    from capsfast import cpumap
+
+    def no_load(*args):
+        raise AssertionError("the map was read on a cache hit")
+
+    monkeypatch.setattr(cpumap, "load", no_load)
+    assert hostcpu.decode_host(walk, reader(), directory, None, CPUINFO) == first
+    assert first.name == expected_model("Core-i7-8700")[0]
+
+
+@pytest.mark.parametrize("change", ["map file", "walk", "msr", "corrupt", "foreign map", "truncated"])
+def test_a_stale_or_broken_cache_is_never_served(tmp_path, change):
+    directory = copy_map(tmp_path)
+    walk, msrs = corpus_walk("Cooperlake")
+    msr = msrs[0x10a]
+    good = hostcpu.decode_host(walk, reader(msr), directory, None, CPUINFO)
+    assert good.name == "Cooperlake"
+    [cache] = cache_files(tmp_path)
+    # The cache now says something false; only a served stale entry shows it.
+    text = cache.read_text()
+    cache.write_text(text.replace("model Cooperlake", "model Haswell"))
+    assert hostcpu.decode_host(walk, reader(msr), directory, None, CPUINFO).name == "Haswell"  # served: key equal
+    if change == "map file":
+        path = os.path.join(directory, "x86_Cooperlake.xml")
+        with open(path, "a") as f:
+            f.write("\n")
+    elif change == "walk":
+        walk = dict(walk)
+        walk[(0x80000008, 0)] = (walk[(0x80000008, 0)][0] ^ 1,) + walk[(0x80000008, 0)][1:]
+    elif change == "msr":
+        msr = 0  # e.g. a new microcode: the MSR is part of the key
+    elif change == "corrupt":
+        cache.write_bytes(b"\xff\x00garbage" * 100)
+    elif change == "foreign map":
+        cache.write_text(text.replace("model Cooperlake", "model Haswell").replace("map " + directory, "map /elsewhere"))
+    elif change == "truncated":
+        cache.write_text(text.replace("model Cooperlake", "model Haswell").split("\nwants_msr")[0])
+    model = hostcpu.decode_host(walk, reader(msr), directory, None, CPUINFO)
+    assert model.name != "Haswell"
+    expected = "Cascadelake-Server" if change == "msr" else "Cooperlake"
+    assert model.name == expected
+
+
+def test_an_unwritable_cache_is_no_cache(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    walk, _ = corpus_walk("Core-i7-8700")
+    assert hostcpu.decode_host(walk, reader(), MAP_DIR, None, CPUINFO).name == expected_model("Core-i7-8700")[0]
+
+
+# -- the device -------------------------------------------------------------------
+
+def test_kvm_host_cpu_never_opens_another_device():
+    got = _native.kvm_host_cpu("/dev/null", 0x10A, True)
+    assert got.opened.code == "not_kvm_device" and got.tsc_khz is None and got.msr_value is None
+
+
+@pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK), reason="needs a usable /dev/kvm")
+def test_kvm_host_cpu_reads_the_tsc_as_the_collector_does():
+    got = _native.kvm_host_cpu("/dev/kvm", None, True)
+    assert got.opened.ok and got.tsc.ok and got.tsc_khz > 0 and got.tsc_scaling in (0, 1)
+    fd = os.open("/dev/kvm", os.O_RDWR)
+    try:
+        tsc = collector._kvm_tsc(fd)
+        msr = collector._kvm_msr(fd)
+    finally:
+        os.close(fd)
+    assert tsc == {"frequency": got.tsc_khz * 1000, "scaling": "yes" if got.tsc_scaling else "no"}
+    assert msr == _native.kvm_host_cpu("/dev/kvm", 0x10A, False).msr_value
+
+
+def test_the_collector_records_what_record_does():
+    walk = {(leaf, sub): regs for leaf, sub, regs in _native.cpuid_walk()}
+    if not walk:
+        pytest.skip("no CPUID here")
+    want_msr, want_tsc = hostcpu.device_wants(walk)
+    msr, tsc = hostcpu.live_device_reader("/")(want_msr, want_tsc)
+    entries = [(leaf, sub, regs) for (leaf, sub), regs in walk.items()]
+    assert collector.host_cpu("/dev/kvm", entries) == hostcpu.scenario_facts(msr, tsc)
+
+
+# -- the CLI, end to end ----------------------------------------------------------
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "capsfast"] + list(args), capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_cpu_map_option_and_environment(tmp_path):
+    walk, _ = corpus_walk("Core-i7-8700")
+    dump = write_dump(tmp_path / "dump.txt", walk)
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    (root / "proc" / "cpuinfo").write_text(CPUINFO)
+    base = ["capabilities", "--root", str(root), "--cpuid-dump", dump, "--arch", "x86_64"]
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env.pop(hostcpu.ENV_CPU_MAP, None)
+    plain = cli(*base, env=env)
+    assert plain.returncode == 0 and "<model>" not in plain.stdout
+    assert '<microcode version="222"/>' in plain.stdout
+    named = cli(*base, "--cpu-map", MAP_DIR, env=env)
+    model, features = expected_model("Core-i7-8700")
+    assert "<model>%s</model>" % model in named.stdout
+    assert [line.strip() for line in named.stdout.splitlines() if "<feature name" in line] == [
+        '<feature name="%s"/>' % f for f in features]
+    assert cli(*base, env=dict(env, CAPSFAST_CPU_MAP=MAP_DIR)).stdout == named.stdout
+    # The root's own copy is found without being named.
+    shutil.copytree(MAP_DIR, root / "usr" / "share" / "libvirt" / "cpu_map")
+    assert cli(*base, env=env).stdout == named.stdout
+    doc = cli(*base, "--json", env=env).stdout
+    assert '"name": "%s"' % model in doc
+
+
+def test_a_malformed_map_is_one_line_and_status_2(tmp_path):
+    walk, _ = corpus_walk("Core-i7-8700")
+    dump = write_dump(tmp_path / "dump.txt", walk)
+    directory = copy_map(tmp_path)
+    with open(os.path.join(directory, "x86_Skylake-Client.xml"), "w") as f:
+        f.write("<cpus><model name='Skylake-Client'>")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    done = cli("capabilities", "--cpuid-dump", dump, "--cpu-map", directory, env=env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("capsfast: CPU map ") and done.stderr.count("\n") == 1, done.stderr
+    assert "x86_Skylake-Client.xml is not well-formed" in done.stderr
+    # check never decodes: a bad map does not fail it.
+    assert cli("check", "--cpuid-dump", dump, "--cpu-map", directory, env=env).returncode in (0, 1)
+
+
+def test_check_names_a_missing_map_in_one_line(tmp_path):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    done = cli("check", "--cpu-map", str(tmp_path / "none"), env=env)
+    lines = [line for line in done.stdout.splitlines() if "CPU map" in line]
+    if capsfast.probe().arch not in ("x86_64", "i686"):
+        assert lines == []
+        return
+    assert len(lines) == 1 and "INFO" in lines[0] and "no CPU model" in lines[0], done.stdout
+    assert [line for line in cli("check", "--cpu-map", MAP_DIR, env=env).stdout.splitlines() if "CPU map" in line] == []
+
+
+def test_record_then_replay_renders_the_same_host(tmp_path):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    assert cli("record", str(tmp_path / "rec"), env=env).returncode == 0
+    live = cli("capabilities", env=env)
+    replayed = cli("capabilities", "--replay", str(tmp_path / "rec"), env=env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == live.stdout
+    import json
+
+    scenario = json.loads((tmp_path / "rec" / "scenario.json").read_text())
+    assert set(scenario["cpu_model"]) == {"arch_capabilities", "tsc"}
+    if os.path.isdir(hostcpu.DEFAULT_CPU_MAP):
+        assert (tmp_path / "rec" / "root" / hostcpu.DEFAULT_CPU_MAP.lstrip("/") / "index.xml").exists()
+        assert "<model>" in live.stdout
+
+
+def test_an_old_recording_replays_with_its_roots_map_if_any(tmp_path):
+    # tests/hosts/intel-enabled predates cpu_model: no map, no MSR, no TSC.
+    rec = tmp_path / "rec"
+    shutil.copytree(os.path.join(HERE, "hosts", "intel-enabled"), rec)
+    assert capsfast.probe(replay=str(rec)).cpu_model.name is None
+    shutil.copytree(MAP_DIR, rec / "root" / "usr" / "share" / "libvirt" / "cpu_map")
+    model = capsfast.probe(replay=str(rec)).cpu_model
+    assert model.name is not None and model.tsc is None
+    assert model.cpu_map == str(rec / "root") + hostcpu.DEFAULT_CPU_MAP
+
+
+def test_a_malformed_scenario_cpu_model_is_named(tmp_path):
+    import json
+
+    rec = tmp_path / "rec"
+    shutil.copytree(os.path.join(HERE, "hosts", "intel-enabled"), rec)
+    doc = json.loads((rec / "scenario.json").read_text())
+    doc["cpu_model"] = {"arch_capabilities": "zz", "tsc": None}
+    (rec / "scenario.json").write_text(json.dumps(doc))
+    with pytest.raises(CapsfastError, match="cpu_model: arch_capabilities 'zz'"):
+        capsfast.probe(replay=str(rec))
+
+
+def test_cpu_model_is_lazy():
+    from capsfast.model import cpu_model_pending
+
+    host = capsfast.probe(refresh=True)
+    assert cpu_model_pending(host)
+    host.kvm_usable if hasattr(host, "kvm_usable") else host.kvm
+    assert cpu_model_pending(host)
+    host.cpu_model
+    assert not cpu_model_pending(host)
