@@ -567,6 +567,33 @@ static void test_kvm_caps(void)
     }
 }
 
+/* capsfast_kvm_host_cpu: arguments, every device it must not open, and
+ * (with an accessible /dev/kvm) a TSC frequency and an answered MSR read. */
+static void test_kvm_host_cpu(void)
+{
+    struct capsfast_host_cpu h;
+
+    memset(&h, 0x5A, sizeof h);
+    CHECK(capsfast_kvm_host_cpu(NULL, 1, 1, &h) == -EINVAL);
+    CHECK(capsfast_kvm_host_cpu("/dev/kvm", 1, 1, NULL) == -EINVAL);
+    CHECK(capsfast_kvm_host_cpu(at("missing"), 1, 1, &h) == -ENOENT);
+    CHECK(h.msr_err == 1 && h.tsc_err == 1 && h.tsc_khz == 0 && h.msr_value == 0);
+    CHECK(capsfast_kvm_host_cpu(at("small"), 1, 1, &h) == -ENODEV);
+    CHECK(capsfast_kvm_host_cpu(at("fifo"), 1, 1, &h) == -ENODEV);
+    CHECK(capsfast_kvm_host_cpu(at("to-null"), 1, 1, &h) == -ENODEV);
+    CHECK(capsfast_kvm_host_cpu(at("loop"), 1, 1, &h) == -ELOOP);
+    h.msr_index = 0x10a;
+    if (access("/dev/kvm", R_OK | W_OK) == 0 && capsfast_kvm_host_cpu("/dev/kvm", 0, 0, &h) == 0) {
+        CHECK(h.msr_err == 1 && h.tsc_err == 1);
+        CHECK(capsfast_kvm_host_cpu("/dev/kvm", 1, 1, &h) == 0);
+        CHECK(h.msr_err == 0 || h.msr_err == -ENODATA || h.msr_err < 0);
+        CHECK((h.tsc_err == 0 && h.tsc_khz > 0 && h.tsc_step == 0) || (h.tsc_err < 0 && h.tsc_step >= 1));
+        /* An MSR KVM does not serve as a feature MSR reads nothing. */
+        h.msr_index = 0xdeadbeef;
+        CHECK(capsfast_kvm_host_cpu("/dev/kvm", 1, 0, &h) == 0 && h.msr_err != 0 && h.msr_value == 0);
+    }
+}
+
 /* Checks that need the permission bits to bite: run as a user that is
  * not root. */
 static void test_unprivileged(void)
@@ -589,6 +616,7 @@ static void test_unprivileged(void)
     CHECK(k.stat_err == -EACCES && k.open_err == 1);
     test_kvm_live(0);
     test_kvm_caps();
+    test_kvm_host_cpu();
 }
 
 struct worker {
@@ -801,6 +829,7 @@ int main(void)
     test_kvm_fakes();
     test_kvm_live(1);
     test_kvm_caps();
+    test_kvm_host_cpu();
     test_threads();
     if (geteuid() != 0) {
         test_unprivileged();
