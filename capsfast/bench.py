@@ -466,6 +466,50 @@ def kvm_caps(b: Bench) -> None:
         b.kvm_caps_per_ioctl = crossing / len(facts.KVM_CAPS)
 
 
+@step("host CPU model: CPU map load, decode, disk cache")
+def cpu_model_decode(b: Bench) -> None:
+    """Host.cpu_model's dear part apart: loading libvirt's CPU map (XML
+    parsing), the decode itself, and the same answer from the disk cache
+    (stat of each map file, the cache file read and checked).  The device
+    reads (MSR, TSC: a VM and a vCPU) are measured apart; a fresh process
+    pays them whether or not the cache answers."""
+    from capsfast import cpumap, cpumodel, hostcpu
+
+    directory = hostcpu.map_directory("/", None)
+    walk = hostcpu.live_walk() if _native.HAS_CPUID else None
+    keys = ("cpu_map_load", "cpu_model_decode", "cpu_model_cached", "cpu_model_device")
+    whats = ("load libvirt's CPU map (%s): read and parse its XML" % directory,
+             "decode the host CPU against the loaded map (libvirt's x86Decode)",
+             "the decoded model from the disk cache (map files stat'ed, cache file read and checked)",
+             "the device reads of a decode: IA32_ARCH_CAPABILITIES and the TSC where libvirt reads them")
+    if walk is None or not hostcpu.map_present(directory):
+        note = "no CPUID here" if walk is None else "no CPU map at %s" % directory
+        for key, what in zip(keys, whats):
+            b.keep(Result(key, what, [], note))
+        return
+    loaded = cpumap.load(directory)
+    data = cpumodel.cpu_data(walk, {})
+    b.keep(Result(keys[0], whats[0], b.per_call(lambda: cpumap.load(directory), divisor=1000, at_least=3)))
+    b.keep(Result(keys[1], whats[1], b.per_call(lambda: cpumodel.decode(data, loaded), divisor=1000,
+                                                at_least=3)))
+    device = hostcpu.live_device_reader("/")
+    wants = (cpumodel.has_feature(data, loaded, "arch-capabilities"), cpumodel.has_feature(data, loaded, "invtsc"))
+    saved = os.environ.get("XDG_CACHE_HOME")
+    with tempfile.TemporaryDirectory(prefix="capsfast-bench-") as tmp:
+        os.environ["XDG_CACHE_HOME"] = tmp
+        try:
+            hostcpu.decode_host(walk, hostcpu.no_device, directory, None, "")  # fills the cache
+            b.keep(Result(keys[2], whats[2], b.per_call(
+                lambda: hostcpu.decode_host(walk, hostcpu.no_device, directory, None, ""), divisor=50, at_least=5)))
+        finally:
+            if saved is None:
+                os.environ.pop("XDG_CACHE_HOME", None)
+            else:
+                os.environ["XDG_CACHE_HOME"] = saved
+    b.keep(Result(keys[3], whats[3], b.per_call(lambda: device(*wants), divisor=100, at_least=5),
+                  "MSR %s, TSC %s" % ("read" if wants[0] else "not read", "read" if wants[1] else "not read")))
+
+
 @step("floor: the probe's device and file syscalls")
 def syscalls_devices(b: Bench) -> None:
     batch = probing.live_batch()
@@ -721,6 +765,10 @@ def _document(b: Bench) -> Document:
     }
 
 
+def _sum(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b
+
+
 def _ratio_of(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
@@ -775,6 +823,9 @@ def _targets(b: Bench) -> list[Target]:
         # The default command replaces virsh's: it must not be slower.
         row("capsfast capabilities / virsh -c qemu:///system capabilities, whole processes, interleaved",
             _ratio_of(m("process_capabilities_libvirt"), m("alt_virsh")), 1.0),
+        # The disk cache makes a second process's host CPU model cheap.
+        row("host CPU model from the disk cache / cold (CPU map load + decode)",
+            _ratio_of(m("cpu_model_cached"), _sum(m("cpu_map_load"), m("cpu_model_decode"))), 0.05),
         row("/proc/cpuinfo bytes read, 1024 CPUs / 2 CPUs",
             _ratio_of(_bytes_read(b, 1024), _bytes_read(b, 2)), 1.0),
         # Reads, not interpreter time: at most twice what C's reads cost,

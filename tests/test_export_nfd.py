@@ -17,7 +17,7 @@ import capsfast
 from capsfast.cli import main
 from capsfast import facts
 from capsfast.export import nfd
-from capsfast.model import Cpu, Guest, Host, Hvm, Hypervisor, Kqemu, Kvm, Xen
+from capsfast.model import Cpu, CpuModel, Guest, Host, Hvm, Hypervisor, Kqemu, Kvm, Xen
 from scenarios import all_scenarios
 
 HOSTS = Path(__file__).resolve().parent / "hosts"
@@ -81,6 +81,7 @@ def sample_host(**changes):
         kernel_flags=("vmx",),
         msr=(),
         kvm_caps=None,
+        cpu_model=CpuModel("IvyBridge", "Intel", ("vme", "ss"), (6, 58, 9), 0x21, 36, None, None),
     )
     # The platform part as a host with none of its files read decides it.
     from capsfast import security

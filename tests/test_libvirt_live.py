@@ -20,12 +20,15 @@ the test skips on a developer's machine, and in CI it puts the copy in
 place of /etc/libvirt/qemu.conf while the daemon starts and then restores
 the original.
 
+The host ``<cpu>`` compares element for element: arch, model, vendor,
+microcode, signature, the TSC counter, maxphysaddr and the feature list in
+order (both decode against the installed /usr/share/libvirt/cpu_map), and
+``<migration_features>`` whole.
+
 Accepted differences (not compared, and why):
-- libvirt's host part holds facts capsfast does not probe (CPU model and
-  feature names, secmodel, migration, power management); capsfast's holds
-  the pae/nonpae/vmx/svm ``<features>`` that libvirt 9.0 no longer prints.
-  Only arch, vendor and signature compare here; the topology, cells,
-  cache, pages, IOMMU and UUID in tests/test_libvirt_live_host.py.
+- libvirt's host part holds facts capsfast does not probe (secmodel,
+  power management); the topology, cells, cache, pages, IOMMU and UUID
+  are compared in tests/test_libvirt_live_host.py.
 - ``<machine maxCpus=...>``: QMP reports it, ``-machine help`` does not;
   machine order: libvirt's follows QMP, capsfast's the help text.
 - Attribute quotes: libvirt writes '...', lxml "..." (the same XML).
@@ -182,6 +185,32 @@ def test_same_host_arch_and_cpu(both):
     ts, os_ = t.find("host/cpu/signature"), o.find("host/cpu/signature")
     if ts is not None and os_ is not None:
         assert dict(os_.attrib) == dict(ts.attrib)
+
+
+def cpu_facts(text):
+    """The host <cpu> as (tag, attributes, text) per element, in order,
+    leaving out what this test does not compare (topology, pages)."""
+    from lxml import etree
+
+    cpu = etree.fromstring(text.encode()).find("host/cpu")
+    return [(e.tag, dict(e.attrib), (e.text or "").strip()) for e in cpu
+            if e.tag not in ("topology", "pages")]
+
+
+def test_same_host_cpu_element_for_element(both):
+    theirs, ours = cpu_facts(both[2]), cpu_facts(both[3])
+    assert [f for f in theirs if f[0] == "model"], "libvirt names no host CPU model: is its cpu_map installed?"
+    assert ours == theirs
+
+
+def test_same_migration_features(both):
+    from lxml import etree
+
+    def migration(text):
+        found = etree.fromstring(text.encode()).find("host/migration_features")
+        return None if found is None else [(e.tag, dict(e.attrib), (e.text or "").strip()) for e in found.iter()]
+
+    assert migration(both[3]) == migration(both[2])
 
 
 def test_same_guests(both):
