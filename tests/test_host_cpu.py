@@ -313,3 +313,38 @@ def test_cpu_model_is_lazy():
     assert cpu_model_pending(host)
     host.cpu_model
     assert not cpu_model_pending(host)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become uid 65534")
+def test_unprivileged_no_device_no_cache_still_a_model(tmp_path):
+    """As nobody: /dev/kvm (root's 0600 here) gives no TSC, a home without
+    a cache directory gives no cache; the model is still decoded."""
+    from forked import in_child
+
+    import tempfile
+    from pathlib import Path
+
+    walk, _ = corpus_walk("Xeon-E3-1245-v5")  # invariant TSC
+    shared = Path(tempfile.mkdtemp(prefix="capsfast-nobody-"))  # pytest's own tmp is root's alone
+    try:
+        os.chmod(shared, 0o755)
+        dump = write_dump(shared / "dump.txt", walk)
+        cpu_map = shutil.copytree(MAP_DIR, shared / "map")
+        for path in [shared / "dump.txt", cpu_map] + list(cpu_map.iterdir()):
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+        def work():
+            os.environ["XDG_CACHE_HOME"] = "/nonexistent/cache"
+            model = capsfast.probe(cpuid=dump, cpu_map=str(cpu_map)).cpu_model
+            live = capsfast.probe(cpu_map=str(cpu_map)).cpu_model
+            return (model.name, model.features, model.tsc), (live.tsc, os.access("/dev/kvm", os.R_OK | os.W_OK))
+
+        answer = in_child(work, user=(65534, 65534))
+    finally:
+        shutil.rmtree(shared)
+    assert answer[0] == "ok", answer
+    (name, features, tsc), (live_tsc, kvm_open) = answer[1]
+    assert (name, features) == expected_model("Xeon-E3-1245-v5")
+    assert tsc is None  # a dump never asks the device
+    if not kvm_open:
+        assert live_tsc is None  # the device does not open for nobody: no counter, no error
