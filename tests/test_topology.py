@@ -164,7 +164,8 @@ def two_node_host(root):
 # 2 x 2 = 8 = 7 + 1 offline, so no fallback; virNumaGetPages: node 0 holds
 # 512 x 2 MiB + 1 x 1 GiB of huge pages out of 4 GiB, leaving 2 GiB = 524288
 # pages of 4 KiB; virCapabilitiesInitCaches: level 1 is not listed, each
-# socket's L3 once, 16384K = 16 MiB.
+# socket's L3 once, 16384K = 16 MiB.  virQEMUCapsInit: the QEMU driver's
+# <migration_features> (live; tcp, rdma) between <iommu> and <topology>.
 TWO_NODE_HOST_XML = """\
   <host>
     <uuid>4c4c4544-0042-3510-8054-b4c04f4b4b32</uuid>
@@ -176,6 +177,13 @@ TWO_NODE_HOST_XML = """\
       <pages unit="KiB" size="1048576"/>
     </cpu>
     <iommu support="yes"/>
+    <migration_features>
+      <live/>
+      <uri_transports>
+        <uri_transport>tcp</uri_transport>
+        <uri_transport>rdma</uri_transport>
+      </uri_transports>
+    </migration_features>
     <topology>
       <cells num="2">
         <cell id="0">
@@ -271,7 +279,8 @@ def no_numa_host(root):
 # 1) and virCapabilitiesHostNUMAInitFake: one cell 0 with /proc/meminfo's
 # memory, the CPUs numbered through that topology, no pages or distances;
 # the UUID from /etc/machine-id (capsfast's choice where libvirt invents
-# one); no iommu_groups directory on a host with sysfs: no IOMMU.
+# one); no iommu_groups directory on a host with sysfs: no IOMMU; the QEMU
+# driver's <migration_features>.
 NO_NUMA_HOST_XML = """\
   <host>
     <uuid>3d1219c7-c4c5-404a-aa1f-6d2a48adfda4</uuid>
@@ -281,6 +290,13 @@ NO_NUMA_HOST_XML = """\
       <pages unit="KiB" size="4"/>
     </cpu>
     <iommu support="no"/>
+    <migration_features>
+      <live/>
+      <uri_transports>
+        <uri_transport>tcp</uri_transport>
+        <uri_transport>rdma</uri_transport>
+      </uri_transports>
+    </migration_features>
     <topology>
       <cells num="1">
         <cell id="0">
@@ -308,7 +324,11 @@ def test_a_root_without_sysfs_says_nothing_of_it(tmp_path):
     host = capsfast.probe(root=str(root), arch="x86_64")
     assert host.topology == (None, None, None, None, None)
     assert (host.cache, host.pages, host.uuid, host.iommu_groups) == (None, None, None, None)
-    assert probe_xml(root) == "  <host>\n    <cpu>\n      <arch>x86_64</arch>\n    </cpu>\n  </host>\n"
+    # Only what does not come from sysfs: the arch, and the QEMU driver's
+    # migration features.
+    xml = probe_xml(root)
+    assert xml.startswith("  <host>\n    <cpu>\n      <arch>x86_64</arch>\n    </cpu>\n    <migration_features>\n")
+    assert xml.endswith("    </migration_features>\n  </host>\n")
 
 
 def test_layout_is_lazy_and_read_once(tmp_path, monkeypatch):
