@@ -277,6 +277,69 @@ def kvm_host_cpu(path: str, msr_index: "int | None", want_tsc: bool) -> "KvmHost
                       int(out.tsc_scaling) if tsc.ok else None)
 
 
+def _file_layout() -> "tuple[str, int, int, int, int]":
+    """struct capsfast_file as a struct-module format for its inputs (path,
+    op, msr, buf, cap, from offset 0), and the int32 indices of err, len
+    and truncated: one pack and one unpack per entry, not one cffi field
+    access per field."""
+    pointer = "Q" if ffi.sizeof("char *") == 8 else "I"
+    fmt, at = "=", 0
+    for name, code in (("path", pointer), ("op", "i"), ("msr", "I"), ("buf", pointer), ("cap", "I")):
+        offset = ffi.offsetof("struct capsfast_file", name)
+        fmt += "x" * (offset - at) + code
+        at = offset + (8 if code == "Q" else 4)
+    return (fmt, ffi.sizeof("struct capsfast_file") // 4, ffi.offsetof("struct capsfast_file", "err") // 4,
+            ffi.offsetof("struct capsfast_file", "len") // 4, ffi.offsetof("struct capsfast_file", "truncated") // 4)
+
+
+_FILE_LAYOUT: "tuple[str, int, int, int, int] | None" = None
+
+
+def read_files(files: "Sequence[tuple[str, str, int]]") -> "list[tuple[Outcome, bytes | None, bool]]":
+    """Each ``(path, op, size)`` (READ or LIST) in one crossing, for a
+    caller that reads many files once (capsfast.topology): the Outcome, the
+    bytes (None unless ok) and whether they were truncated.  Leaner than a
+    Batch: the entries are packed and their results unpacked in bulk, with
+    no device or CPU structs and no FileResult objects."""
+    from _struct import Struct
+
+    global _FILE_LAYOUT
+    if _FILE_LAYOUT is None:
+        _FILE_LAYOUT = _file_layout()
+    fmt, words, err_at, len_at, truncated_at = _FILE_LAYOUT
+    from itertools import accumulate
+
+    n = len(files)
+    if n == 0:
+        return []
+    encoded = [path.encode("utf-8", "surrogateescape") + b"\0" for path, _op, _size in files]
+    paths = ffi.new("char[]", b"".join(encoded))
+    sizes = [size for _path, _op, size in files]
+    starts = list(accumulate(sizes, initial=0))
+    total = starts[-1]
+    bufs = _new_raw("char[]", max(total, 1))
+    path_at = int(ffi.cast("uintptr_t", paths))
+    buf_at = int(ffi.cast("uintptr_t", bufs))
+    record = words * 4
+    packed = bytearray(n * record)  # zero: the outputs, and after = 0
+    pack = Struct(fmt).pack_into
+    ops = _OPS
+    for i, name_at, (_path, op, size), start in zip(range(0, n * record, record),
+                                                    accumulate((len(e) for e in encoded), initial=0),
+                                                    files, starts):
+        pack(packed, i, path_at + name_at, ops[op], 0, buf_at + start, size)
+    array: CData = _new_raw("struct capsfast_file[]", n)
+    ffi.memmove(array, packed, n * record)
+    rc = _probe(0, _NULL, _NULL, 0, _NULL, array, n)
+    if rc != 0:  # pragma: no cover - the arguments are built above
+        raise _outcome(rc).error("capsfast_probe rejected its arguments")
+    ints = memoryview(_buffer(array, n * record)[:]).cast("i")
+    data = _buffer(bufs, total)[:]
+    return [(OK, data[start:start + length], truncated != 0) if err == 0 else (_outcome(err), None, False)
+            for err, length, truncated, start in zip(ints[err_at::words], ints[len_at::words],
+                                                     ints[truncated_at::words], starts)]
+
+
 def _created(result: int) -> "Outcome":
     # C: 1 created, 0 not tried, -errno failed.
     return OK if result == 1 else NOT_TRIED if result == 0 else _outcome(result)

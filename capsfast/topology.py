@@ -208,13 +208,23 @@ def parse_cpulist(text: str, limit: int = MAX_CPU_ID) -> "tuple[int, ...] | None
     return tuple(sorted(ids))
 
 
+_BITMAPS: "dict[bytes, tuple[int, ...] | _Missing]" = {}
+
+
 def read_bitmap(value: "bytes | _Missing") -> "tuple[int, ...] | _Missing":
-    """virFileReadValueBitmap: the ids, ABSENT, or FAILED."""
-    if value is ABSENT:
-        return ABSENT
-    text = _text(value)
-    ids = None if text is None else parse_cpulist(text)
-    return FAILED if ids is None else ids
+    """virFileReadValueBitmap: the ids, ABSENT, or FAILED (the same lists
+    recur, CPU after CPU: each text is parsed once)."""
+    if isinstance(value, _Missing):
+        return value
+    known = _BITMAPS.get(value)
+    if known is None:
+        text = _text(value)
+        ids = None if text is None else parse_cpulist(text)
+        known = FAILED if ids is None else ids
+        if len(_BITMAPS) > 4096:
+            _BITMAPS.clear()
+        _BITMAPS[value] = known
+    return known
 
 
 _SCALES = {"": 1, "b": 1, "byte": 1, "bytes": 1}
@@ -247,9 +257,11 @@ def names(value: "bytes | _Missing", prefix: str) -> "list[tuple[int, str]]":
     if isinstance(value, _Missing):
         return []
     out = []
+    start = prefix.encode()
+    skip = len(start)
     for raw in value.split(b"\0"):
-        if raw.startswith(prefix.encode()) and len(raw) > len(prefix):
-            tail = raw[len(prefix):]
+        if raw.startswith(start) and len(raw) > skip:
+            tail = raw[skip:]
             if tail.isdigit() and len(tail) <= 6:
                 out.append((int(tail), raw.decode("ascii")))
     return out
@@ -279,8 +291,28 @@ def meminfo_total(value: "bytes | _Missing") -> "int | None":
 
 # -- reading: rounds of C batches ----------------------------------------------
 
+_SIZES: "dict[str, int]" = {}
+
+
 def _size(path: str, op: str) -> int:
-    return _LISTING if op == _native.LIST else _TEXT if path.endswith(("list", "meminfo", "distance")) else _SMALL
+    """_first_size, kept by the path's last component and op."""
+    key = op + path[path.rfind("/"):]
+    size = _SIZES.get(key)
+    if size is None:
+        size = _SIZES[key] = _first_size(path, op)
+    return size
+
+
+def _first_size(path: str, op: str) -> int:
+    """A first buffer for ``path``: room for what it usually holds (a
+    file or listing that does not fit is read again, bigger)."""
+    if op == _native.LIST:
+        if path.endswith("/cache") or "hugepages" in path:
+            return 512
+        return _LISTING
+    if path.endswith(("meminfo", "distance")):
+        return _TEXT
+    return 256 if path.endswith("list") else _SMALL
 
 
 def batch_specs(root: str, requests: "Sequence[tuple[str, str]]") -> "list[FileSpec]":
@@ -295,22 +327,22 @@ def c_fetch(root: str) -> "Fetch":
     prefix = "" if root in ("", "/") else root.rstrip("/")
 
     def fetch(requests: "Sequence[tuple[str, str]]") -> "list[bytes | _Missing]":
-        sizes = [_size(path, op) for path, op in requests]
+        known = _SIZES.get
+        sizes = [known(op + path[path.rfind("/"):]) or _size(path, op) for path, op in requests]
         out: "list[bytes | _Missing]" = [FAILED] * len(requests)
         pending = list(range(len(requests)))
         while pending:
-            specs = [(prefix + requests[i][0], requests[i][1], 0, sizes[i], None) for i in pending]
-            results = _native.Batch(None, specs).run().files
+            results = _native.read_files([(prefix + requests[i][0], requests[i][1], sizes[i]) for i in pending])
             again = []
-            for i, result in zip(pending, results):
-                if result.outcome.ok and result.data is not None:
-                    if result.truncated:
+            for i, (outcome, data, truncated) in zip(pending, results):
+                if data is not None:
+                    if truncated:
                         if sizes[i] < _MAX_SIZE:
                             sizes[i] = min(sizes[i] * 16, _MAX_SIZE)
                             again.append(i)
                         continue  # FAILED: too large to be what it should
-                    out[i] = result.data
-                elif result.outcome.code == "absent":
+                    out[i] = data
+                elif outcome.code == "absent":
                     out[i] = ABSENT
             pending = again
         return out
@@ -413,16 +445,23 @@ def _ok(value: "object") -> "object":
 class _Cpus:
     """Per-CPU facts, as libvirt's virHostCPUGet{Socket,Die,Core,SiblingsList,Online}."""
 
-    __slots__ = ("_reads", "s390")
+    __slots__ = ("_reads", "s390", "_sockets")
 
     def __init__(self, reads: _Reads, s390: bool = False) -> None:
         self._reads = reads
         self.s390 = s390
+        self._sockets: "dict[int, int]" = {}  # asked up to three times a CPU
 
     def _file(self, cpu: int, name: str) -> "bytes | _Missing":
         return self._reads.read("%s/cpu%d/topology/%s" % (CPU_DIR, cpu, name))
 
     def socket(self, cpu: int) -> int:
+        known = self._sockets.get(cpu)
+        if known is None:
+            known = self._sockets[cpu] = self._socket(cpu)
+        return known
+
+    def _socket(self, cpu: int) -> int:
         value = read_int(self._file(cpu, "physical_package_id"))
         if value is ABSENT:
             return 0
@@ -663,7 +702,7 @@ def _caches(reads: _Reads) -> "tuple[CacheBank, ...]":
     the online CPUs, each once, by level then id."""
     online = _ok(read_bitmap(reads.read(CPU_DIR + "/online")))
     assert isinstance(online, tuple)
-    banks: "list[CacheBank]" = []
+    banks: "dict[tuple[object, ...], CacheBank]" = {}
     for cpu in online:
         base = "%s/cpu%d/cache" % (CPU_DIR, cpu)
         listed = reads.list(base)
@@ -692,10 +731,10 @@ def _caches(reads: _Reads) -> "tuple[CacheBank, ...]":
             type_name = CACHE_TYPES.get(_trim(kind_text)) if kind_text is not None else None
             if type_name is None:
                 raise _Failed  # "Unknown cache type"
-            bank = CacheBank(id=bank_id, level=level, type=type_name, size_bytes=size, cpus=shared)
-            if bank not in banks:
-                banks.append(bank)
-    return tuple(sorted(banks, key=lambda b: (b.level, b.id)))
+            key = (bank_id, level, type_name, size, shared)
+            if key not in banks:
+                banks[key] = CacheBank(id=bank_id, level=level, type=type_name, size_bytes=size, cpus=shared)
+    return tuple(sorted(banks.values(), key=lambda b: (b.level, b.id)))
 
 
 def _host_pages(reads: _Reads, page_kib: int) -> "tuple[int, ...]":

@@ -487,3 +487,27 @@ def test_a_1024_cpu_host(tmp_path):
     assert t.cells[7].cpus[-1] == (1023, 7, 0, 63, (1022, 1023))
     assert [b.id for b in host.cache] == list(range(8))
     assert t.cells[3].distances[3] == (3, 10)
+
+
+def test_read_files_in_one_crossing(tmp_path):
+    from capsfast import _native
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "one").write_text("1\n")
+    (tmp_path / "d" / "two").write_text("twenty two\n")
+    files = [
+        (str(tmp_path / "d" / "one"), _native.READ, 64),
+        (str(tmp_path / "d" / "absent"), _native.READ, 64),
+        (str(tmp_path / "d" / "two"), _native.READ, 4),      # does not fit
+        (str(tmp_path / "d"), _native.LIST, 64),
+        (str(tmp_path / "d"), _native.READ, 64),              # a directory is never read
+        (str(tmp_path / "d" / "one"), _native.LIST, 64),      # nor a file listed
+    ]
+    out = _native.read_files(files)
+    assert out[0] == (_native.OK, b"1\n", False)
+    assert out[1][0].code == "absent" and out[1][1:] == (None, False)
+    assert out[2] == (_native.OK, b"twen", True)
+    assert out[3][0] is _native.OK and sorted(out[3][1].split(b"\0")) == [b"", b"one", b"two"]
+    assert out[4][0].code == "not_a_file" and out[4][1] is None
+    assert out[5][0].code == "failed" and out[5][0].reason == os.strerror(20)  # ENOTDIR
+    assert _native.read_files([]) == []
