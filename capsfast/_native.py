@@ -277,11 +277,54 @@ def kvm_host_cpu(path: str, msr_index: "int | None", want_tsc: bool) -> "KvmHost
                       int(out.tsc_scaling) if tsc.ok else None)
 
 
+def read_files(files: "Sequence[tuple[str, str, int]]") -> "list[tuple[Outcome, bytes | None, bool]]":
+    """Each ``(path, op, size)`` (READ or LIST) in one crossing, for a
+    caller that reads many files once (capsfast.topology): the Outcome, the
+    bytes (None unless ok) and whether they were truncated.  Leaner than a
+    Batch: no device or CPU structs, no FileResult objects; thousands of
+    entries are packed and unpacked in bulk."""
+    n = len(files)
+    if n == 0:
+        return []
+    encoded = [path.encode("utf-8", "surrogateescape") + b"\0" for path, _op, _size in files]
+    paths = ffi.new("char[]", b"".join(encoded))
+    starts = []
+    total = 0
+    for _path, _op, size in files:
+        starts.append(total)
+        total += size
+    bufs = _new_raw("char[]", max(total, 1))
+    if n < _BULK:
+        array: CData = ffi.new("struct capsfast_file[]", n)
+        at = 0
+        for f, name, (_path, op, size), start in zip(array, encoded, files, starts):
+            f.path = paths + at
+            at += len(name)
+            f.op = _OPS[op]
+            f.buf = bufs + start
+            f.cap = size
+        _cross_files(array, n)
+        return [(OK, _unpack(bufs + start, f.len), f.truncated != 0) if f.err == 0 else (_outcome(f.err), None, False)
+                for f, start in zip(array, starts)]
+    return _read_in_bulk(files, encoded, paths, bufs, starts, total)
+
+
+# From this many entries on, packing them with the struct module beats
+# cffi's field by field access (whose first use costs nothing to import).
+_BULK = 256
+_FILE_LAYOUT: "tuple[str, int, int, int, int] | None" = None
+
+
+def _cross_files(array: "CData", n: int) -> None:
+    rc = _probe(0, _NULL, _NULL, 0, _NULL, array, n)
+    if rc != 0:  # pragma: no cover - the arguments are built above
+        raise _outcome(rc).error("capsfast_probe rejected its arguments")
+
+
 def _file_layout() -> "tuple[str, int, int, int, int]":
     """struct capsfast_file as a struct-module format for its inputs (path,
-    op, msr, buf, cap, from offset 0), and the int32 indices of err, len
-    and truncated: one pack and one unpack per entry, not one cffi field
-    access per field."""
+    op, msr, buf, cap, from offset 0), its size in int32 words, and the
+    word indices of err, len and truncated."""
     pointer = "Q" if ffi.sizeof("char *") == 8 else "I"
     fmt, at = "=", 0
     for name, code in (("path", pointer), ("op", "i"), ("msr", "I"), ("buf", pointer), ("cap", "I")):
@@ -292,47 +335,30 @@ def _file_layout() -> "tuple[str, int, int, int, int]":
             ffi.offsetof("struct capsfast_file", "len") // 4, ffi.offsetof("struct capsfast_file", "truncated") // 4)
 
 
-_FILE_LAYOUT: "tuple[str, int, int, int, int] | None" = None
-
-
-def read_files(files: "Sequence[tuple[str, str, int]]") -> "list[tuple[Outcome, bytes | None, bool]]":
-    """Each ``(path, op, size)`` (READ or LIST) in one crossing, for a
-    caller that reads many files once (capsfast.topology): the Outcome, the
-    bytes (None unless ok) and whether they were truncated.  Leaner than a
-    Batch: the entries are packed and their results unpacked in bulk, with
-    no device or CPU structs and no FileResult objects."""
+def _read_in_bulk(files: "Sequence[tuple[str, str, int]]", encoded: "list[bytes]", paths: "CData", bufs: "CData",
+                  starts: "list[int]", total: int) -> "list[tuple[Outcome, bytes | None, bool]]":
+    """read_files for many entries: one pack per entry into one bytearray,
+    one copy into C, one copy of the results and of the data back."""
     from _struct import Struct
 
     global _FILE_LAYOUT
     if _FILE_LAYOUT is None:
         _FILE_LAYOUT = _file_layout()
     fmt, words, err_at, len_at, truncated_at = _FILE_LAYOUT
-    from itertools import accumulate
-
     n = len(files)
-    if n == 0:
-        return []
-    encoded = [path.encode("utf-8", "surrogateescape") + b"\0" for path, _op, _size in files]
-    paths = ffi.new("char[]", b"".join(encoded))
-    sizes = [size for _path, _op, size in files]
-    starts = list(accumulate(sizes, initial=0))
-    total = starts[-1]
-    bufs = _new_raw("char[]", max(total, 1))
     path_at = int(ffi.cast("uintptr_t", paths))
     buf_at = int(ffi.cast("uintptr_t", bufs))
     record = words * 4
     packed = bytearray(n * record)  # zero: the outputs, and after = 0
     pack = Struct(fmt).pack_into
     ops = _OPS
-    for i, name_at, (_path, op, size), start in zip(range(0, n * record, record),
-                                                    accumulate((len(e) for e in encoded), initial=0),
-                                                    files, starts):
-        pack(packed, i, path_at + name_at, ops[op], 0, buf_at + start, size)
+    at = 0
+    for i, name, (_path, op, size), start in zip(range(0, n * record, record), encoded, files, starts):
+        pack(packed, i, path_at + at, ops[op], 0, buf_at + start, size)
+        at += len(name)
     array: CData = _new_raw("struct capsfast_file[]", n)
     ffi.memmove(array, packed, n * record)
-    rc = _probe(0, _NULL, _NULL, 0, _NULL, array, n)
-    if rc != 0:  # pragma: no cover - the arguments are built above
-        raise _outcome(rc).error("capsfast_probe rejected its arguments")
+    _cross_files(array, n)
     ints = memoryview(_buffer(array, n * record)[:]).cast("i")
     data = _buffer(bufs, total)[:]
     return [(OK, data[start:start + length], truncated != 0) if err == 0 else (_outcome(err), None, False)
