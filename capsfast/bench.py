@@ -510,6 +510,23 @@ def cpu_model_decode(b: Bench) -> None:
                   "MSR %s, TSC %s" % ("read" if wants[0] else "not read", "read" if wants[1] else "not read")))
 
 
+@step("security and IOMMU (lazy: Host.security, iommu, devices)")
+def platform_read(b: Bench) -> None:
+    """What the first read of Host.security (and iommu, devices) costs: the
+    crossing for every file and listing, the CPUID walk, the decisions; and
+    the crossing alone.  Never part of a probe."""
+    from capsfast import platform
+
+    host = probing.probe()
+    entries = len(platform.ENTRIES) + len(platform.LISTINGS)
+    batch = _native.Batch(None, platform.plan("/"))
+    b.keep(Result("platform_crossing", "its crossing into C alone: %d stat/read/MSR/list entries, results unread"
+                  % entries, b.per_call(batch.bare, divisor=10, at_least=20)))
+    b.keep(Result("platform_read", "Host.security/iommu/devices: one crossing, the CPUID walk, decided",
+                  b.per_call(lambda: platform.read("/", host.arch, None, None, host),
+                             divisor=10, at_least=20)))
+
+
 @step("floor: the probe's device and file syscalls")
 def syscalls_devices(b: Bench) -> None:
     batch = probing.live_batch()

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from capsfast._native import FileResult, FileSpec, KvmDevice, Leaves
     from capsfast.model import CpuModel, Guest, Hvm, Kvm
     from capsfast.topology import Layout
-    from capsfast.platform import Platform
+    from capsfast.model import Devices, Iommu, Security
 
     # plan key -> (path as on the probed host, its result)
     Files = Mapping[str, tuple[str, FileResult]]
@@ -419,15 +419,16 @@ def vmm_modules(outcomes: "Sequence[str] | None") -> "Modules | None":
 def host(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", guests: "Callable[[], tuple[Guest, ...]]",
          caps: "Callable[[], KvmCaps | None]", vmm_modules: "Callable[[], Modules | None]",
          flags: "Callable[[], tuple[str, ...] | None]", layout: "Callable[[], Layout]",
-         platform: "Platform", cpu_model: "Callable[[], CpuModel]") -> Host:
+         platform: "Callable[[], tuple[Security, Iommu, Devices]]", cpu_model: "Callable[[], CpuModel]") -> Host:
     """The Host; ``guests`` is called when ``Host.guests`` is first read,
     ``caps`` when ``Host.kvm_caps`` is, ``vmm_modules`` when ``Host.vmm_modules`` is,
     ``flags`` when ``Host.kernel_flags`` is and the probe did not read them,
     ``layout`` (once) when any of topology, cache, pages, uuid or
-    iommu_groups is, ``platform`` when ``security``, ``iommu`` or ``devices`` is,
-    ``cpu_model`` when ``Host.cpu_model`` is."""
+    iommu_groups is, ``platform`` (once) when ``security``, ``iommu`` or
+    ``devices`` is, ``cpu_model`` when ``Host.cpu_model`` is."""
     kvm, kqemu, xen, hvm = devices
     read = Lazy(layout)
+    part = Lazy(platform)
     return Host(
         arch=arch,
         cpu=cpu.cpu or NO_CPU,
@@ -449,8 +450,9 @@ def host(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", guests: "Callable[[
         pages=Lazy(lambda: read.get().pages),  # type: ignore[arg-type]
         uuid=Lazy(lambda: read.get().uuid),  # type: ignore[arg-type]
         iommu_groups=Lazy(lambda: read.get().iommu_groups),  # type: ignore[arg-type]
-        security=Lazy(platform.security),  # type: ignore[arg-type]  # resolved on read
-        iommu=Lazy(platform.iommu),  # type: ignore[arg-type]
-        devices=Lazy(platform.devices),  # type: ignore[arg-type]
+        # One reading serves the three (capsfast.platform).
+        security=Lazy(lambda: part.get()[0]),  # type: ignore[arg-type]
+        iommu=Lazy(lambda: part.get()[1]),  # type: ignore[arg-type]
+        devices=Lazy(lambda: part.get()[2]),  # type: ignore[arg-type]
         cpu_model=Lazy(cpu_model),  # type: ignore[arg-type]  # resolved on read
     )

@@ -14,7 +14,7 @@ a verdict built on it says ``unknown``.
 import os
 
 from capsfast import _native, security
-from capsfast._native import MSR, READ, READ_BLOCK, STAT
+from capsfast._native import LIST, MSR, READ, READ_BLOCK, STAT
 from capsfast.constants import MSR_DEVICE, MSR_SYSCFG, X86_ARCHS
 from capsfast.facts import CPUINFO_BLOCK, SMALL, specs, under
 
@@ -84,6 +84,13 @@ DEPENDS = {
 # Directories whose entries are counted (iommu_groups) or named (class/iommu).
 LISTED = ("/sys/kernel/iommu_groups", "/sys/class/iommu")
 _LISTED_BY_KEY = {"iommu_groups": LISTED[0], "class_iommu": LISTED[1]}
+# ... listed in the same crossing as the files (a recording copies them as
+# directories instead: see capsfast.recording).  A group name is at most 5
+# bytes: 64 KiB holds over 10,000 groups.
+LISTINGS: "tuple[Entry, ...]" = (
+    ("list.iommu_groups", LISTED[0], LIST, 0, 65536),
+    ("list.class_iommu", LISTED[1], LIST, 0, 16384),
+)
 
 # The CPUID leaves read: (leaf, subleaf) in the walk.
 LEAF_SEV = 0x8000001F
@@ -91,10 +98,11 @@ LEAF_SGX = 0x12
 
 
 def plan(root: str) -> "list[_native.FileSpec]":
-    """ENTRIES as the crossing's file entries under ``root``."""
-    index = {row[0]: i for i, row in enumerate(ENTRIES)}
+    """ENTRIES and LISTINGS as the crossing's file entries under ``root``."""
+    rows = ENTRIES + LISTINGS
+    index = {row[0]: i for i, row in enumerate(rows)}
     return [(spec[0], spec[1], spec[2], spec[3], index.get(DEPENDS.get(row[0], "")))
-            for spec, row in zip(specs(root, ENTRIES), ENTRIES)]
+            for spec, row in zip(specs(root, rows), rows)]
 
 
 def _file(result: "_native.FileResult") -> "security.FileFact":
@@ -106,6 +114,18 @@ def _file(result: "_native.FileResult") -> "security.FileFact":
     if result.truncated:
         return ("truncated", result.data)
     return ("ok", result.data)
+
+
+def _names(result: "_native.FileResult") -> "list[str] | None":
+    """A LIST result's names (sorted, dot files left out), [] for an absent
+    directory, None for one that could not be read."""
+    code = result.outcome.code
+    if code == "absent":
+        return []
+    if code != "ok" or result.data is None:
+        return None
+    names = result.data.decode("utf-8", "surrogateescape").split("\0")
+    return sorted(name for name in names if name and not name.startswith("."))
 
 
 def list_dir(path: str) -> "list[str] | None":
@@ -143,17 +163,17 @@ def gather(root: str, walk: "Callable[[], Walk | None]", replay: "Replay | None"
     files: dict[str, security.FileFact] = {}
     present: dict[str, bool | None] = {}
     msr_value = None
-    for (key, path, op, _msr, _size), result in zip(ENTRIES, results.files):
-        if op == STAT:
+    listed: dict[str, list[str] | None] = {}
+    for (key, path, op, _msr, _size), result in zip(ENTRIES + LISTINGS, results.files):
+        if op == LIST:
+            listed[key[len("list."):]] = _names(result)
+        elif op == STAT:
             code = result.outcome.code
             present[key] = True if code == "ok" else False if code == "absent" else None
         elif op == MSR:
             msr_value = result.value
         else:
             files[key] = _file(result)
-    listed: dict[str, list[str] | None] = {}
-    for key, path in _LISTED_BY_KEY.items():
-        listed[key] = list_dir(under(root, path)) if present.get(key) else ([] if present.get(key) is False else None)
     rw: dict[str, bool | None] = {}
     if replay is not None:
         msr_value = replay.msr.get(MSR_SYSCFG)
@@ -190,37 +210,9 @@ def walk_source(root: str, arch: str, dump: "str | None") -> "Callable[[], Walk 
     return lambda: None
 
 
-class Platform:
-    """The platform part of one Host, read and decided on first use, then
-    kept (the three Host fields share it)."""
-
-    __slots__ = ("_inputs", "_value")
-
-    def __init__(self, inputs: "Callable[[], tuple[security.Facts, Host]]") -> None:
-        self._inputs = inputs
-        self._value: "tuple[Security, Iommu, Devices] | None" = None
-
-    def get(self) -> "tuple[Security, Iommu, Devices]":
-        value = self._value
-        if value is None:
-            facts, view = self._inputs()
-            value = self._value = security.decide(facts, view)
-        return value
-
-    def security(self) -> "Security":
-        return self.get()[0]
-
-    def iommu(self) -> "Iommu":
-        return self.get()[1]
-
-    def devices(self) -> "Devices":
-        return self.get()[2]
-
-
-def platform(root: str, arch: str, dump: "str | None", replay: "Replay | None",
-             host: "Callable[[], Host]") -> Platform:
-    """The Platform of a host under ``root``; ``host()`` gives the Host it
-    belongs to (its CPU, hypervisor, MSRs and KVM capabilities count)."""
-    source = walk_source(root, arch, dump)
-    return Platform(lambda: (gather(root, source, replay), host()))
-
+def read(root: str, arch: str, dump: "str | None", replay: "Replay | None",
+         host: "Host") -> "tuple[Security, Iommu, Devices]":
+    """The platform part of ``host`` (probed under ``root``): its facts
+    gathered and decided; the Host's CPU, hypervisor, MSRs and KVM
+    capabilities count too."""
+    return security.decide(gather(root, walk_source(root, arch, dump), replay), host)

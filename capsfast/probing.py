@@ -12,7 +12,7 @@ share them.
 import os
 import _thread
 
-from capsfast import _native, cpuid, emulators, facts, platform
+from capsfast import _native, cpuid, emulators, facts
 from capsfast.constants import KVM_DEVICE, X86_ARCHS
 from capsfast.errors import CapsfastError
 from capsfast.model import Lazy, guests_pending, resolve
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from capsfast.topology import Layout
-    from capsfast.model import CpuModel, Guest, Host, Kqemu, Kvm, Xen
+    from capsfast.model import CpuModel, Devices, Guest, Host, Iommu, Kqemu, Kvm, Security, Xen
 
     PlanKey = tuple[str, bool, bool]  # (root, with CPU files, with the arch file)
 
@@ -137,11 +137,16 @@ def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_en
 
         return topology.probe_layout(root, arch)
 
+    def platform_part() -> "tuple[Security, Iommu, Devices]":
+        # Imported on first use: the default probe never reads these.
+        from capsfast import platform
+
+        return platform.read(root, arch, dump, replay, made[0])
+
     made: list[Host] = []  # the Host, for its platform part, which reads its CPU and KVM facts
     host = facts.host(arch, cpu, devices, lambda: emulators.host_guests(root, arch, kvm, kqemu, xen, path_env),
                       caps, vmm_modules, lambda: read_kernel_flags(root), layout,
-                      platform.platform(root, arch, dump, replay, lambda: made[0]),
-                      _cpu_model(root, arch, dump, replay, cpu_map))
+                      platform_part, _cpu_model(root, arch, dump, replay, cpu_map))
     made.append(host)
     return host
 

@@ -307,3 +307,11 @@ def test_check_as_a_process_piped():
                          capture_output=True, text=True, timeout=60)
     assert run.stderr == ""
     assert "AMD SEV-SNP" in run.stdout and "secure guest support" in run.stdout
+
+
+def test_import_and_the_default_probe_load_none_of_it():
+    """capsfast.platform and capsfast.security are imported on first use."""
+    code = ("import sys, capsfast; capsfast.probe(); capsfast.kvm_usable(); "
+            "print(sorted(m for m in sys.modules if m in ('capsfast.platform', 'capsfast.security')))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "[]", run.stdout + run.stderr
