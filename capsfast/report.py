@@ -252,10 +252,10 @@ def as_text(host: "Host", readiness: "Readiness | None" = None, notes: "Sequence
     and its verdict follow the KVM steps; ``notes`` (INFO rows) come last
     before the conclusion."""
     marked = [(name, _mark(ok, detail), detail, hint) for name, ok, detail, hint in steps(host)]
-    marked += platform_steps(host)
-    marked += [(name, "INFO", detail, hint) for name, _ok, detail, hint in notes]
     if readiness is not None:
         marked += [(name, _mark(ok, detail), detail, hint) for name, ok, detail, hint in _readiness_rows(readiness)]
+    marked += platform_steps(host)
+    marked += [(name, "INFO", detail, hint) for name, _ok, detail, hint in notes]
     width = max(len(name) for name, *_ in marked)
     lines = []
     for name, mark, detail, hint in marked:
