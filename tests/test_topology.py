@@ -511,3 +511,99 @@ def test_read_files_in_one_crossing(tmp_path):
     assert out[4][0].code == "not_a_file" and out[4][1] is None
     assert out[5][0].code == "failed" and out[5][0].reason == os.strerror(20)  # ENOTDIR
     assert _native.read_files([]) == []
+
+
+# -- this machine: recorded, replayed, and as an unprivileged user --------------
+
+def mem_total():
+    with open("/proc/meminfo") as f:
+        return [line for line in f if line.startswith("MemTotal")]
+
+
+def node_memory():
+    """Each node's MemTotal line, and /proc/meminfo's: to tell whether this
+    VM's memory changed between two reads."""
+    lines = mem_total()
+    for path in sorted(Path("/sys/devices/system/node").glob("node[0-9]*/meminfo")):
+        lines += [line for line in path.read_text().splitlines() if "MemTotal" in line]
+    return lines
+
+
+def without_memory(xml):
+    """The <host> part without what this VM's memory changes (the cells'
+    memory and base page counts)."""
+    host = host_part(xml)
+    host = re.sub(r"<memory unit=\"KiB\">\d+</memory>", "<memory/>", host)
+    return re.sub(r'(<pages unit="KiB" size="4">)\d+', r"\1N", host)
+
+
+def capsfast_cli(*args):
+    done = subprocess.run([sys.executable, "-m", "capsfast"] + list(args), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/devices/system/cpu"), reason="no sysfs here")
+def test_record_then_replay_prints_the_same_host(tmp_path):
+    before = node_memory()
+    capsfast_cli("record", str(tmp_path / "rec"))
+    live = capsfast_cli("capabilities")
+    changed = node_memory() != before
+    replayed = capsfast_cli("capabilities", "--replay", str(tmp_path / "rec"))
+    assert "<cells num=" in replayed and '<topology sockets="' in replayed
+    # Equal, memory included, unless this VM's memory changed meanwhile.
+    if changed:
+        assert without_memory(replayed) == without_memory(live)
+    else:
+        assert host_part(replayed) == host_part(live)
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/devices/system/cpu"), reason="no sysfs here")
+def test_the_collectors_recording_replays_the_same_layout(tmp_path):
+    from capsfast import collector, remote
+
+    files = collector.collect(remote.plan("test"))
+    for name, (data, mode) in files.items():
+        target = tmp_path / name
+        if data is None:
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    live = topology.probe_layout("/")
+    replayed = capsfast.probe(replay=str(tmp_path))
+    assert replayed.topology.cells and replayed.cache is not None and replayed.pages is not None
+    assert (replayed.topology.sockets, replayed.topology.cores, replayed.topology.threads) == (
+        live.topology.sockets, live.topology.cores, live.topology.threads)
+    assert [[c.cpus for c in cells] for cells in (replayed.topology.cells, live.topology.cells)] == [
+        [c.cpus for c in live.topology.cells]] * 2
+    assert (replayed.cache, replayed.pages, replayed.uuid, replayed.iommu_groups) == (
+        live.cache, live.pages, live.uuid, live.iommu_groups)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
+def test_an_unprivileged_user_reads_the_same_layout():
+    from forked import in_child
+
+    def layout():
+        got = topology.probe_layout("/")
+        return got.topology, got.cache, got.pages, got.uuid, got.iommu_groups
+
+    before = node_memory()
+    ours = layout()
+    answer = in_child(layout, user=(65534, 65534), hang="the unprivileged read hung")
+    assert answer[0] == "ok", answer
+    theirs = answer[1]
+    if node_memory() == before:
+        assert theirs[0] == ours[0]
+    else:  # this VM's memory changed between the two reads
+        assert [c.cpus for c in theirs[0].cells] == [c.cpus for c in ours[0].cells]
+    assert theirs[1:3] == ours[1:3]
+    assert theirs[4] == ours[4]
+    # The DMI UUID is root's to read: without it, /etc/machine-id.
+    dmi = [p for p in topology.DMI_UUID_FILES if os.path.exists(p)]
+    if not dmi:
+        assert theirs[3] == ours[3]
+    else:
+        assert theirs[3] is not None
