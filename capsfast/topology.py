@@ -389,7 +389,7 @@ def collect(fetch: "Fetch") -> _Reads:
     reads.ask([(CPU_DIR + "/present", R), (CPU_DIR + "/online", R), (CPU_DIR, L), (NODE_DIR, L),
                (HUGEPAGES_DIR, L), (IOMMU_GROUPS_DIR, L), (MEMINFO, R), (MACHINE_ID, R)]
               + [(path, R) for path in DMI_UUID_FILES])
-    cpus = [n for n, _name in names(reads.list(CPU_DIR), "cpu")]
+    cpus = [n for n, _name in names(reads.list(CPU_DIR), "cpu") if n <= MAX_CPU_ID]
     nodes = [n for n, _name in names(reads.list(NODE_DIR), "node") if n <= MAX_NODE_ID]
     # 2: each CPU's and node's files.
     second = [f for cpu in cpus for f in _cpu_files(cpu)]
