@@ -336,9 +336,10 @@ Iommu = _record(
 
 Devices = _record(
     "Devices",
-    ("vhost_net", "tun", "vhost_vsock", "cgroup_version", "cgroup_controllers"),
+    ("vhost_net", "tun", "vhost_vsock", "kvm_hv", "cgroup_version", "cgroup_controllers"),
     """The other things virt-host-validate checks: whether /dev/vhost-net,
-    /dev/net/tun and /dev/vhost-vsock exist (None: cannot be told); the cgroup layout (``v1``,
+    /dev/net/tun and /dev/vhost-vsock exist and POWER's kvm_hv module is
+    loaded (None: cannot be told); the cgroup layout (``v1``,
     ``v2``, ``hybrid`` or None); ``(controller, available)`` pairs for
     memory, cpu, cpuacct, cpuset, devices and blkio, available None where
     it cannot be told.""",

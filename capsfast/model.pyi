@@ -223,6 +223,7 @@ class Devices(NamedTuple):
     vhost_net: Optional[bool]
     tun: Optional[bool]
     vhost_vsock: Optional[bool]
+    kvm_hv: Optional[bool]
     cgroup_version: Optional[str]
     cgroup_controllers: tuple[tuple[str, Optional[bool]], ...]
     def as_dict(self) -> dict[str, Any]: ...

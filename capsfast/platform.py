@@ -55,6 +55,7 @@ ENTRIES: "tuple[Entry, ...]" = (
     ("cmdline", "/proc/cmdline", READ, 0, CMDLINE_SIZE),
     ("module.kvm_amd", "/sys/module/kvm_amd", STAT, 0, 0),
     ("module.kvm_intel", "/sys/module/kvm_intel", STAT, 0, 0),
+    ("module.kvm_hv", "/sys/module/kvm_hv", STAT, 0, 0),  # POWER's KVM for guests at full speed
 ) + tuple(
     ("param.%s.%s" % (module, name), "/sys/module/%s/parameters/%s" % (module, name), READ, 0, SMALL)
     for module, name in PARAMETERS

@@ -151,6 +151,14 @@ def platform_steps(host: "Host") -> "list[PlatformStep]":
         software = [m for m in kvm.modules if m == "kvm_pvm"]
         rows.append(("KVM without VT-x/AMD-V", "PASS",
                      "usable through %s (a software KVM)" % (software[0] if software else "this kernel's KVM"), None))
+    if host.arch.startswith("ppc64"):
+        # As virt-host-validate: kvm_pr works too, kvm_hv runs guests at full speed.
+        name = "PowerPC KVM module kvm_hv loaded"
+        if dev.kvm_hv is None:
+            rows.append((name, "NOTE", "cannot be told (not recorded)", None))
+        else:
+            rows.append((name, "PASS" if dev.kvm_hv else "WARN", "loaded" if dev.kvm_hv else "not loaded",
+                         None if dev.kvm_hv else "load kvm_hv for better performance (modprobe kvm_hv)"))
     rows.append(_exists("/dev/vhost-net", dev.vhost_net, "WARN",
                         "load the vhost_net module to improve performance of virtio networking"))
     rows.append(_exists("/dev/net/tun", dev.tun, "FAIL", "load the tun module to enable networking for QEMU guests"))

@@ -626,6 +626,7 @@ def _devices(facts: Facts) -> Devices:
         vhost_net=facts.present.get("dev.vhost_net"),
         tun=facts.present.get("dev.tun"),
         vhost_vsock=facts.present.get("dev.vhost_vsock"),
+        kvm_hv=facts.present.get("module.kvm_hv"),
         cgroup_version=version,
         cgroup_controllers=controllers,
     )

@@ -315,3 +315,19 @@ def test_import_and_the_default_probe_load_none_of_it():
             "print(sorted(m for m in sys.modules if m in ('capsfast.platform', 'capsfast.security')))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.stdout.strip() == "[]", run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("loaded, level", [(True, "PASS"), (False, "WARN")])
+def test_power_kvm_hv_as_virt_host_validate(tmp_path, loaded, level):
+    """ppc64: virt-host-validate warns unless kvm_hv is loaded; so does check."""
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    (root / "proc/cpuinfo").write_text("processor\t: 0\ncpu\t\t: POWER9 (raw), altivec supported\n\n")
+    if loaded:
+        (root / "sys/module/kvm_hv").mkdir(parents=True)
+    host = capsfast.probe(root=str(root), arch="ppc64le")
+    assert host.devices.kvm_hv is loaded
+    rows = levels(host)
+    assert rows["PowerPC KVM module kvm_hv loaded"] == level
+    assert rows["device assignment IOMMU support"] == "PASS"  # as virt-host-validate on ppc64
+    assert host.security.sev.status == "unsupported" and host.security.s390_pv.status == "unsupported"

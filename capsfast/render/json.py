@@ -189,6 +189,7 @@ def devices_dict(host: "Host") -> dict[str, object]:
         "vhost_net": dev.vhost_net,
         "tun": dev.tun,
         "vhost_vsock": dev.vhost_vsock,
+        "kvm_hv": dev.kvm_hv,
         "cgroup": {"version": dev.cgroup_version, "controllers": dict(dev.cgroup_controllers)},
     }
 
