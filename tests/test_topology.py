@@ -607,3 +607,16 @@ def test_an_unprivileged_user_reads_the_same_layout():
         assert theirs[3] == ours[3]
     else:
         assert theirs[3] is not None
+
+
+def test_watch_neither_reads_nor_reports_the_layout(tmp_path):
+    from capsfast import watch
+    from capsfast.model import Lazy
+
+    root = two_node_host(tmp_path / "root")
+    host = capsfast.probe(root=str(root), arch="x86_64")
+    facts = watch.flat(host)
+    assert [key for key in facts if key.startswith(("host.topology", "host.cache", "host.pages", "host.uuid"))] == []
+    assert "host.kvm.usable" in facts
+    index = host._fields.index("topology")
+    assert tuple.__getitem__(host, index).__class__ is Lazy and tuple.__getitem__(host, index).pending

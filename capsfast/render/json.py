@@ -65,9 +65,25 @@ def _topology(host: "Host") -> dict[str, object]:
     }
 
 
-def host_dict(host: "Host") -> dict[str, object]:
+def _layout(host: "Host") -> dict[str, object]:
+    """host.topology, host.cache, host.pages and host.uuid (one reading of sysfs)."""
+    return {
+        "topology": _topology(host),
+        "cache": None if host.cache is None else [
+            {"id": b.id, "level": b.level, "type": b.type, "size_bytes": b.size_bytes, "cpus": list(b.cpus)}
+            for b in host.cache
+        ],
+        "pages": None if host.pages is None else list(host.pages),
+        "uuid": host.uuid,
+    }
+
+
+def host_dict(host: "Host", layout: bool = True) -> dict[str, object]:
     """The model as plain JSON-ready values: the document README describes
-    and ``capsfast/schemas/capabilities.schema.json`` specifies."""
+    and ``capsfast/schemas/capabilities.schema.json`` specifies.  Without
+    ``layout``, the host's topology, cache, pages and UUID are left out
+    (and unread): ``capsfast watch`` follows what events can change, not
+    the memory of a cell drifting with a balloon."""
     cpu, hv, kvm, xen, hvm = host.cpu, host.hypervisor, host.kvm, host.xen, host.hvm
     caps = host.kvm_caps
     vmm_modules = host.vmm_modules
@@ -120,13 +136,7 @@ def host_dict(host: "Host") -> dict[str, object]:
             "devices": devices_dict(host),
             "kernel_flags_read": host.kernel_flags is not None,
             "msr": {_msr_key(n): _msr_key(v) for n, v in host.msr},
-            "topology": _topology(host),
-            "cache": None if host.cache is None else [
-                {"id": b.id, "level": b.level, "type": b.type, "size_bytes": b.size_bytes, "cpus": list(b.cpus)}
-                for b in host.cache
-            ],
-            "pages": None if host.pages is None else list(host.pages),
-            "uuid": host.uuid,
+            **(_layout(host) if layout else {}),
             "cpu_model": {
                 "name": model.name,
                 "features": list(model.features),
