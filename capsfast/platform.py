@@ -71,6 +71,7 @@ ENTRIES: "tuple[Entry, ...]" = (
     ("acpi.IORT", "/sys/firmware/acpi/tables/IORT", STAT, 0, 0),
     ("iommu_groups", "/sys/kernel/iommu_groups", STAT, 0, 0),
     ("class_iommu", "/sys/class/iommu", STAT, 0, 0),
+    ("pci_devices", "/sys/bus/pci/devices", STAT, 0, 0),  # s390x: device assignment needs PCI devices online
     ("proc_cgroups", "/proc/cgroups", READ, 0, SMALL),
     ("cgroup2", "/sys/fs/cgroup/cgroup.controllers", READ, 0, SMALL),
     ("cgroup2.unified", "/sys/fs/cgroup/unified/cgroup.controllers", READ, 0, SMALL),
@@ -83,14 +84,15 @@ DEPENDS = {
     "uv.prot_virt_host": "uv",
 }
 # Directories whose entries are counted (iommu_groups) or named (class/iommu).
-LISTED = ("/sys/kernel/iommu_groups", "/sys/class/iommu")
-_LISTED_BY_KEY = {"iommu_groups": LISTED[0], "class_iommu": LISTED[1]}
+LISTED = ("/sys/kernel/iommu_groups", "/sys/class/iommu", "/sys/bus/pci/devices")
+_LISTED_BY_KEY = {"iommu_groups": LISTED[0], "class_iommu": LISTED[1], "pci_devices": LISTED[2]}
 # ... listed in the same crossing as the files (a recording copies them as
 # directories instead: see capsfast.recording).  A group name is at most 5
 # bytes: 64 KiB holds over 10,000 groups.
 LISTINGS: "tuple[Entry, ...]" = (
     ("list.iommu_groups", LISTED[0], LIST, 0, 65536),
     ("list.class_iommu", LISTED[1], LIST, 0, 16384),
+    ("list.pci_devices", LISTED[2], LIST, 0, 65536),
 )
 
 # The CPUID leaves read: (leaf, subleaf) in the walk.

@@ -190,8 +190,12 @@ def _iommu_rows(host: "Host") -> "list[PlatformStep]":
     name = "device assignment IOMMU support"
     if host.arch.startswith("ppc64"):
         first: PlatformStep = (name, "PASS", "POWER's IOMMU (no ACPI table; virt-host-validate passes it too)", None)
-    elif host.arch == "s390x" and iommu.status != "enabled":
-        first = (name, "NOTE", "skipped: s390x assigns PCI devices only where some are online", None)
+    elif host.arch == "s390x" and "pci.devices" not in iommu.evidence:
+        first = (name, "NOTE", "skipped: %s" % ("no PCI support" if "pci.missing" in iommu.evidence else
+                                                "no PCI devices are online" if "pci.devices-none" in iommu.evidence
+                                                else "PCI devices cannot be listed"), None)
+    elif host.arch == "s390x":
+        first = (name, "PASS", "PCI devices online", None)
     elif iommu.acpi_table is not None:
         first = (name, "PASS", "ACPI %s table present" % iommu.acpi_table, None)
     elif iommu.status == "enabled":

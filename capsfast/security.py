@@ -531,6 +531,12 @@ def _iommu(facts: Facts, host: "Host", cmd: "list[str] | None") -> Iommu:
 
     for t in tables:
         evidence.append("acpi.%s" % t)
+    if host.arch == "s390x":
+        # virt-host-validate skips the IOMMU check where no PCI device is
+        # online, which is usual on s390x: the evidence tells which.
+        pci = facts.listed.get("pci_devices")
+        evidence.append("pci.unreadable" if pci is None else "pci.devices" if pci else
+                        "pci.devices-none" if facts.present.get("pci_devices") else "pci.missing")
     if groups is not None and groups > 0:
         evidence.append("iommu.groups")
         return done("enabled", "certain", None)

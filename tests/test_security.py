@@ -331,3 +331,22 @@ def test_power_kvm_hv_as_virt_host_validate(tmp_path, loaded, level):
     assert rows["PowerPC KVM module kvm_hv loaded"] == level
     assert rows["device assignment IOMMU support"] == "PASS"  # as virt-host-validate on ppc64
     assert host.security.sev.status == "unsupported" and host.security.s390_pv.status == "unsupported"
+
+
+@pytest.mark.parametrize("pci, level, detail", [
+    (None, "NOTE", "skipped: no PCI support"),
+    ([], "NOTE", "skipped: no PCI devices are online"),
+    (["0000:00:00.0"], "PASS", "PCI devices online"),
+])
+def test_s390x_iommu_line_as_virt_host_validate(tmp_path, pci, level, detail):
+    """s390x: virt-host-validate skips device assignment (NOTE) without PCI
+    devices online; with some, it passes and checks the groups."""
+    rec = _copy(tmp_path, "s390x-secure-execution")
+    if pci is not None:
+        (rec / "root/sys/bus/pci/devices").mkdir(parents=True)
+        (rec / "root/sys/bus/pci/devices/.present").write_text("")
+        for name in pci:
+            (rec / "root/sys/bus/pci/devices" / name).mkdir()
+    host = capsfast.probe(replay=str(rec))
+    rows = {name: (lv, d) for name, lv, d, _hint in report.platform_steps(host)}
+    assert rows["device assignment IOMMU support"] == (level, detail)
