@@ -292,7 +292,7 @@ def as_json(host: "Host", readiness: "Readiness | None" = None) -> str:
              "hint": hint}
             for name, level, detail, hint in platform_steps(host)
         ],
-        "host": host_dict(host)["host"],
+        "host": host_dict(host, cpu_model=False)["host"],
     }
     if readiness is not None:
         doc["vmm"] = {

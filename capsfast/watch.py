@@ -168,7 +168,7 @@ def flat(host: "Host") -> "dict[str, object]":
     """The JSON document of ``host`` as {json path: value}."""
     from capsfast.render.json import host_dict
 
-    doc = host_dict(host, layout=False)
+    doc = host_dict(host, layout=False, cpu_model=False)
     doc.pop("schema_version", None)
     out: dict[str, object] = {}
     _flatten(doc, "", out)

@@ -250,8 +250,13 @@ def test_a_malformed_map_is_one_line_and_status_2(tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("capsfast: CPU map ") and done.stderr.count("\n") == 1, done.stderr
     assert "x86_Skylake-Client.xml is not well-formed" in done.stderr
-    # check never decodes: a bad map does not fail it.
+    # check never decodes: a bad map does not fail it, text or JSON.
     assert cli("check", "--cpuid-dump", dump, "--cpu-map", directory, env=env).returncode in (0, 1)
+    checked = cli("check", "--json", "--cpuid-dump", dump, "--cpu-map", directory, env=env)
+    assert checked.returncode in (0, 1), checked.stderr
+    import json
+
+    assert json.loads(checked.stdout)["host"]["cpu_model"] is None
 
 
 def test_check_names_a_missing_map_in_one_line(tmp_path):
@@ -302,6 +307,17 @@ def test_a_malformed_scenario_cpu_model_is_named(tmp_path):
     (rec / "scenario.json").write_text(json.dumps(doc))
     with pytest.raises(CapsfastError, match="cpu_model: arch_capabilities 'zz'"):
         capsfast.probe(replay=str(rec))
+
+
+def test_check_and_watch_never_decode(monkeypatch):
+    from capsfast import report, watch
+    from capsfast.model import cpu_model_pending
+
+    host = capsfast.probe(refresh=True)
+    report.as_json(host)
+    report.as_text(host)
+    watch.flat(host)
+    assert cpu_model_pending(host)
 
 
 def test_cpu_model_is_lazy():

@@ -78,16 +78,18 @@ def _layout(host: "Host") -> dict[str, object]:
     }
 
 
-def host_dict(host: "Host", layout: bool = True) -> dict[str, object]:
+def host_dict(host: "Host", layout: bool = True, cpu_model: bool = True) -> dict[str, object]:
     """The model as plain JSON-ready values: the document README describes
     and ``capsfast/schemas/capabilities.schema.json`` specifies.  Without
     ``layout``, the host's topology, cache, pages and UUID are left out
     (and unread): ``capsfast watch`` follows what events can change, not
-    the memory of a cell drifting with a balloon."""
+    the memory of a cell drifting with a balloon.  Without ``cpu_model``,
+    ``host.cpu_model`` is null and never decoded (``check`` and ``watch``:
+    the model is dear and cannot change while the system runs)."""
     cpu, hv, kvm, xen, hvm = host.cpu, host.hypervisor, host.kvm, host.xen, host.hvm
     caps = host.kvm_caps
     vmm_modules = host.vmm_modules
-    model = host.cpu_model
+    model = host.cpu_model if cpu_model else None
     return {
         "schema_version": SCHEMA_VERSION,
         "host": {
@@ -137,7 +139,7 @@ def host_dict(host: "Host", layout: bool = True) -> dict[str, object]:
             "kernel_flags_read": host.kernel_flags is not None,
             "msr": {_msr_key(n): _msr_key(v) for n, v in host.msr},
             **(_layout(host) if layout else {}),
-            "cpu_model": {
+            "cpu_model": None if model is None else {
                 "name": model.name,
                 "features": list(model.features),
                 "microcode": model.microcode,
