@@ -26,7 +26,7 @@ miss too.
 """
 import os
 
-from capsfast import _native, cpumodel, facts
+from capsfast import _native, facts
 from capsfast.constants import KVM_DEVICE, X86_ARCHS
 from capsfast.errors import CapsfastError
 from capsfast.model import CpuModel, Tsc
@@ -46,6 +46,8 @@ DEFAULT_CPU_MAP = "/usr/share/libvirt/cpu_map"
 ENV_CPU_MAP = "CAPSFAST_CPU_MAP"
 CPUINFO = "/proc/cpuinfo"
 MSR_DEVICE = "/dev/cpu/0/msr"
+# IA32_ARCH_CAPABILITIES (capsfast.cpumodel, not imported on a cache hit).
+ARCH_CAPABILITIES_MSR = 0x10A
 CACHE_VERSION = 1
 _CACHE_MAGIC = "capsfast cpu model cache %d" % CACHE_VERSION
 _MAX_CACHE = 1 << 20
@@ -110,7 +112,7 @@ def live_device_reader(root: str) -> "DeviceReader":
         msr = None
         if want_msr:
             # libvirt's virHostCPUGetMSR: the msr driver first, when it opens.
-            spec = (facts.under(root, MSR_DEVICE), _native.MSR, cpumodel.ARCH_CAPABILITIES_MSR, 0, None)
+            spec = (facts.under(root, MSR_DEVICE), _native.MSR, ARCH_CAPABILITIES_MSR, 0, None)
             result = _native.Batch(None, [spec]).run().files[0]
             if result.outcome.ok:
                 msr = result.value
@@ -118,7 +120,7 @@ def live_device_reader(root: str) -> "DeviceReader":
         if not (want_msr or want_tsc):
             return msr, None
         got = _native.kvm_host_cpu(facts.under(root, KVM_DEVICE),
-                                   cpumodel.ARCH_CAPABILITIES_MSR if want_msr else None, want_tsc)
+                                   ARCH_CAPABILITIES_MSR if want_msr else None, want_tsc)
         if want_msr and got.msr_value is not None:
             msr = got.msr_value
         tsc = None
@@ -148,23 +150,78 @@ def cache_dir() -> str:
     return os.path.join(base, "capsfast")
 
 
-def _walk_text(walk: "Walk") -> str:
-    return " ".join("%x:%x:%x:%x:%x:%x" % ((leaf, sub) + regs) for (leaf, sub), regs in sorted(walk.items()))
+# What CPUID answers differently on each CPU (the APIC ids; AMD's compute
+# unit and node ids), as libvirt's virHostCPUGetCPUIDFilterVolatile lists
+# it: (leaf, subleaf or None for every subleaf) -> the registers' masks of
+# the bits kept in the cache key.  A process may run its walk on any CPU.
+_VOLATILE = {(0x1, 0): (0xFFFFFFFF, 0x00FFFFFF, 0xFFFFFFFF, 0xFFFFFFFF),
+             (0xB, None): (0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0),
+             (0x1F, None): (0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0),
+             (0x8000001E, None): (0, 0, 0, 0)}
 
 
-def _identity(directory: str, name: str) -> "str | None":
+def _walk_text(walk: "Walk", stable: bool) -> str:
+    """The walk as cache key text; ``stable``: with the per-CPU bits masked
+    off (only where the CPU map defines no feature on them)."""
+    parts = []
+    for (leaf, sub), (a, b, c, d) in sorted(walk.items()):
+        if stable:
+            masks = _VOLATILE.get((leaf, sub)) or _VOLATILE.get((leaf, None))
+            if masks is not None:
+                a, b, c, d = a & masks[0], b & masks[1], c & masks[2], d & masks[3]
+        parts.append("%x:%x:%x:%x:%x:%x" % (leaf, sub, a, b, c, d))
+    return " ".join(parts)
+
+
+def _volatile_free(cpu_map: "CpuMap") -> bool:
+    """Whether no feature of the map reads a per-CPU bit: only then may the
+    key leave them out."""
+    for _name, data in cpu_map.features:
+        for (kind, leaf, sub), value in data.items():
+            if kind != 0:
+                continue
+            masks = _VOLATILE.get((leaf, sub)) or _VOLATILE.get((leaf, None))
+            if masks is None:
+                continue
+            kept = masks[0] | masks[1] << 32 | masks[2] << 64 | masks[3] << 96
+            if value & ~kept:
+                return False
+    return True
+
+
+def _identities(directory: str, names: "list[str]") -> "list[str | None]":
+    """Each map file's identity (name, size, mtime, ctime, inode), or None
+    where it cannot be stat'ed; the names resolved in the directory once."""
     try:
-        st = os.stat(os.path.join(directory, name))
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
-        return None
-    return "%s %d %d %d %d" % (name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        return [None] * len(names)
+    out: list[str | None] = []
+    try:
+        for name in names:
+            try:
+                st = os.stat(name, dir_fd=fd)
+            except OSError:
+                out.append(None)
+                continue
+            out.append("%s %d %d %d %d" % (name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    finally:
+        os.close(fd)
+    return out
 
 
-def _cache_file(directory: str, walk_text: str) -> str:
-    from binascii import crc32
-
-    digest = crc32(("%s\n%s" % (directory, walk_text)).encode("utf-8", "surrogateescape"))
-    return os.path.join(cache_dir(), "cpumodel-%d-%08x.txt" % (CACHE_VERSION, digest))
+def _cache_file(directory: str) -> str:
+    """One cache file per CPU map directory (its last walk): the name is the
+    directory's path made a file name, shortened past 120 characters with a
+    stable hash of the whole path, so two directories never share a file
+    name except by a hash collision, which the full key inside catches."""
+    name = directory.strip("/").replace("_", "__").replace("/", "_") or "_"
+    if len(name) > 120 or not name.isprintable():
+        digest = 0xCBF29CE484222325  # FNV-1a, 64 bits: no module to import for a few bytes
+        for byte in directory.encode("utf-8", "surrogateescape"):
+            digest = ((digest ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+        name = "%s-%016x" % ("".join(c for c in name[-80:] if c.isalnum() or c in "_-."), digest)
+    return os.path.join(cache_dir(), "cpumodel-%d-%s.txt" % (CACHE_VERSION, name))
 
 
 class _Entry:
@@ -180,7 +237,7 @@ class _Entry:
         self.features = features
 
 
-def _load(path: str, directory: str, walk_text: str) -> "_Entry | None":
+def _load(path: str, directory: str, walk: "Walk") -> "_Entry | None":
     """The cached entry at ``path`` when its map and walk are these and each
     map file is as it was; None otherwise (absent, corrupt, stale)."""
     try:
@@ -200,11 +257,12 @@ def _load(path: str, directory: str, walk_text: str) -> "_Entry | None":
                 files.append(value)
             elif key:
                 fields[key] = value
-        if fields.get("map") != directory or fields.get("walk") != walk_text or not files:
+        if fields.get("map") != directory or not files:
             return None
-        for recorded in files:
-            if _identity(directory, recorded.split(" ", 1)[0]) != recorded:
-                return None
+        if fields.get("walk") != _walk_text(walk, fields.get("stable") == "1"):
+            return None
+        if _identities(directory, [recorded.split(" ", 1)[0] for recorded in files]) != files:
+            return None
         msr = fields["msr"]
         model, vendor = fields["model"], fields["vendor"]
         return _Entry(fields["wants_msr"] == "1", None if msr == "-" else int(msr, 16), fields["wants_tsc"] == "1",
@@ -214,17 +272,19 @@ def _load(path: str, directory: str, walk_text: str) -> "_Entry | None":
         return None
 
 
-def _save(path: str, directory: str, walk_text: str, cpu_map: "CpuMap", entry: _Entry) -> None:
+def _save(path: str, directory: str, walk: "Walk", cpu_map: "CpuMap", entry: _Entry) -> None:
     """Write the entry atomically; a read-only home just means no cache."""
     names = ([entry.model or "-", entry.vendor or "-"] + list(entry.features) + [directory]
              + list(cpu_map.files))
     if any(not n or any(c.isspace() for c in n) for n in names[:-len(cpu_map.files) - 1]) or "\n" in directory:
         return  # names a line format cannot hold: decode again next time
-    identities = [_identity(directory, name) for name in cpu_map.files]
+    stable = _volatile_free(cpu_map)
+    identities = _identities(directory, list(cpu_map.files))
     if any(i is None for i in identities):
         return
     lines = [_CACHE_MAGIC, "map " + directory] + ["file %s" % i for i in identities] + [
-        "walk " + walk_text,
+        "stable %d" % stable,
+        "walk " + _walk_text(walk, stable),
         "wants_msr %d" % entry.wants_msr,
         "msr %s" % ("-" if entry.msr is None else "%x" % entry.msr),
         "wants_tsc %d" % entry.wants_tsc,
@@ -257,15 +317,14 @@ def decode_host(walk: "Walk | None", read_device: "DeviceReader", directory: str
     microcode, bits = cpuinfo_facts(cpuinfo)
     if not walk or (0, 0) not in walk or not map_present(directory):
         return _no_model(microcode, bits)
-    walk_text = _walk_text(walk)
-    cache_path = _cache_file(directory, walk_text) if use_cache else None
-    entry = _load(cache_path, directory, walk_text) if cache_path is not None else None
+    cache_path = _cache_file(directory) if use_cache else None
+    entry = _load(cache_path, directory, walk) if cache_path is not None else None
     if entry is not None:
         msr, tsc = read_device(entry.wants_msr, entry.wants_tsc)
         if msr != entry.msr:
             entry = None  # the MSR is part of the key
     if entry is None:
-        from capsfast import cpumap
+        from capsfast import cpumap, cpumodel
 
         loaded = cpumap.load(directory, root)
         data = cpumodel.cpu_data(walk, {})
@@ -276,7 +335,7 @@ def decode_host(walk: "Walk | None", read_device: "DeviceReader", directory: str
         decoded = cpumodel.decode(cpumodel.cpu_data(walk, msrs), loaded)
         entry = _Entry(wants_msr, msr, wants_tsc, decoded.model, decoded.vendor, decoded.features)
         if cache_path is not None:
-            _save(cache_path, directory, walk_text, loaded, entry)
+            _save(cache_path, directory, walk, loaded, entry)
     eax1 = walk.get((1, 0), (0, 0, 0, 0))[0] & 0x0FFF3FFF
     family = ((eax1 >> 20) & 0xFF) + ((eax1 >> 8) & 0xF)
     signature = (family, ((eax1 >> 12) & 0xF0) + ((eax1 >> 4) & 0xF), eax1 & 0xF) if entry.model else None

@@ -168,6 +168,29 @@ def test_a_stale_or_broken_cache_is_never_served(tmp_path, change):
     assert model.name == expected
 
 
+def test_the_cpu_a_process_runs_on_does_not_change_the_key(tmp_path):
+    # Leaf 1 EBX[31:24] is the APIC id of the CPU that ran CPUID (and leaf
+    # 0xb EDX, AMD's 0x8000001e): a new process may run on another CPU.
+    directory = copy_map(tmp_path)
+    walk, _ = corpus_walk("EPYC-7502-32-Core")
+    hostcpu.decode_host(walk, reader(), directory, None, CPUINFO)
+    [cache] = cache_files(tmp_path)
+    cache.write_text(cache.read_text().replace("model EPYC-Rome", "model Marker"))
+    other_cpu = dict(walk)
+    a, b, c, d = other_cpu[(1, 0)]
+    other_cpu[(1, 0)] = (a, b ^ 0x2F000000, c, d)
+    other_cpu[(0x8000001E, 0)] = (0x2F, 0x17, 0x1, 0)
+    assert hostcpu.decode_host(other_cpu, reader(), directory, None, CPUINFO).name == "Marker"  # a hit
+    # A map whose feature reads such a bit keeps it in the key.
+    with open(os.path.join(directory, "x86_features.xml")) as f:
+        text = f.read()
+    with open(os.path.join(directory, "x86_features.xml"), "w") as f:
+        f.write(text.replace("</cpus>", "<feature name='apic-id-7'><cpuid eax_in='0x01' ebx='0x80000000'/></feature></cpus>"))
+    hostcpu.decode_host(walk, reader(), directory, None, CPUINFO)
+    cache.write_text(cache.read_text().replace("model EPYC-Rome", "model Marker"))
+    assert hostcpu.decode_host(other_cpu, reader(), directory, None, CPUINFO).name == "EPYC-Rome"  # a miss
+
+
 def test_an_unwritable_cache_is_no_cache(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
