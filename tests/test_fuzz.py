@@ -348,3 +348,55 @@ def test_probed_hosts_round_trip_through_libvirt_xml(arch, kvm_node, kqemu):
     assert back.arch == host.arch
     assert back.guests == host.guests
     assert back.host_features == render_libvirt.host_features(host)
+
+
+# ---------------------------------------------------------------- libvirt CPU map
+
+_MAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpudecode", "cpu_map")
+_MAP_FILES = ("index.xml", "x86_vendors.xml", "x86_features.xml", "x86_Haswell.xml", "x86_EPYC.xml")
+
+
+@FUZZ
+@given(st.sampled_from(_MAP_FILES), st.data())
+def test_cpu_map_reader_never_raises_anything_but_capsfast_error(name, data):
+    """A CPU map file cut, spliced or sprinkled with garbage (bytes, XML
+    fragments, odd numbers) loads, or is named in a CapsfastError; a map
+    that loads decodes a CPU without an exception."""
+    import shutil
+
+    from capsfast import cpumap, cpumodel
+
+    with open(os.path.join(_MAP_DIR, name), "rb") as f:
+        original = f.read()
+    at = data.draw(st.integers(min_value=0, max_value=len(original)))
+    cut = data.draw(st.integers(min_value=0, max_value=64))
+    insert = data.draw(st.one_of(
+        st.binary(max_size=64),
+        st.sampled_from([b"<feature name='x'>", b"</model>", b"eax_in='0x'", b"edx='-1'", b"ecx_in='0777'",
+                         b"<cpuid eax_in='0x1' edx='0xffffffffff'/>", b"<model name='486'/>", b"stepping='9-1'",
+                         b"<decode host='maybe' guest='on'/>", b"<vendor name='Intel' string='GenuineIntel'/>",
+                         b"<include filename='x86_features.xml'/>", b"\xff\xfe", b"&amp;", b"<![CDATA[x]]>"]),
+    ))
+    mutated = original[:at] + insert + original[at + cut:]
+    # And an attribute's value replaced: what XML parsing lets through.
+    values = [m.span(1) for m in __import__("re").finditer(rb"='([^']*)'", mutated)]
+    if values:
+        start, end = values[data.draw(st.integers(min_value=0, max_value=len(values) - 1))]
+        value = data.draw(st.one_of(st.sampled_from(
+            [b"", b"0x", b"-1", b"zz", b"0x1ffffffff", b"9-1", b"0-16", b"^3", b"on", b"0777", b"08",
+             b"\xef\xbc\x91", b"GenuineIntelX", b"nosuch", b"486"]), st.text(max_size=8).map(
+                 lambda t: t.replace("'", "").replace("<", "").replace("&", "").encode("utf-8"))))
+        mutated = mutated[:start] + value + mutated[end:]
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = os.path.join(tmp, "map")
+        shutil.copytree(_MAP_DIR, directory)
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(mutated)
+        try:
+            loaded = cpumap.load(directory)
+        except CapsfastError as e:
+            assert str(e).startswith("CPU map ") and "\n" not in str(e)
+            return
+        walk = {(0, 0): (0xD, 0x756E6547, 0x6C65746E, 0x49656E69), (1, 0): (0x306C3, 0, 0x7FFAFBFF, 0xBFEBFBFF),
+                (7, 0): (0, 0x27AB, 0, 0x9C000000)}
+        cpumodel.decode(cpumodel.cpu_data(walk, {0x10A: 0x1EB}), loaded)
