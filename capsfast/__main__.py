@@ -1,5 +1,3 @@
-import sys
+from capsfast.cli import run
 
-from capsfast.cli import main
-
-sys.exit(main())
+run()

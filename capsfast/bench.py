@@ -938,7 +938,7 @@ def _capsfast_command() -> list[str]:
     script = os.path.join(os.path.dirname(sys.executable), "capsfast")
     if os.path.isfile(script) and os.access(script, os.X_OK):
         return [script]
-    return [sys.executable, "-c", "import sys; from capsfast.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "from capsfast.cli import run; run()"]
 
 
 def _virsh_command() -> tuple[list[str] | None, str | None]:
