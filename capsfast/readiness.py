@@ -115,6 +115,9 @@ KERNEL_SINCE = {
     "ARM_VM_IPA_SIZE": "4.20",
 }
 
+# The detail of a capability that could not be asked: no usable /dev/kvm.
+UNASKED = "unknown: /dev/kvm cannot be opened"
+
 _KVM_ACCESS_HINT = ("add this user to the group owning /dev/kvm (usually: sudo usermod -aG kvm $USER) and "
                     "log in again")
 
@@ -136,7 +139,7 @@ def _cap(profile: "Profile", cap: str, answers: "dict[str, int | None] | None", 
     name = "KVM_CAP_" + cap
     if answers is None:
         # Follows from the kvm requirement, which carries the hint.
-        return Requirement(name, False, "unknown: /dev/kvm cannot be opened", None)
+        return Requirement(name, False, UNASKED, None)
     value = answers.get(cap)
     if value is None:
         return Requirement(name, False, "unknown (the check failed)", "check dmesg for kvm errors")

@@ -1,6 +1,7 @@
 """``capsfast check``: the steps to a usable KVM, each with its reason and,
 where it failed, a hint.  Pure functions of the Host."""
 from capsfast.constants import KVM_API_VERSION, KVM_DEVICE, X86_ARCHS
+from capsfast.readiness import UNASKED
 from capsfast.render.json import dumps, host_dict
 
 TYPE_CHECKING = False
@@ -239,9 +240,19 @@ def conclusion(host: "Host") -> str:
 
 
 def _readiness_rows(readiness: "Readiness") -> "list[Step]":
-    # The kvm and KVM_CREATE_VM requirements are the report's own steps above.
-    return [("%s: %s" % (readiness.title, r.name), r.ok, r.detail, r.hint)
-            for r in readiness.requirements if r.name not in ("kvm", "KVM_CREATE_VM")]
+    # The kvm and KVM_CREATE_VM requirements are the report's own steps
+    # above; capabilities that could not be asked for want of /dev/kvm are
+    # one skipped line (each is in --json).
+    rows: "list[Step]" = []
+    unasked = [r for r in readiness.requirements if r.detail == UNASKED]
+    for r in readiness.requirements:
+        if r.name in ("kvm", "KVM_CREATE_VM") or r in unasked:
+            continue
+        rows.append(("%s: %s" % (readiness.title, r.name), r.ok, r.detail, r.hint))
+    if unasked:
+        rows.append(("%s: %d KVM capabilities" % (readiness.title, len(unasked)), None, "skipped",
+                     None))
+    return rows
 
 
 def _readiness_conclusion(readiness: "Readiness") -> str:

@@ -269,3 +269,15 @@ def test_as_an_unprivileged_user_every_vmm_says_why():
     for vmm, (status, caps, first, stderr) in answer[1].items():
         assert (status, caps, stderr) == (1, None, ""), vmm
         assert first["name"] == "kvm" and not first["ok"] and "usermod -aG kvm" in first["hint"], (vmm, first)
+
+
+def test_capabilities_that_cannot_be_asked_are_one_skipped_line():
+    """Without a usable /dev/kvm the report says so once, not once per
+    capability; --json still lists each."""
+    out = run("check", "--for", "firecracker", "--replay", str(HOSTS / "kvm-no-access")).stdout
+    assert "unknown: /dev/kvm cannot be opened" not in out
+    skipped = [line for line in out.splitlines() if line.startswith("Firecracker: ")]
+    assert len(skipped) == 1 and skipped[0].split(":", 2)[1].strip() == "14 KVM capabilities", skipped
+    assert skipped[0].split(" : ")[1].strip() == "SKIP skipped"
+    doc = json.loads(run("check", "--for", "firecracker", "--json", "--replay", str(HOSTS / "kvm-no-access")).stdout)
+    assert len(doc["vmm"]["requirements"]) == 15
