@@ -57,7 +57,12 @@ def map_directory(root: str, cpu_map: "str | None") -> str:
     """The CPU map directory to use for the host under ``root``."""
     if cpu_map:
         return cpu_map
-    return os.environ.get(ENV_CPU_MAP) or facts.under(root, DEFAULT_CPU_MAP)
+    named = os.environ.get(ENV_CPU_MAP)
+    if named:
+        if not os.path.isdir(named):  # named by the user: a typo is bad input, not "no model"
+            raise CapsfastError("CPU map %s (%s): not a directory" % (named, ENV_CPU_MAP))
+        return named
+    return facts.under(root, DEFAULT_CPU_MAP)
 
 
 def map_present(directory: str) -> bool:

@@ -371,6 +371,8 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
     ``$CAPSFAST_CPU_MAP``, else the host's /usr/share/libvirt/cpu_map)."""
     if cpu_map is not None:
         map_dir = os.fspath(cpu_map)
+        if not os.path.isdir(map_dir):  # named by the caller: a typo is bad input, not "no model"
+            raise CapsfastError("CPU map %s: not a directory" % map_dir)
         if replay is not None or connect is not None:
             check_recorded_inputs(root, cpuid, arch, replay, connect, machines)
             return (_replay(os.fspath(replay), deep, map_dir) if replay is not None

@@ -283,14 +283,36 @@ def test_a_malformed_map_is_one_line_and_status_2(tmp_path):
 
 
 def test_check_names_a_missing_map_in_one_line(tmp_path):
+    """A host whose root has no CPU map: check says so once (INFO)."""
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
-    done = cli("check", "--cpu-map", str(tmp_path / "none"), env=env)
+    env.pop(hostcpu.ENV_CPU_MAP, None)
+    walk, _ = corpus_walk("Core-i7-8700")
+    dump = write_dump(tmp_path / "dump.txt", walk)
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    (root / "proc" / "cpuinfo").write_text(CPUINFO)
+    base = ["check", "--root", str(root), "--cpuid-dump", dump, "--arch", "x86_64"]
+    done = cli(*base, env=env)
     lines = [line for line in done.stdout.splitlines() if "CPU map" in line]
-    if capsfast.probe().arch not in ("x86_64", "i686"):
-        assert lines == []
-        return
     assert len(lines) == 1 and "INFO" in lines[0] and "no CPU model" in lines[0], done.stdout
-    assert [line for line in cli("check", "--cpu-map", MAP_DIR, env=env).stdout.splitlines() if "CPU map" in line] == []
+    assert [line for line in cli(*base, "--cpu-map", MAP_DIR, env=env).stdout.splitlines() if "CPU map" in line] == []
+
+
+def test_a_named_map_that_is_not_there_is_bad_input(tmp_path):
+    """--cpu-map or CAPSFAST_CPU_MAP naming no directory is a typo to
+    report (one line, status 2), not a host without a model."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env.pop(hostcpu.ENV_CPU_MAP, None)
+    missing = str(tmp_path / "none")
+    for args, extra in ((["capabilities", "--cpu-map", missing], {}),
+                        (["check", "--cpu-map", missing], {}),
+                        (["capabilities"], {hostcpu.ENV_CPU_MAP: missing}),
+                        (["capabilities", "--format", "json"], {hostcpu.ENV_CPU_MAP: missing})):
+        done = cli(*args, env=dict(env, **extra))
+        assert done.returncode == 2 and done.stdout == "", (args, done.stdout)
+        assert done.stderr.startswith("capsfast: CPU map %s" % missing) and done.stderr.count("\n") == 1, done.stderr
+    with pytest.raises(CapsfastError):
+        capsfast.probe(cpu_map=missing)
 
 
 def test_record_then_replay_renders_the_same_host(tmp_path):
