@@ -428,10 +428,7 @@ class Batch:
         self._kvm_buf = _buffer(self._kvm)
         self._want_cpu = False
 
-    def cross(self, want_cpu: bool = False, deep: bool = False) -> bytes:
-        """Cross into C once (the GIL is released meanwhile); returns the
-        snapshot: bytes that are equal for two crossings exactly when their
-        device and file results are."""
+    def _cross(self, want_cpu: bool, deep: bool) -> None:
         rc = _probe(
             1 if want_cpu else 0, self._cpu, self._kvm_path, 1 if deep else 0,
             self._kvm, self._keep[0], self._n,
@@ -439,6 +436,12 @@ class Batch:
         if rc != 0:  # pragma: no cover - the arguments are built above
             raise _outcome(rc).error("capsfast_probe rejected its arguments")
         self._want_cpu = want_cpu
+
+    def cross(self, want_cpu: bool = False, deep: bool = False) -> bytes:
+        """Cross into C once (the GIL is released meanwhile); returns the
+        snapshot: bytes that are equal for two crossings exactly when their
+        device and file results are."""
+        self._cross(want_cpu, deep)
         snapshot: bytes = self._files_buf[:] + self._kvm_buf[:]
         for f, buf in self._reads:
             if f.err == 0 and f.len:
@@ -493,12 +496,6 @@ class Batch:
     def run(self, want_cpu: bool = False, deep: bool = False) -> "Results":
         """Cross into C once and name the results (no snapshot made: with
         thousands of files, its bytes would cost more than the reads)."""
-        rc = _probe(
-            1 if want_cpu else 0, self._cpu, self._kvm_path, 1 if deep else 0,
-            self._kvm, self._keep[0], self._n,
-        )
-        if rc != 0:  # pragma: no cover - the arguments are built above
-            raise _outcome(rc).error("capsfast_probe rejected its arguments")
-        self._want_cpu = want_cpu
+        self._cross(want_cpu, deep)
         return self.results()
 
