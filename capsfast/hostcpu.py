@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 DEFAULT_CPU_MAP = "/usr/share/libvirt/cpu_map"
 ENV_CPU_MAP = "CAPSFAST_CPU_MAP"
-CPUINFO = "/proc/cpuinfo"
 MSR_DEVICE = "/dev/cpu/0/msr"
 # IA32_ARCH_CAPABILITIES (capsfast.cpumodel, not imported on a cache hit).
 ARCH_CAPABILITIES_MSR = 0x10A
@@ -102,11 +101,6 @@ def cpuinfo_facts(text: str) -> "tuple[int | None, int | None]":
     return microcode, bits
 
 
-def _read_cpuinfo(root: str) -> str:
-    result = _native.Batch(None, [(facts.under(root, CPUINFO), _native.READ_BLOCK, 0, 16384, None)]).run().files[0]
-    if not result.outcome.ok or result.data is None:
-        return ""
-    return result.data.decode("utf-8", "replace")
 
 
 # -- the device -------------------------------------------------------------------
@@ -366,22 +360,26 @@ def live_walk() -> "Walk | None":
 
 
 def for_host(root: str, walk: "Callable[[], Walk | None]", read_device: "DeviceReader",
-             cpu_map: "str | None") -> "Callable[[], CpuModel]":
-    """The computation of ``Host.cpu_model`` for a host under ``root``."""
+             cpu_map: "str | None", cpuinfo: "Callable[[], bytes | None]") -> "Callable[[], CpuModel]":
+    """The computation of ``Host.cpu_model`` for a host under ``root``;
+    ``cpuinfo`` gives the first processor's block of its /proc/cpuinfo."""
     def compute() -> CpuModel:
         directory = map_directory(root, cpu_map)
         # The root's own copy must stay inside the root; a map named by the
         # caller is a directory of this machine.
         own = root != "/" and directory == facts.under(root, DEFAULT_CPU_MAP)
-        return decode_host(walk(), read_device, directory, root if own else None, _read_cpuinfo(root))
+        text = (cpuinfo() or b"").decode("utf-8", "replace")
+        return decode_host(walk(), read_device, directory, root if own else None, text)
 
     return compute
 
 
-def compute(root: str, arch: str, dump: "str | None", replay: "Replay | None", cpu_map: "str | None") -> CpuModel:
+def compute(root: str, arch: str, dump: "str | None", replay: "Replay | None", cpu_map: "str | None",
+            cpuinfo: "Callable[[], bytes | None]") -> CpuModel:
     """``Host.cpu_model`` of a probe: the walk of the live CPU (root /, no
     dump), of a dump or of a recording; the device only for the live CPU,
-    a recording's values for a recording.  libvirt decodes x86 CPUs only."""
+    a recording's values for a recording; ``cpuinfo`` the first processor's
+    block of the host's /proc/cpuinfo.  libvirt decodes x86 CPUs only."""
     if arch not in X86_ARCHS:
         return CpuModel(None, None, (), None, None, None, None, None)
 
@@ -398,7 +396,7 @@ def compute(root: str, arch: str, dump: "str | None", replay: "Replay | None", c
         reader = live_device_reader(root)
     else:
         reader = no_device
-    return for_host(root, walk, reader, cpu_map)()
+    return for_host(root, walk, reader, cpu_map, cpuinfo)()
 
 
 # -- recording --------------------------------------------------------------------

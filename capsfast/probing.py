@@ -96,21 +96,17 @@ def read_vmm_modules(root: str = "/") -> "Modules":
     return modules
 
 
-def read_kernel_flags(root: str = "/") -> "tuple[str, ...] | None":
-    """The first processor's /proc/cpuinfo flags under ``root`` (one
-    crossing); None where the file is absent or unreadable or has no flags
-    line (not x86)."""
-    entries = (facts.CPU_FILES[0],)
-    result = _native.Batch(None, facts.specs(root, entries)).run().files[0]
-    if not result.outcome.ok:
-        return None
-    return facts.kernel_flags(facts.cpuinfo_first_block(result.data))
+def read_cpuinfo(root: str = "/") -> "bytes | None":
+    """The first processor's block of /proc/cpuinfo under ``root`` (one
+    crossing); None where it is absent or unreadable."""
+    result = _native.Batch(None, facts.specs(root, (facts.CPU_FILES[0],))).run().files[0]
+    return result.data if result.outcome.ok else None
 def _cpu_model(root: str, arch: str, dump: "str | None", replay: "Replay | None",
-               cpu_map: "str | None") -> "Callable[[], CpuModel]":
+               cpu_map: "str | None", cpuinfo: "Callable[[], bytes | None]") -> "Callable[[], CpuModel]":
     def compute() -> "CpuModel":
         from capsfast import hostcpu  # on first read only: never on the probe's path
 
-        return hostcpu.compute(root, arch, dump, replay, cpu_map)
+        return hostcpu.compute(root, arch, dump, replay, cpu_map, cpuinfo)
 
     return compute
 
@@ -143,10 +139,16 @@ def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_en
 
         return platform.read(root, arch, dump, replay, made[0])
 
+    # Read once for both parts that want it: the kernel's flags and the CPU model.
+    cpuinfo = Lazy(lambda: read_cpuinfo(root))
+
+    def kernel_flags() -> "tuple[str, ...] | None":
+        return facts.kernel_flags(facts.cpuinfo_first_block(cpuinfo.get()))
+
     made: list[Host] = []  # the Host, for its platform part, which reads its CPU and KVM facts
     host = facts.host(arch, cpu, devices, lambda: emulators.host_guests(root, arch, kvm, kqemu, xen, path_env),
-                      caps, vmm_modules, lambda: read_kernel_flags(root), layout,
-                      platform_part, _cpu_model(root, arch, dump, replay, cpu_map))
+                      caps, vmm_modules, kernel_flags, layout,
+                      platform_part, _cpu_model(root, arch, dump, replay, cpu_map, cpuinfo.get))
     made.append(host)
     return host
 
@@ -378,7 +380,8 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
             return (_replay(os.fspath(replay), deep, map_dir) if replay is not None
                     else _connect(str(connect), deep, map_dir))
         host = probe(root, cpuid, arch, deep, refresh, machines)
-        decode = Lazy(_cpu_model(os.fspath(root), host.arch, None if cpuid is None else os.fspath(cpuid), None, map_dir))
+        decode = Lazy(_cpu_model(os.fspath(root), host.arch, None if cpuid is None else os.fspath(cpuid), None, map_dir,
+                                 lambda: read_cpuinfo(os.fspath(root))))
         return host._replace(cpu_model=decode)  # type: ignore[arg-type]  # resolved on read
     if root == "/" and cpuid is None and arch is None and replay is None and connect is None and not machines:
         # The live host: the call agents make many times a second.

@@ -409,3 +409,24 @@ def test_unprivileged_no_device_no_cache_still_a_model(tmp_path):
     assert tsc is None  # a dump never asks the device
     if not kvm_open:
         assert live_tsc is None  # the device does not open for nobody: no counter, no error
+
+
+def test_cpuinfo_is_read_once_for_the_kernel_flags_and_the_model(tmp_path, monkeypatch):
+    """Both lazy parts read the first processor's block: one read serves them."""
+    from capsfast import probing
+
+    walk, _ = corpus_walk("Core-i7-8700")
+    walk = {k: v for k, v in walk.items()}
+    eax, ebx, ecx, edx = walk[(1, 0)]
+    walk[(1, 0)] = (eax, ebx, ecx & ~(1 << 5), edx)  # no vmx: the probe leaves the kernel's flags unread
+    dump = write_dump(tmp_path / "dump.txt", walk)
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    (root / "proc" / "cpuinfo").write_text(CPUINFO.replace("\n\n", "\nflags\t\t: fpu pae lm\n\n"))
+    calls = []
+    read = probing.read_cpuinfo
+    monkeypatch.setattr(probing, "read_cpuinfo", lambda r="/": calls.append(r) or read(r))
+    host = capsfast.probe(root=str(root), cpuid=dump, arch="x86_64")
+    assert calls == []
+    assert host.kernel_flags == ("fpu", "pae", "lm") and host.cpu_model.microcode == 222
+    assert calls == [str(root)]
