@@ -141,9 +141,8 @@ def stop_daemon(pid):
     os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture(scope="module")
-def both(tmp_path_factory):
-    """(libvirt's capabilities, capsfast's, each with machines) as read back."""
+def need_libvirtd():
+    """Skip (fail in CI) where libvirtd cannot be started for qemu:///system."""
     if sys.platform != "linux":
         pytest.skip("Linux only")
     missing = [p for p in ("libvirtd", "virsh", "qemu-system-x86_64") if shutil.which(p) is None]
@@ -152,6 +151,12 @@ def both(tmp_path_factory):
                     "libvirt-daemon-system libvirt-clients qemu-system-x86" % ", ".join(missing))
     if os.geteuid() != 0:
         unavailable("needs root to run libvirtd for qemu:///system")
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    """(libvirt's capabilities, capsfast's, each with machines) as read back."""
+    need_libvirtd()
     tmp = str(tmp_path_factory.mktemp("libvirtd"))
     ours_pid = None
     if running_daemon() is None:

@@ -24,7 +24,7 @@ import sys
 
 import pytest
 
-from test_libvirt_live import running_daemon, start_daemon, stop_daemon, unavailable, virsh
+from test_libvirt_live import need_libvirtd, running_daemon, start_daemon, stop_daemon, virsh
 
 NODE_MEMINFO = "/sys/devices/system/node/node%d/meminfo"
 DMI_UUID = ("/sys/devices/virtual/dmi/id/product_uuid", "/sys/class/dmi/id/product_uuid")
@@ -47,15 +47,7 @@ def node_memory():
 def both(tmp_path_factory):
     """(libvirt's <host>, capsfast's <host>, whether memory changed
     between the two reads), as lxml elements."""
-    import shutil
-
-    if sys.platform != "linux":
-        pytest.skip("Linux only")
-    missing = [p for p in ("libvirtd", "virsh", "qemu-system-x86_64") if shutil.which(p) is None]
-    if missing:
-        unavailable("missing %s" % ", ".join(missing))
-    if os.geteuid() != 0:
-        unavailable("needs root to run libvirtd for qemu:///system")
+    need_libvirtd()
     from lxml import etree
 
     tmp = str(tmp_path_factory.mktemp("libvirtd"))
