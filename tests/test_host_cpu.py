@@ -232,17 +232,23 @@ def test_the_collector_records_what_record_does():
 
 # -- the CLI, end to end ----------------------------------------------------------
 
+def fake_host(tmp_path, walk, cpuinfo=CPUINFO):
+    """A CPUID dump of ``walk`` and a root holding only /proc/cpuinfo:
+    (dump path, root)."""
+    dump = write_dump(tmp_path / "dump.txt", walk)
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    (root / "proc" / "cpuinfo").write_text(cpuinfo)
+    return dump, root
+
+
 def cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "capsfast"] + list(args), capture_output=True, text=True,
                           timeout=120, env=env)
 
 
 def test_cpu_map_option_and_environment(tmp_path):
-    walk, _ = corpus_walk("Core-i7-8700")
-    dump = write_dump(tmp_path / "dump.txt", walk)
-    root = tmp_path / "root"
-    (root / "proc").mkdir(parents=True)
-    (root / "proc" / "cpuinfo").write_text(CPUINFO)
+    dump, root = fake_host(tmp_path, corpus_walk("Core-i7-8700")[0])
     base = ["capabilities", "--root", str(root), "--cpuid-dump", dump, "--arch", "x86_64"]
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
     env.pop(hostcpu.ENV_CPU_MAP, None)
@@ -286,11 +292,7 @@ def test_check_names_a_missing_map_in_one_line(tmp_path):
     """A host whose root has no CPU map: check says so once (INFO)."""
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
     env.pop(hostcpu.ENV_CPU_MAP, None)
-    walk, _ = corpus_walk("Core-i7-8700")
-    dump = write_dump(tmp_path / "dump.txt", walk)
-    root = tmp_path / "root"
-    (root / "proc").mkdir(parents=True)
-    (root / "proc" / "cpuinfo").write_text(CPUINFO)
+    dump, root = fake_host(tmp_path, corpus_walk("Core-i7-8700")[0])
     base = ["check", "--root", str(root), "--cpuid-dump", dump, "--arch", "x86_64"]
     done = cli(*base, env=env)
     lines = [line for line in done.stdout.splitlines() if "CPU map" in line]
@@ -419,10 +421,7 @@ def test_cpuinfo_is_read_once_for_the_kernel_flags_and_the_model(tmp_path, monke
     walk = {k: v for k, v in walk.items()}
     eax, ebx, ecx, edx = walk[(1, 0)]
     walk[(1, 0)] = (eax, ebx, ecx & ~(1 << 5), edx)  # no vmx: the probe leaves the kernel's flags unread
-    dump = write_dump(tmp_path / "dump.txt", walk)
-    root = tmp_path / "root"
-    (root / "proc").mkdir(parents=True)
-    (root / "proc" / "cpuinfo").write_text(CPUINFO.replace("\n\n", "\nflags\t\t: fpu pae lm\n\n"))
+    dump, root = fake_host(tmp_path, walk, CPUINFO.replace("\n\n", "\nflags\t\t: fpu pae lm\n\n"))
     calls = []
     read = probing.read_cpuinfo
     monkeypatch.setattr(probing, "read_cpuinfo", lambda r="/": calls.append(r) or read(r))
