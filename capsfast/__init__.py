@@ -15,7 +15,7 @@ model) is imported here; renderers are imported on first use, and so is
 from capsfast.constants import FORMATS, __version__
 from capsfast.errors import CapsfastError
 from capsfast.model import same_for_xml
-from capsfast.probing import kvm_usable, probe
+from capsfast.host import kvm_usable, probe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -153,7 +153,7 @@ Kvm = _record(
     ``usable``: a character device, read-write accessible, opens, API version
     12 (and with ``deep``, ``KVM_CREATE_VM`` worked).  ``create_vm`` is None
     unless ``deep``.  ``failure`` is the first failing step as a stable code
-    (see ``KVM_FAILURES`` in ``capsfast.verdict``), ``error`` the same for
+    (see ``KVM_FAILURES`` in ``capsfast.parts.core.decide``), ``error`` the same for
     people, with the system's reason; both None when usable.""",
 )
 
@@ -244,7 +244,7 @@ Tsc = _record(
 CpuModel = _record(
     "CpuModel",
     ("name", "vendor", "features", "signature", "microcode", "maxphysaddr", "tsc", "cpu_map"),
-    """The host CPU as libvirt names it (``capsfast.cpumodel``): ``name``
+    """The host CPU as libvirt names it (``capsfast.cpu_map.x86_decode``): ``name``
     the CPU map's model (None without a CPU map, a CPUID walk, or a fitting
     model), ``vendor`` the map's vendor name, ``features`` the names
     libvirt lists beyond the model, in its order; ``signature``
@@ -262,23 +262,23 @@ Host = _record(
     """Everything one probe found.  ``guests`` is found on first read (it
     lists the PATH directories); ``kvm_caps`` too (it opens /dev/kvm and
     asks KVM_CHECK_EXTENSION): ``(name, answer)`` pairs in the order of
-    ``capsfast.facts.KVM_CAPS``, an answer None where its check failed, or
+    ``capsfast.parts.core.read.KVM_CAPS``, an answer None where its check failed, or
     None where /dev/kvm cannot be opened; ``kernel_flags`` is the tuple of the first
     processor's /proc/cpuinfo flags, or None where they cannot be read (read
     by the probe where CPUID shows vmx or svm, else on first access); ``msr`` holds
     ``(number, value)`` pairs of the MSRs that could be read; ``vmm_modules``
     is read on first access too: ``(name, loaded)`` for the kernel modules
-    VMMs want besides KVM's (``capsfast.facts.VMM_MODULES``), loaded None
+    VMMs want besides KVM's (``capsfast.parts.core.read.VMM_MODULES``), loaded None
     where it cannot be told, or None where a recording did not capture
     them.
-    Read from sysfs on first access, all together (``capsfast.topology``):
+    Read from sysfs on first access, all together (``capsfast.parts.topology.decide``):
     ``topology`` (a Topology), ``cache`` (CacheBank tuple), ``pages`` (the
     page sizes in KiB), ``uuid`` (the DMI product UUID, else /etc/machine-id
     as a UUID), ``iommu_groups`` (whether the kernel lists an IOMMU group);
     each None where it cannot be read.  ``security``, ``iommu`` and
     ``devices`` (confidential computing, device assignment, the other devices
     and cgroup controllers virt-host-validate checks) are read together on
-    first read of any of them (``capsfast.platform``).  ``cpu_model`` (a
+    first read of any of them (``capsfast.parts.platform.read``).  ``cpu_model`` (a
     ``CpuModel``) is decoded on first read.""",
     lazy=("guests", "kernel_flags", "kvm_caps", "vmm_modules", "topology", "cache", "pages", "uuid",
           "iommu_groups", "security", "iommu", "devices", "cpu_model"),
@@ -291,7 +291,7 @@ _HOST_CPU_MODEL = Host._fields.index("cpu_model")
 Tech = _record(
     "Tech",
     ("status", "confidence", "evidence", "hint"),
-    """One confidential-computing technology's verdict (``capsfast.security``):
+    """One confidential-computing technology's verdict (``capsfast.parts.platform.confidential``):
     ``status`` enabled, disabled_by_firmware, disabled_in_kernel,
     not_exposed, unsupported or unknown; ``confidence`` certain, likely or
     unknown; ``evidence`` the codes of the facts that decided it; ``hint``

@@ -154,7 +154,7 @@ class Host(NamedTuple):
     # modules VMMs want (vhost, vhost_net, vhost_vsock); loaded is None where
     # it cannot be told; None where a recording did not capture them.
     vmm_modules: Optional[tuple[tuple[str, Optional[bool]], ...]]
-    # Read from sysfs on first access (Lazy at run time; capsfast.topology).
+    # Read from sysfs on first access (Lazy at run time; capsfast.parts.topology.decide).
     topology: Topology
     cache: Optional[tuple[CacheBank, ...]]
     pages: Optional[tuple[int, ...]]

@@ -9,7 +9,7 @@ A requirement not met is a failure with a hint; capabilities that cannot be
 read (``/dev/kvm`` does not open for this user) fail as unknown, never as
 "supported".
 """
-from capsfast import facts
+from capsfast.parts.core import read as facts
 from capsfast.errors import CapsfastError
 from capsfast.model import Readiness, Requirement
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 class Profile:
     """What a VMM checks before it starts: per architecture the KVM
-    capabilities (names as in capsfast.facts.KVM_CAPS), ``common`` ones for
+    capabilities (names as in capsfast.parts.core.read.KVM_CAPS), ``common`` ones for
     every architecture it has a list for; for Kata, what ``kata-runtime
     check`` reads besides (``kata``)."""
 
@@ -206,7 +206,7 @@ def ready(name: str, host: "Host | None" = None) -> "Readiness":
     if profile is None:
         raise CapsfastError("unknown VMM %r: known ones are %s" % (name, known()))
     if host is None:
-        from capsfast.probing import probe
+        from capsfast.host import probe
 
         host = probe(deep=bool(profile.kata))
     out = [_kvm(host)]

@@ -51,7 +51,7 @@ import struct
 import threading
 import time
 
-from capsfast import facts
+from capsfast.parts.core import read as facts
 from capsfast.constants import KVM_DEVICE
 from capsfast.errors import CapsfastError
 
@@ -217,7 +217,7 @@ class Watcher:
         if not safety > 0:
             raise CapsfastError("the safety interval must be a positive number of seconds, not %r" % safety)
         if warn is None:
-            from capsfast.cmdline import error
+            from capsfast.cli.options import error
 
             warn = error
         self._warn = warn
@@ -352,7 +352,7 @@ class Watcher:
     # -- the loop --
 
     def _probe(self) -> "Host":
-        from capsfast.probing import probe
+        from capsfast.host import probe
 
         if self._live:
             return probe(refresh=True, deep=self._deep)

@@ -14,7 +14,8 @@ import tempfile
 import atheris
 
 with atheris.instrument_imports():
-    from capsfast import cli, cmdline  # noqa: F401 - instrumented
+    from capsfast import cli  # noqa: F401 - instrumented
+    from capsfast.cli import options as cmdline
 
 WORDS = ["capabilities", "check", "--format", "json", "libvirt", "draft", "--root", "/", "--cpuid-dump",
          "--arch", "x86_64", "aarch64", "--deep", "--json", "-q", "--quiet", "-h", "--help", "--version",

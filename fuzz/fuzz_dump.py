@@ -8,7 +8,7 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from capsfast import cpuid
+    from capsfast.parts.core import cpuid
     from capsfast.errors import CapsfastError
 
 

@@ -9,7 +9,8 @@ import atheris
 
 with atheris.instrument_imports():
     import capsfast
-    from capsfast import devices, guests, libvirt_xml
+    from capsfast import devices, libvirt_xml
+    from capsfast.parts.guests import decide as guests
     from capsfast.model import Xen
     from capsfast.render import libvirt as render_libvirt
 

@@ -16,7 +16,7 @@ os.environ.pop("CAPSFAST_CPU_MAP", None)
 @pytest.fixture
 def fresh_process_state():
     """The live caches emptied, as in a new process; emptied again after."""
-    from capsfast import probing
+    from capsfast import host as probing
 
     probing.forget_live()
     yield
@@ -27,3 +27,22 @@ def pytest_generate_tests(metafunc):
     if "scenario" in metafunc.fixturenames:
         scenarios = all_scenarios()
         metafunc.parametrize("scenario", scenarios, ids=[s.name for s in scenarios])
+
+
+def libvirt_source():
+    """libvirt's own source tree (``apt-get source libvirt``, which .ci/run
+    fetches) named by CAPSFAST_LIBVIRT_SRC, for the tests whose expected
+    answers are libvirt's own test data; None where it is not there."""
+    path = os.environ.get("CAPSFAST_LIBVIRT_SRC")
+    if path and os.path.isdir(os.path.join(path, "tests", "domaincapsdata")):
+        return path
+    return None
+
+
+@pytest.fixture
+def libvirt_src():
+    path = libvirt_source()
+    if path is None:
+        pytest.skip("libvirt's source tree is not here: set CAPSFAST_LIBVIRT_SRC to an "
+                    "'apt-get source libvirt' tree (.ci/run does)")
+    return path

@@ -9,7 +9,9 @@ import threading
 
 import pytest
 
-from capsfast import bench, facts, probing
+from capsfast.bench import steps as bench
+from capsfast.parts.core import read as facts
+from capsfast import host as probing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
@@ -245,7 +247,7 @@ def test_bad_flag_is_one_line():
 
 def test_import_capsfast_does_not_import_bench():
     done = subprocess.run(
-        [sys.executable, "-c", "import sys, capsfast; capsfast.probe(); print('capsfast.bench' in sys.modules)"],
+        [sys.executable, "-c", "import sys, capsfast; capsfast.probe(); print('capsfast.bench.steps' in sys.modules)"],
         capture_output=True, text=True, env=_env(),
     )
     assert done.returncode == 0, done.stderr

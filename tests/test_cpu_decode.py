@@ -14,7 +14,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from capsfast import cpumap, cpumodel
+from capsfast.cpu_map import x86_map as cpumap
+from capsfast.cpu_map import x86_decode as cpumodel
 from capsfast.errors import CapsfastError
 
 HERE = os.path.join(os.path.dirname(__file__), "cpudecode")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from capsfast import _native, cpuid
+from capsfast import _native
+from capsfast.parts.core import cpuid
 from capsfast._capsfast import lib
 from capsfast.errors import CapsfastError
 

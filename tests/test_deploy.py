@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from capsfast.cmdline import parse
-from capsfast.export import nfd, options
+from capsfast.cli.options import parse
+from capsfast.cli.export import options
+from capsfast.render import nfd
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 MANIFEST = DEPLOY / "kubernetes" / "capsfast-nfd.yaml"

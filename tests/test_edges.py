@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import capsfast
-from capsfast import report
+from capsfast.render import check as report
 from scenarios import HOSTS
 
 # A host whose firmware locked VT-x off: check says "not usable", exit 1.

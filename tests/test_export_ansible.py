@@ -13,7 +13,7 @@ import pytest
 
 import capsfast
 from capsfast.cli import main
-from capsfast.export import ansible
+from capsfast.render import ansible
 from test_export_nfd import sample_host
 
 HOSTS = Path(__file__).resolve().parent / "hosts"

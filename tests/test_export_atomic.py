@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from capsfast.errors import CapsfastError
-from capsfast.export import atomic
+from capsfast.cli import atomic
 
 # Two large contents: a write of one takes many syscalls, so a kill lands
 # inside a write often.
@@ -21,7 +21,7 @@ BIG_B = b"B" * (1 << 20) + b"\n"
 
 ATOMIC_WRITER = """
 import sys
-from capsfast.export import atomic
+from capsfast.cli import atomic
 path = sys.argv[1]
 contents = [b"A" * (1 << 20) + b"\\n", b"B" * (1 << 20) + b"\\n"]
 sys.stdout.write("ready\\n"); sys.stdout.flush()

@@ -15,8 +15,8 @@ import pytest
 
 import capsfast
 from capsfast.cli import main
-from capsfast import facts
-from capsfast.export import nfd
+from capsfast.parts.core import read as facts
+from capsfast.render import nfd
 from capsfast.model import Cpu, CpuModel, Guest, Host, Hvm, Hypervisor, Kqemu, Kvm, Xen
 from scenarios import all_scenarios
 
@@ -84,7 +84,7 @@ def sample_host(**changes):
         cpu_model=CpuModel("IvyBridge", "Intel", ("vme", "ss"), (6, 58, 9), 0x21, 36, None, None),
     )
     # The platform part as a host with none of its files read decides it.
-    from capsfast import security
+    from capsfast.parts.platform import confidential as security
 
     sec, iommu, devices = security.decide(security.Facts({}, {}, {}, {}, None, None), host)
     host = host._replace(security=sec, iommu=iommu, devices=devices)

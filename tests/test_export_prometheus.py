@@ -11,8 +11,8 @@ import pytest
 
 import capsfast
 from capsfast.cli import main
-from capsfast import facts
-from capsfast.export import prometheus
+from capsfast.parts.core import read as facts
+from capsfast.render import prometheus
 from capsfast.model import Guest, Hypervisor, Kvm
 from test_export_nfd import sample_host, start_every, wait_for
 

@@ -20,7 +20,10 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, example, given, settings, strategies as st  # noqa: E402
 
-from capsfast import CapsfastError, _native, cpuid, facts, probing  # noqa: E402
+from capsfast import CapsfastError, _native  # noqa: E402
+from capsfast.parts.core import cpuid
+from capsfast.parts.core import read as facts
+from capsfast import host as probing
 from capsfast.render import json as render_json  # noqa: E402
 
 
@@ -272,7 +275,8 @@ def test_xen_guests_from_any_tokens_round_trip_through_libvirt_xml(tokens, arch)
     """A dom0 with any capability tokens: guests built, rendered as libvirt
     XML, read back by our reader: the same guests."""
     lxml = pytest.importorskip("lxml")  # noqa: F841 - the XML renderer and reader need it
-    from capsfast import guests, libvirt_xml
+    from capsfast import libvirt_xml
+    from capsfast.parts.guests import decide as guests
     from capsfast.model import Xen
     from capsfast.render import libvirt as render_libvirt
 
@@ -364,7 +368,8 @@ def test_cpu_map_reader_never_raises_anything_but_capsfast_error(name, data):
     that loads decodes a CPU without an exception."""
     import shutil
 
-    from capsfast import cpumap, cpumodel
+    from capsfast.cpu_map import x86_map as cpumap
+    from capsfast.cpu_map import x86_decode as cpumodel
 
     with open(os.path.join(_MAP_DIR, name), "rb") as f:
         original = f.read()

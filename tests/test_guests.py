@@ -5,7 +5,9 @@ import os
 import pytest
 
 import capsfast
-from capsfast import emulators, guests, machines
+from capsfast.parts.guests import discover as emulators
+from capsfast.parts.guests import decide as guests
+from capsfast.parts.guests import machines
 from capsfast.model import Machine
 from capsfast.model import Xen
 

@@ -31,7 +31,9 @@ from forked import in_child
 
 import capsfast
 from scenarios import HOSTS
-from capsfast import CapsfastError, facts, probing
+from capsfast import CapsfastError
+from capsfast.parts.core import read as facts
+from capsfast import host as probing
 from capsfast.render import json as render_json
 
 

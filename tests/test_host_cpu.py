@@ -15,7 +15,10 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import capsfast
-from capsfast import _native, collector, cpuid, hostcpu
+from capsfast import _native
+from capsfast.recording import collector
+from capsfast.parts.core import cpuid
+from capsfast.parts.cpu_model import read as hostcpu
 from capsfast.cli import main
 from capsfast.errors import CapsfastError
 from capsfast.model import Tsc
@@ -125,7 +128,7 @@ def test_a_cache_hit_reads_no_map(tmp_path, monkeypatch):
     walk, _ = corpus_walk("Core-i7-8700")
     first = hostcpu.decode_host(walk, reader(), directory, None, CPUINFO)
     assert len(cache_files(tmp_path)) == 1
-    from capsfast import cpumap
+    from capsfast.cpu_map import x86_map as cpumap
 
     def no_load(*args):
         raise AssertionError("the map was read on a cache hit")
@@ -357,7 +360,8 @@ def test_a_malformed_scenario_cpu_model_is_named(tmp_path):
 
 
 def test_check_and_watch_never_decode(monkeypatch):
-    from capsfast import report, watch
+    from capsfast import watch
+    from capsfast.render import check as report
     from capsfast.model import cpu_model_pending
 
     host = capsfast.probe(refresh=True)
@@ -415,7 +419,7 @@ def test_unprivileged_no_device_no_cache_still_a_model(tmp_path):
 
 def test_cpuinfo_is_read_once_for_the_kernel_flags_and_the_model(tmp_path, monkeypatch):
     """Both lazy parts read the first processor's block: one read serves them."""
-    from capsfast import probing
+    from capsfast import host as probing
 
     walk, _ = corpus_walk("Core-i7-8700")
     walk = {k: v for k, v in walk.items()}

@@ -13,7 +13,12 @@ import pytest
 from forked import in_child
 
 import capsfast
-from capsfast import CapsfastError, _native, collector, facts, probing, recording, report
+from capsfast import CapsfastError, _native
+from capsfast.recording import collector
+from capsfast.parts.core import read as facts
+from capsfast import host as probing
+from capsfast.recording import format as recording
+from capsfast.render import check as report
 from capsfast.model import kvm_caps_pending
 from scenarios import HOSTS
 
@@ -176,7 +181,7 @@ def test_recorded_caps_replay(tmp_path):
 
 
 def test_the_remote_plan_carries_the_table():
-    from capsfast import remote
+    from capsfast.recording import remote
 
     assert remote.plan("h")["kvm_caps"] == [list(row) for row in facts.KVM_CAPS]
 

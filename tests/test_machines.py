@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from capsfast import emulators, machines
+from capsfast.parts.guests import discover as emulators
+from capsfast.parts.guests import machines
 from capsfast.cli import main
 
 # Forks a child that holds the output pipe open, records both pids, then

@@ -7,7 +7,9 @@ import subprocess
 
 import pytest
 
-from capsfast import _native, cpuid, probing
+from capsfast import _native
+from capsfast.parts.core import cpuid
+from capsfast import host as probing
 
 X86 = os.uname().machine in ("x86_64", "i686", "i586", "i386")
 

@@ -8,7 +8,8 @@ import pytest
 from lxml import etree
 
 import capsfast
-from capsfast import guests, libvirt_xml
+from capsfast import libvirt_xml
+from capsfast.parts.guests import decide as guests
 from capsfast.errors import CapsfastError
 from capsfast.model import Xen
 from test_render_xml import assert_valid

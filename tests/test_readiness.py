@@ -17,7 +17,10 @@ from forked import in_child
 from test_kvm_caps import NOBODY, fcntl_caps, needs_kvm
 
 import capsfast
-from capsfast import CapsfastError, cli, facts, probing, readiness
+from capsfast import CapsfastError, readiness
+from capsfast import cli
+from capsfast.parts.core import read as facts
+from capsfast import host as probing
 from scenarios import HOSTS, all_scenarios
 
 

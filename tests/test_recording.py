@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import capsfast
-from capsfast import recording
+from capsfast.recording import format as recording
 from scenarios import HOSTS, lookup
 
 

@@ -1,5 +1,5 @@
-"""Remote hosts over SSH: ``capsfast.remote`` (URI, ssh, the reply's safe
-extraction) and ``capsfast.collector`` (what runs there).
+"""Remote hosts over SSH: ``capsfast.recording.remote`` (URI, ssh, the reply's safe
+extraction) and ``capsfast.recording.collector`` (what runs there).
 
 The tests start an ``sshd`` of their own on 127.0.0.1 (an unused port, a
 host key and client keys made with ssh-keygen in a temporary directory, a
@@ -28,7 +28,9 @@ import time
 import pytest
 
 import capsfast
-from capsfast import CapsfastError, collector, remote
+from capsfast import CapsfastError
+from capsfast.recording import collector
+from capsfast.recording import remote
 from capsfast.constants import KVM_DEVICE, __version__
 
 SSHD = "/usr/sbin/sshd"
@@ -398,7 +400,7 @@ def test_walk_follows_libvirt():
     lines = collector.format_walk(walked).splitlines()[1:]
     assert lines == sorted(lines)
     # The dump reads back as the five leaves capsfast decodes.
-    from capsfast import cpuid
+    from capsfast.parts.core import cpuid
 
     leaves = cpuid.leaves_from_dump(collector.format_walk(walked))
     assert leaves[cpuid.HV0][1] == 0x4B4D564B
@@ -448,17 +450,18 @@ SAMPLE_CPUS = {
 
 @pytest.mark.parametrize("name", sorted(SAMPLE_CPUS) + ["all_ones"])
 def test_walk_equals_the_package_walk(name):
-    from capsfast import cpuid
+    from capsfast.parts.core import cpuid
 
     if not hasattr(cpuid, "walk"):
-        pytest.skip("capsfast.cpuid has no walk")
+        pytest.skip("capsfast.parts.core.cpuid has no walk")
     read = all_ones if name == "all_ones" else fake_cpu(SAMPLE_CPUS[name])
     assert collector.walk(read) == cpuid.walk(read)
     assert collector.format_walk(collector.walk(read)) == cpuid.format_dump(cpuid.walk(read))
 
 
 def test_cpuid_dump_equals_the_c_walk():
-    from capsfast import _native, cpuid
+    from capsfast import _native
+    from capsfast.parts.core import cpuid
 
     if not hasattr(_native, "cpuid_walk"):
         pytest.skip("the C module has no CPUID walk")
@@ -468,7 +471,7 @@ def test_cpuid_dump_equals_the_c_walk():
     if os.sched_getaffinity(0) != {0}:
         # The C walk runs on whichever CPU this thread is on: pin it to CPU 0.
         pinned = subprocess.run(
-            [sys.executable, "-c", "import os; os.sched_setaffinity(0, {0}); from capsfast import _native, cpuid; "
+            [sys.executable, "-c", "import os; os.sched_setaffinity(0, {0}); from capsfast import _native; from capsfast.parts.core import cpuid; "
              "print(cpuid.format_dump(_native.cpuid_walk()), end='')"], capture_output=True, text=True)
         assert pinned.returncode == 0, pinned.stderr
         assert dump == pinned.stdout

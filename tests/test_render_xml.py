@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 import capsfast
-from capsfast.guests import Machine
+from capsfast.parts.guests.decide import Machine
 from capsfast.model import Guest
 from capsfast.render import draft as draft_renderer
 from capsfast.render.json import host_dict

@@ -38,7 +38,7 @@ def runtime_nodes(tree):
 
 def imports_of(path, known):
     """capsfast modules a module imports, at any depth of its code.
-    ``from capsfast import probing`` imports capsfast.probing; ``from
+    ``from capsfast import probing`` imports capsfast.host; ``from
     capsfast import probe`` (a name the package defines) imports capsfast."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]

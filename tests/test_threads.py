@@ -18,7 +18,8 @@ import time
 from forked import HANG_GUARD, in_child
 
 import capsfast
-from capsfast import _native, probing
+from capsfast import _native
+from capsfast import host as probing
 
 lib = _native.lib
 

@@ -1,5 +1,5 @@
 """The host topology, NUMA cells, cache banks, page sizes, UUID and IOMMU
-support (capsfast.topology) against libvirt's rules.
+support (capsfast.parts.topology.decide) against libvirt's rules.
 
 The honest reference is libvirt's own test data (tests/data/libvirt, see
 its README): each sysfs tree of virhostcputest with the topology libvirt
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import capsfast
-from capsfast import topology
+from capsfast.parts.topology import decide as topology
 from capsfast.render import libvirt as render_libvirt
 
 DATA = Path(__file__).parent / "data" / "libvirt"
@@ -561,7 +561,8 @@ def test_record_then_replay_prints_the_same_host(tmp_path):
 
 @pytest.mark.skipif(not os.path.isdir("/sys/devices/system/cpu"), reason="no sysfs here")
 def test_the_collectors_recording_replays_the_same_layout(tmp_path):
-    from capsfast import collector, remote
+    from capsfast.recording import collector
+    from capsfast.recording import remote
 
     files = collector.collect(remote.plan("test"))
     for name, (data, mode) in files.items():

@@ -5,10 +5,10 @@ import os
 
 import pytest
 
-from capsfast import verdict
+from capsfast.parts.core import decide as verdict
 from capsfast._native import NOT_TRIED, OK, KvmDevice, Outcome
 from capsfast.model import Cpu, Kvm, Xen
-from capsfast.verdict import decide
+from capsfast.parts.core.decide import decide
 
 
 def cpu(*features, source="cpuid"):

@@ -14,7 +14,7 @@ Written as text, as libvirt writes it (no lxml to import): two spaces per
 level, and a blank line around ``<host>`` and each ``<guest>``.
 """
 from capsfast.constants import X86_ARCHS
-from capsfast.guests import FEATURE_ORDER, feature_toggle
+from capsfast.parts.guests.decide import FEATURE_ORDER, feature_toggle
 from capsfast.render.xmltext import attr, name, text
 
 TYPE_CHECKING = False

@@ -26,7 +26,8 @@ miss too.
 """
 import os
 
-from capsfast import _native, facts
+from capsfast import _native
+from capsfast.parts.core import read as facts
 from capsfast.constants import KVM_DEVICE, X86_ARCHS
 from capsfast.errors import CapsfastError
 from capsfast.model import CpuModel, Tsc
@@ -35,8 +36,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from capsfast.cpumap import CpuMap
-    from capsfast.recording import Replay
+    from capsfast.cpu_map.x86_map import CpuMap
+    from capsfast.recording.format import Replay
 
     Walk = Mapping[tuple[int, int], tuple[int, int, int, int]]
     # (MSR value or None, Tsc or None) for (MSR wanted, TSC wanted)
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 DEFAULT_CPU_MAP = "/usr/share/libvirt/cpu_map"
 ENV_CPU_MAP = "CAPSFAST_CPU_MAP"
 MSR_DEVICE = "/dev/cpu/0/msr"
-# IA32_ARCH_CAPABILITIES (capsfast.cpumodel, not imported on a cache hit).
+# IA32_ARCH_CAPABILITIES (capsfast.cpu_map.x86_decode, not imported on a cache hit).
 ARCH_CAPABILITIES_MSR = 0x10A
 CACHE_VERSION = 1
 _CACHE_MAGIC = "capsfast cpu model cache %d" % CACHE_VERSION
@@ -323,7 +324,8 @@ def decode_host(walk: "Walk | None", read_device: "DeviceReader", directory: str
         if msr != entry.msr:
             entry = None  # the MSR is part of the key
     if entry is None:
-        from capsfast import cpumap, cpumodel
+        from capsfast.cpu_map import x86_map as cpumap
+        from capsfast.cpu_map import x86_decode as cpumodel
 
         loaded = cpumap.load(directory, root)
         data = cpumodel.cpu_data(walk, {})
@@ -344,7 +346,7 @@ def decode_host(walk: "Walk | None", read_device: "DeviceReader", directory: str
 
 
 def read_walk_dump(path: str) -> "Walk":
-    from capsfast import cpuid
+    from capsfast.parts.core import cpuid
 
     try:
         with open(path, "rb") as f:
@@ -447,7 +449,7 @@ def parse_scenario_facts(doc: object, where: str) -> "tuple[int | None, Tsc | No
 def map_files(directory: str) -> "list[tuple[str, bytes]]":
     """The CPU map's regular ``*.xml`` files (name, bytes) for a recording,
     bounded as the map reader bounds them; [] without a map."""
-    from capsfast import cpumap
+    from capsfast.cpu_map import x86_map as cpumap
 
     try:
         names = sorted(os.listdir(directory))

@@ -27,14 +27,17 @@ import sys
 import tempfile
 import time
 
-from capsfast import _native, cpuid, emulators, facts
+from capsfast import _native
+from capsfast.parts.core import cpuid
+from capsfast.parts.guests import discover as emulators
+from capsfast.parts.core import read as facts
 from capsfast.constants import KVM_DEVICE, X86_ARCHS, __version__
 from capsfast.errors import CapsfastError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast._native import KvmDevice, Outcome
-    from capsfast.facts import KvmCaps
+    from capsfast.parts.core.read import KvmCaps
     from capsfast.model import Tsc
 
 FORMAT = 1
@@ -70,7 +73,7 @@ class Replay:
         # The lazy parts of Host whose files root/ holds (facts.CAPTURED); a part
         # a recording did not capture replays as unknown, not as absent.
         self.captured = captured
-        # Read-write access of the device nodes VMMs open (capsfast.platform.ACCESS).
+        # Read-write access of the device nodes VMMs open (capsfast.parts.platform.read.ACCESS).
         self.access = access or {}
         # What the host CPU decode read from the device (scenario.json
         # "cpu_model"): IA32_ARCH_CAPABILITIES and the TSC; None where not
@@ -126,7 +129,7 @@ def record(directory: str, deep: bool = False) -> "list[str]":
 
 
 def _record_into(directory: str, deep: bool) -> "tuple[int, str, int]":
-    from capsfast import platform
+    from capsfast.parts.platform import read as platform
 
     entries = facts.RECORDED_FILES + platform.ENTRIES
     results = _native.Batch(KVM_DEVICE, facts.specs("/", entries)).run(False, deep)
@@ -137,7 +140,7 @@ def _record_into(directory: str, deep: bool) -> "tuple[int, str, int]":
     devices: "dict[str, object]" = {}
     kvm = results.kvm
     if kvm is not None:
-        # As Host.kvm_caps reads them (capsfast.probing.read_kvm_caps).
+        # As Host.kvm_caps reads them (capsfast.host.read_kvm_caps).
         opened, values = _native.kvm_caps(KVM_DEVICE, facts.KVM_CAP_NUMBERS)
         devices[KVM_DEVICE] = kvm_facts(kvm, facts.kvm_caps(values if opened.ok else None))
         if kvm.stat.ok:
@@ -152,8 +155,9 @@ def _record_into(directory: str, deep: bool) -> "tuple[int, str, int]":
             written += _placeholder(root, path, result.mode)
         elif result.data is not None:
             written += _write(root, path, result.data)
-    # What capsfast.topology reads, found as the remote collector finds it.
-    from capsfast import collector, topology
+    # What capsfast.parts.topology.decide reads, found as the remote collector finds it.
+    from capsfast.recording import collector
+    from capsfast.parts.topology import decide as topology
 
     for path, (data, mode) in collector.collect_globs([list(row) for row in topology.RECORD_GLOBS]).items():
         if data is None:
@@ -201,7 +205,7 @@ def _record_cpu_model(root: str, walk: "list[cpuid.WalkEntry]") -> "tuple[dict[s
     TSC from the device (where libvirt would ask), and the CPU map, copied
     to the recording's /usr/share/libvirt/cpu_map so a replay decodes with
     the same map."""
-    from capsfast import hostcpu
+    from capsfast.parts.cpu_model import read as hostcpu
 
     msr = tsc = None
     if walk:
@@ -385,7 +389,7 @@ def read(directory: str) -> Replay:
     replay = Replay(directory, root, dump if os.path.exists(dump) else None, arch, path,
                     bool(doc.get("deep", False)), msr, kvm, recorded, caps, frozenset(captured), access)
     if "cpu_model" in doc:
-        from capsfast import hostcpu
+        from capsfast.parts.cpu_model import read as hostcpu
 
         replay.cpu_msr, replay.cpu_tsc = hostcpu.parse_scenario_facts(
             doc["cpu_model"], "replay %s: cpu_model" % directory)

@@ -29,10 +29,13 @@ import time
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import capsfast
-from capsfast import _native, emulators, facts, probing
+from capsfast import _native
+from capsfast.parts.guests import discover as emulators
+from capsfast.parts.core import read as facts
+from capsfast import host as probing
 from capsfast.constants import KVM_DEVICE
-from capsfast.cmdline import Option, format_options, parse_or_help
-from capsfast.cmdline import error, out
+from capsfast.cli.options import Option, format_options, parse_or_help
+from capsfast.cli.options import error, out
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -93,7 +96,7 @@ print(repr(((time.perf_counter_ns() - t) / 1e3,)))
 # hardware's cost for a first probe, at the same cold start.
 _CHILD_COLD_FLOOR = """
 import time
-from capsfast import probing
+from capsfast import host as probing
 batch = probing.live_batch()
 want_cpu = probing.first_probe_wants_cpu()
 t = time.perf_counter_ns()
@@ -473,7 +476,9 @@ def cpu_model_decode(b: Bench) -> None:
     (stat of each map file, the cache file read and checked).  The device
     reads (MSR, TSC: a VM and a vCPU) are measured apart; a fresh process
     pays them whether or not the cache answers."""
-    from capsfast import cpumap, cpumodel, hostcpu
+    from capsfast.cpu_map import x86_map as cpumap
+    from capsfast.cpu_map import x86_decode as cpumodel
+    from capsfast.parts.cpu_model import read as hostcpu
 
     directory = hostcpu.map_directory("/", None)
     walk = hostcpu.live_walk() if _native.HAS_CPUID else None
@@ -515,7 +520,7 @@ def platform_read(b: Bench) -> None:
     """What the first read of Host.security (and iommu, devices) costs: the
     crossing for every file and listing, the CPUID walk, the decisions; and
     the crossing alone.  Never part of a probe."""
-    from capsfast import platform
+    from capsfast.parts.platform import read as platform
 
     host = probing.probe()
     entries = len(platform.ENTRIES) + len(platform.LISTINGS)
@@ -567,10 +572,11 @@ def fake_root_1024_cpus(b: Bench) -> None:
     _fake_root_probe(b, 1024)
 
 
-# the host topology (capsfast.topology): a fake sysfs of many CPUs
+# the host topology (capsfast.parts.topology.decide): a fake sysfs of many CPUs
 
 def _topology_read(b: Bench, cpus: int) -> None:
-    from capsfast import _native, topology
+    from capsfast import _native
+    from capsfast.parts.topology import decide as topology
 
     with tempfile.TemporaryDirectory(prefix="capsfast-bench-") as tmp:
         root = _fake_topology_root(tmp, cpus)
@@ -668,7 +674,7 @@ def remote_query(b: Bench) -> None:
     if virsh is None or not _libvirtd_running():
         b.keep(Result("alt_virsh_ssh", what, [], "no virsh, or no libvirt daemon running"), alternative=True)
         return
-    from capsfast import remote
+    from capsfast.recording import remote
 
     target = remote.parse_uri(b.connect)
     query = [q for q in (("keyfile=" + target.keyfile) if target.keyfile else "",

@@ -10,7 +10,7 @@ parses the command line, probes, and writes with ``atomic.write``;
 import os
 import time
 
-from capsfast.cmdline import (
+from capsfast.cli.options import (
     INPUT_OPTIONS, Option, UsageError, dispatch, error, format_options, input_args, out, parse_or_help, probe_inputs,
     local_inputs,
 )
@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from capsfast.cmdline import Values
+    from capsfast.cli.options import Values
     from capsfast.model import Host
 
     Prober = Callable[[], tuple[Host, float]]
@@ -81,7 +81,8 @@ def _keep_fresh(interval: float, path: str, make: "Callable[[], tuple[str, str]]
     modification time is touched, which tells it is alive.  With ``watch``
     (the input options), a change the watcher reports runs a step at once,
     besides the beat."""
-    from capsfast.export import atomic, every
+    from capsfast.cli import atomic
+    from capsfast.cli import every
 
     last_facts: list[str] = []      # the facts last written, once written
     written_at: list[float] = []    # when
@@ -158,7 +159,7 @@ def _watching(values: "Values") -> "Values | None":
 def options(fmt: str) -> tuple[Option, ...]:
     """The options of ``capsfast export FMT``."""
     if fmt == "nfd":
-        from capsfast.export import nfd
+        from capsfast.render import nfd
 
         return INPUT_OPTIONS + (
             Option(("--dir",), "the NFD features directory (default %s)" % nfd.DEFAULT_DIR,
@@ -176,7 +177,7 @@ def options(fmt: str) -> tuple[Option, ...]:
             EVERY_OPTION,
             WATCH_OPTION,
         )
-    from capsfast.export import ansible
+    from capsfast.render import ansible
 
     # It prints JSON only; --json and --format json are accepted as on every
     # command that prints JSON.
@@ -193,7 +194,8 @@ def _parse(fmt: str, argv: list[str]) -> "Values | None":
 
 
 def cmd_nfd(argv: list[str]) -> int:
-    from capsfast.export import atomic, nfd
+    from capsfast.cli import atomic
+    from capsfast.render import nfd
 
     values = _parse("nfd", argv)
     if values is None:
@@ -230,7 +232,8 @@ def cmd_nfd(argv: list[str]) -> int:
 
 
 def cmd_prometheus(argv: list[str]) -> int:
-    from capsfast.export import atomic, prometheus
+    from capsfast.cli import atomic
+    from capsfast.render import prometheus
 
     values = _parse("prometheus", argv)
     if values is None:
@@ -260,7 +263,8 @@ def cmd_prometheus(argv: list[str]) -> int:
 def cmd_ansible(argv: list[str]) -> int:
     import sys
 
-    from capsfast.export import ansible, atomic
+    from capsfast.render import ansible
+    from capsfast.cli import atomic
 
     values = _parse("ansible", argv)
     if values is None:

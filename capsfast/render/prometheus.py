@@ -7,7 +7,7 @@ metric has no sample on this host.  No sample carries a timestamp (the
 collector refuses them).  A missing value in an ``_info`` label is
 ``none``, as in the NFD labels.
 """
-from capsfast.facts import KVM_MODULES
+from capsfast.parts.core.read import KVM_MODULES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def samples(host: "Host", duration: "float | None" = None) -> dict[str, list[tup
 
 def platform_samples(host: "Host") -> dict[str, list[tuple[str, str]]]:
     """The confidential-computing and IOMMU metrics (read on first use)."""
-    from capsfast.security import TECHS
+    from capsfast.parts.platform.confidential import TECHS
 
     sec, iommu = host.security, host.iommu
     return {

@@ -6,26 +6,27 @@ reads it on first use of ``security``, ``iommu`` or ``devices``.
 One crossing into C reads every file of ``ENTRIES``; the two IOMMU
 directories are listed once each; CPUID leaves 7, 0x12 and 0x8000001F come
 from the full CPUID walk (the live CPU in one crossing, or the dump).  What
-the facts mean is ``capsfast.security``'s (pure).
+the facts mean is ``capsfast.parts.platform.confidential``'s (pure).
 
 An unreadable file is a fact of its own ("unreadable"), never "absent":
 a verdict built on it says ``unknown``.
 """
 import os
 
-from capsfast import _native, security
+from capsfast import _native
+from capsfast.parts.platform import confidential as security
 from capsfast._native import LIST, MSR, READ, READ_BLOCK, STAT
 from capsfast.constants import MSR_DEVICE, MSR_SYSCFG, X86_ARCHS
-from capsfast.facts import CPUINFO_BLOCK, SMALL, specs, under
+from capsfast.parts.core.read import CPUINFO_BLOCK, SMALL, specs, under
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from capsfast.cpuid import Registers
-    from capsfast.facts import Entry
+    from capsfast.parts.core.cpuid import Registers
+    from capsfast.parts.core.read import Entry
     from capsfast.model import Devices, Host, Iommu, Security
-    from capsfast.recording import Replay
+    from capsfast.recording.format import Replay
 
     Walk = dict[tuple[int, int], Registers]
 
@@ -87,7 +88,7 @@ DEPENDS = {
 LISTED = ("/sys/kernel/iommu_groups", "/sys/class/iommu", "/sys/bus/pci/devices")
 _LISTED_BY_KEY = {"iommu_groups": LISTED[0], "class_iommu": LISTED[1], "pci_devices": LISTED[2]}
 # ... listed in the same crossing as the files (a recording copies them as
-# directories instead: see capsfast.recording).  A group name is at most 5
+# directories instead: see capsfast.recording.format).  A group name is at most 5
 # bytes: 64 KiB holds over 10,000 groups.
 LISTINGS: "tuple[Entry, ...]" = (
     ("list.iommu_groups", LISTED[0], LIST, 0, 65536),
@@ -192,7 +193,7 @@ def walk_source(root: str, arch: str, dump: "str | None") -> "Callable[[], Walk 
     """Where the CPUID walk comes from: the dump if given, else the live CPU
     for the live root on x86, else nowhere."""
     def from_dump() -> "Walk | None":
-        from capsfast import cpuid
+        from capsfast.parts.core import cpuid
         from capsfast.errors import CapsfastError
 
         assert dump is not None

@@ -3,8 +3,8 @@ later, standard library only, nothing installed there), it records that
 host as the probe would read it and writes the recording to stdout as a
 tar stream (format 1: ``scenario.json``, ``cpuid.txt``, ``root/...``).
 
-``capsfast.remote`` sends this file's text with the plan (which files, which
-operation, which sizes: ``capsfast.facts``) written into the ``PLAN`` line
+``capsfast.recording.remote`` sends this file's text with the plan (which files, which
+operation, which sizes: ``capsfast.parts.core.read``) written into the ``PLAN`` line
 below, so the plan has one source.  It must never import capsfast: the
 remote host has none, and the local side runs it with ``-I -S`` so that an
 installed one is not found either.
@@ -260,7 +260,7 @@ GLOB_FILE_MAX = 1 << 16
 
 
 def collect_globs(globs: "list[list[str]]") -> "dict[str, tuple[bytes | None, int]]":
-    """Every match of each ``[kind, pattern]`` (capsfast.topology's
+    """Every match of each ``[kind, pattern]`` (capsfast.parts.topology.decide's
     RECORD_GLOBS) as {path: (bytes, or None for a directory, mode)}: a
     "file" match that is a regular file, as read (bounded); a "dir" match
     that is a directory, as present.  What cannot be read is left out."""
@@ -290,7 +290,7 @@ def walk(read: "Callable[[int, int], Registers]") -> "Walked":
     range's base leaf is kept even when its EAX is below the base.  Bounded
     whatever the CPU says: MAX_RANGE leaves a range, MAX_SUBLEAVES subleaves
     a leaf, so at most MAX_LINES entries.  The same walk as
-    capsfast.cpuid.walk, written again here to stay standalone."""
+    capsfast.parts.core.cpuid.walk, written again here to stay standalone."""
     out: "Walked" = []
     put = out.append
     found = {"sgx": False, "hypervisor": False}
@@ -416,7 +416,7 @@ def cpuid_walk(device: str = CPUID_DEVICE) -> "Walked | None":
         os.close(fd)
 
 
-# -- the host CPU's extras, as capsfast.hostcpu reads them ---------------------
+# -- the host CPU's extras, as capsfast.parts.cpu_model.read reads them ---------------------
 
 MSR_DEVICE = "/dev/cpu/0/msr"
 ARCH_CAPABILITIES = 0x10A
@@ -424,8 +424,8 @@ KVM_GET_MSRS = 0xC008AE88
 KVM_CREATE_VCPU = 0xAE41
 KVM_GET_TSC_KHZ = 0xAEA3
 KVM_CAP_TSC_CONTROL = 60
-MAP_FILE_MAX = 4 << 20   # capsfast.cpumap.MAX_FILE
-MAP_TOTAL_MAX = 32 << 20  # capsfast.cpumap.MAX_TOTAL
+MAP_FILE_MAX = 4 << 20   # capsfast.cpu_map.x86_map.MAX_FILE
+MAP_TOTAL_MAX = 32 << 20  # capsfast.cpu_map.x86_map.MAX_TOTAL
 
 
 def host_cpu(kvm_path: str, walked: "Walked | None") -> "dict[str, Any]":
@@ -433,7 +433,7 @@ def host_cpu(kvm_path: str, walked: "Walked | None") -> "dict[str, Any]":
     shows arch-capabilities (leaf 7 EDX bit 29), from the msr driver when it
     opens, else KVM_GET_MSRS on the KVM device; the TSC where CPUID shows
     invariant TSC (leaf 0x80000007 EDX bit 8): a VM, a vCPU,
-    KVM_GET_TSC_KHZ, KVM_CAP_TSC_CONTROL (capsfast.hostcpu.device_wants)."""
+    KVM_GET_TSC_KHZ, KVM_CAP_TSC_CONTROL (capsfast.parts.cpu_model.read.device_wants)."""
     table = {(leaf, sub): regs for leaf, sub, regs in walked or []}
     want_msr = bool(table.get((7, 0), (0, 0, 0, 0))[3] >> 29 & 1)
     want_tsc = bool(table.get((0x80000007, 0), (0, 0, 0, 0))[3] >> 8 & 1)
@@ -501,7 +501,7 @@ def _kvm_tsc(fd: int) -> "dict[str, Any] | None":
 
 
 def cpu_map_files(directory: str) -> "list[tuple[str, bytes]]":
-    """The CPU map's regular ``*.xml`` files, bounded (capsfast.hostcpu.map_files)."""
+    """The CPU map's regular ``*.xml`` files, bounded (capsfast.parts.cpu_model.read.map_files)."""
     try:
         names = sorted(os.listdir(directory))
     except OSError:
@@ -532,7 +532,7 @@ def cpu_map_files(directory: str) -> "list[tuple[str, bytes]]":
 
 def emulators(path_env: str, prefix: str, qemu_kvm: str) -> "list[str]":
     """Paths of the executable ``<prefix>*`` in the PATH directories (each
-    directory once, as capsfast.emulators lists them) and ``qemu_kvm`` if
+    directory once, as capsfast.parts.guests.discover lists them) and ``qemu_kvm`` if
     executable."""
     found: "list[str]" = []
     seen: "set[tuple[int, int]]" = set()
@@ -584,7 +584,7 @@ def _executable(path: str) -> bool:
 # -- the recording ----------------------------------------------------------------
 
 def normalize_arch(name: str, aliases: "dict[str, str]") -> str:
-    """libvirt's name for an architecture (as capsfast.facts.normalize_arch)."""
+    """libvirt's name for an architecture (as capsfast.parts.core.read.normalize_arch)."""
     key = name.strip().lower()
     if key in aliases:
         return aliases[key]

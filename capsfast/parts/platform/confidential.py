@@ -2,7 +2,7 @@
 verdicts (AMD SEV, SEV-ES, SEV-SNP, Intel TDX, SGX, IBM Secure Execution),
 device assignment (the IOMMU), and the other devices and cgroup
 controllers virt-host-validate checks.  The facts come from
-``capsfast.platform``; nothing here reads a file.
+``capsfast.parts.platform.read``; nothing here reads a file.
 
 Each technology goes down the same ladder as hardware virtualization,
 stronger evidence first: the CPU offers it (CPUID) but the firmware turned
@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from capsfast.cpuid import Registers
+    from capsfast.parts.core.cpuid import Registers
     from capsfast.model import Host
 
     # ("ok" | "absent" | "unreadable" | "truncated", bytes or None)
@@ -56,7 +56,7 @@ _FALSE = ("N", "n", "0")
 
 
 class Facts:
-    """What ``capsfast.platform`` gathered: ``files`` key -> FileFact of the
+    """What ``capsfast.parts.platform.read`` gathered: ``files`` key -> FileFact of the
     files read; ``present`` key -> True, False or None (unreadable) of the
     paths looked at; ``listed`` the entries of /sys/kernel/iommu_groups and
     /sys/class/iommu (None: unreadable); ``access`` device path -> read-write

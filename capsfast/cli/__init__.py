@@ -8,7 +8,7 @@ it uses.
 import os
 import sys
 
-from capsfast.cmdline import (
+from capsfast.cli.options import (
     INPUT_OPTIONS, PROG, Option, UsageError, connects, dispatch, error, flush, format_options, is_live, out,
     parse_or_help, probe_inputs, local_inputs,
 )
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import NoReturn
 
-    from capsfast.cmdline import Values
+    from capsfast.cli.options import Values
 
 
 def cmd_capabilities(argv: list[str]) -> int:
@@ -45,7 +45,7 @@ def cmd_capabilities(argv: list[str]) -> int:
         return _many_hosts(uris, values)
     host = probe_inputs(values)
     if values["machines"]:
-        from capsfast.machines import attach
+        from capsfast.parts.guests.machines import attach
 
         host = host._replace(guests=attach(host.guests, str(values["root"])))
     out(render(host, str(values["format"])))
@@ -69,8 +69,8 @@ def _many_hosts(uris: "list[str]", values: "Values") -> int:
     line on stderr and makes the exit status 2, the others still print."""
     import json
 
-    from capsfast import remote
-    from capsfast.probing import replay_temporary
+    from capsfast.recording import remote
+    from capsfast.host import replay_temporary
     from capsfast.render import render
 
     if values["replay"] is not None or values["root"] != "/" or values["cpuid_dump"] is not None \
@@ -130,7 +130,7 @@ def cmd_check(argv: list[str]) -> int:
     host = probe_inputs(values)
     verdict = readiness.ready(vmm, host)
     if not values["quiet"]:
-        from capsfast import report
+        from capsfast.render import check as report
 
         if values["format"] == "json":
             out(report.as_json(host, verdict))
@@ -147,8 +147,8 @@ def _cpu_map_note(values: "Values", arch: str) -> "str | None":
 
     if arch not in X86_ARCHS or values["connect"] or values["replay"] == "-":
         return None
-    from capsfast import hostcpu
-    from capsfast.recording import ROOT
+    from capsfast.parts.cpu_model import read as hostcpu
+    from capsfast.recording.format import ROOT
 
     import os
 
@@ -178,11 +178,11 @@ def cmd_record(argv: list[str]) -> int:
     values = parse_or_help("%s record" % PROG, options, ("DIR",), argv, summary)
     if values is None:
         return 0
-    from capsfast import recording
+    from capsfast.recording import format as recording
 
     directory = str(values["DIR"])
     if values["connect"] is not None:
-        from capsfast import remote
+        from capsfast.recording import remote
 
         with remote.fetch(str(values["connect"]), deep=bool(values["deep"])) as fetched:
             recording.read(fetched)  # a malformed reply is an error here, not a saved recording
@@ -195,13 +195,13 @@ def cmd_record(argv: list[str]) -> int:
 
 
 def cmd_export(argv: list[str]) -> int:
-    from capsfast.export import main as export_main
+    from capsfast.cli.export import main as export_main
 
     return export_main(argv)
 
 
 def cmd_bench(argv: list[str]) -> int:
-    from capsfast.bench import main as bench_main
+    from capsfast.bench.steps import main as bench_main
 
     return bench_main(argv)
 

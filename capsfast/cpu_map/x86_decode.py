@@ -2,7 +2,7 @@
 x86 decoder (``x86Decode`` in ``src/cpu/cpu_x86.c``, for a host CPU) picks
 from a CPU map for a CPUID walk and the IA32_ARCH_CAPABILITIES MSR.
 
-Pure: the CPUID data, the MSR value and the map (``capsfast.cpumap``) in,
+Pure: the CPUID data, the MSR value and the map (``capsfast.cpu_map.x86_map``) in,
 a ``Decoded`` out.  The rules, each libvirt's:
 
 - The vendor is the first map vendor whose string leaf 0 holds; a model of
@@ -18,13 +18,13 @@ a ``Decoded`` out.  The rules, each libvirt's:
 - The features are those of the CPU the model lacks, in the map's feature
   order, each feature's bits removed before the next is tried.
 """
-from capsfast.cpumap import CPUID, MSR, add_item
+from capsfast.cpu_map.x86_map import CPUID, MSR, add_item
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from capsfast.cpumap import CpuMap, Data, Model
+    from capsfast.cpu_map.x86_map import CpuMap, Data, Model
 
     Registers = tuple[int, int, int, int]
 

@@ -1,7 +1,7 @@
 """Remote hosts over SSH: ``--connect URI`` and ``probe(connect=URI)``.
 
 The system ``ssh`` client (so ``~/.ssh/config``, agents, ProxyJump and
-known_hosts all work) runs ``capsfast.collector`` on the remote ``python3``
+known_hosts all work) runs ``capsfast.recording.collector`` on the remote ``python3``
 with the probe's plan written into it; the collector records that host and
 streams the recording back as a tar on stdout.  Nothing is installed or left
 there.  The reply is read with a size bound and a deadline, then extracted
@@ -192,10 +192,13 @@ def parse_uri(uri: str) -> Target:
 # -- the plan, in the collector's text ----------------------------------------
 
 def plan(target_name: str, deep: bool = False) -> "dict[str, Any]":
-    """What the collector is to read, from capsfast.facts: the one source."""
-    from capsfast import emulators, facts, platform, topology
+    """What the collector is to read, from capsfast.parts.core.read: the one source."""
+    from capsfast.parts.guests import discover as emulators
+    from capsfast.parts.core import read as facts
+    from capsfast.parts.platform import read as platform
+    from capsfast.parts.topology import decide as topology
     from capsfast.constants import KVM_DEVICE, QEMU_KVM
-    from capsfast.hostcpu import DEFAULT_CPU_MAP
+    from capsfast.parts.cpu_model.read import DEFAULT_CPU_MAP
 
     entries = facts.RECORDED_FILES + platform.ENTRIES
     return {

@@ -1,12 +1,13 @@
 """What a probe reads and what the results mean: the plans for one
 crossing into C (data), and pure functions from its named results (see
 ``capsfast._native``) to model values.  No I/O; decisions (is KVM usable,
-the HVM verdict) are ``capsfast.verdict``'s.
+the HVM verdict) are ``capsfast.parts.core.decide``'s.
 
 A missing file is data (absent); any other failure to read a file that
 should be readable is bad input and raises CapsfastError.
 """
-from capsfast import cpuid, verdict
+from capsfast.parts.core import cpuid
+from capsfast.parts.core import decide as verdict
 from capsfast._native import MSR, READ, READ_BLOCK, STAT
 from capsfast.constants import MSR_DEVICE, MSR_FEATURE_CONTROL, MSR_VM_CR, X86_ARCHS
 from capsfast.errors import CapsfastError
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
     from capsfast._native import FileResult, FileSpec, KvmDevice, Leaves
     from capsfast.model import CpuModel, Guest, Hvm, Kvm
-    from capsfast.topology import Layout
+    from capsfast.parts.topology.decide import Layout
     from capsfast.model import Devices, Iommu, Security
 
     # plan key -> (path as on the probed host, its result)
@@ -444,13 +445,13 @@ def host(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", guests: "Callable[[
         kernel_flags=Lazy(flags) if cpu.kernel_flags is None else cpu.kernel_flags,  # type: ignore[arg-type]
         msr=cpu.msr_items,
         vmm_modules=Lazy(vmm_modules),  # type: ignore[arg-type]  # resolved on read
-        # One reading of sysfs serves the five (capsfast.topology).
+        # One reading of sysfs serves the five (capsfast.parts.topology.decide).
         topology=Lazy(lambda: read.get().topology),  # type: ignore[arg-type]
         cache=Lazy(lambda: read.get().cache),  # type: ignore[arg-type]
         pages=Lazy(lambda: read.get().pages),  # type: ignore[arg-type]
         uuid=Lazy(lambda: read.get().uuid),  # type: ignore[arg-type]
         iommu_groups=Lazy(lambda: read.get().iommu_groups),  # type: ignore[arg-type]
-        # One reading serves the three (capsfast.platform).
+        # One reading serves the three (capsfast.parts.platform.read).
         security=Lazy(lambda: part.get()[0]),  # type: ignore[arg-type]
         iommu=Lazy(lambda: part.get()[1]),  # type: ignore[arg-type]
         devices=Lazy(lambda: part.get()[2]),  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ or MSR, but each item's registers packed into one integer
 (``eax | ebx << 32 | ecx << 64 | edx << 96``; an MSR's ``eax | edx << 32``):
 libvirt's masked compare and subtract are then one ``&`` each.
 
-Parsing XML is the dear part (tens of milliseconds); ``capsfast.cpumodel``
+Parsing XML is the dear part (tens of milliseconds); ``capsfast.cpu_map.x86_decode``
 keeps its result on disk.
 """
 import os

@@ -11,9 +11,9 @@ import os
 import stat as _stat
 import time
 
-from capsfast import guests
+from capsfast.parts.guests import decide as guests
 from capsfast.constants import QEMU_KVM
-from capsfast.facts import under as _under
+from capsfast.parts.core.read import under as _under
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ _last: "tuple[Emulators, str, Kvm, Kqemu, Xen, tuple[Guest, ...]] | None" = None
 def host_guests(root: str, arch: str, kvm: "Kvm", kqemu: "Kqemu", xen: "Xen",
                 path_env: "str | None" = None) -> "tuple[Guest, ...]":
     """The guests of the host under ``root``: discovery (cached) plus the
-    pure rules of ``capsfast.guests``, memoised on their inputs."""
+    pure rules of ``capsfast.parts.guests.decide``, memoised on their inputs."""
     global _last
     found = discover(root, path_env)
     last = _last

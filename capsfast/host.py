@@ -1,5 +1,5 @@
 """Probing: one crossing into C per probe, its results turned into a Host
-(``capsfast.facts``), and the live host kept.
+(``capsfast.parts.core.read``), and the live host kept.
 
 The live host (root "/", the running CPU) is kept per process in one
 ``LiveCache``: CPUID and the CPU files cannot change while the system runs,
@@ -12,7 +12,10 @@ share them.
 import os
 import _thread
 
-from capsfast import _native, cpuid, emulators, facts
+from capsfast import _native
+from capsfast.parts.core import cpuid
+from capsfast.parts.guests import discover as emulators
+from capsfast.parts.core import read as facts
 from capsfast.constants import KVM_DEVICE, X86_ARCHS
 from capsfast.errors import CapsfastError
 from capsfast.model import Lazy, guests_pending, resolve
@@ -20,12 +23,12 @@ from capsfast.model import Lazy, guests_pending, resolve
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast._native import Batch, Leaves, Results
-    from capsfast.facts import CpuFacts, DeviceFacts, Files, KvmCaps, Modules
-    from capsfast.recording import Replay
-    from capsfast.remote import Recording
+    from capsfast.parts.core.read import CpuFacts, DeviceFacts, Files, KvmCaps, Modules
+    from capsfast.recording.format import Replay
+    from capsfast.recording.remote import Recording
     from collections.abc import Callable
 
-    from capsfast.topology import Layout
+    from capsfast.parts.topology.decide import Layout
     from capsfast.model import CpuModel, Devices, Guest, Host, Iommu, Kqemu, Kvm, Security, Xen
 
     PlanKey = tuple[str, bool, bool]  # (root, with CPU files, with the arch file)
@@ -104,7 +107,7 @@ def read_cpuinfo(root: str = "/") -> "bytes | None":
 def _cpu_model(root: str, arch: str, dump: "str | None", replay: "Replay | None",
                cpu_map: "str | None", cpuinfo: "Callable[[], bytes | None]") -> "Callable[[], CpuModel]":
     def compute() -> "CpuModel":
-        from capsfast import hostcpu  # on first read only: never on the probe's path
+        from capsfast.parts.cpu_model import read as hostcpu  # on first read only: never on the probe's path
 
         return hostcpu.compute(root, arch, dump, replay, cpu_map, cpuinfo)
 
@@ -129,13 +132,13 @@ def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_en
         return read_vmm_modules(root)
 
     def layout() -> "Layout":
-        from capsfast import topology
+        from capsfast.parts.topology import decide as topology
 
         return topology.probe_layout(root, arch)
 
     def platform_part() -> "tuple[Security, Iommu, Devices]":
         # Imported on first use: the default probe never reads these.
-        from capsfast import platform
+        from capsfast.parts.platform import read as platform
 
         return platform.read(root, arch, dump, replay, made[0])
 
@@ -317,7 +320,7 @@ def _probe_other(root: str, dump: "str | None", arch: "str | None", deep: bool,
 
 
 def _replay(directory: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
-    from capsfast import recording
+    from capsfast.recording import format as recording
 
     replay = recording.read(directory)
     if deep and not replay.deep:
@@ -348,7 +351,7 @@ def replay_temporary(recording: "Recording", deep: bool = False, cpu_map: "str |
 
 
 def _connect(uri: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
-    from capsfast import remote
+    from capsfast.recording import remote
 
     return replay_temporary(remote.fetch(uri, deep=deep), deep, cpu_map)
 
@@ -395,7 +398,7 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
         check_recorded_inputs(root, cpuid, arch, replay, connect, machines)
         return _replay(os.fspath(replay), deep) if replay is not None else _connect(str(connect), deep)
     if machines:
-        from capsfast import machines as machine_types
+        from capsfast.parts.guests import machines as machine_types
 
         host = probe(root, cpuid, arch, deep, refresh)
         return host._replace(guests=machine_types.attach(host.guests, os.fspath(root)))

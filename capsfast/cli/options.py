@@ -270,12 +270,12 @@ def is_live(values: "Values") -> bool:
 
 def probe_inputs(values: "Values", refresh: bool = False) -> "Host":
     """The Host the input options name (the live one afresh with ``refresh``)."""
-    from capsfast.probing import check_recorded_inputs, probe, replay_temporary
+    from capsfast.host import check_recorded_inputs, probe, replay_temporary
 
     if refresh and is_live(values) and not values["deep"]:
         return probe(refresh=True)
     if values["replay"] == "-":
-        from capsfast import remote
+        from capsfast.recording import remote
 
         check_recorded_inputs(values["root"], values["cpuid_dump"], values["arch"], "-", one_connect(values))
         return replay_temporary(remote.read_stream(sys.stdin.buffer, "standard input"), bool(values["deep"]),
