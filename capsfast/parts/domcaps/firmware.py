@@ -60,7 +60,26 @@ LOADER_TYPES = ("rom", "pflash")
 LOADER_READONLY = ("yes", "no")
 
 
-class Descriptor:
+class _Value:
+    """Equality, hashing and repr from the fields in ``__slots__``."""
+
+    __slots__: "tuple[str, ...]" = ()
+
+    def _fields(self) -> "tuple[object, ...]":
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return "%s(%s)" % (type(self).__name__,
+                           ", ".join("%s=%r" % (n, getattr(self, n)) for n in self.__slots__))
+
+
+class Descriptor(_Value):
     """One parsed descriptor: the fields libvirt reads, nothing else
     (``description`` and ``tags`` are for people)."""
 
@@ -82,18 +101,6 @@ class Descriptor:
         self.targets = targets  # (libvirt arch name, machine type globs)
         self.features = features  # the known ones, in the file's order
 
-    def _fields(self) -> "tuple[object, ...]":
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Descriptor) and self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        return "Descriptor(%s)" % ", ".join("%s=%r" % (n, getattr(self, n)) for n in self.__slots__)
-
     def loader(self) -> "tuple[str, str | None] | None":
         """(image, NVRAM template) a guest would boot from, as libvirt
         lists it; None for a kernel."""
@@ -109,7 +116,7 @@ class Descriptor:
                    for target_arch, globs in self.targets)
 
 
-class OsCaps:
+class OsCaps(_Value):
     """The ``<os>`` of domain capabilities: the firmware enum (``bios``,
     ``efi``), the loader images, and the loader's type, readonly and
     secure enums, each in libvirt's order."""
@@ -126,17 +133,11 @@ class OsCaps:
         self.loader_readonly = loader_readonly
         self.loader_secure = loader_secure
 
-    def _fields(self) -> "tuple[object, ...]":
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, OsCaps) and self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        return "OsCaps(%s)" % ", ".join("%s=%r" % (n, getattr(self, n)) for n in self.__slots__)
+    def as_dict(self) -> "dict[str, Any]":
+        """The same facts as plain data, for JSON."""
+        return {"firmware": list(self.firmware),
+                "loader": {"values": list(self.loaders), "type": list(self.loader_types),
+                           "readonly": list(self.loader_readonly), "secure": list(self.loader_secure)}}
 
     def replace(self, **changes: "tuple[str, ...]") -> "OsCaps":
         """A copy with some fields changed."""
