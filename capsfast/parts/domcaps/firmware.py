@@ -246,8 +246,10 @@ def parse(path: str, data: bytes) -> Descriptor:
 
     if len(data) > MAX_BYTES:
         raise fail("larger than %d bytes" % MAX_BYTES)
+    # libvirt reads the file as a C string: it ends at a NUL byte
+    text = data.split(b"\0", 1)[0]
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = json.loads(text.decode("utf-8"), object_pairs_hook=_object_once, parse_constant=_no_constant)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise fail("not valid JSON") from None
     if not isinstance(doc, dict):
@@ -301,6 +303,19 @@ def parse(path: str, data: bytes) -> Descriptor:
     return Descriptor(path, tuple(interfaces), device, mode=mode, executable=executable,
                       nvram_template=nvram_template, filename=filename,
                       targets=tuple(targets), features=features)
+
+
+def _object_once(pairs: "list[tuple[str, Any]]") -> "dict[str, Any]":
+    # libvirt's JSON parser refuses an object naming a key twice
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        raise ValueError("duplicate key")
+    return doc
+
+
+def _no_constant(name: str) -> object:
+    # NaN and Infinity are no JSON, and libvirt's parser refuses them
+    raise ValueError(name)
 
 
 def _array(doc: "dict[str, Any]", key: str, fail: "Callable[[str], CapsfastError]") -> "list[Any]":

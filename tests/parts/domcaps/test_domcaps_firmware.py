@@ -278,6 +278,9 @@ MALFORMED = [
     b"\xff\xfe{}",
     b"[1]",
     b"[" * 100000 + b"]" * 100000,
+    spoiled(["features"], [float("nan")]),
+    json.dumps(GOOD).encode()[:-1] + b', "features": []}',
+    b"\0" + json.dumps(GOOD).encode(),
     spoiled(["interface-types"], REMOVE),
     spoiled(["interface-types", 0], "efi"),
     spoiled(["interface-types", 0], 7),
@@ -313,6 +316,8 @@ def test_the_good_descriptor_loads_as_libvirt_reads_it():
     assert descriptor.loader() == ("/fw/CODE.fd", "/fw/VARS.fd")
     assert descriptor.mode == "split"  # the historical default
     assert descriptor.features == ("requires-smm",)  # unknown ones dropped
+    # libvirt stops reading at a NUL byte
+    assert firmware.parse("/p.json", json.dumps(GOOD).encode() + b"\0junk") == descriptor
     combined = json.loads(json.dumps(GOOD))
     combined["mapping"] = {"device": "memory", "filename": "/fw/bios.bin"}
     assert firmware.parse("/q.json", json.dumps(combined).encode()).loader() == ("/fw/bios.bin", None)
