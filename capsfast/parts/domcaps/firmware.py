@@ -380,6 +380,23 @@ def supported(descriptors: "Sequence[Descriptor]", *, arch: str, machine: str
     return firmware, secure, pairs
 
 
+def nvram_loaders(entries: "Sequence[str]") -> "tuple[tuple[str, str], ...]":
+    """(image, NVRAM template) pairs from qemu.conf's obsolete ``nvram``
+    list of ``"IMAGE:TEMPLATE"`` strings, for ``os_caps``' ``builtin``.
+    libvirt uses them in place of its built-in list only where no
+    descriptor file exists at all, and then no fallback list where one
+    does.  CapsfastError for an entry libvirt refuses."""
+    pairs = []
+    for entry in entries:
+        parts = entry.split(":")
+        # libvirt skips leading blanks of each half (not trailing ones)
+        halves = [part.lstrip(" \t\n\v\f\r") for part in parts[:2]]
+        if len(parts) != 2 or not all(halves):
+            raise CapsfastError("invalid nvram entry in qemu.conf: %s" % printable(repr(entry)))
+        pairs.append((halves[0], halves[1]))
+    return tuple(pairs)
+
+
 def os_caps(descriptors: "Sequence[Descriptor]", *, arch: str, machine: str,
             exists: "Callable[[str], bool]",
             builtin: "Sequence[tuple[str, str | None]]" = BUILTIN_LOADERS) -> OsCaps:

@@ -182,6 +182,17 @@ def test_builtin_loaders_where_no_descriptor_serves_the_machine():
     assert (caps.firmware, caps.loaders) == (("efi",), ())
 
 
+def test_qemu_conf_nvram_entries_as_libvirt_reads_them():
+    assert firmware.nvram_loaders(["/a/CODE.fd:/a/VARS.fd", " /b.fd: /c.fd"]) == (
+        ("/a/CODE.fd", "/a/VARS.fd"), ("/b.fd", "/c.fd"))
+    for bad in ("/a.fd", "/a.fd:", ":/b.fd", "/a:/b:/c", " : "):
+        with pytest.raises(CapsfastError, match="^invalid nvram entry in qemu.conf"):
+            firmware.nvram_loaders([bad])
+    caps = firmware.os_caps([], arch="x86_64", machine="pc-q35-7.2", exists=lambda p: True,
+                            builtin=firmware.nvram_loaders(["/b.fd:/c.fd"]))
+    assert caps.loaders == ("/b.fd",)
+
+
 def test_loader_images_listed_once_present_only():
     descriptors = [
         fake_descriptor("40-a.json", ["uefi"], ["pc-q35-*"], executable="/fw/SB.fd", features=["requires-smm"]),
