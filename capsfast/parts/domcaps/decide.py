@@ -192,8 +192,10 @@ def schema_has(schema: "dict[str, dict[str, Any]]", query: str) -> bool:
 
 def _traverse(walk: _Walk, name: "Any") -> int:
     # 1 found, 0 not found, negative: a malformed schema or query.
+    # A loop in the schema: libvirt gives up after 1000 steps, Python's
+    # stack would not last that long; real queries are a dozen steps deep.
     walk.depth += 1
-    if walk.depth > 1000:
+    if walk.depth > 200:
         return -2
     cur = walk.schema.get(name) if isinstance(name, str) else None
     if cur is None:
