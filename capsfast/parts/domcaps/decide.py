@@ -608,6 +608,8 @@ def domain_caps_core(transcript: "Transcript", env: Environment, *, arch: str, m
     flags = qemu_flags(transcript)
     vcpu_max = next((m.max_cpus for m in listed if m.name == machine), 0)
     if virttype == "kvm":
+        if env.kvm_max_vcpus is None:
+            raise CapsfastError("cannot read KVM's vCPU limit: /dev/kvm cannot be opened")
         vcpu_max = min(vcpu_max, env.kvm_max_vcpus)
     features = Features(
         gic=Support("gic", False),  # an ARM interrupt controller

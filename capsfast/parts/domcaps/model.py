@@ -50,24 +50,29 @@ class Environment(_Record):
     """The host facts libvirt reads on every domcapabilities call, never
     from its QEMU cache.
 
-    ``kvm_max_vcpus``: KVM_CAP_MAX_VCPUS (caps ``<vcpu max>`` for kvm);
+    ``kvm_max_vcpus``: KVM's vCPU limit, which bounds ``<vcpu max>`` for
+    kvm: KVM_CHECK_EXTENSION on /dev/kvm for KVM_CAP_MAX_VCPUS, else
+    KVM_CAP_NR_VCPUS, else 4; None where /dev/kvm cannot be opened (then
+    only the qemu virt type can be answered);
     ``sev_asids``: (ECX, EDX) of CPUID 0x8000001F, the highest SEV ASID and
-    the lowest one not reserved for SEV-ES, (0, 0) where the CPU has none;
-    ``vfio``: the host can pass PCI devices through VFIO (/dev/vfio/vfio
-    and a populated IOMMU);
-    ``swtpm``: swtpm is installed; ``swtpm_versions``: the TPM versions its
-    swtpm_setup supports ("1.2", "2.0");
-    ``privileged``: the caller is root (libvirt's system daemon)."""
+    the lowest one not reserved for SEV-ES; (0, 0) where the CPU has none;
+    ``vfio``: PCI passthrough through VFIO is possible: an entry in
+    /sys/kernel/iommu_groups and /dev/vfio/vfio present;
+    ``swtpm``: swtpm, swtpm_setup and swtpm_ioctl are executables in PATH;
+    ``swtpm_versions``: the TPM versions ("1.2", "2.0") that
+    ``swtpm_setup --print-capabilities`` lists (tpm-1.2, tpm-2.0);
+    ``privileged``: the caller is root (libvirt's system daemon), which
+    decides where firmware descriptors are looked for."""
 
     __slots__ = ("kvm_max_vcpus", "sev_asids", "vfio", "swtpm", "swtpm_versions", "privileged")
-    kvm_max_vcpus: int
+    kvm_max_vcpus: "int | None"
     sev_asids: "tuple[int, int]"
     vfio: bool
     swtpm: bool
     swtpm_versions: "tuple[str, ...]"
     privileged: bool
 
-    def __init__(self, *, kvm_max_vcpus: int, sev_asids: "tuple[int, int]" = (0, 0), vfio: bool = False,
+    def __init__(self, *, kvm_max_vcpus: "int | None", sev_asids: "tuple[int, int]" = (0, 0), vfio: bool = False,
                  swtpm: bool = False, swtpm_versions: "tuple[str, ...]" = (), privileged: bool = False) -> None:
         self._set(kvm_max_vcpus=kvm_max_vcpus, sev_asids=tuple(sev_asids), vfio=vfio, swtpm=swtpm,
                   swtpm_versions=tuple(swtpm_versions), privileged=privileged)

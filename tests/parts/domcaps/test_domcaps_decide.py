@@ -90,6 +90,13 @@ def test_alias_resolves_and_kvm_bounds_vcpus():
     assert caps(transcript(), env, machine="q35", virttype="qemu").vcpu_max == 288
 
 
+def test_kvm_limit_unreadable_fails_kvm_only():
+    env = Environment(kvm_max_vcpus=None)
+    with pytest.raises(CapsfastError, match="/dev/kvm cannot be opened"):
+        caps(transcript(), env)
+    assert caps(transcript(), env, virttype="qemu").vcpu_max == 255
+
+
 def test_ide_bus_only_on_i440fx():
     assert "ide" in caps(transcript()).device("disk").enum("bus")
     assert "ide" not in caps(transcript(), machine="q35").device("disk").enum("bus")
