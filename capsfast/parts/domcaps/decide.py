@@ -111,13 +111,6 @@ def _strings(value: "Any", what: str) -> "set[str]":
     return set(value)
 
 
-def _answered(transcript: "Transcript", command: str) -> "dict[str, Any] | None":
-    """The reply to ``command`` in the first process; None if not asked."""
-    for _, reply in transcript.replies(command):
-        return reply
-    return None
-
-
 def kvm_used(transcript: "Transcript") -> bool:
     """QEMU ran its first process with KVM (query-kvm: present and enabled)."""
     state = transcript.value("query-kvm")
@@ -203,9 +196,9 @@ def _traverse(walk: _Walk, name: "Any") -> int:
     if not walk.more():
         return 1
     meta = cur.get("meta-type")
-    step = _STEPS.get(meta) if isinstance(meta, str) else None
-    if meta is not None and not isinstance(meta, str):
+    if not isinstance(meta, str):
         return -2
+    step = _STEPS.get(meta)
     return step(walk, cur) if step is not None else 0
 
 
