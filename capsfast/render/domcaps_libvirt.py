@@ -2,10 +2,13 @@
 them, byte for byte: text built line by line, two spaces per level."""
 from capsfast.render.xmltext import chars
 
-# libvirt's virBufferEscapeString: five entities, C0 controls but tab,
-# newline and CR dropped.
-_ESCAPE: "dict[int, str | None]" = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;", ord('"'): "&quot;", ord("'"): "&apos;"}
-_ESCAPE.update((c, None) for c in range(1, 0x20) if chr(c) not in "\t\n\r")
+# libvirt's virBufferEscapeString: five entities; the controls its list
+# names (0x01-0x19 but tab, newline and CR) dropped.  The rest XML cannot
+# hold (0x1A-0x1F among them) becomes U+FFFD, where libvirt would write
+# a document no parser reads.
+_ESCAPE: "dict[int, str | None]" = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;",
+                                    ord('"'): "&quot;", ord("'"): "&apos;"}
+_ESCAPE.update((c, None) for c in range(1, 0x1A) if chr(c) not in "\t\n\r")
 
 
 def text(s: str) -> str:

@@ -12,7 +12,7 @@ from capsfast.parts.domcaps.model import DomainCaps, Enum, Environment, Features
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Iterable
+    from typing import Any, Callable, Iterable
 
     from capsfast.parts.domcaps.replies import Transcript
 
@@ -617,15 +617,18 @@ def domain_caps_core(transcript: "Transcript", env: Environment, *, arch: str, m
 
 
 def domain_caps(transcript: "Transcript", env: Environment, *, arch: str, machine: "str | None",
-                virttype: "str | None", emulator: str, cpu_map: "Any", descriptors: "Any") -> DomainCaps:
+                virttype: "str | None", emulator: str, cpu_map: "Any", descriptors: "Any",
+                exists: "Callable[[str], bool]") -> DomainCaps:
     """``virsh domcapabilities`` for one emulator (its transcript), arch,
     machine (None: the preferred one; an alias is resolved) and virt type
-    (None: kvm where QEMU used it, else qemu)."""
+    (None: kvm where QEMU used it, else qemu).  ``descriptors`` are the
+    firmware descriptors that count; ``exists`` tells which loader images
+    are on the host (libvirt lists only those)."""
     virttype, machine, _ = resolve(transcript, arch=arch, machine=machine, virttype=virttype,
                                    emulator=emulator)
     from capsfast.parts.domcaps.cpu import cpu_modes  # type: ignore[import-not-found,unused-ignore]
     from capsfast.parts.domcaps.firmware import os_caps  # type: ignore[import-not-found,unused-ignore]
 
     return domain_caps_core(transcript, env, arch=arch, machine=machine, virttype=virttype, emulator=emulator,
-                            os=os_caps(descriptors, arch=arch, machine=machine),
+                            os=os_caps(descriptors, arch=arch, machine=machine, exists=exists),
                             cpu=cpu_modes(transcript, virttype=virttype, arch=arch, cpu_map=cpu_map))

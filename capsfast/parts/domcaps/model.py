@@ -203,6 +203,12 @@ class DomainCaps(_Record):
                   iothreads=iothreads, os=os, cpu=cpu, memory_backing=memory_backing,
                   devices=tuple(devices), features=features)
 
+    def replace(self, **changes: "Any") -> "DomainCaps":
+        """A copy with some fields changed."""
+        fields = {f: getattr(self, f) for f in self.__slots__}
+        fields.update(changes)
+        return DomainCaps(**fields)
+
     def device(self, name: str) -> "Support | None":
         for d in self.devices:
             if d.name == name:
