@@ -351,7 +351,8 @@ def _sgx(transcript: "Transcript", flags: "frozenset[str]") -> "Sgx | None":
         size = _uint(reply["section-size"], "SGX section-size") // 1024
     else:  # QEMU dropped the deprecated total: the sum of the sections
         size = sum(s.size_kib for s in sections)
-    return Sgx(flc=reply["flc"], sgx1=reply["sgx1"], sgx2=reply["sgx2"], section_size_kib=size, sections=tuple(sections))
+    return Sgx(flc=reply["flc"], sgx1=reply["sgx1"], sgx2=reply["sgx2"], section_size_kib=size,
+               sections=tuple(sections))
 
 
 def _obj(value: "Any") -> "dict[str, Any]":
