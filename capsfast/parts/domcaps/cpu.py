@@ -1,0 +1,289 @@
+"""The ``<cpu>`` of domain capabilities: which CPU modes a guest of one
+emulator and virt type may use, decided as libvirt 9.0 decides them
+(``virQEMUCapsFillDomainCPUCaps`` in ``src/qemu/qemu_capabilities.c``) from
+the emulator's QMP transcript and libvirt's CPU map.  Pure: no I/O.
+
+- host-passthrough: an accelerated virt type on a host of the emulator's
+  own arch; ``migratable='on'`` where QEMU's max CPU has that property.
+- maximum: where QEMU lists a ``max`` CPU model.
+- host-model: QEMU's static expansion of ``host`` (``max`` under TCG)
+  decoded as libvirt decodes a guest CPU (``capsfast.cpu_map.x86_decode.decode_guest``).
+- custom: QEMU's CPU models that the CPU map knows, in QEMU's order, with
+  QEMU's verdict on each and the map's vendor.
+
+The probe of each virt type is a process of the transcript: the first one
+(KVM where it was usable), and the TCG-only one libvirt starts after it.
+"""
+from capsfast.cpu_map.x86_decode import GuestCpu
+from capsfast.errors import CapsfastError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from capsfast.cpu_map.x86_map import CpuMap, Data
+    from capsfast.parts.domcaps.replies import Transcript
+
+X86_ARCHES = ("x86_64", "i686")
+
+# virQEMUCapsCPUFeaturesX86: QEMU's spelling -> the CPU map's.
+_FROM_QEMU = {
+    "cmp-legacy": "cmp_legacy", "ds-cpl": "ds_cpl", "fxsr-opt": "fxsr_opt",
+    "kvm-pv-eoi": "kvm_pv_eoi", "kvm-pv-unhalt": "kvm_pv_unhalt", "lahf-lm": "lahf_lm",
+    "nodeid-msr": "nodeid_msr", "pclmulqdq": "pclmuldq", "perfctr-core": "perfctr_core",
+    "perfctr-nb": "perfctr_nb", "tsc-adjust": "tsc_adjust",
+}
+
+
+def feature_from_qemu(name: str) -> str:
+    """A QEMU CPU feature name in the CPU map's spelling."""
+    return _FROM_QEMU.get(name, name)
+
+
+class CustomModel:
+    """One named CPU model a guest may ask for: ``name``, ``usable`` (QEMU's
+    verdict: 'yes', 'no' or 'unknown'), ``deprecated``, ``vendor`` (the CPU
+    map's, or None)."""
+
+    __slots__ = ("name", "usable", "deprecated", "vendor")
+
+    def __init__(self, name: str, usable: str, deprecated: bool, vendor: "str | None") -> None:
+        self.name = name
+        self.usable = usable
+        self.deprecated = deprecated
+        self.vendor = vendor
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CustomModel) and (self.name, self.usable, self.deprecated, self.vendor) == (
+            other.name, other.usable, other.deprecated, other.vendor)
+
+    def __repr__(self) -> str:
+        return "CustomModel(%r, %r, %r, %r)" % (self.name, self.usable, self.deprecated, self.vendor)
+
+
+class CpuModes:
+    """The CPU modes: ``host_passthrough`` and ``maximum`` (each the
+    migratable values offered, an empty tuple where the mode is not
+    supported), ``host_model`` (a guest CPU definition, None where not
+    supported) and ``custom``
+    (empty where not supported)."""
+
+    __slots__ = ("host_passthrough", "maximum", "host_model", "custom")
+
+    def __init__(self, host_passthrough: "tuple[str, ...]", maximum: "tuple[str, ...]",
+                 host_model: "GuestCpu | None", custom: "tuple[CustomModel, ...]") -> None:
+        self.host_passthrough = host_passthrough
+        self.maximum = maximum
+        self.host_model = host_model
+        self.custom = custom
+
+    def __repr__(self) -> str:
+        return "CpuModes(%r, %r, %r, %r)" % (self.host_passthrough, self.maximum, self.host_model, self.custom)
+
+
+def _names(value: "Any") -> "set[str]":
+    if not isinstance(value, list):
+        return set()
+    return {item["name"] for item in value if isinstance(item, dict) and isinstance(item.get("name"), str)}
+
+
+def _process_for(transcript: "Transcript", virttype: str) -> int:
+    """The transcript process that probed ``virttype`` (virQEMUCapsGetAccel)."""
+    kvm = transcript.value("query-kvm")
+    kvm_used = isinstance(kvm, dict) and kvm.get("enabled") is True
+    if virttype == "kvm":
+        if not kvm_used:
+            raise CapsfastError("virt type kvm: the emulator could not use KVM when it was probed")
+        return 0
+    if virttype == "qemu":
+        return 1 if kvm_used else 0
+    raise CapsfastError("virt type %s is not supported by a QEMU emulator (kvm or qemu)" % virttype)
+
+
+class _Prop:
+    __slots__ = ("name", "value", "migratable")
+
+    def __init__(self, name: str, value: "bool | int | str") -> None:
+        self.name = name
+        self.value = value
+        self.migratable: "bool | None" = None
+
+
+def _props(model: "dict[str, Any]") -> "list[_Prop]":
+    """qemuMonitorJSONParseCPUModel's properties: booleans, integers and
+    strings; anything else is skipped."""
+    props = model.get("props")
+    if not isinstance(props, dict):
+        return []
+    out = []
+    for name, value in props.items():
+        if isinstance(value, (bool, str)) or (isinstance(value, int) and -(1 << 63) <= value < 1 << 63):
+            out.append(_Prop(name, value))
+    return out
+
+
+def _expansions(transcript: "Transcript", process: int, static_full: bool) -> "list[_Prop] | None":
+    """virQEMUCapsProbeQMPHostCPU's host CPU properties of ``process``, with
+    each boolean's migratability, or None where QEMU gave none.  The
+    expansions are read in the order libvirt asked them: the migratable
+    one, then the non-migratable one (each followed by its full expansion
+    where QEMU predates canonical feature names)."""
+    replies = [reply for _command, reply in transcript.replies("query-cpu-model-expansion", process)]
+    position = 0
+
+    def one() -> "dict[str, Any] | None":
+        nonlocal position
+        if position >= len(replies):
+            return None
+        reply = replies[position]
+        position += 1
+        value = reply.get("return")
+        if not isinstance(value, dict) or not isinstance(value.get("model"), dict):
+            return None
+        model: dict[str, Any] = value["model"]
+        return model
+
+    def expansion() -> "dict[str, Any] | None":
+        model = one()
+        if model is not None and static_full:
+            model = one()
+        return model
+
+    first = expansion()
+    if first is None or not isinstance(first.get("props"), dict):
+        return None
+    props = _props(first)
+    second = expansion()
+    if second is not None:
+        by_name = {prop.name: prop for prop in props}
+        for other in _props(second):
+            prop = by_name.get(other.name)
+            if prop is None or not isinstance(prop.value, bool) or not isinstance(other.value, bool):
+                continue
+            if prop.value:
+                prop.migratable = True
+            elif other.value:
+                # usable, but not where the guest must migrate
+                prop.value = True
+                prop.migratable = False
+    return props
+
+
+def _cpu_data(props: "list[_Prop]", cpu_map: "CpuMap") -> "Data | None":
+    """virQEMUCapsGetCPUModelX86Data (not migratable-only): the CPU data of
+    the true features, the vendor and the signature; None for a vendor
+    string libvirt refuses."""
+    from capsfast.cpu_map.x86_decode import feature_data, make_signature
+    from capsfast.cpu_map.x86_map import CPUID, add_item, vendor_item
+
+    data: Data = {}
+    signature = {"family": 0, "model": 0, "stepping": 0}
+    for prop in props:
+        name = feature_from_qemu(prop.name)
+        if isinstance(prop.value, bool):
+            if prop.value:
+                feature = feature_data(cpu_map, name)
+                for key, value in (feature or {}).items():
+                    add_item(data, key, value)
+        elif isinstance(prop.value, str):
+            if name == "vendor":
+                if len(prop.value.encode("utf-8", "replace")) != 12:
+                    return None
+                add_item(data, (CPUID, 0, 0), vendor_item(prop.value))
+        elif name in signature:
+            signature[name] = prop.value & 0xFFFFFFFF
+    add_item(data, (CPUID, 1, 0), make_signature(signature["family"], signature["model"], signature["stepping"]))
+    return data
+
+
+def host_model(transcript: "Transcript", process: int, cpu_map: "CpuMap", *,
+               canonical: bool = True) -> "GuestCpu | None":
+    """The host-model CPU of one probe ``process``: libvirt's guest decode
+    of QEMU's expansion of its host CPU over the CPU models QEMU lists there
+    (every map model where it lists none).  ``canonical``: QEMU names CPU
+    features canonically (it has ``unavailable-features``); where not,
+    libvirt asked a full expansion after each static one and drops MSR
+    features.  None where QEMU gave no expansion or no model fits."""
+    from capsfast.cpu_map.x86_decode import decode_guest, is_msr_feature
+
+    definitions = _definitions(transcript, process)
+    props = _expansions(transcript, process, static_full=not canonical)
+    if props is None:
+        return None
+    data = _cpu_data(props, cpu_map)
+    if data is None:
+        return None
+    offered: "dict[str, tuple[str, ...]] | None" = None
+    if definitions is not None:
+        offered = {}
+        for definition in definitions:
+            blockers = definition.get("unavailable-features")
+            offered.setdefault(definition["name"], tuple(
+                feature_from_qemu(b) for b in blockers if isinstance(b, str)) if isinstance(blockers, list) else ())
+    decoded = decode_guest(data, cpu_map, offered)
+    if decoded is None:
+        return None
+    features = decoded.features
+    if not canonical:
+        # QEMU without unavailable-features cannot take MSR features
+        features = tuple(f for f in features if not is_msr_feature(cpu_map, f[1]))
+    return GuestCpu(decoded.model, decoded.vendor, features)
+
+
+def _definitions(transcript: "Transcript", process: int) -> "list[dict[str, Any]] | None":
+    value = transcript.value("query-cpu-definitions", process)
+    if not isinstance(value, list):
+        return None
+    return [item for item in value if isinstance(item, dict) and isinstance(item.get("name"), str)]
+
+
+def _usable(definition: "dict[str, Any]") -> str:
+    blockers = definition.get("unavailable-features")
+    if not isinstance(blockers, list):
+        return "unknown"
+    return "no" if blockers else "yes"
+
+
+def _is_native(host_arch: str, emulator_arch: str) -> bool:
+    # virQEMUCapsGuestIsNative, for the x86 arches this module decides
+    return host_arch == emulator_arch or (host_arch == "x86_64" and emulator_arch == "i686")
+
+
+def cpu_modes(transcript: "Transcript", *, virttype: str, arch: str, cpu_map: "CpuMap",
+              host_arch: "str | None" = None) -> CpuModes:
+    """The CPU modes a guest of ``arch`` may use with this emulator (its
+    ``transcript``) and ``virttype`` ('kvm' or 'qemu'), on a host of
+    ``host_arch`` (by default the emulator's own arch).  CapsfastError for
+    an arch or virt type not decided here."""
+    target = transcript.value("query-target")
+    emulator_arch = target.get("arch") if isinstance(target, dict) else None
+    if emulator_arch not in X86_ARCHES or arch not in X86_ARCHES:
+        raise CapsfastError("domain capabilities: CPU modes of %s guests are not yet supported"
+                            % (arch if arch not in X86_ARCHES else emulator_arch or "unknown"))
+    process = _process_for(transcript, virttype)
+    if host_arch is None:
+        host_arch = emulator_arch
+    # libvirt asks for this type on every x86 emulator
+    max_cpu_props = _names(transcript.value("qom-list-properties", 0, {"typename": "max-x86_64-cpu"}))
+    # QEMU_CAPS_CPU_UNAVAILABLE_FEATURES; libvirt takes canonical names from it
+    canonical = "unavailable-features" in max_cpu_props
+    native = _is_native(host_arch, emulator_arch)
+
+    passthrough: tuple[str, ...] = ()
+    if virttype != "qemu" and native:
+        passthrough = ("on", "off") if "migratable" in max_cpu_props else ("off",)
+    has_max = any("max" in _names(transcript.value("query-cpu-definitions", p))
+                  for p in range(len(transcript.processes)))
+    maximum: tuple[str, ...] = ("on", "off") if has_max else ()
+
+    definitions = _definitions(transcript, process)
+    host = host_model(transcript, process, cpu_map, canonical=canonical) if native else None
+
+    custom: list[CustomModel] = []
+    known = {model.name: model.vendor for model in cpu_map.models}
+    for definition in definitions or ():
+        name = definition["name"]
+        if name not in known or name == "host":
+            continue
+        custom.append(CustomModel(name, _usable(definition), definition.get("deprecated") is True, known[name]))
+    return CpuModes(passthrough, maximum, host, tuple(custom))

@@ -1,0 +1,51 @@
+"""The ``<cpu>`` element of domain capabilities as libvirt 9.0 prints it
+(``virDomainCapsCPUFormat`` in ``src/conf/domain_capabilities.c``), as
+lines indented from the document's root."""
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from capsfast.parts.domcaps.cpu import CpuModes
+
+# virBufferEscapeString's replacements for the values libvirt quotes with '
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "'": "&apos;", '"': "&quot;"})
+
+
+def _escape(value: str) -> str:
+    return value.translate(_ESCAPES)
+
+
+def _migratable_mode(name: str, enum: str, values: "tuple[str, ...]") -> "list[str]":
+    if not values:
+        return ["    <mode name='%s' supported='no'/>" % name]
+    lines = ["    <mode name='%s' supported='yes'>" % name, "      <enum name='%s'>" % enum]
+    lines += ["        <value>%s</value>" % value for value in values]
+    lines += ["      </enum>", "    </mode>"]
+    return lines
+
+
+def cpu_lines(modes: "CpuModes") -> "list[str]":
+    """The ``<cpu>...</cpu>`` lines, two spaces deep as inside ``<domainCapabilities>``."""
+    lines = ["  <cpu>"]
+    lines += _migratable_mode("host-passthrough", "hostPassthroughMigratable", modes.host_passthrough)
+    lines += _migratable_mode("maximum", "maximumMigratable", modes.maximum)
+    host = modes.host_model
+    if host is None:
+        lines.append("    <mode name='host-model' supported='no'/>")
+    else:
+        lines.append("    <mode name='host-model' supported='yes'>")
+        lines.append("      <model fallback='forbid'>%s</model>" % _escape(host.model))
+        if host.vendor is not None:
+            lines.append("      <vendor>%s</vendor>" % _escape(host.vendor))
+        lines += ["      <feature policy='%s' name='%s'/>" % (policy, _escape(name)) for policy, name in host.features]
+        lines.append("    </mode>")
+    if not modes.custom:
+        lines.append("    <mode name='custom' supported='no'/>")
+    else:
+        lines.append("    <mode name='custom' supported='yes'>")
+        for model in modes.custom:
+            lines.append("      <model usable='%s'%s vendor='%s'>%s</model>" % (
+                model.usable, " deprecated='yes'" if model.deprecated else "",
+                _escape(model.vendor) if model.vendor is not None else "unknown", _escape(model.name)))
+        lines.append("    </mode>")
+    lines.append("  </cpu>")
+    return lines
