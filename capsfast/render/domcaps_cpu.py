@@ -4,6 +4,7 @@ lines indented from the document's root."""
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from capsfast.cpu_map.x86_decode import GuestCpu
     from capsfast.parts.domcaps.cpu import CpuModes
 
 # virBufferEscapeString's replacements for the values libvirt quotes with '
@@ -33,10 +34,7 @@ def cpu_lines(modes: "CpuModes") -> "list[str]":
         lines.append("    <mode name='host-model' supported='no'/>")
     else:
         lines.append("    <mode name='host-model' supported='yes'>")
-        lines.append("      <model fallback='forbid'>%s</model>" % _escape(host.model))
-        if host.vendor is not None:
-            lines.append("      <vendor>%s</vendor>" % _escape(host.vendor))
-        lines += ["      <feature policy='%s' name='%s'/>" % (policy, _escape(name)) for policy, name in host.features]
+        lines += ["    " + line for line in guest_cpu_lines(host)[1:-1]]
         lines.append("    </mode>")
     if not modes.custom:
         lines.append("    <mode name='custom' supported='no'/>")
@@ -48,4 +46,16 @@ def cpu_lines(modes: "CpuModes") -> "list[str]":
                 _escape(model.vendor) if model.vendor is not None else "unknown", _escape(model.name)))
         lines.append("    </mode>")
     lines.append("  </cpu>")
+    return lines
+
+
+def guest_cpu_lines(cpu: "GuestCpu", fallback: str = "forbid") -> "list[str]":
+    """A guest CPU definition as libvirt prints one on its own (what
+    ``virsh hypervisor-cpu-baseline`` prints), from ``<cpu>`` at the left."""
+    lines = ["<cpu mode='custom' match='exact'>",
+             "  <model fallback='%s'>%s</model>" % (fallback, _escape(cpu.model))]
+    if cpu.vendor is not None:
+        lines.append("  <vendor>%s</vendor>" % _escape(cpu.vendor))
+    lines += ["  <feature policy='%s' name='%s'/>" % (policy, _escape(name)) for policy, name in cpu.features]
+    lines.append("</cpu>")
     return lines

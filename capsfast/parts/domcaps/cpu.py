@@ -43,39 +43,47 @@ def feature_from_qemu(name: str) -> str:
 class CustomModel:
     """One named CPU model a guest may ask for: ``name``, ``usable`` (QEMU's
     verdict: 'yes', 'no' or 'unknown'), ``deprecated``, ``vendor`` (the CPU
-    map's, or None)."""
+    map's, or None) and ``blockers`` (the features QEMU says it lacks here,
+    in the map's spelling; not printed, but they shape a baseline)."""
 
-    __slots__ = ("name", "usable", "deprecated", "vendor")
+    __slots__ = ("name", "usable", "deprecated", "vendor", "blockers")
 
-    def __init__(self, name: str, usable: str, deprecated: bool, vendor: "str | None") -> None:
+    def __init__(self, name: str, usable: str, deprecated: bool, vendor: "str | None",
+                 blockers: "tuple[str, ...]" = ()) -> None:
         self.name = name
         self.usable = usable
         self.deprecated = deprecated
         self.vendor = vendor
+        self.blockers = blockers
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, CustomModel) and (self.name, self.usable, self.deprecated, self.vendor) == (
-            other.name, other.usable, other.deprecated, other.vendor)
+        return isinstance(other, CustomModel) and self._key() == other._key()
+
+    def _key(self) -> "tuple[str, str, bool, str | None, tuple[str, ...]]":
+        return self.name, self.usable, self.deprecated, self.vendor, self.blockers
 
     def __repr__(self) -> str:
-        return "CustomModel(%r, %r, %r, %r)" % (self.name, self.usable, self.deprecated, self.vendor)
+        return "CustomModel(%r, %r, %r, %r, %r)" % self._key()
 
 
 class CpuModes:
     """The CPU modes: ``host_passthrough`` and ``maximum`` (each the
     migratable values offered, an empty tuple where the mode is not
     supported), ``host_model`` (a guest CPU definition, None where not
-    supported) and ``custom``
-    (empty where not supported)."""
+    supported), ``custom`` (empty where not supported) and
+    ``qemu_features``, every CPU feature QEMU's host expansion names, set
+    or not (the map's spelling)."""
 
-    __slots__ = ("host_passthrough", "maximum", "host_model", "custom")
+    __slots__ = ("host_passthrough", "maximum", "host_model", "custom", "qemu_features")
 
     def __init__(self, host_passthrough: "tuple[str, ...]", maximum: "tuple[str, ...]",
-                 host_model: "GuestCpu | None", custom: "tuple[CustomModel, ...]") -> None:
+                 host_model: "GuestCpu | None", custom: "tuple[CustomModel, ...]",
+                 qemu_features: "tuple[str, ...]" = ()) -> None:
         self.host_passthrough = host_passthrough
         self.maximum = maximum
         self.host_model = host_model
         self.custom = custom
+        self.qemu_features = qemu_features
 
     def __repr__(self) -> str:
         return "CpuModes(%r, %r, %r, %r)" % (self.host_passthrough, self.maximum, self.host_model, self.custom)
@@ -196,18 +204,18 @@ def _cpu_data(props: "list[_Prop]", cpu_map: "CpuMap") -> "Data | None":
     return data
 
 
-def host_model(transcript: "Transcript", process: int, cpu_map: "CpuMap", *,
-               canonical: bool = True) -> "GuestCpu | None":
-    """The host-model CPU of one probe ``process``: libvirt's guest decode
-    of QEMU's expansion of its host CPU over the CPU models QEMU lists there
-    (every map model where it lists none).  ``canonical``: QEMU names CPU
-    features canonically (it has ``unavailable-features``); where not,
-    libvirt asked a full expansion after each static one and drops MSR
-    features.  None where QEMU gave no expansion or no model fits."""
+def _blockers(definition: "dict[str, Any]") -> "tuple[str, ...]":
+    """The features QEMU says block a CPU model here, in the map's spelling."""
+    blockers = definition.get("unavailable-features")
+    if not isinstance(blockers, list):
+        return ()
+    return tuple(feature_from_qemu(name) for name in blockers if isinstance(name, str))
+
+
+def _decode_host(props: "list[_Prop] | None", definitions: "list[dict[str, Any]] | None",
+                 cpu_map: "CpuMap", canonical: bool) -> "GuestCpu | None":
     from capsfast.cpu_map.x86_decode import decode_guest, is_msr_feature
 
-    definitions = _definitions(transcript, process)
-    props = _expansions(transcript, process, static_full=not canonical)
     if props is None:
         return None
     data = _cpu_data(props, cpu_map)
@@ -217,17 +225,27 @@ def host_model(transcript: "Transcript", process: int, cpu_map: "CpuMap", *,
     if definitions is not None:
         offered = {}
         for definition in definitions:
-            blockers = definition.get("unavailable-features")
-            offered.setdefault(definition["name"], tuple(
-                feature_from_qemu(b) for b in blockers if isinstance(b, str)) if isinstance(blockers, list) else ())
+            offered.setdefault(definition["name"], _blockers(definition))
     decoded = decode_guest(data, cpu_map, offered)
     if decoded is None:
         return None
-    features = decoded.features
-    if not canonical:
-        # QEMU without unavailable-features cannot take MSR features
-        features = tuple(f for f in features if not is_msr_feature(cpu_map, f[1]))
-    return GuestCpu(decoded.model, decoded.vendor, features)
+    if canonical:
+        return decoded
+    # QEMU without unavailable-features cannot take MSR features
+    return GuestCpu(decoded.model, decoded.vendor,
+                    tuple(f for f in decoded.features if not is_msr_feature(cpu_map, f[1])))
+
+
+def host_model(transcript: "Transcript", process: int, cpu_map: "CpuMap", *,
+               canonical: bool = True) -> "GuestCpu | None":
+    """The host-model CPU of one probe ``process``: libvirt's guest decode
+    of QEMU's expansion of its host CPU over the CPU models QEMU lists there
+    (every map model where it lists none).  ``canonical``: QEMU names CPU
+    features canonically (it has ``unavailable-features``); where not,
+    libvirt asked a full expansion after each static one and drops MSR
+    features.  None where QEMU gave no expansion or no model fits."""
+    props = _expansions(transcript, process, static_full=not canonical)
+    return _decode_host(props, _definitions(transcript, process), cpu_map, canonical)
 
 
 def _definitions(transcript: "Transcript", process: int) -> "list[dict[str, Any]] | None":
@@ -277,7 +295,8 @@ def cpu_modes(transcript: "Transcript", *, virttype: str, arch: str, cpu_map: "C
     maximum: tuple[str, ...] = ("on", "off") if has_max else ()
 
     definitions = _definitions(transcript, process)
-    host = host_model(transcript, process, cpu_map, canonical=canonical) if native else None
+    props = _expansions(transcript, process, static_full=not canonical)
+    host = _decode_host(props, definitions, cpu_map, canonical) if native else None
 
     custom: list[CustomModel] = []
     known = {model.name: model.vendor for model in cpu_map.models}
@@ -285,5 +304,27 @@ def cpu_modes(transcript: "Transcript", *, virttype: str, arch: str, cpu_map: "C
         name = definition["name"]
         if name not in known or name == "host":
             continue
-        custom.append(CustomModel(name, _usable(definition), definition.get("deprecated") is True, known[name]))
-    return CpuModes(passthrough, maximum, host, tuple(custom))
+        custom.append(CustomModel(name, _usable(definition), definition.get("deprecated") is True, known[name],
+                                  _blockers(definition)))
+    qemu_features = tuple(feature_from_qemu(prop.name) for prop in props or ())
+    return CpuModes(passthrough, maximum, host, tuple(custom), qemu_features)
+
+
+def expand_features(modes: CpuModes, cpu_map: "CpuMap") -> GuestCpu:
+    """The host-model CPU as ``virsh hypervisor-cpu-baseline --features``
+    gives it for the host-model ``<cpu>`` of domain capabilities (what
+    KubeVirt labels nodes with): libvirt's baseline of that one CPU over
+    the models and features QEMU offers, every feature of its model then
+    spelled out, sorted by name.  CapsfastError where libvirt refuses."""
+    from capsfast.cpu_map.x86_baseline import baseline, expand
+
+    if modes.host_model is None:
+        raise CapsfastError("no host-model CPU here to expand")
+    if not modes.custom:
+        raise CapsfastError("QEMU offers no CPU models for this virt type")
+    offered: dict[str, tuple[str, ...]] = {}
+    for model in modes.custom:
+        offered.setdefault(model.name, model.blockers)
+    cpu, _forbid = baseline([modes.host_model], cpu_map, offered, modes.qemu_features)
+    # libvirt's hypervisor baseline forbids fallback whatever the model
+    return expand(cpu, cpu_map)

@@ -127,7 +127,7 @@ def test_modes_from_a_small_transcript(libvirt_cpu_map):
                       virttype="kvm", arch="x86_64", cpu_map=libvirt_cpu_map)
     assert modes.host_passthrough == ("on", "off")
     assert modes.maximum == ("on", "off")
-    assert modes.custom == (CustomModel("Penryn", "no", False, "Intel"),
+    assert modes.custom == (CustomModel("Penryn", "no", False, "Intel", ("pclmuldq",)),
                             CustomModel("Icelake-Client", "yes", True, "Intel"),
                             CustomModel("qemu64", "unknown", False, None))
     host = modes.host_model
