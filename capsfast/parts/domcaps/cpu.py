@@ -275,9 +275,13 @@ def cpu_modes(transcript: "Transcript", *, virttype: str, arch: str, cpu_map: "C
     an arch or virt type not decided here."""
     target = transcript.value("query-target")
     emulator_arch = target.get("arch") if isinstance(target, dict) else None
-    if emulator_arch not in X86_ARCHES or arch not in X86_ARCHES:
-        raise CapsfastError("domain capabilities: CPU modes of %s guests are not yet supported"
-                            % (arch if arch not in X86_ARCHES else emulator_arch or "unknown"))
+    if emulator_arch == "i386":
+        emulator_arch = "i686"  # virQEMUCapsArchFromString
+    if arch not in X86_ARCHES:
+        raise CapsfastError("domain capabilities: CPU modes of %s guests are not yet supported" % arch)
+    if emulator_arch not in X86_ARCHES:
+        raise CapsfastError("domain capabilities: CPU modes of an emulator for %r are not yet supported"
+                            % (emulator_arch,))
     process = _process_for(transcript, virttype)
     if host_arch is None:
         host_arch = emulator_arch

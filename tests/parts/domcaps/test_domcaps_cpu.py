@@ -179,3 +179,31 @@ def test_a_vendor_libvirt_refuses_means_no_host_model(libvirt_cpu_map):
 def test_undecided_cases_are_one_error(libvirt_cpu_map, virttype, arch, message):
     with pytest.raises(CapsfastError, match=message):
         cpu_modes(_transcript(False, []), virttype=virttype, arch=arch, cpu_map=libvirt_cpu_map)
+
+
+def test_an_i386_emulator_serves_i686_guests(libvirt_cpu_map):
+    transcript = _transcript(True, [{"name": "qemu32", "unavailable-features": []}], max_props=())
+    transcript.processes[0][1] = ({"execute": "query-target"}, {"return": {"arch": "i386"}})
+    modes = cpu_modes(transcript, virttype="kvm", arch="i686", cpu_map=libvirt_cpu_map, host_arch="x86_64")
+    assert modes.host_passthrough == ("off",)
+    assert modes.custom == (CustomModel("qemu32", "yes", False, None),)
+    transcript.processes[0][1] = ({"execute": "query-target"}, {"return": {"arch": "s390x"}})
+    with pytest.raises(CapsfastError, match="'s390x' are not yet supported"):
+        cpu_modes(transcript, virttype="kvm", arch="i686", cpu_map=libvirt_cpu_map)
+
+
+@pytest.mark.parametrize("definitions,expansions", [
+    ({"name": "Penryn"}, [{"return": []}]),
+    ([{"name": 5}, {"name": "Penryn", "unavailable-features": "sse4.1", "deprecated": "yes"}, "x"],
+     [{"return": {"model": "base"}}]),
+    ([{"name": "Penryn", "unavailable-features": [1, None, "sse4.1"]}],
+     [_expansion({"vendor": 12, "family": 1.5, "model": 1 << 70, "stepping": -1, "fpu": {"x": 1}, "lm": [True]}),
+      _expansion([])]),
+    ([], [{"error": {"class": "GenericError", "desc": "nope"}}, _expansion({"fpu": True})]),
+    ([{"name": "Penryn", "unavailable-features": []}], [_expansion({"family": 0xFFFFFFFF, "model": 0xFFFF, "fpu": True})]),
+])
+def test_odd_replies_give_an_answer_or_no_host_model_never_a_crash(libvirt_cpu_map, definitions, expansions):
+    modes = cpu_modes(_transcript(True, definitions, expansions), virttype="kvm", arch="x86_64",
+                      cpu_map=libvirt_cpu_map)
+    lines = cpu_lines(modes)
+    assert lines[0] == "  <cpu>" and lines[-1] == "  </cpu>"
