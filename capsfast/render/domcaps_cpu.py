@@ -34,7 +34,7 @@ def cpu_lines(modes: "CpuModes") -> "list[str]":
         lines.append("    <mode name='host-model' supported='no'/>")
     else:
         lines.append("    <mode name='host-model' supported='yes'>")
-        lines += ["    " + line for line in guest_cpu_lines(host)[1:-1]]
+        lines += ["    " + line for line in guest_cpu_lines(host, modes.host_model_fallback)[1:-1]]
         lines.append("    </mode>")
     if not modes.custom:
         lines.append("    <mode name='custom' supported='no'/>")

@@ -72,18 +72,21 @@ class CpuModes:
     supported), ``host_model`` (a guest CPU definition, None where not
     supported), ``custom`` (empty where not supported) and
     ``qemu_features``, every CPU feature QEMU's host expansion names, set
-    or not (the map's spelling)."""
+    or not (the map's spelling), and ``host_model_fallback``, 'forbid'
+    for a host-model from QEMU's expansion, 'allow' for one decoded from
+    the host's CPU data."""
 
-    __slots__ = ("host_passthrough", "maximum", "host_model", "custom", "qemu_features")
+    __slots__ = ("host_passthrough", "maximum", "host_model", "custom", "qemu_features", "host_model_fallback")
 
     def __init__(self, host_passthrough: "tuple[str, ...]", maximum: "tuple[str, ...]",
                  host_model: "GuestCpu | None", custom: "tuple[CustomModel, ...]",
-                 qemu_features: "tuple[str, ...]" = ()) -> None:
+                 qemu_features: "tuple[str, ...]" = (), host_model_fallback: str = "forbid") -> None:
         self.host_passthrough = host_passthrough
         self.maximum = maximum
         self.host_model = host_model
         self.custom = custom
         self.qemu_features = qemu_features
+        self.host_model_fallback = host_model_fallback
 
     def __repr__(self) -> str:
         return "CpuModes(%r, %r, %r, %r)" % (self.host_passthrough, self.maximum, self.host_model, self.custom)
@@ -212,24 +215,36 @@ def _blockers(definition: "dict[str, Any]") -> "tuple[str, ...]":
     return tuple(feature_from_qemu(name) for name in blockers if isinstance(name, str))
 
 
+# virQEMUCapsCPUFilterFeatures: never passed to QEMU
+_NOT_FOR_QEMU = frozenset(("cmt", "mbm_total", "mbm_local", "osxsave", "ospke"))
+
+
 def _decode_host(props: "list[_Prop] | None", definitions: "list[dict[str, Any]] | None",
-                 cpu_map: "CpuMap", canonical: bool) -> "GuestCpu | None":
+                 cpu_map: "CpuMap", canonical: bool, host_cpu: "Data | None" = None) -> "GuestCpu | None":
+    """virQEMUCapsInitHostCPUModel's reported CPU: QEMU's expansion decoded,
+    or, where QEMU gave none, the host's own CPU data (``host_cpu``,
+    ``capsfast.cpu_map.x86_decode.cpu_data``) decoded over QEMU's models,
+    less the features QEMU never takes."""
     from capsfast.cpu_map.x86_decode import decode_guest, is_msr_feature
 
-    if props is None:
-        return None
-    data = _cpu_data(props, cpu_map)
-    if data is None:
-        return None
     offered: "dict[str, tuple[str, ...]] | None" = None
     if definitions is not None:
         offered = {}
         for definition in definitions:
             offered.setdefault(definition["name"], _blockers(definition))
-    decoded = decode_guest(data, cpu_map, offered)
-    if decoded is None:
+    if props is not None:
+        data = _cpu_data(props, cpu_map)
+        if data is None:
+            return None
+        decoded = decode_guest(data, cpu_map, offered)
+    elif host_cpu is not None:
+        decoded = decode_guest(host_cpu, cpu_map, offered)
+        if decoded is not None:
+            decoded = GuestCpu(decoded.model, decoded.vendor,
+                               tuple(f for f in decoded.features if f[1] not in _NOT_FOR_QEMU))
+    else:
         return None
-    if canonical:
+    if decoded is None or canonical:
         return decoded
     # QEMU without unavailable-features cannot take MSR features
     return GuestCpu(decoded.model, decoded.vendor,
@@ -268,11 +283,14 @@ def _is_native(host_arch: str, emulator_arch: str) -> bool:
 
 
 def cpu_modes(transcript: "Transcript", *, virttype: str, arch: str, cpu_map: "CpuMap",
-              host_arch: "str | None" = None) -> CpuModes:
+              host_arch: "str | None" = None, host_cpu: "Data | None" = None) -> CpuModes:
     """The CPU modes a guest of ``arch`` may use with this emulator (its
     ``transcript``) and ``virttype`` ('kvm' or 'qemu'), on a host of
-    ``host_arch`` (by default the emulator's own arch).  CapsfastError for
-    an arch or virt type not decided here."""
+    ``host_arch`` (by default the emulator's own arch).  ``host_cpu``: the
+    host's CPU data (``capsfast.cpu_map.x86_decode.cpu_data``), which
+    libvirt decodes for host-model only where QEMU gave no expansion of
+    its host CPU.  CapsfastError for an arch or virt type not decided
+    here."""
     target = transcript.value("query-target")
     emulator_arch = target.get("arch") if isinstance(target, dict) else None
     if emulator_arch == "i386":
@@ -300,7 +318,7 @@ def cpu_modes(transcript: "Transcript", *, virttype: str, arch: str, cpu_map: "C
 
     definitions = _definitions(transcript, process)
     props = _expansions(transcript, process, static_full=not canonical)
-    host = _decode_host(props, definitions, cpu_map, canonical) if native else None
+    host = _decode_host(props, definitions, cpu_map, canonical, host_cpu) if native else None
 
     custom: list[CustomModel] = []
     known = {model.name: model.vendor for model in cpu_map.models}
@@ -311,7 +329,9 @@ def cpu_modes(transcript: "Transcript", *, virttype: str, arch: str, cpu_map: "C
         custom.append(CustomModel(name, _usable(definition), definition.get("deprecated") is True, known[name],
                                   _blockers(definition)))
     qemu_features = tuple(feature_from_qemu(prop.name) for prop in props or ())
-    return CpuModes(passthrough, maximum, host, tuple(custom), qemu_features)
+    # libvirt forbids falling back from a model QEMU itself expanded
+    fallback = "forbid" if props is not None else "allow"
+    return CpuModes(passthrough, maximum, host, tuple(custom), qemu_features, fallback)
 
 
 def expand_features(modes: CpuModes, cpu_map: "CpuMap") -> GuestCpu:

@@ -207,3 +207,63 @@ def test_odd_replies_give_an_answer_or_no_host_model_never_a_crash(libvirt_cpu_m
                       cpu_map=libvirt_cpu_map)
     lines = cpu_lines(modes)
     assert lines[0] == "  <cpu>" and lines[-1] == "  </cpu>"
+
+
+def _cpuid_file(path):
+    """libvirt's cpudata file as CPU data."""
+    from capsfast.cpu_map.x86_decode import cpu_data
+
+    walk, msrs = {}, {}
+    with open(path) as f:
+        for item in fromstring(f.read()):
+            a = item.attrib
+            if item.tag == "cpuid":
+                walk[(int(a["eax_in"], 16), int(a["ecx_in"], 16))] = tuple(
+                    int(a[r], 16) for r in ("eax", "ebx", "ecx", "edx"))
+            elif item.tag == "msr":
+                msrs[int(a["index"], 16)] = int(a["eax"], 16) | int(a["edx"], 16) << 32
+    return cpu_data(walk, msrs)
+
+
+def test_libvirt_cputest_guest_decodes_of_host_cpuid(libvirt_src, libvirt_cpu_map):
+    """cputest.c's cpuTestGuestCPUID: a host's CPUID decoded as a guest CPU
+    (over the models QEMU listed, for the JSON_MODELS hosts), equal to
+    x86_64-cpuid-<host>-guest.xml: the same decoder serves host-model where
+    QEMU gives no expansion."""
+    from capsfast.cpu_map.x86_decode import decode_guest
+    from capsfast.parts.domcaps.cpu import feature_from_qemu
+
+    data = os.path.join(libvirt_src, "tests", "cputestdata")
+    with open(os.path.join(libvirt_src, "tests", "cputest.c")) as f:
+        hosts = re.findall(r'DO_TEST_CPUID\(VIR_ARCH_X86_64, "([^"]+)", (JSON_\w+)\)', f.read())
+    for host, kind in hosts:
+        offered = None
+        if kind in ("JSON_MODELS", "JSON_MODELS_REQUIRED"):
+            with open(os.path.join(data, "x86_64-cpuid-%s.json" % host)) as f:
+                definitions = _json_objects(f.read())[1]["return"]
+            offered = {}
+            for definition in definitions:
+                offered.setdefault(definition["name"], tuple(
+                    feature_from_qemu(name) for name in definition.get("unavailable-features", [])))
+        with open(os.path.join(data, "x86_64-cpuid-%s-guest.xml" % host)) as f:
+            cpu = fromstring(f.read())
+        vendor = cpu.find("vendor")
+        expected = GuestCpu(cpu.findtext("model"), None if vendor is None else vendor.text,
+                            tuple((feature.get("policy"), feature.get("name")) for feature in cpu.findall("feature")))
+        got = decode_guest(_cpuid_file(os.path.join(data, "x86_64-cpuid-%s.xml" % host)), libvirt_cpu_map, offered)
+        assert got == expected, host
+    assert len(hosts) >= 60
+
+
+def test_without_qemus_expansion_host_model_is_the_hosts_cpu(libvirt_src, libvirt_cpu_map):
+    """Where QEMU expands no host CPU, libvirt decodes the host's own CPU
+    data, drops the features QEMU never takes and lets the model fall back."""
+    data = _cpuid_file(os.path.join(libvirt_src, "tests", "cputestdata", "x86_64-cpuid-Core-i7-4510U.xml"))
+    transcript = _transcript(True, [{"name": "Haswell", "unavailable-features": []}], [])
+    assert cpu_modes(transcript, virttype="kvm", arch="x86_64", cpu_map=libvirt_cpu_map).host_model is None
+    modes = cpu_modes(transcript, virttype="kvm", arch="x86_64", cpu_map=libvirt_cpu_map, host_cpu=data)
+    host = modes.host_model
+    assert host is not None and host.model == "Haswell" and host.vendor == "Intel"
+    names = [name for _policy, name in host.features]
+    assert "osxsave" not in names and "invtsc" in names
+    assert "      <model fallback='allow'>Haswell</model>" in cpu_lines(modes)
