@@ -59,3 +59,24 @@ def guest_cpu_lines(cpu: "GuestCpu", fallback: str = "forbid") -> "list[str]":
     lines += ["  <feature policy='%s' name='%s'/>" % (policy, _escape(name)) for policy, name in cpu.features]
     lines.append("</cpu>")
     return lines
+
+
+def guest_cpu_json(cpu: "GuestCpu", fallback: str = "forbid") -> "dict[str, object]":
+    """The facts of ``guest_cpu_lines`` as plain JSON-ready data."""
+    return {"model": cpu.model, "fallback": fallback, "vendor": cpu.vendor,
+            "features": [{"policy": policy, "name": name} for policy, name in cpu.features]}
+
+
+def cpu_json(modes: "CpuModes") -> "dict[str, object]":
+    """The facts of ``cpu_lines`` as plain JSON-ready data (dicts, lists,
+    strings, bools, None), keyed by libvirt's mode names."""
+    host = modes.host_model
+    return {
+        "host-passthrough": {"supported": bool(modes.host_passthrough), "migratable": list(modes.host_passthrough)},
+        "maximum": {"supported": bool(modes.maximum), "migratable": list(modes.maximum)},
+        "host-model": dict({"supported": host is not None},
+                           **(guest_cpu_json(host, modes.host_model_fallback) if host is not None else {})),
+        "custom": {"supported": bool(modes.custom),
+                   "models": [{"name": m.name, "usable": m.usable, "deprecated": m.deprecated, "vendor": m.vendor}
+                              for m in modes.custom]},
+    }

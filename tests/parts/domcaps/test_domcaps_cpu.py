@@ -267,3 +267,27 @@ def test_without_qemus_expansion_host_model_is_the_hosts_cpu(libvirt_src, libvir
     names = [name for _policy, name in host.features]
     assert "osxsave" not in names and "invtsc" in names
     assert "      <model fallback='allow'>Haswell</model>" in cpu_lines(modes)
+
+
+def test_json_carries_the_facts_of_the_xml(libvirt_cpu_map, transcripts):
+    from capsfast.render.domcaps_cpu import cpu_json
+
+    for virttype in ("kvm", "qemu"):
+        modes = cpu_modes(transcripts("8.0.0"), virttype=virttype, arch="x86_64", cpu_map=libvirt_cpu_map)
+        facts = cpu_json(modes)
+        xml = fromstring("\n".join(cpu_lines(modes)))
+        for mode in xml.findall("mode"):
+            assert facts[mode.get("name")]["supported"] == (mode.get("supported") == "yes")
+        enum = xml.find("mode[@name='maximum']/enum")
+        assert facts["maximum"]["migratable"] == [v.text for v in enum.findall("value")]
+        host = xml.find("mode[@name='host-model']")
+        assert facts["host-model"]["model"] == host.findtext("model")
+        assert facts["host-model"]["fallback"] == host.find("model").get("fallback")
+        assert facts["host-model"]["vendor"] == host.findtext("vendor")
+        assert [(f["policy"], f["name"]) for f in facts["host-model"]["features"]] == [
+            (f.get("policy"), f.get("name")) for f in host.findall("feature")]
+        assert [(m["name"], m["usable"], m["deprecated"], m["vendor"] or "unknown")
+                for m in facts["custom"]["models"]] == [
+            (m.text, m.get("usable"), m.get("deprecated") == "yes", m.get("vendor"))
+            for m in xml.findall("mode[@name='custom']/model")]
+        assert modes.host_passthrough == () or facts["host-passthrough"]["migratable"] == ["on", "off"]
