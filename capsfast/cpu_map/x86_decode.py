@@ -17,6 +17,13 @@ a ``Decoded`` out.  The rules, each libvirt's:
   leaving fewer extra features wins, and on a tie the newer stays.
 - The features are those of the CPU the model lacks, in the map's feature
   order, each feature's bits removed before the next is tried.
+
+``decode_guest`` is libvirt's decode of a guest CPU (the host-model CPU of
+domain capabilities, a baseline): models marked ``decode guest='off'`` are
+skipped instead, a model may lack features of the CPU (they are listed as
+disabled, with the hypervisor's blockers and the model's removed
+features), and candidates are weighed by libvirt's penalty for disabled
+features.
 """
 from capsfast.cpu_map.x86_map import CPUID, MSR, add_item
 

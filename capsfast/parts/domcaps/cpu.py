@@ -112,12 +112,11 @@ def _process_for(transcript: "Transcript", virttype: str) -> int:
 
 
 class _Prop:
-    __slots__ = ("name", "value", "migratable")
+    __slots__ = ("name", "value")
 
     def __init__(self, name: str, value: "bool | int | str") -> None:
         self.name = name
         self.value = value
-        self.migratable: "bool | None" = None
 
 
 def _props(model: "dict[str, Any]") -> "list[_Prop]":
@@ -134,8 +133,11 @@ def _props(model: "dict[str, Any]") -> "list[_Prop]":
 
 
 def _expansions(transcript: "Transcript", process: int, static_full: bool) -> "list[_Prop] | None":
-    """virQEMUCapsProbeQMPHostCPU's host CPU properties of ``process``, with
-    each boolean's migratability, or None where QEMU gave none.  The
+    """virQEMUCapsProbeQMPHostCPU's host CPU properties of ``process``, or
+    None where QEMU gave none.  A feature only the non-migratable
+    expansion sets is set: the host-model CPU libvirt reports is not the
+    migratable one (its ``migratable='no'`` marks matter to no answer
+    here, so they are not kept).  The
     expansions are read in the order libvirt asked them: the migratable
     one, then the non-migratable one (each followed by its full expansion
     where QEMU predates canonical feature names)."""
@@ -171,12 +173,8 @@ def _expansions(transcript: "Transcript", process: int, static_full: bool) -> "l
             prop = by_name.get(other.name)
             if prop is None or not isinstance(prop.value, bool) or not isinstance(other.value, bool):
                 continue
-            if prop.value:
-                prop.migratable = True
-            elif other.value:
-                # usable, but not where the guest must migrate
-                prop.value = True
-                prop.migratable = False
+            if other.value:
+                prop.value = True  # usable, though not where the guest must migrate
     return props
 
 
