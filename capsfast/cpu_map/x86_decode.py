@@ -17,12 +17,19 @@ a ``Decoded`` out.  The rules, each libvirt's:
   leaving fewer extra features wins, and on a tie the newer stays.
 - The features are those of the CPU the model lacks, in the map's feature
   order, each feature's bits removed before the next is tried.
+
+``decode_guest`` is libvirt's decode of a guest CPU (the host-model CPU of
+domain capabilities, a baseline): models marked ``decode guest='off'`` are
+skipped instead, a model may lack features of the CPU (they are listed as
+disabled, with the hypervisor's blockers and the model's removed
+features), and candidates are weighed by libvirt's penalty for disabled
+features.
 """
 from capsfast.cpu_map.x86_map import CPUID, MSR, add_item
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from capsfast.cpu_map.x86_map import CpuMap, Data, Model
 
@@ -116,26 +123,19 @@ def _signature_matches(model: "Model", signature: "tuple[int, int, int]") -> boo
                for f, m, steps in model.signatures)
 
 
+def _prepare(data: "Data", cpu_map: "CpuMap") -> "tuple[Data, str | None, int, tuple[int, int, int]]":
+    """x86Decode's start: a copy of ``data`` without the vendor's bits (and
+    without broken TSX), the vendor, the masked signature and its parts."""
+    data = dict(data)
+    vendor = _take_vendor(data, cpu_map)
+    signature = data.get((CPUID, 1, 0), 0) & 0xFFFFFFFF & _SIGNATURE_MASK
+    _filter_tsx(data, vendor, cpu_map)
+    return data, vendor, signature, _signature_parts(signature)
+
+
 def decode(data: "Data", cpu_map: "CpuMap") -> Decoded:
     """libvirt's host CPU decode of ``data`` (``cpu_data``) against ``cpu_map``."""
-    data = dict(data)
-    leaf0 = data.get((CPUID, 0, 0), 0)
-    vendor = None
-    for name, item in cpu_map.vendors:
-        if leaf0 & item == item:
-            vendor = name
-            data[(CPUID, 0, 0)] = leaf0 & ~item
-            break
-    eax1 = data.get((CPUID, 1, 0), 0) & 0xFFFFFFFF
-    signature = eax1 & _SIGNATURE_MASK
-    parts = _signature_parts(signature)
-    if vendor == "Intel":
-        family, number, stepping = _signature_parts(eax1)
-        if family == 6 and ((number == 63 and stepping < 4) or number in (60, 69, 70)):
-            for name in ("hle", "rtm"):
-                feature = cpu_map.feature(name)
-                if feature is not None:
-                    _subtract(data, feature)
+    data, vendor, signature, parts = _prepare(data, cpu_map)
     best: "Model | None" = None
     best_features: list[str] = []
     best_matches = False
@@ -161,3 +161,190 @@ def decode(data: "Data", cpu_map: "CpuMap") -> Decoded:
     if best is None:
         return Decoded(None, vendor, (), parts)
     return Decoded(best.name, vendor, tuple(best_features), parts)
+
+
+# libvirt's own feature table beside the map (x86_kvm_features): Hyper-V
+# enlightenments a QEMU expansion may name; their bits join the CPU data
+# but no map feature lists them.
+INTERNAL_FEATURES: "dict[str, Data]" = {
+    name: {(CPUID, leaf, 0): eax | edx << 96}
+    for name, leaf, eax, edx in (
+        ("kvm_pv_unhalt", 0x40000001, 0x80, 0),
+        ("hv-runtime", 0x40000003, 0x1, 0), ("hv-synic", 0x40000003, 0x4, 0),
+        ("hv-stimer", 0x40000003, 0x8, 0), ("hv-relaxed", 0x40000003, 0x20, 0),
+        ("hv-vapic", 0x40000003, 0x30, 0), ("hv-vpindex", 0x40000003, 0x40, 0),
+        ("hv-reset", 0x40000003, 0x80, 0), ("hv-frequencies", 0x40000003, 0x800, 0),
+        ("hv-reenlightenment", 0x40000003, 0x2000, 0), ("hv-tlbflush", 0x40000004, 0x4, 0),
+        ("hv-avic", 0x40000004, 0x200, 0), ("hv-ipi", 0x40000004, 0x400, 0),
+        ("hv-evmcs", 0x40000004, 0x4000, 0), ("hv-stimer-direct", 0x40000003, 0, 0x80000),
+    )
+}
+
+
+def feature_data(cpu_map: "CpuMap", name: str) -> "Data | None":
+    """A feature's CPU data as libvirt finds it: the map's, else its own table's."""
+    data = cpu_map.feature(name)
+    return data if data is not None else INTERNAL_FEATURES.get(name)
+
+
+def is_msr_feature(cpu_map: "CpuMap", name: str) -> bool:
+    """virCPUx86FeatureIsMSR: the feature is (partly) an MSR bit."""
+    data = feature_data(cpu_map, name)
+    return data is not None and any(key[0] == MSR and value for key, value in data.items())
+
+
+def make_signature(family: int, model: int, stepping: int) -> int:
+    """x86MakeSignature: leaf 1 EAX of a (family, model, stepping)."""
+    family &= 0xFFFFFFFF
+    model &= 0xFFFFFFFF
+    sig = 0
+    if family > 0xF:
+        sig |= ((family - 0xF) << 20) & 0xFFFFFFFF
+        family = 0xF
+    sig |= (model >> 4) << 16
+    sig |= family << 8
+    sig |= (model & 0xF) << 4
+    sig |= stepping & 0xF
+    return sig & 0xFFFFFFFF
+
+
+class GuestCpu:
+    """A guest decode's result: ``model``, ``vendor`` (or None) and
+    ``features``, (policy, name) pairs with policy 'require' or 'disable',
+    in libvirt's order."""
+
+    __slots__ = ("model", "vendor", "features")
+
+    def __init__(self, model: str, vendor: "str | None", features: "tuple[tuple[str, str], ...]") -> None:
+        self.model = model
+        self.vendor = vendor
+        self.features = features
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GuestCpu) and (self.model, self.vendor, self.features) == (
+            other.model, other.vendor, other.features)
+
+    def __repr__(self) -> str:
+        return "GuestCpu(%r, %r, %r)" % (self.model, self.vendor, self.features)
+
+
+def _take_vendor(data: "Data", cpu_map: "CpuMap") -> "str | None":
+    # x86DataToVendor: the first map vendor whose string leaf 0 holds; its bits leave the data.
+    leaf0 = data.get((CPUID, 0, 0), 0)
+    for name, item in cpu_map.vendors:
+        if leaf0 & item == item:
+            data[(CPUID, 0, 0)] = leaf0 & ~item
+            return name
+    return None
+
+
+def _filter_tsx(data: "Data", vendor: "str | None", cpu_map: "CpuMap") -> None:
+    # x86DataFilterTSX: Intel CPUs with broken TSX lose hle and rtm.
+    if vendor != "Intel":
+        return
+    family, number, stepping = _signature_parts(data.get((CPUID, 1, 0), 0) & 0xFFFFFFFF)
+    if family == 6 and ((number == 63 and stepping < 4) or number in (60, 69, 70)):
+        for name in ("hle", "rtm"):
+            feature = cpu_map.feature(name)
+            if feature is not None:
+                _subtract(data, feature)
+
+
+def _guest_candidate(data: "Data", model: "Model", cpu_map: "CpuMap",
+                     blockers: "tuple[str, ...] | None") -> "list[tuple[str, str]]":
+    """x86DataToCPU for a guest CPU: the features ``data`` adds to ``model``
+    (require), those of ``model`` it lacks or the hypervisor blocks
+    (disable), then the model's removed features (disable) not yet named."""
+    extra = dict(data)
+    _subtract(extra, model.data)
+    lacking = dict(model.data)
+    _subtract(lacking, data)
+    for blocker in blockers or ():
+        feature = cpu_map.feature(blocker)
+        if feature is not None and not is_subset(extra, feature):
+            for key, value in feature.items():
+                add_item(lacking, key, value)
+    features = [("require", name) for name in _features(extra, cpu_map)]
+    features += [("disable", name) for name in _features(lacking, cpu_map)]
+    named = {name for _policy, name in features}
+    for name in model.removed:
+        if name not in named:
+            named.add(name)
+            features.append(("disable", name))
+    return features
+
+
+_BASE_PENALTY = 2
+
+
+def _weight(features: "list[tuple[str, str]]") -> "tuple[int, int]":
+    """virCPUx86CompareCandidateFeatureList's (total, disabled) of a guest
+    candidate.  Each disabled feature costs a growing penalty instead of
+    one; libvirt's loop shrinks its own bound as it counts, so disabled
+    features near the end can go uncounted: copied as it is, since the
+    choice of model depends on it."""
+    enabled = len(features)
+    disabled = 0
+    penalty = _BASE_PENALTY
+    i = 0
+    while i < enabled:
+        if features[i][0] == "disable":
+            enabled -= 1
+            disabled += penalty
+            penalty += 1
+        i += 1
+    return enabled + disabled, disabled
+
+
+def _better(current: "list[tuple[str, str]]", candidate: "list[tuple[str, str]]", preferred: bool) -> bool:
+    # virCPUx86CompareCandidateFeatureList for guest candidates
+    total, disabled = _weight(candidate)
+    current_total, current_disabled = _weight(current)
+    if total < current_total or (total == current_total and disabled < current_disabled):
+        return True
+    return preferred and disabled < current_disabled
+
+
+def decode_guest(data: "Data", cpu_map: "CpuMap", hypervisor_models: "Mapping[str, tuple[str, ...]] | None",
+                 preferred: "Sequence[str]" = (), migratable: bool = False) -> "GuestCpu | None":
+    """libvirt's guest CPU decode (``x86Decode`` for a guest CPU) of
+    ``data`` against ``cpu_map``.  ``hypervisor_models``: the models the
+    hypervisor offers (name -> the features blocking it, CPU map names),
+    or None for every map model.  ``preferred``: model names to favour (one
+    name: that model, wherever it may be used); ``migratable``: drop the
+    map's non-migratable features.  None where no model fits."""
+    data, vendor, signature, parts = _prepare(data, cpu_map)
+    only = preferred[0] if len(preferred) == 1 else None
+    best: "Model | None" = None
+    best_features: list[tuple[str, str]] = []
+    for candidate in reversed(cpu_map.models):
+        blockers = None
+        if hypervisor_models is not None:
+            if candidate.name not in hypervisor_models:
+                continue  # libvirt then falls back to the closest model the hypervisor has
+            blockers = hypervisor_models[candidate.name]
+        if vendor is not None and candidate.vendor is not None and candidate.vendor != vendor:
+            continue
+        if not candidate.decode_guest:
+            continue
+        features = _guest_candidate(data, candidate, cpu_map, blockers)
+        if candidate.name == only:
+            best, best_features = candidate, features
+            break
+        if best is not None:
+            if signature:
+                best_matches = _signature_matches(best, parts)
+                matches = _signature_matches(candidate, parts)
+                if best_matches and not matches:
+                    continue
+                if matches and not best_matches:
+                    best, best_features = candidate, features
+                    continue
+            if not _better(best_features, features, candidate.name in preferred):
+                continue
+        best, best_features = candidate, features
+    if best is None:
+        return None
+    if migratable:
+        best_features = [f for f in best_features if f[1] not in cpu_map.migrate_blockers]
+    return GuestCpu(best.name, vendor, tuple(best_features))

@@ -43,37 +43,52 @@ MAX_TOTAL = 32 << 20
 class Model:
     """One CPU model: its name, whether libvirt may use it for a host CPU
     (``decode host='on'``), its vendor name (or None), its signatures
-    (``(family, model, steppings or None)``) and its CPU data."""
+    (``(family, model, steppings or None)``), its CPU data, whether libvirt
+    may use it for a guest CPU (``decode guest='on'``) and the features it
+    lists as ``removed='yes'`` (in the map's order; not in its data, and
+    not inherited from an ancestor, as in libvirt)."""
 
-    __slots__ = ("name", "decode_host", "vendor", "signatures", "data")
+    __slots__ = ("name", "decode_host", "vendor", "signatures", "data", "decode_guest", "removed")
 
     def __init__(self, name: str, decode_host: bool, vendor: "str | None",
-                 signatures: "tuple[tuple[int, int, frozenset[int] | None], ...]", data: "Data") -> None:
+                 signatures: "tuple[tuple[int, int, frozenset[int] | None], ...]", data: "Data",
+                 decode_guest: bool = True, removed: "tuple[str, ...]" = ()) -> None:
         self.name = name
         self.decode_host = decode_host
         self.vendor = vendor
         self.signatures = signatures
         self.data = data
+        self.decode_guest = decode_guest
+        self.removed = removed
 
 
 class CpuMap:
     """The x86 part of a CPU map: ``vendors`` ((name, leaf 0 item) in map
     order), ``features`` ((name, data) in map order), ``models`` (in map
-    order, oldest first), and ``files``, the files read (index first)."""
+    order, oldest first), ``files``, the files read (index first), and
+    ``migrate_blockers``, the features marked ``migratable='no'``."""
 
-    __slots__ = ("directory", "vendors", "features", "models", "files", "_feature_by_name")
+    __slots__ = ("directory", "vendors", "features", "models", "files", "migrate_blockers", "_feature_by_name")
 
     def __init__(self, directory: str, vendors: "list[tuple[str, int]]", features: "list[tuple[str, Data]]",
-                 models: "list[Model]", files: "list[str]") -> None:
+                 models: "list[Model]", files: "list[str]", migrate_blockers: "frozenset[str]" = frozenset()) -> None:
         self.directory = directory
         self.vendors = vendors
         self.features = features
         self.models = models
         self.files = files
+        self.migrate_blockers = migrate_blockers
         self._feature_by_name = dict(features)
 
     def feature(self, name: str) -> "Data | None":
         return self._feature_by_name.get(name)
+
+    def model(self, name: str) -> "Model | None":
+        """The model called ``name`` (x86ModelFind), or None."""
+        for model in self.models:
+            if model.name == name:
+                return model
+        return None
 
 
 def _uint(text: "str | None", where: str, base: int = 0) -> int:
@@ -163,6 +178,7 @@ class _Loader:
         self.vendors: list[tuple[str, int]] = []
         self.vendor_names: set[str] = set()
         self.features: list[tuple[str, Data]] = []
+        self.migrate_blockers: set[str] = set()
         self.feature_by_name: dict[str, Data] = {}
         self.models: list[Model] = []
         self.model_by_name: dict[str, Model] = {}
@@ -244,6 +260,8 @@ class _Loader:
         data = _data(node, "%s: feature %s" % (where, name))
         self.feature_by_name[name] = data
         self.features.append((name, data))
+        if node.get("migratable") == "no":
+            self.migrate_blockers.add(name)
 
     def model(self, node: "Element", name: str, where: str) -> None:
         where = "%s: model %s" % (where, name)
@@ -285,6 +303,7 @@ class _Loader:
                 raise CapsfastError("%s: invalid vendor element" % where)
             if vendor not in self.vendor_names:
                 raise CapsfastError("%s: unknown vendor %s" % (where, vendor))
+        removed_names: list[str] = []
         for feature_node in node.findall("feature"):
             fname = feature_node.get("name")
             if fname is None:
@@ -296,10 +315,12 @@ class _Loader:
             if removed not in (None, "yes", "no"):
                 raise CapsfastError("%s: removed=%r is not yes or no" % (where, removed))
             if removed == "yes":
+                removed_names.append(fname)
                 continue
             for key, value in fdata.items():
                 add_item(data, key, value)
-        model_record = Model(name, host == "on", vendor, signatures, data)
+        model_record = Model(name, host == "on", vendor, signatures, data,
+                             decode.get("guest") == "on", tuple(removed_names))
         self.model_by_name[name] = model_record
         self.models.append(model_record)
 
@@ -323,4 +344,5 @@ def load(directory: str, root: "str | None" = None) -> CpuMap:
         if filename is None:
             raise CapsfastError("CPU map %s: missing 'filename' in CPU map include" % directory)
         loader.load_elements(loader.parse(filename), filename)
-    return CpuMap(directory, loader.vendors, loader.features, loader.models, loader.files)
+    return CpuMap(directory, loader.vendors, loader.features, loader.models, loader.files,
+                  frozenset(loader.migrate_blockers))
