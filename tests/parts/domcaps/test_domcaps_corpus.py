@@ -10,7 +10,8 @@ import pytest
 
 from conftest import libvirt_source
 
-from capsfast.parts.domcaps import decide, replies
+from capsfast.cpu_map import x86_map
+from capsfast.parts.domcaps import decide, firmware, replies
 from capsfast.parts.domcaps.model import Environment
 from capsfast.render.domcaps_libvirt import render
 
@@ -53,23 +54,6 @@ def transcript_of(src, version):
         return replies.parse(f.read())
 
 
-def _parts_merged():
-    try:
-        import capsfast.parts.domcaps.cpu  # noqa: F401
-        import capsfast.parts.domcaps.firmware  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def cut_os_and_cpu(doc):
-    """TEMPORARY, until the firmware and CPU parts are merged beside this
-    one: the document without its <os> and <cpu> elements, so that every
-    other element is still compared exactly."""
-    doc = re.sub(r"  <os supported='yes'>\n.*?\n  </os>\n|  <os supported='no'/>\n", "", doc, flags=re.S)
-    return re.sub(r"  <cpu>\n.*?\n  </cpu>\n", "", doc, flags=re.S)
-
-
 @pytest.mark.parametrize("version", corpus_versions())
 @pytest.mark.parametrize("suffix,machine,virttype", VARIANTS, ids=["default", "q35", "tcg"])
 def test_libvirt_domaincaps_x86_64(libvirt_src, version, suffix, machine, virttype):
@@ -77,25 +61,17 @@ def test_libvirt_domaincaps_x86_64(libvirt_src, version, suffix, machine, virtty
                            "qemu_%s%s.x86_64.xml" % (version, suffix))) as f:
         expected = f.read()
     transcript = transcript_of(libvirt_src, version)
-    if _parts_merged():
-        from capsfast.cpu_map import x86_map
-        from capsfast.parts.domcaps import firmware
-
-        # domaincapstest: libvirt's firmware tree read unprivileged, with the
-        # user's configuration in /home/user/.config; the loader images it
-        # found replaced by a fixed list.
-        tree = os.path.join(libvirt_src, "tests", "qemufirmwaredata")
-        descriptors = firmware.load(firmware.search(tree, privileged=False, xdg_config_home="/home/user/.config"))
-        caps = decide.domain_caps(transcript, corpus_env(version), arch="x86_64", machine=machine,
-                                  virttype=virttype, emulator=EMULATOR,
-                                  cpu_map=x86_map.load(os.path.join(libvirt_src, "src", "cpu_map")),
-                                  descriptors=descriptors, exists=lambda path: True)
-        caps = caps.replace(os=caps.os.replace(loaders=DOMAINCAPSTEST_LOADERS))
-        assert render(caps) == expected
-    else:
-        caps = decide.domain_caps_core(transcript, corpus_env(version), arch="x86_64", machine=machine,
-                                       virttype=virttype, emulator=EMULATOR)
-        assert render(caps) == cut_os_and_cpu(expected)
+    # domaincapstest: libvirt's firmware tree read unprivileged, with the
+    # user's configuration in /home/user/.config; the loader images it
+    # found replaced by a fixed list.
+    tree = os.path.join(libvirt_src, "tests", "qemufirmwaredata")
+    descriptors = firmware.load(firmware.search(tree, privileged=False, xdg_config_home="/home/user/.config"))
+    caps = decide.domain_caps(transcript, corpus_env(version), arch="x86_64", machine=machine,
+                              virttype=virttype, emulator=EMULATOR,
+                              cpu_map=x86_map.load(os.path.join(libvirt_src, "src", "cpu_map")),
+                              descriptors=descriptors, exists=lambda path: True)
+    caps = caps.replace(os=caps.os.replace(loaders=DOMAINCAPSTEST_LOADERS))
+    assert render(caps) == expected
 
 
 def libvirt_caps(src, version):
@@ -147,5 +123,4 @@ def test_a_live_hosts_answers(answer):
     caps = decide.domain_caps_core(transcript, env, arch=facts["arch"],
                                    machine=None if machine == "default" else machine, virttype=virttype,
                                    emulator=facts["emulator"])
-    # TEMPORARY (see cut_os_and_cpu): the lead's merge compares whole documents.
-    assert render(caps) == cut_os_and_cpu(expected)
+    assert render(caps) == without_os_and_cpu(expected)
