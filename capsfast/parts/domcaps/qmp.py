@@ -146,6 +146,7 @@ class _Process:
         self._next_id = 1
         self._pending: "dict[str, Any] | None" = None
         self._buffer = bytearray()
+        self._scanned = 0  # bytes of the buffer known to hold no newline
         self._received = 0
         self._stderr = bytearray()
         self._stderr_open = True
@@ -166,6 +167,13 @@ class _Process:
         self._err = self._proc.stderr.fileno()
         for fd in (self._in, self._out, self._err):
             os.set_blocking(fd, False)
+        # Readable once the emulator has exited: a child it left holding
+        # stdout open must not make its exit look like silence.
+        try:
+            self._exit_fd: "int | None" = os.pidfd_open(self._proc.pid)
+        except OSError:  # pragma: no cover - kernels before 5.3: found at the deadline instead
+            self._exit_fd = None
+        self._exited = False
 
     # -- ending -------------------------------------------------------------------
 
@@ -183,6 +191,9 @@ class _Process:
                 pass
             self._killed = True
         proc.wait()
+        if self._exit_fd is not None:
+            os.close(self._exit_fd)
+            self._exit_fd = None
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             if stream is not None:
                 try:
@@ -221,11 +232,15 @@ class _Process:
             poller.register(fd, mask)
         if self._stderr_open:
             poller.register(self._err, select.POLLIN)
+        if self._exit_fd is not None and not self._exited:
+            poller.register(self._exit_fd, select.POLLIN)
         ready = poller.poll(max(1, int(left * 1000 + 0.999)))
         for fd, _mask in ready:
             if fd == self._err:
                 self._drain_stderr()
-        return [(fd, mask) for fd, mask in ready if fd != self._err]
+            elif fd == self._exit_fd:
+                self._exited = True
+        return [(fd, mask) for fd, mask in ready if fd not in (self._err, self._exit_fd)]
 
     def _drain_stderr(self) -> None:
         try:
@@ -261,7 +276,9 @@ class _Process:
                 written = 0
             except (BrokenPipeError, ConnectionResetError):
                 self._collect_stderr()
-                raise self.fail("exited before %s" % execute) from None
+                if self._proc.poll() is None:
+                    raise self.fail("stopped reading its QMP input before %s" % execute) from None
+                raise self.fail("exited before answering %s%s" % (execute, self._status())) from None
             data = data[written:]
             if data:
                 self._wait([(self._in, select.POLLOUT)])
@@ -277,18 +294,20 @@ class _Process:
         self._pending = None
         execute = command["execute"]
         while True:
-            end = self._buffer.find(b"\n")
+            end = self._buffer.find(b"\n", self._scanned)
             if end < 0:
+                self._scanned = len(self._buffer)  # search only new bytes next time
                 if len(self._buffer) > MAX_REPLY:
                     raise self.fail("a reply to %s larger than %d bytes" % (execute, MAX_REPLY))
-                if not self._out_open:
+                if not self._out_open or (self._exited and not self._read_out()):
                     self._collect_stderr()
-                    raise self.fail("exited before answering %s" % execute)
+                    raise self.fail("exited before answering %s%s" % (execute, self._status()))
                 for _fd, _mask in self._wait([(self._out, select.POLLIN)]):
                     self._read_out()
                 continue
             line = bytes(self._buffer[:end])
             del self._buffer[:end + 1]
+            self._scanned = 0
             if not line.strip():
                 continue
             if len(line) > MAX_REPLY:
@@ -308,20 +327,28 @@ class _Process:
             self.exchanges.append((command, message))
             return message
 
-    def _read_out(self) -> None:
+    def _read_out(self) -> bool:
+        """Read what stdout holds now; whether there was anything."""
         try:
             chunk = os.read(self._out, 1 << 20)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             chunk = b""
         if not chunk:
             self._out_open = False
-            return
+            return False
         self._received += len(chunk)
         if self._received > MAX_BYTES:
             raise self.fail("more than %d bytes of replies" % MAX_BYTES)
         self._buffer += chunk
+        return True
+
+    def _status(self) -> str:
+        code = self._proc.poll()
+        if code is None:
+            return ""
+        return " (killed by signal %d)" % -code if code < 0 else " (exit status %d)" % code
 
     def _collect_stderr(self) -> None:
         """What stderr still holds once the process has gone (briefly: a
