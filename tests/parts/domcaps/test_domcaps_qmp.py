@@ -176,3 +176,45 @@ def test_not_executable_is_one_error(tmp_path):
         with pytest.raises(CapsfastError, match="not an executable file"):
             qmp.converse(emulator, timeout=5)
     assert not stat.S_IXUSR & path.stat().st_mode
+
+
+# -- every QEMU in libvirt's corpus --------------------------------------------------
+
+# An emulator that is one of libvirt's recorded QEMUs: it answers each
+# command with the reply libvirt recorded for it, provided it is the very
+# command libvirt sent at that point, and an error otherwise (which ends
+# the conversation).  The first process (accel=kvm:tcg) plays the file's
+# first process, the TCG-only one its second.
+REPLAY = r'''#!%(python)s
+import json, sys
+sys.path[:0] = %(path)r
+from capsfast.parts.domcaps import replies
+process = replies.parse(open(%(replies)r).read()).processes[0 if "kvm" in sys.argv[sys.argv.index("-machine") + 1] else 1]
+print(json.dumps({"QMP": {"version": {}, "capabilities": []}}), flush=True)
+for (expected, reply), line in zip(process, sys.stdin):
+    command = json.loads(line)
+    if (command["execute"], command.get("arguments")) != (expected["execute"], expected.get("arguments")):
+        reply = {"id": command["id"], "error": {"class": "GenericError",
+                 "desc": "libvirt sent %%s here, not %%s" %% (expected["execute"], command["execute"])}}
+    print(json.dumps(reply), flush=True)
+for line in sys.stdin:
+    print(json.dumps({"id": json.loads(line)["id"], "error": {"class": "GenericError", "desc": "libvirt sent no more"}}), flush=True)
+'''
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64", "ppc64", "s390x", "riscv64", "sparc"])
+def test_every_recorded_qemu_gets_libvirts_conversation(libvirt_src, tmp_path, arch):
+    """Each of libvirt 9.0's recorded QEMUs (4.2 to 8.0) is asked exactly
+    what libvirt asked it: the conditions (which devices, which CPU
+    expansions, SEV, SGX, the TCG process) hold for every version."""
+    import glob
+
+    files = sorted(glob.glob(os.path.join(libvirt_src, "tests", "qemucapabilitiesdata", "caps_*.%s.replies" % arch)))
+    assert files
+    package = os.path.dirname(os.path.dirname(os.path.abspath(qmp.__file__)))
+    for path in files:
+        recorded = replies.parse(open(path).read())
+        emulator = _script(tmp_path, "qemu-" + os.path.basename(path), REPLAY % {
+            "python": sys.executable, "path": [os.path.dirname(package)], "replies": path})
+        transcript = qmp.converse(emulator, timeout=60, tcg_early=False)
+        assert transcript.processes == recorded.processes, path
