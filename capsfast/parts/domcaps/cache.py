@@ -229,11 +229,17 @@ def load(path: str, pairs: "list[tuple[str, str]]") -> "replies.Transcript | Non
 
 def save(path: str, pairs: "list[tuple[str, str]]", transcript: replies.Transcript) -> None:
     """Keep ``transcript`` at ``path`` under ``pairs``, atomically."""
+    import tempfile
+
     text = "%s\n%s\n%s" % (_MAGIC, _key_line(pairs), replies.format(transcript))
-    tmp = "%s.%d.tmp" % (path, os.getpid())
+    directory = os.path.dirname(path)
     try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".qmp-", suffix=".tmp", dir=directory)
+    except OSError:
+        return  # a read-only or missing home: no cache
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
     except OSError:

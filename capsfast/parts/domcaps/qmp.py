@@ -252,11 +252,10 @@ class _Process:
         if not chunk:
             self._stderr_open = False
             return
-        room = MAX_STDERR - len(self._stderr)
-        if room > 0:
-            self._stderr += chunk[:room]
-        else:  # keep the latest lines: the error is usually last
-            self._stderr = self._stderr[len(chunk):] + chunk[-MAX_STDERR:]
+        # The latest lines are kept: the error is usually last.
+        self._stderr += chunk
+        if len(self._stderr) > MAX_STDERR:
+            del self._stderr[:-MAX_STDERR]
 
     def post(self, execute: str, arguments: "dict[str, Any] | None" = None) -> None:
         """Send one command (its reply is read by ``answer``)."""
