@@ -59,9 +59,11 @@ def test_real_qemu_holds_libvirts_conversation(libvirt_src, tcg_early):
 @pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 is not installed")
 def test_real_qemu_leaves_nothing_running(tmp_path):
     wrapper = _script(tmp_path, "qemu", "#!/bin/sh\necho $$ >> %s\nexec %s \"$@\"\n" % (tmp_path / "pids", QEMU))
-    qmp.converse(wrapper, timeout=30, tcg_early=True)
+    transcript = qmp.converse(wrapper, timeout=30, tcg_early=True)
     pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
-    assert len(pids) == 2  # the first process and the TCG one, started together
+    # the first process and the TCG one, started together (without KVM the
+    # TCG one may be dropped before its wrapper got to write)
+    assert len(pids) == 2 or (len(pids) == 1 and len(transcript.processes) == 1)
     for pid in pids:
         assert not _group_alive(pid)
 
