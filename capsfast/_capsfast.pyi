@@ -23,6 +23,7 @@ class _Lib:
     CAPSFAST_WALK_LEAVES: int
     CAPSFAST_WALK_SUBLEAVES: int
     CAPSFAST_WALK_MAX: int
+    CAPSFAST_KVM_CPUID_MAX: int
 
     def capsfast_probe(
         self,
@@ -46,6 +47,9 @@ class _Lib:
     # path: bytes (NUL-free); out a struct capsfast_host_cpu *; 0 when the
     # device opened, else -errno.
     def capsfast_kvm_host_cpu(self, path: bytes, want_msr: int, want_tsc: int, out: CData, /) -> int: ...
+    # path: bytes (NUL-free); out a struct capsfast_leaf[] of at least cap
+    # entries; the entries written, or -errno.
+    def capsfast_kvm_supported_cpuid(self, path: bytes, out: CData, cap: int, /) -> int: ...
     # -1 unless the module was built with CAPSFAST_TEST_COUNTERS.
     def capsfast_peak_concurrency(self, reset: int, /) -> int: ...
 

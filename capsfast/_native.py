@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     FileSpec = tuple[str, str, int, int, "int | None"]
 
 # Must equal CAPSFAST_ABI in csrc/capsfast.h.
-ABI = 6
+ABI = 7
 if lib.CAPSFAST_ABI != ABI:  # pragma: no cover - only a stale build gets here
     raise ImportError(
         "capsfast's compiled module is ABI %d, the Python code wants %d: "
@@ -499,3 +499,20 @@ class Batch:
         self._cross(want_cpu, deep)
         return self.results()
 
+
+def kvm_supported_cpuid(path: str) -> "tuple[Outcome, list[tuple[int, int, Registers]]]":
+    """KVM_GET_SUPPORTED_CPUID on the KVM device at ``path``, in one
+    crossing: the Outcome of opening it and asking (``not_kvm_device`` for
+    anything but KVM's character device, never opened) and, when it
+    answered, each (function, index, (eax, ebx, ecx, edx)) in KVM's order.
+    Never part of a probe: the domain capabilities cache key reads it."""
+    cap = lib.CAPSFAST_KVM_CPUID_MAX
+    out = _new_raw("struct capsfast_leaf[]", cap)  # C writes what it reports
+    n = lib.capsfast_kvm_supported_cpuid(path.encode("utf-8", "surrogateescape"), out, cap)
+    if n < 0:
+        outcome = _outcome(n)
+        if n == -_errno.E2BIG:  # pragma: no cover - cap is KVM's own bound
+            raise outcome.error("KVM_GET_SUPPORTED_CPUID on %s" % path)
+        return outcome, []
+    words = iter(_unpack_words(ffi.cast("uint32_t *", out), 6 * n))
+    return OK, [(leaf, sub, (a, b, c, d)) for leaf, sub, a, b, c, d in zip(words, words, words, words, words, words)]

@@ -783,3 +783,52 @@ int capsfast_probe(int want_cpu, struct capsfast_cpu *cpu,
     leave();
     return 0;
 }
+
+/* ---- KVM_GET_SUPPORTED_CPUID (the domain capabilities cache key) ---- */
+
+/* _IOWR(KVMIO, 0x05, struct kvm_cpuid2), <linux/kvm.h> */
+#define KVM_GET_SUPPORTED_CPUID_IOCTL 0xC008AE05
+
+/* struct kvm_cpuid_entry2 and the head of struct kvm_cpuid2, <linux/kvm.h> */
+struct kvm_cpuid_entry {
+    uint32_t function, index, flags;
+    uint32_t eax, ebx, ecx, edx;
+    uint32_t padding[3];
+};
+
+struct kvm_cpuid_table {
+    uint32_t nent, padding;
+    struct kvm_cpuid_entry entries[CAPSFAST_KVM_CPUID_MAX];
+};
+
+int capsfast_kvm_supported_cpuid(const char *path, struct capsfast_leaf *out, int cap)
+{
+    /* 10 KiB on the stack: C allocates nothing (see capsfast.h). */
+    struct kvm_cpuid_table table;
+    int fd, r, i;
+
+    if (path == NULL || out == NULL || cap < 1 || cap > CAPSFAST_KVM_CPUID_MAX)
+        return -EINVAL;
+    fd = open_kvm_device(path);
+    if (fd < 0)
+        return fd;
+    memset(&table, 0, sizeof table);
+    table.nent = (uint32_t)cap;
+    r = ioctl(fd, KVM_GET_SUPPORTED_CPUID_IOCTL, &table);
+    if (r < 0)
+        r = -errno;
+    close(fd);
+    if (r < 0)
+        return r;
+    if (table.nent > (uint32_t)cap)  /* never, by the ioctl's contract */
+        return -E2BIG;
+    for (i = 0; i < (int)table.nent; i++) {
+        out[i].leaf = table.entries[i].function;
+        out[i].subleaf = table.entries[i].index;
+        out[i].eax = table.entries[i].eax;
+        out[i].ebx = table.entries[i].ebx;
+        out[i].ecx = table.entries[i].ecx;
+        out[i].edx = table.entries[i].edx;
+    }
+    return (int)table.nent;
+}

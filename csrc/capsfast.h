@@ -11,7 +11,7 @@
  */
 
 /* Bumped whenever a struct below changes; checked at import. */
-#define CAPSFAST_ABI 6
+#define CAPSFAST_ABI 7
 
 /* What struct capsfast_file.op asks for. */
 #define CAPSFAST_OP_STAT 0        /* stat(): err and mode only */
@@ -178,3 +178,20 @@ int capsfast_kvm_host_cpu(const char *path, int want_msr, int want_tsc, struct c
  * CAPSFAST_TEST_COUNTERS defined (it costs atomics on every probe);
  * otherwise it returns -1.  Declared in every build: the cdef is this file. */
 int capsfast_peak_concurrency(int reset);
+
+/*
+ * KVM_GET_SUPPORTED_CPUID on the system fd of the KVM device at path (opened
+ * as capsfast_kvm_caps opens it: only the character device 10:232), for
+ * the domain capabilities cache key (libvirt keys its QEMU capabilities
+ * cache on what KVM offers guests); never part of a probe.  Each entry's
+ * function, index and registers go to out[0..cap-1] (struct capsfast_leaf:
+ * leaf = function, subleaf = index), in KVM's order.  Returns the number of
+ * entries, -E2BIG when KVM has more than cap (nothing written), -errno of
+ * stat(), open() or the ioctl, -ENODEV for anything but KVM's character
+ * device (never opened), -EINVAL for cap < 1, cap > CAPSFAST_KVM_CPUID_MAX
+ * or a NULL argument.
+ */
+/* KVM_MAX_CPUID_ENTRIES in the kernel: KVM never has more. */
+#define CAPSFAST_KVM_CPUID_MAX 256
+
+int capsfast_kvm_supported_cpuid(const char *path, struct capsfast_leaf *out, int cap);

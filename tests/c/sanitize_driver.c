@@ -594,6 +594,30 @@ static void test_kvm_host_cpu(void)
     }
 }
 
+/* capsfast_kvm_supported_cpuid: arguments, every device it must not open,
+ * and (with an accessible /dev/kvm) KVM's table, leaf 0 first. */
+static void test_kvm_supported_cpuid(void)
+{
+    static struct capsfast_leaf out[CAPSFAST_KVM_CPUID_MAX];
+    int n;
+
+    CHECK(capsfast_kvm_supported_cpuid(NULL, out, CAPSFAST_KVM_CPUID_MAX) == -EINVAL);
+    CHECK(capsfast_kvm_supported_cpuid("/dev/kvm", NULL, CAPSFAST_KVM_CPUID_MAX) == -EINVAL);
+    CHECK(capsfast_kvm_supported_cpuid("/dev/kvm", out, 0) == -EINVAL);
+    CHECK(capsfast_kvm_supported_cpuid("/dev/kvm", out, CAPSFAST_KVM_CPUID_MAX + 1) == -EINVAL);
+    CHECK(capsfast_kvm_supported_cpuid(at("missing"), out, CAPSFAST_KVM_CPUID_MAX) == -ENOENT);
+    CHECK(capsfast_kvm_supported_cpuid(at("small"), out, CAPSFAST_KVM_CPUID_MAX) == -ENODEV);
+    CHECK(capsfast_kvm_supported_cpuid(at("fifo"), out, CAPSFAST_KVM_CPUID_MAX) == -ENODEV);
+    CHECK(capsfast_kvm_supported_cpuid(at("to-null"), out, CAPSFAST_KVM_CPUID_MAX) == -ENODEV);
+    CHECK(capsfast_kvm_supported_cpuid(at("loop"), out, CAPSFAST_KVM_CPUID_MAX) == -ELOOP);
+    if (access("/dev/kvm", R_OK | W_OK) == 0) {
+        n = capsfast_kvm_supported_cpuid("/dev/kvm", out, CAPSFAST_KVM_CPUID_MAX);
+        CHECK(n > 0 && out[0].leaf == 0 && out[0].eax >= 1);
+        /* Fewer slots than KVM has entries: -E2BIG, as the ioctl says. */
+        CHECK(capsfast_kvm_supported_cpuid("/dev/kvm", out, 1) == -E2BIG);
+    }
+}
+
 /* Checks that need the permission bits to bite: run as a user that is
  * not root. */
 static void test_unprivileged(void)
@@ -830,6 +854,7 @@ int main(void)
     test_kvm_live(1);
     test_kvm_caps();
     test_kvm_host_cpu();
+    test_kvm_supported_cpuid();
     test_threads();
     if (geteuid() != 0) {
         test_unprivileged();
