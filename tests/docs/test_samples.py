@@ -117,7 +117,10 @@ def run_block(block, cwd, env):
     before."""
     separator = "@@capsfast-sample-%d@@" % os.getpid()
     commands = steps(block.text)
-    script = "".join("echo '%s'\n%s\n" % (separator, command) for command, _ in commands)
+    # Printing the separator would reset $? and PIPESTATUS: they are kept
+    # first, and $? handed back by a subshell exiting with it.
+    keep = 'saved_status=("${PIPESTATUS[@]}"); echo \'%s\'; (exit "${saved_status[-1]}")\n' % separator
+    script = "true\n" + "".join(keep + command.replace("PIPESTATUS", "saved_status") + "\n" for command, _ in commands)
     done = subprocess.run(["bash", "--noprofile", "--norc", "-c", script], cwd=str(cwd), env=env,
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           timeout=120)
@@ -174,3 +177,12 @@ def test_the_checker_reads_gaps_and_continuations():
     assert not matches(["a", GAP, "d"], ["a", "b", "c"])
     assert steps("$ capsfast check \\\n    --json\n{}\n$ echo $?\n0\n") == [
         ("capsfast check \\\n    --json", ["{}"]), ("echo $?", ["0"])]
+
+
+def test_the_checker_keeps_exit_statuses(tmp_path):
+    """``echo $?`` and ``${PIPESTATUS[0]}`` in a sample see the command
+    before, not the checker's own separator."""
+    block = Block(TOP / "README.md", 1, "console",
+                  "$ false\n$ echo $?\n1\n$ false | true\n$ echo ${PIPESTATUS[0]} $?\n1 0\n", False)
+    results = run_block(block, tmp_path, dict(os.environ))
+    assert [actual for _, _, actual in results] == [[], ["1"], [], ["1 0"]]
