@@ -186,3 +186,31 @@ def test_the_checker_keeps_exit_statuses(tmp_path):
                   "$ false\n$ echo $?\n1\n$ false | true\n$ echo ${PIPESTATUS[0]} $?\n1 0\n", False)
     results = run_block(block, tmp_path, dict(os.environ))
     assert [actual for _, _, actual in results] == [[], ["1"], [], ["1 0"]]
+
+
+def all_blocks():
+    return [b for page in pages() for b in blocks(page)]
+
+
+@pytest.mark.skipif(not (TOP / "README.md").exists(), reason="not a source checkout")
+def test_live_samples_say_so_in_their_text():
+    """A sample left unchecked tells the reader: the paragraph before it says
+    it is a live sample, so no unchecked output passes for a checked one."""
+    quiet = []
+    for block in all_blocks():
+        if not block.live:
+            continue
+        text = block.page.read_text()
+        start = text.index(LIVE_MARK, sum(len(l) + 1 for l in text.split("\n")[:block.line - 2]))
+        before = text[max(0, start - 600):start]
+        paragraph = before.rstrip().rsplit("\n\n", 1)[-1]
+        if "live sample" not in paragraph.replace("\n", " "):
+            quiet.append(block.name)
+    assert not quiet, "live samples without 'live sample' in the paragraph before them: %s" % quiet
+
+
+@pytest.mark.skipif(not (TOP / "README.md").exists(), reason="not a source checkout")
+def test_console_blocks_show_their_command():
+    """An output sample begins with the command that printed it."""
+    headless = [b.name for b in all_blocks() if b.info == "console" and not b.text.startswith("$ ")]
+    assert not headless
