@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 TOP = Path(__file__).resolve().parent.parent.parent
-checkout = pytest.mark.skipif(not (TOP / "mkdocs.yml").exists(), reason="not a source checkout")
+checkout = pytest.mark.skipif(not (TOP / "README.md").exists(), reason="not a source checkout")
 
 
 @checkout
 def test_site_builds_strict(tmp_path):
+    assert (TOP / "mkdocs.yml").is_file(), "the site's configuration, mkdocs.yml, is missing"
     pytest.importorskip("mkdocs", reason="mkdocs is not installed (pip install -e '.[docs]')")
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
                            "--config-file", str(TOP / "mkdocs.yml"), "--site-dir", str(tmp_path / "site")],
