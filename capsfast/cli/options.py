@@ -279,9 +279,9 @@ def probe_inputs(values: "Values", refresh: bool = False) -> "Host":
 
         check_recorded_inputs(values["root"], values["cpuid_dump"], values["arch"], "-", one_connect(values))
         return replay_temporary(remote.read_stream(sys.stdin.buffer, "standard input"), bool(values["deep"]),
-                                _optional(values.get("cpu_map")))
-    return probe(**local_inputs(values), replay=_optional(values["replay"]), connect=one_connect(values),
-                 cpu_map=_optional(values.get("cpu_map")))
+                                optional_str(values.get("cpu_map")))
+    return probe(**local_inputs(values), replay=optional_str(values["replay"]), connect=one_connect(values),
+                 cpu_map=optional_str(values.get("cpu_map")))
 
 
 def input_args(values: "Values") -> list[str]:
@@ -307,9 +307,10 @@ def input_args(values: "Values") -> list[str]:
 def local_inputs(values: "Values") -> "dict[str, Any]":
     """The input options that name a local host (root, dump, arch, deep),
     as keyword arguments of ``probe`` and ``capsfast.watch.changes``."""
-    return {"root": str(values["root"]), "cpuid": _optional(values["cpuid_dump"]),
-            "arch": _optional(values["arch"]), "deep": bool(values["deep"])}
+    return {"root": str(values["root"]), "cpuid": optional_str(values["cpuid_dump"]),
+            "arch": optional_str(values["arch"]), "deep": bool(values["deep"])}
 
 
-def _optional(value: object) -> "str | None":
+def optional_str(value: object) -> "str | None":
+    """A value given, as text; None where the option was not given."""
     return None if value is None else str(value)
