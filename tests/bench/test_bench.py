@@ -253,3 +253,34 @@ def test_import_capsfast_does_not_import_bench():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_fail_on_missed_gates_the_exit_status():
+    """CI can gate on the targets: a missed one is exit status 1 and one
+    line on stderr naming it; the report is printed all the same."""
+    done = subprocess.run(
+        [sys.executable, "-m", "capsfast", "bench", "--quick", "--json", "--fail-on-missed"],
+        capture_output=True, text=True, env=_env(), timeout=600,
+    )
+    doc = json.loads(done.stdout)
+    missed = [t["target"] for t in doc["targets"] if t["met"] is False]
+    if missed:
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith("capsfast: bench: %d of %d targets missed: " % (
+            len(missed), len(doc["targets"]))) and done.stderr.count("\n") == 1, done.stderr
+        assert missed[0] in done.stderr
+    else:
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_exit_status_counts_only_measured_misses(quick_json):
+    """Without --fail-on-missed a run is 0 whatever it measured; with it,
+    a target that was missed is 1 and one that could not be measured
+    here (n/a) is not a miss."""
+    def with_targets(*met):
+        return dict(quick_json, targets=[dict(quick_json["targets"][0], met=m) for m in met])
+
+    assert bench.exit_status(with_targets(True, None), True) == 0
+    assert bench.exit_status(with_targets(True, False), True) == 1
+    assert bench.exit_status(with_targets(False), False) == 0
+    assert bench.missed(with_targets(True, False, None)) == [quick_json["targets"][0]["target"]]
