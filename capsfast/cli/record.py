@@ -1,6 +1,11 @@
 """``capsfast record DIR``: this host, or a remote one, kept as a recording
 that replays as the host it captured."""
-from capsfast.cli.options import PROG, Option, out, parse_or_help
+from capsfast.cli.options import PROG, Option, out, output_failed, parse_or_help
+from capsfast.errors import CapsfastError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from capsfast.cli.options import Values
 
 
 def main(argv: list[str]) -> int:
@@ -18,9 +23,25 @@ def main(argv: list[str]) -> int:
     values = parse_or_help("%s record" % PROG, options, ("DIR",), argv, summary)
     if values is None:
         return 0
+    directory = str(values["DIR"])
+    try:
+        lines = _record(directory, values)
+    except CapsfastError:
+        raise
+    except OSError as e:
+        if directory != "-":
+            raise CapsfastError("record: %s: %s" % (directory, e.strerror or e), errno=e.errno) from None
+        # The tar stream is cut short (a reader that left, a full disk): the
+        # recording is not whole, which its reader must be told.
+        raise output_failed(e) from None
+    for line in lines:
+        out(line + "\n")
+    return 0
+
+
+def _record(directory: str, values: "Values") -> "list[str]":
     from capsfast.recording import format as recording
 
-    directory = str(values["DIR"])
     if values["connect"] is not None:
         from capsfast.recording import remote
 
@@ -29,6 +50,4 @@ def main(argv: list[str]) -> int:
             lines = recording.copy(fetched, directory)
     else:
         lines = recording.record(directory, deep=bool(values["deep"]))
-    for line in lines:
-        out(line + "\n")
-    return 0
+    return lines

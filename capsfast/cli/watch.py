@@ -1,7 +1,7 @@
 """``capsfast watch``: one line per change of the host's facts, until
 SIGTERM or SIGINT, or until the reader of its output goes away."""
 from capsfast.cli.options import INPUT_OPTIONS, PROG, Option, UsageError, connects, flush, format_options, \
-    local_inputs, out, parse_or_help
+    local_inputs, out, parse_or_help, reader_left
 
 
 def main(argv: list[str]) -> int:
@@ -27,13 +27,20 @@ def main(argv: list[str]) -> int:
     if not 0 < seconds < 1e9:
         raise UsageError("--safety needs a positive number of seconds, not %r" % values["safety"])
     import json
+    import sys
     import time
 
     from capsfast import watch
 
     as_json = values["format"] == "json"
+    # Standard output's hang-up ends the watch: a reader that went away
+    # (``capsfast watch | head -1``) is not waited for until the next change.
+    try:
+        hangup: "int | None" = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # closed, or not a file (in-process callers)
+        hangup = None
     with watch.SignalStop() as stop:
-        with watch.changes(**local_inputs(values), safety=seconds, stop=stop) as watcher:
+        with watch.changes(**local_inputs(values), safety=seconds, stop=stop, hangup=hangup) as watcher:
             for _host, changed in watcher:
                 now = time.time()
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (now % 1 * 1000)
@@ -45,4 +52,6 @@ def main(argv: list[str]) -> int:
                     out("".join("%s %s: %s -> %s\n" % (stamp, p, json.dumps(o), json.dumps(n))
                                 for p, o, n in changed))
                 flush()
+                if reader_left():
+                    break
     return 0
