@@ -203,7 +203,6 @@ def _warn_on_stderr(note: str) -> None:
         pass  # nowhere to say it: the watcher goes on
 
 
-
 class Stop(threading.Event):
     """A ``threading.Event`` that wakes a watcher at once when set."""
 
