@@ -22,15 +22,10 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 else:
-    class Generic:
-        """``Generic[T]`` for the checker; at run time a plain base."""
-
-        __slots__ = ()
-
-        def __class_getitem__(cls, _parameters):
-            return cls
-
+    # Lazy's base ``Generic[_T]`` is the checker's; at run time that
+    # subscript is this lookup, and the base is plain object.
     _T = None
+    Generic = {_T: object}
 
 
 class Lazy(Generic[_T]):
@@ -100,6 +95,32 @@ def _lazy_getter(index: int) -> Callable[[tuple[object, ...]], object]:
     return get
 
 
+# What every record shares, set on ``Record`` at run time (the checker has
+# NamedTuple's own).
+
+def _fields_of(record: tuple[object, ...]) -> tuple[str, ...]:
+    fields: tuple[str, ...] = getattr(record, "_fields")
+    return fields
+
+
+def _repr(self: tuple[object, ...]) -> str:
+    return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % (f, getattr(self, f)) for f in _fields_of(self)))
+
+
+def _replace(self: tuple[object, ...], **changes: object) -> tuple[object, ...]:
+    record: Any = type(self)  # a record class: its __new__ takes the fields
+    replaced: tuple[object, ...] = record(*[changes.pop(f, v) for f, v in zip(_fields_of(self), self)], **changes)
+    return replaced
+
+
+def _getnewargs(self: tuple[object, ...]) -> tuple[object, ...]:
+    return tuple(getattr(self, f) for f in _fields_of(self))
+
+
+# The field properties, one per position, shared by every record.
+_FIELDS_AT: list[property] = []
+
+
 class _RecordType(type):
     """Makes each ``class X(Record)`` statement a tuple subclass whose items
     are reachable by field name: the annotated names, in order."""
@@ -130,24 +151,13 @@ class _RecordType(type):
                 raise TypeError("%s takes %d fields, got %d" % (name, len(fields), len(values)))
             return tuple.__new__(cls, values)
 
-        def __repr__(self: tuple[object, ...]) -> str:
-            return "%s(%s)" % (name, ", ".join("%s=%r" % (f, getattr(self, f)) for f in fields))
-
-        def _replace(self: tuple[object, ...], **changes: object) -> tuple[object, ...]:
-            record: Any = type(self)  # a record class: its __new__ above takes the fields
-            replaced: tuple[object, ...] = record(*[changes.pop(f, v) for f, v in zip(fields, self)], **changes)
-            return replaced
-
-        def __getnewargs__(self: tuple[object, ...]) -> tuple[object, ...]:
-            return tuple(getattr(self, f) for f in fields)
-
         # The class statement's own namespace (fresh for each statement);
         # its __annotations__ stay, as strings, for run-time introspection.
-        namespace.update(__slots__=(), _fields=fields, _lazy=(), __new__=__new__, __repr__=__repr__,
-                         __getnewargs__=__getnewargs__, _replace=_replace)
-        for index, field in enumerate(fields):
-            namespace[field] = property(itemgetter(index), doc="field %d" % index)
-        return type.__new__(mcs, name, (tuple,), namespace)
+        while len(_FIELDS_AT) < len(fields):
+            _FIELDS_AT.append(property(itemgetter(len(_FIELDS_AT)), doc="field %d" % len(_FIELDS_AT)))
+        namespace.update(zip(fields, _FIELDS_AT))
+        namespace.update(__slots__=(), _fields=fields, __new__=__new__)
+        return type.__new__(mcs, name, bases, namespace)
 
 
 if not TYPE_CHECKING:
@@ -155,6 +165,10 @@ if not TYPE_CHECKING:
         """The base of every record (``typing.NamedTuple`` for the checker)."""
 
         __slots__ = ()
+        _lazy = ()
+        __repr__ = _repr
+        _replace = _replace
+        __getnewargs__ = _getnewargs
 
 
 def _lazy_fields(record: type, names: tuple[str, ...]) -> None:
