@@ -9,8 +9,6 @@ annotations stay unevaluated strings.  Equality, hashing and pickling come
 from tuple; ``as_dict()`` gives plain data (lazy fields resolved) that
 ``json.dumps`` accepts.
 """
-from __future__ import annotations
-
 # The C module behind operator: operator.py itself, all Python fallbacks,
 # costs about 0.3 ms to import and adds nothing used here.
 from _operator import itemgetter
@@ -37,9 +35,9 @@ class Lazy(Generic[_T]):
 
     __slots__ = ("_compute", "_value")
 
-    _value: _T  # set before _compute is cleared
+    _value: "_T"  # set before _compute is cleared
 
-    def __init__(self, compute: Callable[[], _T]) -> None:
+    def __init__(self, compute: "Callable[[], _T]") -> None:
         self._compute: Callable[[], _T] | None = compute
 
     @property
@@ -47,7 +45,7 @@ class Lazy(Generic[_T]):
         """True until the value has been computed."""
         return self._compute is not None
 
-    def get(self) -> _T:
+    def get(self) -> "_T":
         compute = self._compute
         if compute is not None:
             # Two threads may both compute; both get equal values.
@@ -81,14 +79,14 @@ def _plain(value: object) -> object:
     return value
 
 
-def _as_dict(record: tuple[object, ...]) -> dict[str, Any]:
+def _as_dict(record: "tuple[object, ...]") -> "dict[str, Any]":
     """A record's fields by name, as plain data (lazy fields resolved)."""
     fields: tuple[str, ...] = getattr(record, "_fields")
     return {f: _plain(getattr(record, f)) for f in fields}
 
 
-def _lazy_getter(index: int) -> Callable[[tuple[object, ...]], object]:
-    def get(self: tuple[object, ...]) -> object:
+def _lazy_getter(index: int) -> "Callable[[tuple[object, ...]], object]":
+    def get(self: "tuple[object, ...]") -> object:
         value = tuple.__getitem__(self, index)
         return value.get() if isinstance(value, Lazy) else value
 
@@ -98,34 +96,34 @@ def _lazy_getter(index: int) -> Callable[[tuple[object, ...]], object]:
 # What every record shares, set on ``Record`` at run time (the checker has
 # NamedTuple's own).
 
-def _fields_of(record: tuple[object, ...]) -> tuple[str, ...]:
+def _fields_of(record: "tuple[object, ...]") -> "tuple[str, ...]":
     fields: tuple[str, ...] = getattr(record, "_fields")
     return fields
 
 
-def _repr(self: tuple[object, ...]) -> str:
+def _repr(self: "tuple[object, ...]") -> str:
     return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % (f, getattr(self, f)) for f in _fields_of(self)))
 
 
-def _replace(self: tuple[object, ...], **changes: object) -> tuple[object, ...]:
+def _replace(self: "tuple[object, ...]", **changes: object) -> "tuple[object, ...]":
     record: Any = type(self)  # a record class: its __new__ takes the fields
     replaced: tuple[object, ...] = record(*[changes.pop(f, v) for f, v in zip(_fields_of(self), self)], **changes)
     return replaced
 
 
-def _getnewargs(self: tuple[object, ...]) -> tuple[object, ...]:
+def _getnewargs(self: "tuple[object, ...]") -> "tuple[object, ...]":
     return tuple(getattr(self, f) for f in _fields_of(self))
 
 
 # The field properties, one per position, shared by every record.
-_FIELDS_AT: list[property] = []
+_FIELDS_AT: "list[property]" = []
 
 
 class _RecordType(type):
     """Makes each ``class X(Record)`` statement a tuple subclass whose items
     are reachable by field name: the annotated names, in order."""
 
-    def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> _RecordType:
+    def __new__(mcs, name: str, bases: "tuple[type, ...]", namespace: "dict[str, Any]") -> "_RecordType":
         if bases == (tuple,):  # Record itself
             return type.__new__(mcs, name, bases, namespace)
         fields = tuple(namespace["__annotations__"])
@@ -133,7 +131,7 @@ class _RecordType(type):
         by_name: Callable[[dict[str, object]], tuple[object, ...]] = \
             itemgetter(*fields) if len(fields) > 1 else (lambda kw: (kw[fields[0]],))
 
-        def __new__(cls: type, *args: object, **kwargs: object) -> tuple[object, ...]:
+        def __new__(cls: type, *args: object, **kwargs: object) -> "tuple[object, ...]":
             if kwargs and not args and len(kwargs) == len(fields):
                 try:
                     return tuple.__new__(cls, by_name(kwargs))
@@ -171,7 +169,7 @@ if not TYPE_CHECKING:
         __getnewargs__ = _getnewargs
 
 
-def _lazy_fields(record: type, names: tuple[str, ...]) -> None:
+def _lazy_fields(record: type, names: "tuple[str, ...]") -> None:
     """Let ``record``'s fields ``names`` hold a ``Lazy``, resolved when read."""
     fields: tuple[str, ...] = getattr(record, "_fields")
     for name in names:
@@ -185,16 +183,16 @@ class Cpu(Record):
     ``features`` is a sorted tuple of names; ``source`` is ``cpuid``, ``dump``,
     ``cpuinfo`` or ``none``."""
 
-    vendor: str | None
-    family: int | None
-    model: int | None
-    stepping: int | None
-    features: tuple[str, ...]
-    source: str
-    max_leaf: int | None
-    max_ext_leaf: int | None
+    vendor: "str | None"
+    family: "int | None"
+    model: "int | None"
+    stepping: "int | None"
+    features: "tuple[str, ...]"
+    source: "str"
+    max_leaf: "int | None"
+    max_ext_leaf: "int | None"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -202,10 +200,10 @@ class Hypervisor(Record):
     """The hypervisor this OS runs under: a short name and the raw CPUID
     signature, both None without the hypervisor bit."""
 
-    vendor: str | None
-    signature: str | None
+    vendor: "str | None"
+    signature: "str | None"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -218,27 +216,27 @@ class Kvm(Record):
     (see ``KVM_FAILURES`` in ``capsfast.parts.core.decide``), ``error`` the same for
     people, with the system's reason; both None when usable."""
 
-    exists: bool
-    char_device: bool
-    accessible: bool
-    usable: bool
-    api_version: int | None
-    modules: tuple[str, ...]
-    nested: bool | None
-    create_vm: bool | None
-    failure: str | None
-    error: str | None
+    exists: "bool"
+    char_device: "bool"
+    accessible: "bool"
+    usable: "bool"
+    api_version: "int | None"
+    modules: "tuple[str, ...]"
+    nested: "bool | None"
+    create_vm: "bool | None"
+    failure: "str | None"
+    error: "str | None"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
 class Kqemu(Record):
     """/dev/kqemu, the historical QEMU accelerator."""
 
-    exists: bool
+    exists: "bool"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -246,12 +244,12 @@ class Xen(Record):
     """Xen as /proc/xen and /sys/hypervisor show it; ``role`` is ``dom0``,
     ``domU`` or None; ``capabilities`` the hypervisor's tokens."""
 
-    present: bool
-    role: str | None
-    hypervisor_type: str | None
-    capabilities: tuple[str, ...]
+    present: "bool"
+    role: "str | None"
+    hypervisor_type: "str | None"
+    capabilities: "tuple[str, ...]"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -262,13 +260,13 @@ class Hvm(Record):
     enabled, disabled or None; ``evidence`` the codes of the facts that
     decided it (README, "The verdict")."""
 
-    type: str | None
-    status: str
-    confidence: str
-    bios_setting: str | None
-    evidence: tuple[str, ...]
+    type: "str | None"
+    status: "str"
+    confidence: "str"
+    bios_setting: "str | None"
+    evidence: "tuple[str, ...]"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -276,16 +274,16 @@ class Guest(Record):
     """One guest kind the host can run: os type and arch, with its domain
     types and the features libvirt would print for it."""
 
-    os_type: str
-    arch: str
-    wordsize: int
-    emulator: str | None
-    domains: tuple[str, ...]
-    features: tuple[str, ...]
-    loader: str | None
-    machines: tuple[Machine, ...] | None
+    os_type: "str"
+    arch: "str"
+    wordsize: "int"
+    emulator: "str | None"
+    domains: "tuple[str, ...]"
+    features: "tuple[str, ...]"
+    loader: "str | None"
+    machines: "tuple[Machine, ...] | None"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -293,11 +291,11 @@ class Machine(Record):
     """One machine type of an emulator: its name, the machine it is an
     alias of (or None), and whether QEMU marks it deprecated."""
 
-    name: str
-    canonical: str | None
-    deprecated: bool
+    name: "str"
+    canonical: "str | None"
+    deprecated: "bool"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -305,20 +303,20 @@ class CellPages(Record):
     """One page size of a NUMA cell and how many pages of it the cell holds
     (huge pages: the pool; the base size: the cell's memory outside it)."""
 
-    size_kib: int
-    number: int
+    size_kib: "int"
+    number: "int"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
 class CellDistance(Record):
     """The distance from a NUMA cell to cell ``id`` (10 is local)."""
 
-    id: int
-    value: int
+    id: "int"
+    value: "int"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -326,13 +324,13 @@ class CellCpu(Record):
     """One CPU of a NUMA cell: its socket, die and core, and the CPU ids of
     its thread siblings (itself included), ascending."""
 
-    id: int
-    socket_id: int
-    die_id: int
-    core_id: int
-    siblings: tuple[int, ...]
+    id: "int"
+    socket_id: "int"
+    die_id: "int"
+    core_id: "int"
+    siblings: "tuple[int, ...]"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -341,13 +339,13 @@ class NumaCell(Record):
     ``pages`` CellPages by size, ``distances`` CellDistance, ``cpus``
     CellCpu by id."""
 
-    id: int
-    memory_kib: int | None
-    pages: tuple[CellPages, ...]
-    distances: tuple[CellDistance, ...]
-    cpus: tuple[CellCpu, ...]
+    id: "int"
+    memory_kib: "int | None"
+    pages: "tuple[CellPages, ...]"
+    distances: "tuple[CellDistance, ...]"
+    cpus: "tuple[CellCpu, ...]"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -357,13 +355,13 @@ class Topology(Record):
     fallback when their product is not the CPU count included), and the
     NUMA ``cells`` (None where they cannot be read)."""
 
-    sockets: int | None
-    dies: int | None
-    cores: int | None
-    threads: int | None
-    cells: tuple[NumaCell, ...] | None
+    sockets: "int | None"
+    dies: "int | None"
+    cores: "int | None"
+    threads: "int | None"
+    cells: "tuple[NumaCell, ...] | None"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -371,13 +369,13 @@ class CacheBank(Record):
     """One CPU cache bank (level 3 and up, as libvirt lists them): ``type``
     ``both``, ``code`` or ``data``; ``cpus`` the ids sharing it."""
 
-    id: int
-    level: int
-    type: str
-    size_bytes: int
-    cpus: tuple[int, ...]
+    id: "int"
+    level: "int"
+    type: "str"
+    size_bytes: "int"
+    cpus: "tuple[int, ...]"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -385,10 +383,10 @@ class Tsc(Record):
     """The TSC counter libvirt prints for the host: ``frequency`` in Hz (a
     vCPU's KVM_GET_TSC_KHZ), ``scaling`` ``yes`` or ``no`` (KVM_CAP_TSC_CONTROL)."""
 
-    frequency: int
-    scaling: str
+    frequency: "int"
+    scaling: "str"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -402,16 +400,16 @@ class CpuModel(Record):
     where unknown); ``tsc`` a ``Tsc`` where libvirt would print one, else
     None; ``cpu_map`` the CPU map directory used, or None."""
 
-    name: str | None
-    vendor: str | None
-    features: tuple[str, ...]
-    signature: tuple[int, int, int] | None
-    microcode: int | None
-    maxphysaddr: int | None
-    tsc: Tsc | None
-    cpu_map: str | None
+    name: "str | None"
+    vendor: "str | None"
+    features: "tuple[str, ...]"
+    signature: "tuple[int, int, int] | None"
+    microcode: "int | None"
+    maxphysaddr: "int | None"
+    tsc: "Tsc | None"
+    cpu_map: "str | None"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -438,29 +436,29 @@ class Host(Record):
     first read of any of them (``capsfast.parts.platform.read``).  ``cpu_model`` (a
     ``CpuModel``) is decoded on first read."""
 
-    arch: str
-    cpu: Cpu
-    hypervisor: Hypervisor
-    kvm: Kvm
-    kqemu: Kqemu
-    xen: Xen
-    hvm: Hvm
-    guests: tuple[Guest, ...]
-    kernel_flags: tuple[str, ...] | None
-    msr: tuple[tuple[int, int], ...]
-    kvm_caps: tuple[tuple[str, int | None], ...] | None
-    vmm_modules: tuple[tuple[str, bool | None], ...] | None
-    topology: Topology
-    cache: tuple[CacheBank, ...] | None
-    pages: tuple[int, ...] | None
-    uuid: str | None
-    iommu_groups: bool | None
-    security: Security
-    iommu: Iommu
-    devices: Devices
-    cpu_model: CpuModel
+    arch: "str"
+    cpu: "Cpu"
+    hypervisor: "Hypervisor"
+    kvm: "Kvm"
+    kqemu: "Kqemu"
+    xen: "Xen"
+    hvm: "Hvm"
+    guests: "tuple[Guest, ...]"
+    kernel_flags: "tuple[str, ...] | None"
+    msr: "tuple[tuple[int, int], ...]"
+    kvm_caps: "tuple[tuple[str, int | None], ...] | None"
+    vmm_modules: "tuple[tuple[str, bool | None], ...] | None"
+    topology: "Topology"
+    cache: "tuple[CacheBank, ...] | None"
+    pages: "tuple[int, ...] | None"
+    uuid: "str | None"
+    iommu_groups: "bool | None"
+    security: "Security"
+    iommu: "Iommu"
+    devices: "Devices"
+    cpu_model: "CpuModel"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -478,12 +476,12 @@ class Tech(Record):
     unknown; ``evidence`` the codes of the facts that decided it; ``hint``
     what to do (None when enabled and nothing is missing)."""
 
-    status: str
-    confidence: str
-    evidence: tuple[str, ...]
-    hint: str | None
+    status: "str"
+    confidence: "str"
+    evidence: "tuple[str, ...]"
+    hint: "str | None"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -492,16 +490,16 @@ class Sev(Record):
     without it): the C-bit position, the physical address bits lost, and
     the SEV and SEV-ES guests the ASIDs allow, as libvirt computes them."""
 
-    status: str
-    confidence: str
-    evidence: tuple[str, ...]
-    hint: str | None
-    cbitpos: int | None
-    reduced_phys_bits: int | None
-    max_guests: int | None
-    max_es_guests: int | None
+    status: "str"
+    confidence: "str"
+    evidence: "tuple[str, ...]"
+    hint: "str | None"
+    cbitpos: "int | None"
+    reduced_phys_bits: "int | None"
+    max_guests: "int | None"
+    max_es_guests: "int | None"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -510,16 +508,16 @@ class Sgx(Record):
     without them): SGX1, SGX2, flexible launch control, and the EPC
     sections as ``(base, size)`` byte pairs."""
 
-    status: str
-    confidence: str
-    evidence: tuple[str, ...]
-    hint: str | None
-    sgx1: bool | None
-    sgx2: bool | None
-    flc: bool | None
-    epc: tuple[tuple[int, int], ...] | None
+    status: "str"
+    confidence: "str"
+    evidence: "tuple[str, ...]"
+    hint: "str | None"
+    sgx1: "bool | None"
+    sgx2: "bool | None"
+    flc: "bool | None"
+    epc: "tuple[tuple[int, int], ...] | None"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -527,14 +525,14 @@ class Security(Record):
     """The confidential-computing verdicts: ``sev`` a ``Sev``, ``sgx`` an
     ``Sgx``, the others ``Tech``."""
 
-    sev: Sev
-    sev_es: Tech
-    sev_snp: Tech
-    tdx: Tech
-    sgx: Sgx
-    s390_pv: Tech
+    sev: "Sev"
+    sev_es: "Tech"
+    sev_snp: "Tech"
+    tdx: "Tech"
+    sgx: "Sgx"
+    s390_pv: "Tech"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -547,18 +545,18 @@ class Iommu(Record):
     command line; ``vfio`` and ``iommufd`` whether /dev/vfio/vfio and
     /dev/iommu exist (None: cannot be told)."""
 
-    status: str
-    confidence: str
-    evidence: tuple[str, ...]
-    hint: str | None
-    groups: int | None
-    acpi_table: str | None
-    units: tuple[str, ...]
-    kernel_args: tuple[str, ...]
-    vfio: bool | None
-    iommufd: bool | None
+    status: "str"
+    confidence: "str"
+    evidence: "tuple[str, ...]"
+    hint: "str | None"
+    groups: "int | None"
+    acpi_table: "str | None"
+    units: "tuple[str, ...]"
+    kernel_args: "tuple[str, ...]"
+    vfio: "bool | None"
+    iommufd: "bool | None"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -570,14 +568,14 @@ class Devices(Record):
     memory, cpu, cpuacct, cpuset, devices and blkio, available None where
     it cannot be told."""
 
-    vhost_net: bool | None
-    tun: bool | None
-    vhost_vsock: bool | None
-    kvm_hv: bool | None
-    cgroup_version: str | None
-    cgroup_controllers: tuple[tuple[str, bool | None], ...]
+    vhost_net: "bool | None"
+    tun: "bool | None"
+    vhost_vsock: "bool | None"
+    kvm_hv: "bool | None"
+    cgroup_version: "str | None"
+    cgroup_controllers: "tuple[tuple[str, bool | None], ...]"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -586,12 +584,12 @@ class Requirement(Record):
     (``kvm``, ``cpu.vmx-or-svm``, ``KVM_CAP_...``, ``arch``), whether it is
     met, what was found, and (when not met) what to do."""
 
-    name: str
-    ok: bool
-    detail: str
-    hint: str | None
+    name: "str"
+    ok: "bool"
+    detail: "str"
+    hint: "str | None"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -600,13 +598,13 @@ class Readiness(Record):
     requirement is met; ``requirements`` all of them in profile order,
     ``failed`` those not met."""
 
-    vmm: str
-    title: str
-    ok: bool
-    failed: tuple[Requirement, ...]
-    requirements: tuple[Requirement, ...]
+    vmm: "str"
+    title: "str"
+    ok: "bool"
+    failed: "tuple[Requirement, ...]"
+    requirements: "tuple[Requirement, ...]"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -615,11 +613,11 @@ class Capabilities(Record):
     the host arch, the host ``<features>`` names, and the guests as
     ``Guest`` values."""
 
-    arch: str | None
-    host_features: tuple[str, ...]
-    guests: tuple[Guest, ...]
+    arch: "str | None"
+    host_features: "tuple[str, ...]"
+    guests: "tuple[Guest, ...]"
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
 
@@ -633,13 +631,13 @@ _HOST_KERNEL_FLAGS = Host._fields.index("kernel_flags")
 _HOST_CPU_MODEL = Host._fields.index("cpu_model")
 
 
-def same_for_xml(a: Host, b: Host) -> bool:
+def same_for_xml(a: "Host", b: "Host") -> bool:
     """Whether Hosts ``a`` and ``b`` render the same XML: equal in every
     field but those the XML formats do not show (left unread)."""
     return bool(_XML_FIELDS(a) == _XML_FIELDS(b))
 
 
-def resolve(host: Host) -> Host:
+def resolve(host: "Host") -> "Host":
     """Read every lazy part of ``host`` now (before the files of a temporary
     recording go away); returns ``host``."""
     for name in getattr(host, "_lazy"):
@@ -647,27 +645,27 @@ def resolve(host: Host) -> Host:
     return host
 
 
-def _pending(host: Host, index: int) -> bool:
+def _pending(host: "Host", index: int) -> bool:
     value = tuple.__getitem__(host, index)
     return isinstance(value, Lazy) and value.pending
 
 
-def guests_pending(host: Host) -> bool:
+def guests_pending(host: "Host") -> bool:
     """True while ``host.guests`` has not been read (nothing listed yet)."""
     return _pending(host, _HOST_GUESTS)
 
 
-def kvm_caps_pending(host: Host) -> bool:
+def kvm_caps_pending(host: "Host") -> bool:
     """True while ``host.kvm_caps`` has not been read (/dev/kvm not asked)."""
     return _pending(host, _HOST_KVM_CAPS)
 
 
-def kernel_flags_pending(host: Host) -> bool:
+def kernel_flags_pending(host: "Host") -> bool:
     """True while ``host.kernel_flags`` waits for its first read (the probe
     did not need them)."""
     return _pending(host, _HOST_KERNEL_FLAGS)
 
 
-def cpu_model_pending(host: Host) -> bool:
+def cpu_model_pending(host: "Host") -> bool:
     """True while ``host.cpu_model`` has not been read (nothing decoded)."""
     return _pending(host, _HOST_CPU_MODEL)
