@@ -33,9 +33,12 @@ COMMANDS = {
     "capabilities": (_command("capsfast.cli.capabilities"),
                      "print the host's capabilities (libvirt XML, draft XML or JSON)"),
     "check": (_command("capsfast.cli.check"), "can KVM guests run here? why not, and what to do"),
-    "export": (_command("capsfast.cli.export"), "feed fleet tools: NFD node labels, Prometheus textfile, Ansible fact"),
-    "record": (_command("capsfast.cli.record"), "capture this host (or a remote one) as a recording that replays as it"),
-    "watch": (_command("capsfast.cli.watch"), "print each change of the host's facts as it happens (inotify, uevents)"),
+    "export": (_command("capsfast.cli.export"),
+               "feed fleet tools: NFD node labels, Prometheus textfile, Ansible fact"),
+    "record": (_command("capsfast.cli.record"),
+               "capture this host (or a remote one) as a recording that replays as it"),
+    "watch": (_command("capsfast.cli.watch"),
+              "print each change of the host's facts as it happens (inotify, uevents)"),
 }
 
 
