@@ -9,7 +9,8 @@ def main(argv: list[str]) -> int:
         "Stay running and print one line per change of the host's facts, as it happens: device\n"
         "nodes coming and going or changing mode (inotify), modules loaded and unloaded (kernel\n"
         "uevents), and a safety re-probe for what sends no event (module parameters).  Text:\n"
-        "'TIME path: old -> new'; --format json: one JSON object a line.  SIGTERM or SIGINT stops."
+        "'TIME path: old -> new'; --format json: one JSON object a line.  SIGTERM or SIGINT stops\n"
+        "it (exit status 0), and so does its reader going away (capsfast watch | head -1)."
     )
     safety = Option(("--safety",), "re-probe after SECONDS without an event (default 60)", metavar="SECONDS",
                     default="60")
