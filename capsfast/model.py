@@ -1,19 +1,32 @@
 """Immutable value classes for what a probe found.
 
-Each class is a tuple subclass with named, read-only fields, built by
-``_record`` below rather than by dataclasses or typing.NamedTuple: on a VM
-those imports cost 7-15 ms, more than the probe itself, and they pull in
-``re`` and ``inspect``.  Equality, hashing and pickling come from tuple;
-``as_dict()`` gives plain data (lazy fields resolved) that ``json.dumps``
-accepts.  Type checkers read ``model.pyi`` beside this file, which declares
-the same records as ``NamedTuple`` classes (a test keeps the two equal).
+Each record is declared once, below, as a class whose annotated fields a
+type checker reads as a ``typing.NamedTuple``.  At run time the same class
+statement builds a lighter tuple subclass (``_RecordType``): importing
+``typing``, ``dataclasses`` or ``collections`` costs 7-15 ms on a VM, more
+than the probe itself, and pulls in ``re`` and ``inspect``; the
+annotations stay unevaluated strings.  Equality, hashing and pickling come
+from tuple; ``as_dict()`` gives plain data (lazy fields resolved) that
+``json.dumps`` accepts.
 """
 # The C module behind operator: operator.py itself, all Python fallbacks,
 # costs about 0.3 ms to import and adds nothing used here.
 from _operator import itemgetter
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Generic, NamedTuple as Record, TypeVar
 
-class Lazy:
+    _T = TypeVar("_T")
+else:
+    # Lazy's base ``Generic[_T]`` is the checker's; at run time that
+    # subscript is this lookup, and the base is plain object.
+    _T = None
+    Generic = {_T: object}
+
+
+class Lazy(Generic[_T]):
     """A field value computed on first read, then kept.
 
     ``Host.guests`` is one: finding emulators lists the PATH directories,
@@ -22,16 +35,17 @@ class Lazy:
 
     __slots__ = ("_compute", "_value")
 
-    def __init__(self, compute):
-        self._compute = compute
-        self._value = None
+    _value: "_T"  # set before _compute is cleared
+
+    def __init__(self, compute: "Callable[[], _T]") -> None:
+        self._compute: Callable[[], _T] | None = compute
 
     @property
-    def pending(self):
+    def pending(self) -> bool:
         """True until the value has been computed."""
         return self._compute is not None
 
-    def get(self):
+    def get(self) -> "_T":
         compute = self._compute
         if compute is not None:
             # Two threads may both compute; both get equal values.
@@ -39,20 +53,20 @@ class Lazy:
             self._compute = None
         return self._value
 
-    def __eq__(self, other):
-        return self.get() == (other.get() if isinstance(other, Lazy) else other)
+    def __eq__(self, other: object) -> bool:
+        return bool(self.get() == (other.get() if isinstance(other, Lazy) else other))
 
-    def __ne__(self, other):
+    def __ne__(self, other: object) -> bool:
         return not self == other
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self.get())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return repr(self.get())
 
 
-def _plain(value):
+def _plain(value: object) -> object:
     """``value`` as data ``json.dumps`` accepts: records become dicts,
     tuples lists, dict keys strings."""
     if isinstance(value, tuple):
@@ -65,185 +79,318 @@ def _plain(value):
     return value
 
 
-def _lazy_field(index):
-    def get(self):
+def _as_dict(record: "tuple[object, ...]") -> "dict[str, Any]":
+    """A record's fields by name, as plain data (lazy fields resolved)."""
+    fields: tuple[str, ...] = getattr(record, "_fields")
+    return {f: _plain(getattr(record, f)) for f in fields}
+
+
+def _lazy_getter(index: int) -> "Callable[[tuple[object, ...]], object]":
+    def get(self: "tuple[object, ...]") -> object:
         value = tuple.__getitem__(self, index)
-        return value.get() if value.__class__ is Lazy else value
+        return value.get() if isinstance(value, Lazy) else value
 
     return get
 
 
-def _record(name, fields, doc, lazy=()):
-    """A tuple subclass ``name`` whose items are reachable by field name;
-    the ``lazy`` fields may hold a ``Lazy``, resolved when read."""
+# What every record shares, set on ``Record`` at run time (the checker has
+# NamedTuple's own).
 
-    # Every field by name, as the probe builds them: one C-level lookup.
-    by_name = itemgetter(*fields) if len(fields) > 1 else (lambda kw: (kw[fields[0]],))
+def _fields_of(record: "tuple[object, ...]") -> "tuple[str, ...]":
+    fields: tuple[str, ...] = getattr(record, "_fields")
+    return fields
 
-    def __new__(cls, *args, **kwargs):
-        if kwargs and not args and len(kwargs) == len(fields):
-            try:
-                return tuple.__new__(cls, by_name(kwargs))
-            except KeyError:
-                pass  # a misspelt field: the path below names it
-        if kwargs:
-            values = list(args) + [None] * (len(fields) - len(args))
-            for key, value in kwargs.items():
+
+def _repr(self: "tuple[object, ...]") -> str:
+    return "%s(%s)" % (type(self).__name__, ", ".join("%s=%r" % (f, getattr(self, f)) for f in _fields_of(self)))
+
+
+def _replace(self: "tuple[object, ...]", **changes: object) -> "tuple[object, ...]":
+    record: Any = type(self)  # a record class: its __new__ takes the fields
+    replaced: tuple[object, ...] = record(*[changes.pop(f, v) for f, v in zip(_fields_of(self), self)], **changes)
+    return replaced
+
+
+def _getnewargs(self: "tuple[object, ...]") -> "tuple[object, ...]":
+    return tuple(getattr(self, f) for f in _fields_of(self))
+
+
+# The field properties, one per position, shared by every record.
+_FIELDS_AT: "list[property]" = []
+
+
+class _RecordType(type):
+    """Makes each ``class X(Record)`` statement a tuple subclass whose items
+    are reachable by field name: the annotated names, in order."""
+
+    def __new__(mcs, name: str, bases: "tuple[type, ...]", namespace: "dict[str, Any]") -> "_RecordType":
+        if bases == (tuple,):  # Record itself
+            return type.__new__(mcs, name, bases, namespace)
+        fields = tuple(namespace["__annotations__"])
+        # Every field by name, as the probe builds them: one C-level lookup.
+        by_name: Callable[[dict[str, object]], tuple[object, ...]] = \
+            itemgetter(*fields) if len(fields) > 1 else (lambda kw: (kw[fields[0]],))
+
+        def __new__(cls: type, *args: object, **kwargs: object) -> "tuple[object, ...]":
+            if kwargs and not args and len(kwargs) == len(fields):
                 try:
-                    values[fields.index(key)] = value
-                except ValueError:
-                    raise TypeError("%s has no field %r" % (name, key)) from None
-            args = values
-        if len(args) != len(fields):
-            raise TypeError("%s takes %d fields, got %d" % (name, len(fields), len(args)))
-        return tuple.__new__(cls, args)
+                    return tuple.__new__(cls, by_name(kwargs))
+                except KeyError:
+                    pass  # a misspelt field: the path below names it
+            values = list(args)
+            if kwargs:
+                values += [None] * (len(fields) - len(args))
+                for key, value in kwargs.items():
+                    try:
+                        values[fields.index(key)] = value
+                    except ValueError:
+                        raise TypeError("%s has no field %r" % (name, key)) from None
+            if len(values) != len(fields):
+                raise TypeError("%s takes %d fields, got %d" % (name, len(fields), len(values)))
+            return tuple.__new__(cls, values)
 
-    def __repr__(self):
-        return "%s(%s)" % (name, ", ".join("%s=%r" % (f, getattr(self, f)) for f in fields))
-
-    def _replace(self, **changes):
-        return type(self)(*[changes.pop(f, v) for f, v in zip(fields, self)], **changes)
-
-    def __getnewargs__(self):
-        return tuple(getattr(self, f) for f in fields)
-
-    def as_dict(self):
-        return {f: _plain(getattr(self, f)) for f in fields}
-
-    namespace = {
-        "__slots__": (),
-        "__doc__": doc,
-        "__module__": __name__,
-        "_fields": fields,
-        "_lazy": tuple(lazy),
-        "__new__": __new__,
-        "__repr__": __repr__,
-        "__getnewargs__": __getnewargs__,
-        "_replace": _replace,
-        "as_dict": as_dict,
-    }
-    for index, field in enumerate(fields):
-        getter = _lazy_field(index) if field in lazy else itemgetter(index)
-        namespace[field] = property(getter, doc="field %d" % index)
-    return type(name, (tuple,), namespace)
+        # The class statement's own namespace (fresh for each statement);
+        # its __annotations__ stay, as strings, for run-time introspection.
+        while len(_FIELDS_AT) < len(fields):
+            _FIELDS_AT.append(property(itemgetter(len(_FIELDS_AT)), doc="field %d" % len(_FIELDS_AT)))
+        namespace.update(zip(fields, _FIELDS_AT))
+        namespace.update(__slots__=(), _fields=fields, __new__=__new__)
+        return type.__new__(mcs, name, bases, namespace)
 
 
-Cpu = _record(
-    "Cpu",
-    ("vendor", "family", "model", "stepping", "features", "source", "max_leaf", "max_ext_leaf"),
+if not TYPE_CHECKING:
+    class Record(tuple, metaclass=_RecordType):
+        """The base of every record (``typing.NamedTuple`` for the checker)."""
+
+        __slots__ = ()
+        _lazy = ()
+        __repr__ = _repr
+        _replace = _replace
+        __getnewargs__ = _getnewargs
+
+
+def _lazy_fields(record: type, names: "tuple[str, ...]") -> None:
+    """Let ``record``'s fields ``names`` hold a ``Lazy``, resolved when read."""
+    fields: tuple[str, ...] = getattr(record, "_fields")
+    for name in names:
+        setattr(record, name, property(_lazy_getter(fields.index(name)), doc="field %d" % fields.index(name)))
+    setattr(record, "_lazy", names)
+
+
+class Cpu(Record):
     """The CPU as CPUID (or a dump, or /proc/cpuinfo) shows it.
 
     ``features`` is a sorted tuple of names; ``source`` is ``cpuid``, ``dump``,
-    ``cpuinfo`` or ``none``.""",
-)
+    ``cpuinfo`` or ``none``."""
 
-Hypervisor = _record(
-    "Hypervisor",
-    ("vendor", "signature"),
+    vendor: "str | None"
+    family: "int | None"
+    model: "int | None"
+    stepping: "int | None"
+    features: "tuple[str, ...]"
+    source: "str"
+    max_leaf: "int | None"
+    max_ext_leaf: "int | None"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Hypervisor(Record):
     """The hypervisor this OS runs under: a short name and the raw CPUID
-    signature, both None without the hypervisor bit.""",
-)
+    signature, both None without the hypervisor bit."""
 
-Kvm = _record(
-    "Kvm",
-    ("exists", "char_device", "accessible", "usable", "api_version", "modules", "nested", "create_vm",
-     "failure", "error"),
+    vendor: "str | None"
+    signature: "str | None"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Kvm(Record):
     """/dev/kvm as this process sees it.
 
     ``usable``: a character device, read-write accessible, opens, API version
     12 (and with ``deep``, ``KVM_CREATE_VM`` worked).  ``create_vm`` is None
     unless ``deep``.  ``failure`` is the first failing step as a stable code
     (see ``KVM_FAILURES`` in ``capsfast.parts.core.decide``), ``error`` the same for
-    people, with the system's reason; both None when usable.""",
-)
+    people, with the system's reason; both None when usable."""
 
-Kqemu = _record("Kqemu", ("exists",), "/dev/kqemu, the historical QEMU accelerator.")
+    exists: "bool"
+    char_device: "bool"
+    accessible: "bool"
+    usable: "bool"
+    api_version: "int | None"
+    modules: "tuple[str, ...]"
+    nested: "bool | None"
+    create_vm: "bool | None"
+    failure: "str | None"
+    error: "str | None"
 
-Xen = _record(
-    "Xen",
-    ("present", "role", "hypervisor_type", "capabilities"),
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Kqemu(Record):
+    """/dev/kqemu, the historical QEMU accelerator."""
+
+    exists: "bool"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Xen(Record):
     """Xen as /proc/xen and /sys/hypervisor show it; ``role`` is ``dom0``,
-    ``domU`` or None; ``capabilities`` the hypervisor's tokens.""",
-)
+    ``domU`` or None; ``capabilities`` the hypervisor's tokens."""
 
-Hvm = _record(
-    "Hvm",
-    ("type", "status", "confidence", "bios_setting", "evidence"),
+    present: "bool"
+    role: "str | None"
+    hypervisor_type: "str | None"
+    capabilities: "tuple[str, ...]"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Hvm(Record):
     """The hardware virtualization verdict: ``type`` vmx, svm or None;
     ``status`` enabled, disabled_by_firmware, not_exposed, unsupported or
     unknown; ``confidence`` certain, likely or unknown; ``bios_setting``
     enabled, disabled or None; ``evidence`` the codes of the facts that
-    decided it (README, "The verdict").""",
-)
+    decided it (README, "The verdict")."""
 
-Guest = _record(
-    "Guest",
-    ("os_type", "arch", "wordsize", "emulator", "domains", "features", "loader", "machines"),
+    type: "str | None"
+    status: "str"
+    confidence: "str"
+    bios_setting: "str | None"
+    evidence: "tuple[str, ...]"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Guest(Record):
     """One guest kind the host can run: os type and arch, with its domain
-    types and the features libvirt would print for it.""",
-)
+    types and the features libvirt would print for it."""
 
-Machine = _record(
-    "Machine",
-    ("name", "canonical", "deprecated"),
+    os_type: "str"
+    arch: "str"
+    wordsize: "int"
+    emulator: "str | None"
+    domains: "tuple[str, ...]"
+    features: "tuple[str, ...]"
+    loader: "str | None"
+    machines: "tuple[Machine, ...] | None"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Machine(Record):
     """One machine type of an emulator: its name, the machine it is an
-    alias of (or None), and whether QEMU marks it deprecated.""",
-)
+    alias of (or None), and whether QEMU marks it deprecated."""
 
-CellPages = _record(
-    "CellPages",
-    ("size_kib", "number"),
+    name: "str"
+    canonical: "str | None"
+    deprecated: "bool"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class CellPages(Record):
     """One page size of a NUMA cell and how many pages of it the cell holds
-    (huge pages: the pool; the base size: the cell's memory outside it).""",
-)
+    (huge pages: the pool; the base size: the cell's memory outside it)."""
 
-CellDistance = _record(
-    "CellDistance",
-    ("id", "value"),
-    """The distance from a NUMA cell to cell ``id`` (10 is local).""",
-)
+    size_kib: "int"
+    number: "int"
 
-CellCpu = _record(
-    "CellCpu",
-    ("id", "socket_id", "die_id", "core_id", "siblings"),
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class CellDistance(Record):
+    """The distance from a NUMA cell to cell ``id`` (10 is local)."""
+
+    id: "int"
+    value: "int"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class CellCpu(Record):
     """One CPU of a NUMA cell: its socket, die and core, and the CPU ids of
-    its thread siblings (itself included), ascending.""",
-)
+    its thread siblings (itself included), ascending."""
 
-NumaCell = _record(
-    "NumaCell",
-    ("id", "memory_kib", "pages", "distances", "cpus"),
+    id: "int"
+    socket_id: "int"
+    die_id: "int"
+    core_id: "int"
+    siblings: "tuple[int, ...]"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class NumaCell(Record):
     """One NUMA cell as libvirt lists it: ``memory_kib`` None where unread,
     ``pages`` CellPages by size, ``distances`` CellDistance, ``cpus``
-    CellCpu by id.""",
-)
+    CellCpu by id."""
 
-Topology = _record(
-    "Topology",
-    ("sockets", "dies", "cores", "threads", "cells"),
+    id: "int"
+    memory_kib: "int | None"
+    pages: "tuple[CellPages, ...]"
+    distances: "tuple[CellDistance, ...]"
+    cpus: "tuple[CellCpu, ...]"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Topology(Record):
     """The host CPU topology as libvirt reckons it: ``sockets``, ``dies``,
     ``cores``, ``threads`` (each None where libvirt's count fails; its
     fallback when their product is not the CPU count included), and the
-    NUMA ``cells`` (None where they cannot be read).""",
-)
+    NUMA ``cells`` (None where they cannot be read)."""
 
-CacheBank = _record(
-    "CacheBank",
-    ("id", "level", "type", "size_bytes", "cpus"),
+    sockets: "int | None"
+    dies: "int | None"
+    cores: "int | None"
+    threads: "int | None"
+    cells: "tuple[NumaCell, ...] | None"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class CacheBank(Record):
     """One CPU cache bank (level 3 and up, as libvirt lists them): ``type``
-    ``both``, ``code`` or ``data``; ``cpus`` the ids sharing it.""",
-)
+    ``both``, ``code`` or ``data``; ``cpus`` the ids sharing it."""
 
-Tsc = _record(
-    "Tsc",
-    ("frequency", "scaling"),
+    id: "int"
+    level: "int"
+    type: "str"
+    size_bytes: "int"
+    cpus: "tuple[int, ...]"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Tsc(Record):
     """The TSC counter libvirt prints for the host: ``frequency`` in Hz (a
-    vCPU's KVM_GET_TSC_KHZ), ``scaling`` ``yes`` or ``no`` (KVM_CAP_TSC_CONTROL).""",
-)
+    vCPU's KVM_GET_TSC_KHZ), ``scaling`` ``yes`` or ``no`` (KVM_CAP_TSC_CONTROL)."""
 
-CpuModel = _record(
-    "CpuModel",
-    ("name", "vendor", "features", "signature", "microcode", "maxphysaddr", "tsc", "cpu_map"),
+    frequency: "int"
+    scaling: "str"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class CpuModel(Record):
     """The host CPU as libvirt names it (``capsfast.cpu_map.x86_decode``): ``name``
     the CPU map's model (None without a CPU map, a CPUID walk, or a fitting
     model), ``vendor`` the map's vendor name, ``features`` the names
@@ -251,14 +398,22 @@ CpuModel = _record(
     (family, model, stepping) or None; ``microcode`` the revision (None
     where unknown or 0); ``maxphysaddr`` the physical address bits (None
     where unknown); ``tsc`` a ``Tsc`` where libvirt would print one, else
-    None; ``cpu_map`` the CPU map directory used, or None.""",
-)
+    None; ``cpu_map`` the CPU map directory used, or None."""
 
-Host = _record(
-    "Host",
-    ("arch", "cpu", "hypervisor", "kvm", "kqemu", "xen", "hvm", "guests", "kernel_flags", "msr", "kvm_caps",
-     "vmm_modules", "topology", "cache", "pages", "uuid", "iommu_groups", "security", "iommu", "devices",
-     "cpu_model"),
+    name: "str | None"
+    vendor: "str | None"
+    features: "tuple[str, ...]"
+    signature: "tuple[int, int, int] | None"
+    microcode: "int | None"
+    maxphysaddr: "int | None"
+    tsc: "Tsc | None"
+    cpu_map: "str | None"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Host(Record):
     """Everything one probe found.  ``guests`` is found on first read (it
     lists the PATH directories); ``kvm_caps`` too (it opens /dev/kvm and
     asks KVM_CHECK_EXTENSION): ``(name, answer)`` pairs in the order of
@@ -279,137 +434,238 @@ Host = _record(
     ``devices`` (confidential computing, device assignment, the other devices
     and cgroup controllers virt-host-validate checks) are read together on
     first read of any of them (``capsfast.parts.platform.read``).  ``cpu_model`` (a
-    ``CpuModel``) is decoded on first read.""",
-    lazy=("guests", "kernel_flags", "kvm_caps", "vmm_modules", "topology", "cache", "pages", "uuid",
-          "iommu_groups", "security", "iommu", "devices", "cpu_model"),
-)
-_HOST_GUESTS = Host._fields.index("guests")
-_HOST_KVM_CAPS = Host._fields.index("kvm_caps")
-_HOST_KERNEL_FLAGS = Host._fields.index("kernel_flags")
-_HOST_CPU_MODEL = Host._fields.index("cpu_model")
+    ``CpuModel``) is decoded on first read."""
 
-Tech = _record(
-    "Tech",
-    ("status", "confidence", "evidence", "hint"),
+    arch: "str"
+    cpu: "Cpu"
+    hypervisor: "Hypervisor"
+    kvm: "Kvm"
+    kqemu: "Kqemu"
+    xen: "Xen"
+    hvm: "Hvm"
+    guests: "tuple[Guest, ...]"
+    kernel_flags: "tuple[str, ...] | None"
+    msr: "tuple[tuple[int, int], ...]"
+    kvm_caps: "tuple[tuple[str, int | None], ...] | None"
+    vmm_modules: "tuple[tuple[str, bool | None], ...] | None"
+    topology: "Topology"
+    cache: "tuple[CacheBank, ...] | None"
+    pages: "tuple[int, ...] | None"
+    uuid: "str | None"
+    iommu_groups: "bool | None"
+    security: "Security"
+    iommu: "Iommu"
+    devices: "Devices"
+    cpu_model: "CpuModel"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+
+
+# The fields a probe may fill with a Lazy: the dear parts, read on first access.
+_lazy_fields(Host, ("guests", "kernel_flags", "kvm_caps", "vmm_modules", "topology", "cache", "pages", "uuid",
+                    "iommu_groups", "security", "iommu", "devices", "cpu_model"))
+
+
+class Tech(Record):
     """One confidential-computing technology's verdict (``capsfast.parts.platform.confidential``):
     ``status`` enabled, disabled_by_firmware, disabled_in_kernel,
     not_exposed, unsupported or unknown; ``confidence`` certain, likely or
     unknown; ``evidence`` the codes of the facts that decided it; ``hint``
-    what to do (None when enabled and nothing is missing).""",
-)
+    what to do (None when enabled and nothing is missing)."""
 
-Sev = _record(
-    "Sev",
-    ("status", "confidence", "evidence", "hint", "cbitpos", "reduced_phys_bits", "max_guests", "max_es_guests"),
+    status: "str"
+    confidence: "str"
+    evidence: "tuple[str, ...]"
+    hint: "str | None"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Sev(Record):
     """AMD SEV's verdict, as ``Tech``, with what CPUID 0x8000001F tells (None
     without it): the C-bit position, the physical address bits lost, and
-    the SEV and SEV-ES guests the ASIDs allow, as libvirt computes them.""",
-)
+    the SEV and SEV-ES guests the ASIDs allow, as libvirt computes them."""
 
-Sgx = _record(
-    "Sgx",
-    ("status", "confidence", "evidence", "hint", "sgx1", "sgx2", "flc", "epc"),
+    status: "str"
+    confidence: "str"
+    evidence: "tuple[str, ...]"
+    hint: "str | None"
+    cbitpos: "int | None"
+    reduced_phys_bits: "int | None"
+    max_guests: "int | None"
+    max_es_guests: "int | None"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Sgx(Record):
     """Intel SGX's verdict, as ``Tech``, with CPUID leaves 7 and 0x12 (None
     without them): SGX1, SGX2, flexible launch control, and the EPC
-    sections as ``(base, size)`` byte pairs.""",
-)
+    sections as ``(base, size)`` byte pairs."""
 
-Security = _record(
-    "Security",
-    ("sev", "sev_es", "sev_snp", "tdx", "sgx", "s390_pv"),
+    status: "str"
+    confidence: "str"
+    evidence: "tuple[str, ...]"
+    hint: "str | None"
+    sgx1: "bool | None"
+    sgx2: "bool | None"
+    flc: "bool | None"
+    epc: "tuple[tuple[int, int], ...] | None"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Security(Record):
     """The confidential-computing verdicts: ``sev`` a ``Sev``, ``sgx`` an
-    ``Sgx``, the others ``Tech``.""",
-)
+    ``Sgx``, the others ``Tech``."""
 
-Iommu = _record(
-    "Iommu",
-    ("status", "confidence", "evidence", "hint", "groups", "acpi_table", "units", "kernel_args", "vfio",
-     "iommufd"),
+    sev: "Sev"
+    sev_es: "Tech"
+    sev_snp: "Tech"
+    tdx: "Tech"
+    sgx: "Sgx"
+    s390_pv: "Tech"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Iommu(Record):
     """Device assignment: ``status`` enabled (IOMMU groups populated),
     disabled_in_kernel (a firmware table, no groups), absent or unknown;
     ``groups`` the number of IOMMU groups (None where unreadable);
     ``acpi_table`` DMAR, IVRS or IORT (or None); ``units`` the names under
     /sys/class/iommu; ``kernel_args`` the IOMMU arguments on the kernel
     command line; ``vfio`` and ``iommufd`` whether /dev/vfio/vfio and
-    /dev/iommu exist (None: cannot be told).""",
-)
+    /dev/iommu exist (None: cannot be told)."""
 
-Devices = _record(
-    "Devices",
-    ("vhost_net", "tun", "vhost_vsock", "kvm_hv", "cgroup_version", "cgroup_controllers"),
+    status: "str"
+    confidence: "str"
+    evidence: "tuple[str, ...]"
+    hint: "str | None"
+    groups: "int | None"
+    acpi_table: "str | None"
+    units: "tuple[str, ...]"
+    kernel_args: "tuple[str, ...]"
+    vfio: "bool | None"
+    iommufd: "bool | None"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Devices(Record):
     """The other things virt-host-validate checks: whether /dev/vhost-net,
     /dev/net/tun and /dev/vhost-vsock exist and POWER's kvm_hv module is
     loaded (None: cannot be told); the cgroup layout (``v1``,
     ``v2``, ``hybrid`` or None); ``(controller, available)`` pairs for
     memory, cpu, cpuacct, cpuset, devices and blkio, available None where
-    it cannot be told.""",
-)
+    it cannot be told."""
 
-Requirement = _record(
-    "Requirement",
-    ("name", "ok", "detail", "hint"),
+    vhost_net: "bool | None"
+    tun: "bool | None"
+    vhost_vsock: "bool | None"
+    kvm_hv: "bool | None"
+    cgroup_version: "str | None"
+    cgroup_controllers: "tuple[tuple[str, bool | None], ...]"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Requirement(Record):
     """One requirement of a VMM on a host (``capsfast.readiness``): its name
     (``kvm``, ``cpu.vmx-or-svm``, ``KVM_CAP_...``, ``arch``), whether it is
-    met, what was found, and (when not met) what to do.""",
-)
+    met, what was found, and (when not met) what to do."""
 
-Readiness = _record(
-    "Readiness",
-    ("vmm", "title", "ok", "failed", "requirements"),
+    name: "str"
+    ok: "bool"
+    detail: "str"
+    hint: "str | None"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Readiness(Record):
     """A VMM's verdict for a host (``capsfast.ready``): ``ok`` when every
     requirement is met; ``requirements`` all of them in profile order,
-    ``failed`` those not met.""",
-)
+    ``failed`` those not met."""
 
-Capabilities = _record(
-    "Capabilities",
-    ("arch", "host_features", "guests"),
+    vmm: "str"
+    title: "str"
+    ok: "bool"
+    failed: "tuple[Requirement, ...]"
+    requirements: "tuple[Requirement, ...]"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
+
+
+class Capabilities(Record):
     """What a libvirt capabilities document says (``capsfast.libvirt_xml``):
     the host arch, the host ``<features>`` names, and the guests as
-    ``Guest`` values.""",
-)
+    ``Guest`` values."""
+
+    arch: "str | None"
+    host_features: "tuple[str, ...]"
+    guests: "tuple[Guest, ...]"
+
+    def as_dict(self) -> "dict[str, Any]":
+        return _as_dict(self)
 
 
 # The Host fields the XML renderings never show: lazy parts that a
 # comparison would otherwise read.
 _NOT_IN_XML = frozenset(("kernel_flags", "kvm_caps", "vmm_modules", "security", "iommu", "devices"))
 _XML_FIELDS = itemgetter(*[i for i, f in enumerate(Host._fields) if f not in _NOT_IN_XML])
+_HOST_GUESTS = Host._fields.index("guests")
+_HOST_KVM_CAPS = Host._fields.index("kvm_caps")
+_HOST_KERNEL_FLAGS = Host._fields.index("kernel_flags")
+_HOST_CPU_MODEL = Host._fields.index("cpu_model")
 
 
-def same_for_xml(a, b):
+def same_for_xml(a: "Host", b: "Host") -> bool:
     """Whether Hosts ``a`` and ``b`` render the same XML: equal in every
     field but those the XML formats do not show (left unread)."""
-    return _XML_FIELDS(a) == _XML_FIELDS(b)
+    return bool(_XML_FIELDS(a) == _XML_FIELDS(b))
 
 
-def resolve(host):
+def resolve(host: "Host") -> "Host":
     """Read every lazy part of ``host`` now (before the files of a temporary
     recording go away); returns ``host``."""
-    for name in host._lazy:
+    for name in getattr(host, "_lazy"):
         getattr(host, name)
     return host
 
 
-def guests_pending(host):
+def _pending(host: "Host", index: int) -> bool:
+    value = tuple.__getitem__(host, index)
+    return isinstance(value, Lazy) and value.pending
+
+
+def guests_pending(host: "Host") -> bool:
     """True while ``host.guests`` has not been read (nothing listed yet)."""
-    value = tuple.__getitem__(host, _HOST_GUESTS)
-    return value.__class__ is Lazy and value.pending
+    return _pending(host, _HOST_GUESTS)
 
 
-def kvm_caps_pending(host):
+def kvm_caps_pending(host: "Host") -> bool:
     """True while ``host.kvm_caps`` has not been read (/dev/kvm not asked)."""
-    value = tuple.__getitem__(host, _HOST_KVM_CAPS)
-    return value.__class__ is Lazy and value.pending
+    return _pending(host, _HOST_KVM_CAPS)
 
 
-def kernel_flags_pending(host):
+def kernel_flags_pending(host: "Host") -> bool:
     """True while ``host.kernel_flags`` waits for its first read (the probe
     did not need them)."""
-    value = tuple.__getitem__(host, _HOST_KERNEL_FLAGS)
-    return value.__class__ is Lazy and value.pending
+    return _pending(host, _HOST_KERNEL_FLAGS)
 
 
-def cpu_model_pending(host):
+def cpu_model_pending(host: "Host") -> bool:
     """True while ``host.cpu_model`` has not been read (nothing decoded)."""
-    value = tuple.__getitem__(host, _HOST_CPU_MODEL)
-    return value.__class__ is Lazy and value.pending
+    return _pending(host, _HOST_CPU_MODEL)

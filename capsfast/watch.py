@@ -10,7 +10,7 @@ An iterator rather than a callback: the caller's loop is the only loop, so
 no thread is started (a callback would need one, or would run the caller's
 code inside ours), it stops where the caller breaks out, and a
 ``for`` statement needs no registration API.  Each step blocks in one
-``select`` on the inotify descriptor, the uevent socket and the stop
+``poll`` on the inotify descriptor, the uevent socket and the stop
 descriptors, so an idle watcher costs nothing.
 
 What wakes it:
@@ -40,8 +40,13 @@ descriptor that becomes readable to stop (a pipe, or the one
 ``signal.set_wakeup_fd`` writes to: ``SignalStop`` does that for the
 command line), an object with ``is_set()`` and ``fileno()`` (``Stop``), or
 a plain ``threading.Event`` (looked at every ``EVENT_POLL`` seconds, as it
-has nothing to wait on).  Iterating from several threads is safe: they
-take turns.
+has nothing to wait on).  ``hangup`` may be a file descriptor whose
+hang-up stops the watcher: the writing end of a pipe whose reader went
+away (the command line passes its standard output, so ``capsfast watch |
+head -1`` ends).  Iterating from several threads is safe: they take turns.
+
+What it notices but cannot fix (inotify or uevents unavailable) goes to
+``warn``, by default one ``capsfast: watch: ...`` line on standard error.
 """
 import errno
 import os
@@ -53,7 +58,7 @@ import time
 
 from capsfast.parts.core import read as facts
 from capsfast.constants import KVM_DEVICE
-from capsfast.errors import CapsfastError
+from capsfast.errors import CapsfastError, printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -183,6 +188,21 @@ def compare(old: "dict[str, object]", new: "dict[str, object]") -> "list[Change]
 
 # -- the watcher ----------------------------------------------------------------------
 
+def _warn_on_stderr(note: str) -> None:
+    """One ``capsfast: ...`` line on standard error, as the command's own
+    messages read."""
+    import sys
+
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        stream.write("capsfast: %s\n" % printable(note))
+        stream.flush()
+    except OSError:
+        pass  # nowhere to say it: the watcher goes on
+
+
 class Stop(threading.Event):
     """A ``threading.Event`` that wakes a watcher at once when set."""
 
@@ -213,14 +233,12 @@ class Watcher:
 
     def __init__(self, root: str = "/", cpuid: "str | None" = None, arch: "str | None" = None,
                  deep: bool = False, safety: float = 60.0, stop: object = None,
-                 uevents: "bool | None" = None, warn: "Callable[[str], object] | None" = None) -> None:
+                 uevents: "bool | None" = None, warn: "Callable[[str], object] | None" = None,
+                 hangup: "int | None" = None) -> None:
         if not safety > 0:
             raise CapsfastError("the safety interval must be a positive number of seconds, not %r" % safety)
-        if warn is None:
-            from capsfast.cli.options import error
-
-            warn = error
-        self._warn = warn
+        self._warn = _warn_on_stderr if warn is None else warn
+        self._hangup = hangup
         self.notes: list[str] = []   # what degraded, as said on stderr
         self._root, self._cpuid, self._arch, self._deep = os.fspath(root), cpuid, arch, deep
         self._live = self._root == "/" and cpuid is None and arch is None
@@ -407,7 +425,18 @@ class Watcher:
             fds = [self._wake_r] + [fd for fd in (self._stop_fd, self._inotify) if fd is not None]
             if self._uevents is not None:
                 fds.append(self._uevents.fileno())
-            ready, _, _ = select.select(fds, [], [], timeout)
+            poller = select.poll()
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            if self._hangup is not None:
+                # No events asked: poll reports only POLLERR or POLLHUP, so a
+                # terminal or a file never wakes us, a pipe's gone reader does.
+                poller.register(self._hangup, 0)
+            # Rounded up: a wait rounded down to 0 ms would spin until the deadline.
+            ready = [fd for fd, _events in poller.poll(int(timeout * 1000) + 1)]
+            if self._hangup is not None and self._hangup in ready:
+                ready.remove(self._hangup)
+                self._closed = True  # nobody reads what we would print
             if self._stop_fd is not None and self._stop_fd in ready:
                 self._closed = True  # stopped for good, as by close()
             if self._wake_r in ready or self._closed:
@@ -466,14 +495,14 @@ class Watcher:
 
 
 def changes(root: "str | os.PathLike[str]" = "/", cpuid: "str | None" = None, arch: "str | None" = None,
-            deep: bool = False, safety: float = 60.0, stop: object = None) -> Watcher:
+            deep: bool = False, safety: float = 60.0, stop: object = None, hangup: "int | None" = None) -> Watcher:
     """An iterator of ``(host, changed)``, one per change of the host's facts
     (the probed host's ``capsfast.render.json.host_dict``, key by key):
     ``changed`` lists ``(json_path, old, new)``.  Set up (watches armed,
     first probe made: ``.host``) before it returns.  ``safety``: seconds
     between re-probes when nothing is heard.  Stop it with ``close()``
-    (or ``with``), or with ``stop`` (see the module)."""
-    return Watcher(os.fspath(root), cpuid, arch, deep, safety, stop)
+    (or ``with``), with ``stop``, or by ``hangup`` (see the module)."""
+    return Watcher(os.fspath(root), cpuid, arch, deep, safety, stop, hangup=hangup)
 
 
 # -- stopping on SIGTERM and SIGINT, for the commands --------------------------------

@@ -98,7 +98,7 @@ print("packaging: WHEEL tags", tags, "module", modules)
 assert tags and all(t.startswith("cp39-abi3-manylinux_") for t in tags), tags
 assert modules == ["capsfast/_capsfast.abi3.so"], modules
 # The types a user's checker reads ship beside the code.
-for typed in ("capsfast/py.typed", "capsfast/model.pyi", "capsfast/_capsfast.pyi",
+for typed in ("capsfast/py.typed", "capsfast/model.py", "capsfast/_capsfast.pyi",
               "capsfast/schemas/capabilities.schema.json"):
     assert typed in names, typed
 assert not any(n.startswith(("tests/", "csrc/")) for n in names), "sources in the wheel"

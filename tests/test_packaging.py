@@ -74,7 +74,7 @@ def test_sdist_holds_every_file_of_the_repository_but_ci(sdist):
 def test_sdist_holds_what_the_build_reads_and_no_leftovers(sdist):
     _, files = sdist
     for needed in ("pyproject.toml", "setup.py", "build_ffi.py", "MANIFEST.in",
-                   "csrc/capsfast.c", "csrc/capsfast.h", "capsfast/constants.py", "capsfast/model.pyi",
+                   "csrc/capsfast.c", "csrc/capsfast.h", "capsfast/constants.py", "capsfast/model.py",
                    "capsfast/_capsfast.pyi", "capsfast/py.typed", "capsfast/schemas/capabilities.schema.json",
                    "PKG-INFO"):
         assert needed in files, needed

@@ -1,6 +1,6 @@
-"""The types a user's checker sees: the model's stub agrees with the model,
-and a user's script type-checked against the installed package sees real
-types, not Any."""
+"""The types a user's checker sees: one declaration of the model, which
+mypy reads and checks, and a user's script type-checked against the
+installed package sees real types, not Any."""
 import ast
 import os
 import shutil
@@ -13,31 +13,46 @@ import pytest
 import capsfast
 from capsfast import model
 
-STUB = Path(model.__file__).with_suffix(".pyi")
+PACKAGE = Path(capsfast.__file__).resolve().parent
 
 
-def stub_classes():
-    tree = ast.parse(STUB.read_text())
-    classes = {}
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and any(getattr(b, "id", None) == "NamedTuple" for b in node.bases):
-            classes[node.name] = tuple(
-                item.target.id for item in node.body if isinstance(item, ast.AnnAssign)
-            )
-    return classes
+def test_one_declaration_of_each_type():
+    """No stub hides a module of the package from the checker: the only
+    ``.pyi`` is the compiled module's, and it has no ``.py`` beside it."""
+    stubs = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.pyi"))
+    assert stubs == ["_capsfast.pyi"], stubs
+    assert not (PACKAGE / "_capsfast.py").exists()
+    assert (PACKAGE / "py.typed").is_file()
 
 
-def test_stub_is_shipped_beside_the_model():
-    assert STUB.is_file()
-    assert (Path(capsfast.__file__).parent / "py.typed").is_file()
-    assert (Path(capsfast.__file__).parent / "_capsfast.pyi").is_file()
+def test_records_are_tuples_with_their_declared_fields():
+    """What the checker reads (the annotations) is what runs: each record's
+    fields are its annotated names, in order, on a light tuple."""
 
-
-def test_stub_records_equal_the_runtime_records():
-    classes = stub_classes()
+    declared = {}
+    for node in ast.parse((PACKAGE / "model.py").read_text()).body:
+        if isinstance(node, ast.ClassDef) and [getattr(b, "id", None) for b in node.bases] == ["Record"]:
+            declared[node.name] = tuple(n.target.id for n in node.body if isinstance(n, ast.AnnAssign))
     runtime = {name: getattr(model, name)._fields for name in dir(model)
                if isinstance(getattr(model, name), type) and hasattr(getattr(model, name), "_fields")}
-    assert classes == runtime
+    assert declared == runtime and "Host" in declared
+    cpu = model.Cpu(*range(8))
+    assert isinstance(cpu, tuple) and cpu.max_ext_leaf == 7 and not hasattr(cpu, "__dict__")
+    assert cpu._replace(vendor="x") == ("x",) + tuple(range(1, 8))
+
+
+def test_a_type_error_in_the_model_fails_the_check(tmp_path):
+    """mypy reads model.py itself: a type error put into it fails the
+    strict check of a copy of the package (and the untouched copy passes)."""
+    shutil.copytree(PACKAGE, tmp_path / "capsfast", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    clean = run_mypy(tmp_path, ["capsfast"])
+    assert clean.returncode == 0, clean.stdout
+    model_py = tmp_path / "capsfast" / "model.py"
+    model_py.write_text(model_py.read_text() + '\n\ndef _broken(host: Host) -> int:\n    return host.arch\n')
+    broken = run_mypy(tmp_path, ["capsfast"])
+    assert broken.returncode == 1, broken.stdout
+    assert 'model.py:' in broken.stdout and 'Incompatible return value type (got "str", expected "int")' \
+        in broken.stdout, broken.stdout
 
 
 USER_SCRIPT = '''
@@ -61,18 +76,21 @@ capsfast.kvm_usabel()
 '''
 
 
-def mypy(tmp_path, text):
-    if shutil.which("mypy") is None and subprocess.run(
-            [sys.executable, "-m", "mypy", "--version"], capture_output=True).returncode != 0:
+def run_mypy(cwd, args):
+    if subprocess.run([sys.executable, "-m", "mypy", "--version"], capture_output=True).returncode != 0:
         pytest.skip("mypy is not installed (pip install mypy)")
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)  # the package as installed (or the copy in cwd), as a user has it
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", os.devnull] + list(args),
+        cwd=cwd, capture_output=True, text=True, env=env, timeout=300,
+    )
+
+
+def mypy(tmp_path, text):
     script = tmp_path / "user.py"
     script.write_text(text)
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)  # the package as installed, as a user has it
-    return subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", os.devnull, str(script)],
-        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300,
-    )
+    return run_mypy(tmp_path, [str(script)])
 
 
 def test_a_users_checker_sees_the_types(tmp_path):

@@ -341,3 +341,44 @@ def test_a_stop_descriptor_ends_the_iteration(tmp_path):
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_watch_command_ends_when_its_reader_goes_away(tmp_path):
+    """``capsfast watch | head -1``: once the reader of its output has gone,
+    watch ends (status 0) without waiting for another change to print."""
+    root = fake_root(tmp_path)
+    proc = _capsfast("watch", "--root", str(root), "--arch", "x86_64", "--safety", "600",
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_armed(proc)
+        (root / "dev" / "kvm").write_text("")
+        ready, _, _ = select.select([proc.stdout], [], [], 3)
+        assert ready, "no line within 3 s"
+        assert "host.kvm.exists" in proc.stdout.readline().decode()
+        proc.stdout.close()  # the reader goes; nothing changes from here on
+        assert proc.wait(5) == 0
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert err == b""
+
+
+def test_a_hangup_descriptor_ends_the_iteration(tmp_path):
+    root = fake_root(tmp_path)
+    r, w = os.pipe()
+    try:
+        with watch.changes(root, arch="x86_64", safety=600, hangup=w) as watcher:
+            assert watcher.next_change(0.05) is None  # a reader is there: no hang-up
+            os.close(r)
+            r = -1
+            start = time.monotonic()
+            with pytest.raises(StopIteration):
+                watcher.next_change(5)
+            assert time.monotonic() - start < 4
+    finally:
+        os.close(w)
+        if r >= 0:
+            os.close(r)

@@ -190,6 +190,15 @@ def dispatch(prog: str, commands: "Commands", argv: "Sequence[str]", summary: st
 # -- output -----------------------------------------------------------------------
 
 
+_READER = {"left": False}  # set once standard output's reader went away
+
+
+def reader_left() -> bool:
+    """Whether the reader of standard output went away (a broken pipe): a
+    command that would go on printing can stop."""
+    return _READER["left"]
+
+
 def _discard_stdout() -> None:
     """Point file descriptor 1 at /dev/null: later writes and the
     interpreter's last flush then neither fail nor print a warning."""
@@ -201,7 +210,9 @@ def _discard_stdout() -> None:
         pass
 
 
-def _failed(e: OSError) -> CapsfastError:
+def output_failed(e: OSError) -> CapsfastError:
+    """The error to raise where standard output failed (``e``); it is
+    pointed at /dev/null, so nothing more fails or warns at exit."""
     _discard_stdout()
     return CapsfastError("cannot write to standard output: %s" % (e.strerror or e), errno=e.errno)
 
@@ -214,9 +225,10 @@ def out(text: str) -> None:
     try:
         stream.write(text)
     except BrokenPipeError:
+        _READER["left"] = True
         _discard_stdout()
     except OSError as e:
-        raise _failed(e) from None
+        raise output_failed(e) from None
 
 
 def flush() -> None:
@@ -227,9 +239,10 @@ def flush() -> None:
     try:
         stream.flush()
     except BrokenPipeError:
+        _READER["left"] = True
         _discard_stdout()
     except OSError as e:
-        raise _failed(e) from None
+        raise output_failed(e) from None
 
 
 def error(message: object) -> None:
@@ -279,9 +292,9 @@ def probe_inputs(values: "Values", refresh: bool = False) -> "Host":
 
         check_recorded_inputs(values["root"], values["cpuid_dump"], values["arch"], "-", one_connect(values))
         return replay_temporary(remote.read_stream(sys.stdin.buffer, "standard input"), bool(values["deep"]),
-                                _optional(values.get("cpu_map")))
-    return probe(**local_inputs(values), replay=_optional(values["replay"]), connect=one_connect(values),
-                 cpu_map=_optional(values.get("cpu_map")))
+                                optional_str(values.get("cpu_map")))
+    return probe(**local_inputs(values), replay=optional_str(values["replay"]), connect=one_connect(values),
+                 cpu_map=optional_str(values.get("cpu_map")))
 
 
 def input_args(values: "Values") -> list[str]:
@@ -307,9 +320,10 @@ def input_args(values: "Values") -> list[str]:
 def local_inputs(values: "Values") -> "dict[str, Any]":
     """The input options that name a local host (root, dump, arch, deep),
     as keyword arguments of ``probe`` and ``capsfast.watch.changes``."""
-    return {"root": str(values["root"]), "cpuid": _optional(values["cpuid_dump"]),
-            "arch": _optional(values["arch"]), "deep": bool(values["deep"])}
+    return {"root": str(values["root"]), "cpuid": optional_str(values["cpuid_dump"]),
+            "arch": optional_str(values["arch"]), "deep": bool(values["deep"])}
 
 
-def _optional(value: object) -> "str | None":
+def optional_str(value: object) -> "str | None":
+    """A value given, as text; None where the option was not given."""
     return None if value is None else str(value)

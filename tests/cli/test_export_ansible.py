@@ -16,7 +16,7 @@ from capsfast.cli import main
 from capsfast.render import ansible
 from test_export_nfd import sample_host
 
-HOSTS = Path(__file__).resolve().parent / "hosts"
+HOSTS = Path(__file__).resolve().parent.parent / "hosts"
 
 
 def capsfast_json(*args, env=None):

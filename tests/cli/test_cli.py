@@ -1,6 +1,7 @@
 """The command line: outputs, exit statuses, and bad input as one line."""
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -233,3 +234,14 @@ def test_python_dash_m_and_broken_pipe():
         shell=True, capture_output=True, text=True,
     )
     assert done.returncode == 0 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("shell", ["record - | head -c 100 > /dev/null", "record - > /dev/full"])
+def test_record_to_a_stream_that_fails_is_one_line(shell, tmp_path):
+    """A tar stream cut short (its reader left, the disk is full) is an
+    incomplete recording: one line and exit status 2, never a traceback."""
+    command = "%s -m capsfast %s; echo status=${PIPESTATUS[0]} >&2" % (shlex.quote(sys.executable), shell)
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    lines = done.stderr.splitlines()
+    assert lines[-1] == "status=2", done.stderr
+    assert len(lines) == 2 and lines[0].startswith("capsfast: cannot write to standard output: "), done.stderr

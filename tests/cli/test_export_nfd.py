@@ -20,7 +20,7 @@ from capsfast.render import nfd
 from capsfast.model import Cpu, CpuModel, Guest, Host, Hvm, Hypervisor, Kqemu, Kvm, Xen
 from scenarios import all_scenarios
 
-HOSTS = Path(__file__).resolve().parent / "hosts"
+HOSTS = Path(__file__).resolve().parent.parent / "hosts"
 
 # The Kubernetes rules, written out independently of capsfast's code.
 NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")

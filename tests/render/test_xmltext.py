@@ -16,7 +16,7 @@ from capsfast.model import Guest, Machine
 from capsfast.render import draft as draft_renderer
 from capsfast.render import xmltext
 
-HOSTS = Path(__file__).resolve().parent / "hosts"
+HOSTS = Path(__file__).resolve().parent.parent / "hosts"
 LIBVIRT_SCHEMA = "/usr/share/libvirt/schemas/capability.rng"
 
 

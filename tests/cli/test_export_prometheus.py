@@ -20,7 +20,7 @@ parser = pytest.importorskip(
     "prometheus_client.parser", reason="prometheus_client is not installed (pip install prometheus_client)"
 )
 
-HOSTS = Path(__file__).resolve().parent / "hosts"
+HOSTS = Path(__file__).resolve().parent.parent / "hosts"
 
 
 def families(text):

@@ -9,12 +9,13 @@ import threading
 
 import pytest
 
-from capsfast.bench import steps as bench
+import capsfast.bench as bench
+from capsfast.bench import alternatives, fixtures, report
 from capsfast.parts.core import read as facts
 from capsfast import host as probing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PROJECT = os.path.dirname(HERE)
+PROJECT = os.path.dirname(os.path.dirname(HERE))
 
 RESULT_KEYS = {"key", "what", "median_us", "low_us", "high_us", "runs", "note"}
 ALWAYS_MEASURED = (
@@ -147,12 +148,12 @@ def test_virsh_in_the_same_loop(monkeypatch):
     """With a virsh to run, it is timed in the loop of the capsfast
     processes and set against capsfast capabilities.  A stand-in runs
     here: the tests never talk to (or start) a libvirt daemon."""
-    monkeypatch.setattr(bench, "_virsh_command", lambda: ([sys.executable, "-c", "pass"], None))
+    monkeypatch.setattr(alternatives, "_virsh_command", lambda: ([sys.executable, "-c", "pass"], None))
     b = bench.Bench(quick=True, slow=False)
-    bench.whole_processes(b)
+    alternatives.whole_processes(b)
     assert len(b.results["alt_virsh"].samples) == b.process_runs
     assert b.alternatives == ["alt_virsh"]
-    rows = [t for t in bench._targets(b) if "virsh" in t["target"]]
+    rows = [t for t in report.targets(b) if "virsh" in t["target"]]
     assert rows[0]["value"] is not None and rows[0]["met"] in (True, False)
 
 
@@ -210,7 +211,7 @@ def test_steps_are_registered_once_in_order():
 
 
 def test_text_report_from_the_same_document(quick_json):
-    text = bench.format_text(quick_json)
+    text = report.format_text(quick_json)
     assert "targets" in text and "alternatives" in text
     for r in quick_json["results"]:
         assert r["what"] in text
@@ -220,8 +221,8 @@ def test_text_report_from_the_same_document(quick_json):
 
 def test_cpuinfo_read_stops_after_the_first_processor(tmp_path):
     """1024 processors cost the probe no more bytes than 2."""
-    small, small_size = bench._fake_cpuinfo_root(str(tmp_path), 2)
-    big, big_size = bench._fake_cpuinfo_root(str(tmp_path), 1024)
+    small, small_size = fixtures.fake_cpuinfo_root(str(tmp_path), 2)
+    big, big_size = fixtures.fake_cpuinfo_root(str(tmp_path), 1024)
     first_block = open(os.path.join(big, "proc", "cpuinfo"), "rb").read().split(b"\n\n")[0]
     read_small, read_big = probing.cpuinfo_bytes_read(small), probing.cpuinfo_bytes_read(big)
     assert big_size > 1000 * len(first_block)
@@ -247,8 +248,39 @@ def test_bad_flag_is_one_line():
 
 def test_import_capsfast_does_not_import_bench():
     done = subprocess.run(
-        [sys.executable, "-c", "import sys, capsfast; capsfast.probe(); print('capsfast.bench.steps' in sys.modules)"],
+        [sys.executable, "-c", "import sys, capsfast; capsfast.probe(); print('capsfast.bench' in sys.modules)"],
         capture_output=True, text=True, env=_env(),
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_fail_on_missed_gates_the_exit_status():
+    """CI can gate on the targets: a missed one is exit status 1 and one
+    line on stderr naming it; the report is printed all the same."""
+    done = subprocess.run(
+        [sys.executable, "-m", "capsfast", "bench", "--quick", "--json", "--fail-on-missed"],
+        capture_output=True, text=True, env=_env(), timeout=600,
+    )
+    doc = json.loads(done.stdout)
+    missed = [t["target"] for t in doc["targets"] if t["met"] is False]
+    if missed:
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith("capsfast: bench: %d of %d targets missed: " % (
+            len(missed), len(doc["targets"]))) and done.stderr.count("\n") == 1, done.stderr
+        assert missed[0] in done.stderr
+    else:
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_exit_status_counts_only_measured_misses(quick_json):
+    """Without --fail-on-missed a run is 0 whatever it measured; with it,
+    a target that was missed is 1 and one that could not be measured
+    here (n/a) is not a miss."""
+    def with_targets(*met):
+        return dict(quick_json, targets=[dict(quick_json["targets"][0], met=m) for m in met])
+
+    assert bench.exit_status(with_targets(True, None), True) == 0
+    assert bench.exit_status(with_targets(True, False), True) == 1
+    assert bench.exit_status(with_targets(False), False) == 0
+    assert bench.missed(with_targets(True, False, None)) == [quick_json["targets"][0]["target"]]
