@@ -58,7 +58,8 @@ def sysfs_attributes():
     """A few sysfs attributes every Linux machine has."""
     candidates = ["/sys/devices/system/cpu/online", "/sys/devices/system/cpu/present",
                   "/sys/devices/system/cpu/possible", "/sys/devices/system/cpu/cpu0/topology/core_id",
-                  "/sys/devices/system/cpu/cpu0/topology/thread_siblings_list", "/sys/kernel/mm/transparent_hugepage/enabled"]
+                  "/sys/devices/system/cpu/cpu0/topology/thread_siblings_list",
+                  "/sys/kernel/mm/transparent_hugepage/enabled"]
     found = [path for path in candidates if os.path.isfile(path)]
     if len(found) < 3:
         pytest.skip("this machine's sysfs lacks the CPU attributes")
