@@ -643,3 +643,27 @@ def test_watch_neither_reads_nor_reports_the_layout(tmp_path):
     assert "host.kvm.usable" in facts
     index = host._fields.index("topology")
     assert tuple.__getitem__(host, index).__class__ is Lazy and tuple.__getitem__(host, index).pending
+
+
+def test_cache_files_are_read_once_a_core_and_once_a_bank(tmp_path):
+    """Two threads a core, one L3 bank per 128 CPUs: the second thread's
+    caches are never asked for, and each bank's id, type and size once;
+    the answer is the one every CPU's files give."""
+    from capsfast.bench.fixtures import fake_topology_root
+    from capsfast.parts.topology import decide as topology
+
+    root = fake_topology_root(str(tmp_path), 256)
+    asked = []
+    fetch = topology.c_fetch(root)
+
+    def spy(requests):
+        asked.extend(path for path, _op in requests)
+        return fetch(requests)
+
+    layout = topology.decide(topology.collect(spy))
+    cache_paths = [p for p in asked if "/cache" in p]
+    assert cache_paths and not [p for p in cache_paths if int(p.split("/cpu")[2].split("/")[0]) % 2]
+    assert len([p for p in asked if p.endswith("index3/id")]) == 2  # CPUs 0-127 and 128-255
+    assert len(asked) == len(set(asked))
+    assert [(b.id, b.level, b.cpus) for b in layout.cache] == [(0, 3, tuple(range(128))),
+                                                              (1, 3, tuple(range(128, 256)))]

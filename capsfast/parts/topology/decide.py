@@ -359,11 +359,13 @@ def c_fetch(root: str) -> "Fetch":
 class _Reads:
     """The values read so far, by (path, op); ``ask`` runs one round."""
 
-    __slots__ = ("_fetch", "_got")
+    __slots__ = ("_fetch", "_got", "cache_readers")
 
     def __init__(self, fetch: "Fetch") -> None:
         self._fetch = fetch
         self._got: "dict[tuple[str, str], bytes | _Missing]" = {}
+        # Each online CPU -> the CPU whose caches were read for it (collect).
+        self.cache_readers: "dict[int, int]" = {}
 
     def ask(self, requests: "Iterable[tuple[str, str]]") -> None:
         wanted = [r for r in dict.fromkeys(requests) if r not in self._got]
@@ -501,16 +503,7 @@ def collect(fetch: "Fetch") -> _Reads:
     for cpu, first, name in same_bank:
         for f in _CACHE_FILES[:3]:
             reads.same("%s/%s/%s" % (_cache_dir(cpu), name, f), "%s/%s/%s" % (_cache_dir(first), name, f), R)
-    # The other threads of each core: what their core's first thread read.
-    for cpu, reader in readers.items():
-        if cpu == reader:
-            continue
-        reads.same(_cache_dir(cpu), _cache_dir(reader), L)
-        for name in listing(reads.list(_cache_dir(reader))):
-            if name.startswith("index"):
-                for f in ("level",) + _CACHE_FILES:
-                    reads.same("%s/%s/%s" % (_cache_dir(cpu), name, f), "%s/%s/%s" % (_cache_dir(reader), name, f),
-                               R)
+    reads.cache_readers = readers
     return reads
 
 
@@ -787,7 +780,12 @@ def _caches(reads: _Reads) -> "tuple[CacheBank, ...]":
     online = _ok(read_bitmap(reads.read(CPU_DIR + "/online")))
     assert isinstance(online, tuple)
     banks: "dict[tuple[object, ...], CacheBank]" = {}
+    readers = reads.cache_readers
     for cpu in online:
+        if readers.get(cpu, cpu) != cpu:
+            # A later thread of a core: the banks of its first thread,
+            # already counted (banks are kept once).
+            continue
         base = "%s/cpu%d/cache" % (CPU_DIR, cpu)
         listed = reads.list(base)
         if listed is ABSENT:
