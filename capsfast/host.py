@@ -1,5 +1,6 @@
-"""Probing: one crossing into C per probe, its results turned into a Host
-(``capsfast.parts.core.read``), and the live host kept.
+"""Probing: picks the Source (``capsfast.sources``), reads the core part in
+one crossing into C, assembles the Host from the parts (``capsfast.parts``)
+in one loop, and keeps the live host.
 
 The live host (root "/", the running CPU) is kept per process in one
 ``LiveCache``: CPUID and the CPU files cannot change while the system runs,
@@ -11,29 +12,31 @@ share them.
 """
 import os
 import _thread
+from functools import partial
 
-from capsfast import _native
+from capsfast import _native, parts
 from capsfast.parts.core import cpuid
-from capsfast.parts.guests import discover as emulators
 from capsfast.parts.core import read as facts
 from capsfast.constants import KVM_DEVICE, X86_ARCHS
 from capsfast.errors import CapsfastError
-from capsfast.model import Lazy, guests_pending, resolve
+from capsfast.model import Host, Lazy, guests_pending, resolve
+from capsfast.sources.base import Source, under
+from capsfast.sources.live import Live
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast._native import Batch, Leaves, Results
-    from capsfast.parts.core.read import CpuFacts, DeviceFacts, Files, KvmCaps, Modules
-    from capsfast.recording.format import Replay
+    from capsfast.parts.core.read import CpuFacts, DeviceFacts, Files
     from capsfast.recording.remote import Recording
-    from collections.abc import Callable
-
-    from capsfast.parts.topology.decide import Layout
-    from capsfast.model import CpuModel, Devices, Guest, Host, Iommu, Kqemu, Kvm, Security, Xen
+    from capsfast.sources.base import Entry
+    from capsfast.sources.replay import Replay
 
     PlanKey = tuple[str, bool, bool]  # (root, with CPU files, with the arch file)
 
-_MAX_DUMP = 1 << 20
+# Host fields the probe fills (the core part's); a part fills each other
+# one when first read.
+_CORE = ("arch", "cpu", "hypervisor", "kvm", "kqemu", "xen", "hvm", "msr")
+_LAZY = tuple(name for name in Host._fields if name not in _CORE)
 
 
 class _Pool:
@@ -56,7 +59,7 @@ class _Pool:
             self._free.clear()
         root, with_cpu_files, with_arch = key
         files = facts.specs(root, facts.entries(with_cpu_files, with_arch))
-        return _native.Batch(facts.under(root, KVM_DEVICE), files)
+        return _native.Batch(under(root, KVM_DEVICE), files)
 
     def give(self, key: "PlanKey", batch: "Batch") -> None:
         self._free.setdefault(key, []).append(batch)
@@ -68,7 +71,7 @@ class _Pool:
 _pool = _Pool()
 
 
-def _keyed(entries: "tuple[facts.Entry, ...]", results: "Results") -> "Files":
+def _keyed(entries: "tuple[Entry, ...]", results: "Results") -> "Files":
     return {entry[0]: (entry[1], r) for entry, r in zip(entries, results.files)}
 
 
@@ -82,76 +85,28 @@ def _run(key: "PlanKey", want_cpu: bool, deep: bool) -> "tuple[Results, Files]":
     return results, _keyed(facts.entries(key[1], key[2]), results)
 
 
-def read_kvm_caps(root: str = "/") -> "KvmCaps | None":
-    """KVM_CHECK_EXTENSION of every capability in facts.KVM_CAPS on the
-    KVM device under ``root`` (one crossing); None where it cannot be
-    opened (absent, denied, a fake root's placeholder)."""
-    opened, values = _native.kvm_caps(facts.under(root, KVM_DEVICE), facts.KVM_CAP_NUMBERS)
-    return facts.kvm_caps(values if opened.ok else None)
+def assemble(source: "Source", cpu: "CpuFacts", devices: "DeviceFacts") -> "Host":
+    """The Host of ``source``: the core part's facts as read by the probe,
+    and every other field filled by its part (``capsfast.parts``) when
+    first read, each part read once for all of its fields."""
+    kvm, kqemu, xen, hvm = devices
+    made: list[Host] = []  # the Host itself: parts read its core facts
+    read: dict[str, dict[str, object]] = {}
 
+    def value(field: str) -> object:
+        part = parts.owner(field)
+        got = read.get(part.NAME)
+        if got is None:
+            got = read[part.NAME] = parts.reader(part).fields(source, made[0])
+        return got[field]
 
-def read_vmm_modules(root: str = "/") -> "Modules":
-    """Host.vmm_modules under ``root``: whether each of facts.VMM_MODULES has
-    its /sys/module directory (one crossing)."""
-    results = _native.Batch(None, facts.specs(root, facts.MODULE_FILES)).run(False, False)
-    modules = facts.vmm_modules([r.outcome.code for r in results.files])
-    assert modules is not None
-    return modules
-
-
-def read_cpuinfo(root: str = "/") -> "bytes | None":
-    """The first processor's block of /proc/cpuinfo under ``root`` (one
-    crossing); None where it is absent or unreadable."""
-    result = _native.Batch(None, facts.specs(root, (facts.CPU_FILES[0],))).run().files[0]
-    return result.data if result.outcome.ok else None
-def _cpu_model(root: str, arch: str, dump: "str | None", replay: "Replay | None",
-               cpu_map: "str | None", cpuinfo: "Callable[[], bytes | None]") -> "Callable[[], CpuModel]":
-    def compute() -> "CpuModel":
-        from capsfast.parts.cpu_model import read as hostcpu  # on first read only: never on the probe's path
-
-        return hostcpu.compute(root, arch, dump, replay, cpu_map, cpuinfo)
-
-    return compute
-
-
-def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_env: "str | None" = None,
-          replay: "Replay | None" = None, dump: "str | None" = None, cpu_map: "str | None" = None) -> "Host":
-    kvm, kqemu, xen, _hvm = devices
-
-    def caps() -> "KvmCaps | None":
-        # A recording answers as its host did; one without caps (hand-made,
-        # older) has a placeholder, which never opens: None.
-        if replay is not None and replay.caps_recorded:
-            return replay.caps
-        return read_kvm_caps(root)
-
-    def vmm_modules() -> "Modules | None":
-        # A recording made before modules were recorded cannot tell.
-        if replay is not None and "vmm_modules" not in replay.captured:
-            return None
-        return read_vmm_modules(root)
-
-    def layout() -> "Layout":
-        from capsfast.parts.topology import decide as topology
-
-        return topology.probe_layout(root, arch)
-
-    def platform_part() -> "tuple[Security, Iommu, Devices]":
-        # Imported on first use: the default probe never reads these.
-        from capsfast.parts.platform import read as platform
-
-        return platform.read(root, arch, dump, replay, made[0])
-
-    # Read once for both parts that want it: the kernel's flags and the CPU model.
-    cpuinfo = Lazy(lambda: read_cpuinfo(root))
-
-    def kernel_flags() -> "tuple[str, ...] | None":
-        return facts.kernel_flags(facts.cpuinfo_first_block(cpuinfo.get()))
-
-    made: list[Host] = []  # the Host, for its platform part, which reads its CPU and KVM facts
-    host = facts.host(arch, cpu, devices, lambda: emulators.host_guests(root, arch, kvm, kqemu, xen, path_env),
-                      caps, vmm_modules, kernel_flags, layout,
-                      platform_part, _cpu_model(root, arch, dump, replay, cpu_map, cpuinfo.get))
+    fields: dict[str, object] = {name: Lazy(partial(value, name)) for name in _LAZY}
+    fields.update(arch=source.arch, cpu=cpu.cpu or facts.NO_CPU, hypervisor=cpu.hypervisor, kvm=kvm,
+                  kqemu=kqemu, xen=xen, hvm=hvm, msr=cpu.msr_items)
+    if cpu.kernel_flags is not None:
+        # Read by the probe where CPUID shows vmx or svm (the verdict needs them).
+        fields["kernel_flags"] = cpu.kernel_flags
+    host: Host = Host(**fields)  # type: ignore[arg-type]  # Lazy fields resolve on read
     made.append(host)
     return host
 
@@ -165,7 +120,7 @@ class LiveCache:
     the last Host, the last crossing's snapshot with its decoding, and the
     free C buffers of its plan (one per thread probing at once)."""
 
-    __slots__ = ("lock", "arch", "cpu", "host", "snapshot", "devices", "last", "batches")
+    __slots__ = ("lock", "arch", "cpu", "host", "snapshot", "devices", "last", "batches", "source")
 
     def __init__(self) -> None:
         self.lock = _thread.allocate_lock()
@@ -177,6 +132,7 @@ class LiveCache:
     def forget(self) -> None:
         """Drop everything (tests use it to start as a new process would)."""
         self.arch: str | None = None
+        self.source: Live | None = None  # what every live Host's lazy parts read
         self.cpu: CpuFacts | None = None
         self.host: Host | None = None        # what probe() hands out
         self.snapshot: bytes | None = None   # the last crossing's snapshot,
@@ -222,6 +178,7 @@ class LiveCache:
         """The first live probe of the process (the caller holds the lock):
         CPUID and the devices in one crossing."""
         arch = self.arch = facts.normalize_arch(os.uname().machine)
+        self.source = Live(arch)
         want_cpu = _native.HAS_CPUID and arch in X86_ARCHS
         batch = self.batches.pop() if self.batches else _live_batch()
         try:
@@ -237,8 +194,8 @@ class LiveCache:
         return facts.device_facts(cpu, results.kvm, _keyed(facts.DEVICE_FILES, results), deep, "/")
 
     def _remember(self, snapshot: bytes, cpu: "CpuFacts", devices: "DeviceFacts", deep: bool) -> "Host":
-        assert self.arch is not None
-        host = _host("/", self.arch, cpu, devices)
+        assert self.source is not None
+        host = assemble(self.source, cpu, devices)
         if not deep:
             self.snapshot, self.devices, self.last = snapshot, devices, host
         return host
@@ -270,31 +227,34 @@ def _check_root(root: str) -> None:
         raise CapsfastError("root %s: not a directory" % root)
 
 
-def _read_dump(path: str) -> "Leaves":
-    if "\0" in path:
-        raise CapsfastError("CPUID dump %r: a path cannot hold a NUL byte" % path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_DUMP)
-    except OSError as e:
-        raise CapsfastError("cannot read CPUID dump %s: %s" % (path, e.strerror), errno=e.errno) from None
-    return cpuid.leaves_from_dump(data.decode("utf-8", "replace"), "CPUID dump %s" % path)
+def _source(root: str, dump: "str | None", arch: "str | None", cpu_map: "str | None") -> "Source":
+    """The Source of a probe's inputs: the running host for root "/"
+    without a dump (its architecture forced or not), else the directory."""
+    if root == "/" and dump is None:
+        return Live(arch or "", cpu_map)
+    return Source(root, arch or "", dump, cpu_map)
 
 
-def _probe_other(root: str, dump: "str | None", arch: "str | None", deep: bool,
-                 replay: "Replay | None" = None, cpu_map: "str | None" = None) -> "Host":
-    """A fake root, a dump, a forced arch or a recording: nothing kept,
-    nothing live unless root is "/" and no dump is given.  A recording adds
-    what no file can hold: the device facts observed and the MSR values."""
+def _probe_other(source: "Source", deep: bool) -> "Host":
+    """A fake root, a dump, a forced arch, a CPU map overlay or a
+    recording: nothing kept, nothing live unless the source is.  A
+    recording adds what no file can hold: the device facts observed and the
+    MSR values."""
+    root, dump = source.root, source.dump
     if root != "/":
         _check_root(root)
-    if arch is not None:
-        arch = facts.normalize_arch(arch)
-        if dump is not None and arch not in X86_ARCHS:
-            raise CapsfastError("--arch %s contradicts the CPUID dump %s: CPUID exists on x86 only"
-                                % (arch, dump))
-    leaves = _read_dump(dump) if dump is not None else None
+    arch = facts.normalize_arch(source.arch) if source.arch else None
+    if arch is not None and dump is not None and arch not in X86_ARCHS:
+        raise CapsfastError("--arch %s contradicts the CPUID dump %s: CPUID exists on x86 only" % (arch, dump))
+    leaves = None
+    if dump is not None:
+        from capsfast.sources import cpuid_dump
+
+        walk = cpuid_dump.read_walk(dump)
+        source.seed_walk(walk)  # read once: the probe's leaves and the parts' walk
+        leaves = cpuid.gate(lambda leaf: walk.get((leaf, 0), cpuid.ZERO))
     results, files = _run((root, True, arch is None and root != "/"), False, deep)
+    source.seed_cpuinfo(files["cpuinfo"][1])
     if arch is None:
         arch_text = None
         if root != "/":
@@ -307,16 +267,17 @@ def _probe_other(root: str, dump: "str | None", arch: "str | None", deep: bool,
         if dump is not None and arch not in X86_ARCHS:
             raise CapsfastError("the CPUID dump %s is of an x86 CPU, but the host under %s is %s"
                                 % (dump, root, arch))
-    source = "dump"
-    if leaves is None and root == "/" and _native.HAS_CPUID and arch in X86_ARCHS:
+    source.arch = arch
+    kind = "dump"
+    if leaves is None and source.kind == "live" and _native.HAS_CPUID and arch in X86_ARCHS:
         live = _live.cpu
         leaves = live.leaves if live is not None else _native.Batch(None, []).run(True).cpu
-        source = "cpuid"
-    cpu = facts.cpu_facts(root, arch, leaves, source, files, None if replay is None else replay.msr)
-    kvm = results.kvm if replay is None or replay.kvm is None else replay.kvm
+        kind = "cpuid"
+    cpu = facts.cpu_facts(root, arch, leaves, kind, files, source.recorded_msr())
+    recorded = getattr(source, "kvm", None)
+    kvm = results.kvm if recorded is None else recorded
     assert kvm is not None
-    return _host(root, arch, cpu, facts.device_facts(cpu, kvm, files, deep, root),
-                 None if replay is None else replay.path, replay, dump, cpu_map)
+    return assemble(source, cpu, facts.device_facts(cpu, kvm, files, deep, root))
 
 
 def _replay(directory: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
@@ -326,7 +287,8 @@ def _replay(directory: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
     if deep and not replay.deep:
         raise CapsfastError("replay %s: the recording was made without --deep (KVM_CREATE_VM was not tried)"
                             % directory)
-    return _probe_other(replay.root, replay.dump, replay.arch, replay.deep, replay, cpu_map)
+    replay.cpu_map = cpu_map
+    return _probe_other(replay, replay.deep)
 
 
 def check_recorded_inputs(root: object, cpuid: object, arch: object, replay: object, connect: object,
@@ -374,19 +336,8 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
     replayed here; nothing but Python is needed there.  ``cpu_map``: the
     libvirt CPU map directory ``Host.cpu_model`` decodes against (default
     ``$CAPSFAST_CPU_MAP``, else the host's /usr/share/libvirt/cpu_map)."""
-    if cpu_map is not None:
-        map_dir = os.fspath(cpu_map)
-        if not os.path.isdir(map_dir):  # named by the caller: a typo is bad input, not "no model"
-            raise CapsfastError("CPU map %s: not a directory" % map_dir)
-        if replay is not None or connect is not None:
-            check_recorded_inputs(root, cpuid, arch, replay, connect, machines)
-            return (_replay(os.fspath(replay), deep, map_dir) if replay is not None
-                    else _connect(str(connect), deep, map_dir))
-        host = probe(root, cpuid, arch, deep, refresh, machines)
-        decode = Lazy(_cpu_model(os.fspath(root), host.arch, None if cpuid is None else os.fspath(cpuid), None, map_dir,
-                                 lambda: read_cpuinfo(os.fspath(root))))
-        return host._replace(cpu_model=decode)  # type: ignore[arg-type]  # resolved on read
-    if root == "/" and cpuid is None and arch is None and replay is None and connect is None and not machines:
+    if root == "/" and cpuid is None and arch is None and replay is None and connect is None and not machines \
+            and cpu_map is None:
         # The live host: the call agents make many times a second.
         if deep:
             return _live.probe(True)
@@ -394,15 +345,23 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
         if cached is None or refresh:
             cached = _live.host = _live.probe(False)
         return cached
+    map_dir = None
+    if cpu_map is not None:
+        # Laid over the source's own map; named by the caller, so a typo is
+        # bad input, not "no model".
+        map_dir = os.fspath(cpu_map)
+        if not os.path.isdir(map_dir):
+            raise CapsfastError("CPU map %s: not a directory" % map_dir)
     if replay is not None or connect is not None:
         check_recorded_inputs(root, cpuid, arch, replay, connect, machines)
-        return _replay(os.fspath(replay), deep) if replay is not None else _connect(str(connect), deep)
+        return (_replay(os.fspath(replay), deep, map_dir) if replay is not None
+                else _connect(str(connect), deep, map_dir))
     if machines:
         from capsfast.parts.guests import machines as machine_types
 
-        host = probe(root, cpuid, arch, deep, refresh)
+        host = probe(root, cpuid, arch, deep, refresh, cpu_map=map_dir)
         return host._replace(guests=machine_types.attach(host.guests, os.fspath(root)))
-    return _probe_other(os.fspath(root), None if cpuid is None else os.fspath(cpuid), arch, deep)
+    return _probe_other(_source(os.fspath(root), None if cpuid is None else os.fspath(cpuid), arch, map_dir), deep)
 
 
 def kvm_usable() -> bool:

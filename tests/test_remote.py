@@ -435,33 +435,10 @@ def test_walk_is_bounded_whatever_the_cpu_says():
     assert len(collector.format_walk(walked)) < remote.MAX_DUMP
 
 
-SAMPLE_CPUS = {
-    "hypervisor_and_sgx": {
-        (0, 0): (0x17, 0, 0, 0), (1, 0): (0, 0, 1 << 31, 0),
-        (4, 0): (0x121, 0, 0, 0), (4, 1): (0x122, 0, 0, 0),
-        (7, 0): (1, 1 << 2, 0, 0), (0xB, 0): (1, 2, 0x100, 0), (0xD, 0): (0b111, 0, 0, 1),
-        (0x10, 0): (0, 0b110, 0, 0), (0x12, 2): (1, 0, 0, 0), (0x14, 0): (2, 0, 0, 0), (0x17, 0): (3, 0, 0, 0),
-        (0x40000000, 0): (0x40000001, 1, 2, 3), (0x80000000, 0): (0x80000008, 0, 0, 0),
-    },
-    "old_cpu": {(0, 0): (2, 0, 0, 0), (0x80000000, 0): (2, 0, 0, 0)},
-    "nothing": {},
-}
-
-
-@pytest.mark.parametrize("name", sorted(SAMPLE_CPUS) + ["all_ones"])
-def test_walk_equals_the_package_walk(name):
-    from capsfast.parts.core import cpuid
-
-    if not hasattr(cpuid, "walk"):
-        pytest.skip("capsfast.parts.core.cpuid has no walk")
-    read = all_ones if name == "all_ones" else fake_cpu(SAMPLE_CPUS[name])
-    assert collector.walk(read) == cpuid.walk(read)
-    assert collector.format_walk(collector.walk(read)) == cpuid.format_dump(cpuid.walk(read))
 
 
 def test_cpuid_dump_equals_the_c_walk():
     from capsfast import _native
-    from capsfast.parts.core import cpuid
 
     if not hasattr(_native, "cpuid_walk"):
         pytest.skip("the C module has no CPUID walk")
@@ -471,12 +448,12 @@ def test_cpuid_dump_equals_the_c_walk():
     if os.sched_getaffinity(0) != {0}:
         # The C walk runs on whichever CPU this thread is on: pin it to CPU 0.
         pinned = subprocess.run(
-            [sys.executable, "-c", "import os; os.sched_setaffinity(0, {0}); from capsfast import _native; from capsfast.parts.core import cpuid; "
-             "print(cpuid.format_dump(_native.cpuid_walk()), end='')"], capture_output=True, text=True)
+            [sys.executable, "-c", "import os; os.sched_setaffinity(0, {0}); from capsfast import _native; "
+             "from capsfast.recording import collector; print(collector.format_walk(_native.cpuid_walk()), end='')"], capture_output=True, text=True)
         assert pinned.returncode == 0, pinned.stderr
         assert dump == pinned.stdout
     else:
-        assert dump == cpuid.format_dump(_native.cpuid_walk())
+        assert dump == collector.format_walk(_native.cpuid_walk())
 
 
 def c_steps(device):
@@ -755,7 +732,7 @@ def test_fetch_records_this_machine(sshd, own_tmp):
         with open("/proc/sys/kernel/arch", "rb") as f, open(os.path.join(root, "proc/sys/kernel/arch"), "rb") as g:
             assert g.read() == f.read()
         # Each plan entry: there in the recording exactly where it is here.
-        for key, path, op, _msr, _size in remote.plan("x")["entries"]:
+        for key, path, op, _msr, _size in remote.plan("x")["files"]:
             if op == "msr":
                 continue
             there = os.path.lexists(root + path)
