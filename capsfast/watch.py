@@ -54,7 +54,7 @@ import time
 from capsfast.parts.core import read as facts
 from capsfast.sources.base import under
 from capsfast.constants import KVM_DEVICE
-from capsfast.errors import CapsfastError
+from capsfast.errors import CapsfastError, say
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -218,9 +218,7 @@ class Watcher:
         if not safety > 0:
             raise CapsfastError("the safety interval must be a positive number of seconds, not %r" % safety)
         if warn is None:
-            from capsfast.cli.options import error
-
-            warn = error
+            warn = say
         self._warn = warn
         self.notes: list[str] = []   # what degraded, as said on stderr
         self._root, self._cpuid, self._arch, self._deep = os.fspath(root), cpuid, arch, deep

@@ -25,18 +25,14 @@ import shutil
 import sys
 import time
 
-from capsfast import _native
 from capsfast.constants import KVM_DEVICE, __version__
 from capsfast.errors import CapsfastError
 from capsfast.model import Tsc
 from capsfast.parts.core import read as facts
 from capsfast.parts.guests import DEFAULT_PATH
 from capsfast.recording import capture, collector
+from capsfast.sources.base import NOT_TRIED, OK, KvmDevice, Outcome
 from capsfast.sources.replay import Replay
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from capsfast._native import KvmDevice, Outcome
 
 FORMAT = 1
 SCENARIO = "scenario.json"
@@ -142,11 +138,11 @@ def _write_tar(directory: str) -> None:
 
 def _outcome(text: object, where: str) -> "Outcome":
     if text in ("ok", "not_tried"):
-        return _native.OK if text == "ok" else _native.NOT_TRIED
+        return OK if text == "ok" else NOT_TRIED
     if isinstance(text, str):
         code, sep, reason = text.partition(": ")
         if sep and code in _STEP_CODES:
-            return _native.Outcome(code, reason)
+            return Outcome(code, reason)
     raise CapsfastError("%s: %r is not a step ('ok', 'not_tried' or 'CODE: reason')" % (where, text))
 
 
@@ -161,7 +157,7 @@ def _kvm_device(observed: object, where: str) -> "KvmDevice":
         raise CapsfastError("%s: mode %r is not a number" % (where, mode)) from None
     if api is not None and not isinstance(api, int):
         raise CapsfastError("%s: api_version %r is not a number" % (where, api))
-    return _native.KvmDevice(
+    return KvmDevice(
         stat=_outcome(observed.get("stat"), where + ".stat"),
         mode=mode_value,
         access=_outcome(observed.get("access", "not_tried"), where + ".access"),

@@ -6,7 +6,7 @@ prints as JSON, so the installed ``capsfast.fact`` makes the whole
 ``capsfast capabilities --format json`` document appear as
 ``ansible_local.capsfast`` on the managed host.
 """
-import capsfast
+from capsfast.render import render as render_format
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ FACT_NAME = "capsfast.fact"
 
 def render(host: "Host") -> str:
     """The JSON the fact prints: the same document as ``--format json``."""
-    return capsfast.capabilities(host, format="json")
+    return render_format(host, "json")
 
 
 def _sh_quote(word: str) -> str:

@@ -13,7 +13,11 @@ or none; no device); ``capsfast.sources.live`` is the running host,
 ``capsfast.sources.replay`` a recording.
 """
 from capsfast import _native
+# What a source answers with, named for the parts and the recording (which
+# never reach the C module themselves).
 from capsfast._native import LIST as LIST, MSR as MSR, READ as READ, READ_BLOCK as READ_BLOCK, STAT as STAT
+from capsfast._native import NOT_TRIED as NOT_TRIED, OK as OK
+from capsfast._native import FileResult as FileResult, KvmDevice as KvmDevice, Outcome as Outcome
 from capsfast.constants import KVM_DEVICE, X86_ARCHS
 
 # The operations of a file entry, for the parts' plans (capsfast._native).
@@ -23,7 +27,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from capsfast._native import FileResult, FileSpec
+    from capsfast._native import FileSpec as FileSpec, Leaves as Leaves
     from capsfast.model import Tsc
 
     Registers = tuple[int, int, int, int]

@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from capsfast._native import FileResult, FileSpec, KvmDevice, Leaves
+    from capsfast.sources.base import FileResult, FileSpec, KvmDevice, Leaves
     from capsfast.model import Hvm, Kvm
     from capsfast.model import Host
     from capsfast.sources.base import Entry, Source

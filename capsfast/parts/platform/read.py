@@ -16,7 +16,7 @@ from capsfast.sources.base import LIST, MSR, STAT, specs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from capsfast._native import FileResult, FileSpec
+    from capsfast.sources.base import FileResult, FileSpec
     from capsfast.model import Devices, Host, Iommu, Security
     from capsfast.sources.base import Source
 
