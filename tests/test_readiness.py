@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from forked import in_child
-from test_kvm_caps import NOBODY, fcntl_caps, needs_kvm
+from kvm_device import NOBODY, fcntl_caps, needs_kvm
 
 import capsfast
 from capsfast import CapsfastError, readiness

@@ -37,12 +37,11 @@ PARTS = [
 
 
 def part(name: str) -> "ModuleType":
-    """The part declared in module ``name``, imported on first use."""
-    module = sys.modules.get(name)
-    if module is None:
-        __import__(name)
-        module = sys.modules[name]
-    return module
+    """The part declared in module ``name``, imported on first use (through
+    the import system even when already there: another thread may still be
+    running its module, and importing waits for that)."""
+    __import__(name)
+    return sys.modules[name]
 
 
 def reader(declared: "ModuleType") -> "ModuleType":

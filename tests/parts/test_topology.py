@@ -24,7 +24,7 @@ from capsfast.parts.topology import decide as topology
 from capsfast.sources import rounds
 from capsfast.render import libvirt as render_libvirt
 
-DATA = Path(__file__).parent / "data" / "libvirt"
+DATA = Path(__file__).parent.parent / "data" / "libvirt"
 
 
 def root_with_system(tmp_path, system):

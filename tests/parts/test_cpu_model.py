@@ -23,7 +23,7 @@ from capsfast.cli import main
 from capsfast.errors import CapsfastError
 from capsfast.model import Tsc
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/
 MAP_DIR = os.path.join(HERE, "cpudecode", "cpu_map")
 DATA = os.path.join(HERE, "cpudecode", "cputestdata")
 

@@ -24,7 +24,7 @@ from capsfast.parts.core import cpuid
 from capsfast._capsfast import lib
 from capsfast.errors import CapsfastError
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent  # tests/
 X86 = os.uname().machine in ("x86_64", "i686", "i586", "i386")
 HAVE_TOOL = shutil.which("cpuid") is not None
 EAX, EBX, ECX, EDX = range(4)

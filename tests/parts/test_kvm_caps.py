@@ -3,7 +3,6 @@ on the /dev/kvm system fd, read lazily in one crossing.  Checked against
 an independent reading with fcntl.ioctl, as an unprivileged user, against
 a tripwire on the probe path, and through recordings and the collector."""
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -22,23 +21,7 @@ from capsfast.render import check as report
 from capsfast.model import kvm_caps_pending
 from scenarios import HOSTS
 
-KVM_CHECK_EXTENSION = 0xAE03  # _IO(KVMIO, 0x03), include/uapi/linux/kvm.h
-NOBODY = (65534, 65534)
-
-
-def fcntl_caps():
-    """This machine's answers, read without capsfast; None if /dev/kvm does not open."""
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return {name: fcntl.ioctl(fd, KVM_CHECK_EXTENSION, number) for name, number in caps_part.KVM_CAPS}
-    finally:
-        os.close(fd)
-
-
-needs_kvm = pytest.mark.skipif(fcntl_caps() is None, reason="/dev/kvm cannot be opened here")
+from kvm_device import NOBODY, fcntl_caps, needs_kvm
 
 
 @pytest.fixture
