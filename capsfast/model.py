@@ -291,7 +291,7 @@ _HOST_CPU_MODEL = Host._fields.index("cpu_model")
 Tech = _record(
     "Tech",
     ("status", "confidence", "evidence", "hint"),
-    """One confidential-computing technology's verdict (``capsfast.parts.platform.confidential``):
+    """One confidential-computing technology's verdict (``capsfast.parts.platform.decide``):
     ``status`` enabled, disabled_by_firmware, disabled_in_kernel,
     not_exposed, unsupported or unknown; ``confidence`` certain, likely or
     unknown; ``evidence`` the codes of the facts that decided it; ``hint``

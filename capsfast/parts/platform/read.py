@@ -5,13 +5,13 @@ controllers virt-host-validate checks.  Never on the default probe path.
 One crossing reads every file of ``ENTRIES`` and the ``LISTINGS``; the first
 block of /proc/cpuinfo and the full CPUID walk (leaves 7, 0x12 and
 0x8000001F) are the source's, read once for every part that wants them.
-What the facts mean is ``capsfast.parts.platform.confidential``'s (pure).
+What the facts mean is ``capsfast.parts.platform.decide``'s (pure).
 
 An unreadable file is a fact of its own ("unreadable"), never "absent":
 a verdict built on it says ``unknown``.
 """
 from capsfast.parts.platform import ACCESS, DEPENDS, DEVICE_NODES, ENTRIES, LISTINGS, NAME
-from capsfast.parts.platform import confidential as security
+from capsfast.parts.platform import decide as security
 from capsfast.sources.base import LIST, MSR, STAT, specs
 
 TYPE_CHECKING = False
