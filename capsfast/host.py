@@ -14,75 +14,26 @@ import os
 import _thread
 from functools import partial
 
-from capsfast import _native, parts
-from capsfast.parts.core import cpuid
+from capsfast import parts
 from capsfast.parts.core import read as facts
-from capsfast.constants import KVM_DEVICE, X86_ARCHS
+from capsfast.constants import X86_ARCHS
 from capsfast.errors import CapsfastError
 from capsfast.model import Host, Lazy, guests_pending, resolve
-from capsfast.sources.base import Source, under
+from capsfast.sources import live
+from capsfast.sources.base import POOL, Source
 from capsfast.sources.live import Live
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from capsfast._native import Batch, Leaves, Results
+    from capsfast.sources.base import Batch, Leaves, Results
     from capsfast.parts.core.read import CpuFacts, DeviceFacts, Files
     from capsfast.recording.remote import Recording
-    from capsfast.sources.base import Entry
     from capsfast.sources.replay import Replay
-
-    PlanKey = tuple[str, bool, bool]  # (root, with CPU files, with the arch file)
 
 # Host fields the probe fills (the core part's); a part fills each other
 # one when first read.
 _CORE = ("arch", "cpu", "hypervisor", "kvm", "kqemu", "xen", "hvm", "msr")
 _LAZY = tuple(name for name in Host._fields if name not in _CORE)
-
-
-class _Pool:
-    """Free Batches per plan: a Batch is built once per plan and thread and
-    reused, so a probe allocates no C memory."""
-
-    __slots__ = ("_free",)
-
-    def __init__(self) -> None:
-        self._free: dict[PlanKey, list[Batch]] = {}
-
-    def take(self, key: "PlanKey") -> "Batch":
-        free = self._free.get(key)
-        if free:
-            try:
-                return free.pop()
-            except IndexError:  # another thread took the last one meanwhile
-                pass
-        if len(self._free) > 64:  # many fake roots: drop the old plans
-            self._free.clear()
-        root, with_cpu_files, with_arch = key
-        files = facts.specs(root, facts.entries(with_cpu_files, with_arch))
-        return _native.Batch(under(root, KVM_DEVICE), files)
-
-    def give(self, key: "PlanKey", batch: "Batch") -> None:
-        self._free.setdefault(key, []).append(batch)
-
-    def plans(self) -> int:
-        return len(self._free)
-
-
-_pool = _Pool()
-
-
-def _keyed(entries: "tuple[Entry, ...]", results: "Results") -> "Files":
-    return {entry[0]: (entry[1], r) for entry, r in zip(entries, results.files)}
-
-
-def _run(key: "PlanKey", want_cpu: bool, deep: bool) -> "tuple[Results, Files]":
-    """One crossing for a plan; the results, and the files keyed by name."""
-    batch = _pool.take(key)
-    try:
-        results = batch.run(want_cpu, deep)
-    finally:
-        _pool.give(key, batch)
-    return results, _keyed(facts.entries(key[1], key[2]), results)
 
 
 def assemble(source: "Source", cpu: "CpuFacts", devices: "DeviceFacts") -> "Host":
@@ -112,7 +63,7 @@ def assemble(source: "Source", cpu: "CpuFacts", devices: "DeviceFacts") -> "Host
 
 
 def _live_batch() -> "Batch":
-    return _native.Batch(KVM_DEVICE, facts.specs("/", facts.DEVICE_FILES))
+    return live.batch(facts.DEVICE_FILES, facts.DEPENDS)
 
 
 class LiveCache:
@@ -179,19 +130,19 @@ class LiveCache:
         CPUID and the devices in one crossing."""
         arch = self.arch = facts.normalize_arch(os.uname().machine)
         self.source = Live(arch)
-        want_cpu = _native.HAS_CPUID and arch in X86_ARCHS
+        want_cpu = live.HAS_CPUID and arch in X86_ARCHS
         batch = self.batches.pop() if self.batches else _live_batch()
         try:
             snapshot = batch.cross(want_cpu, deep)
             results = batch.results()
         finally:
             self.batches.append(batch)
-        cpu = self.cpu = _live_cpu_facts(arch, results.cpu)
+        cpu = self.cpu = _live_cpu_facts(self.source, results.cpu)
         return self._remember(snapshot, cpu, self._decode(cpu, results, deep), deep)
 
     def _decode(self, cpu: "CpuFacts", results: "Results", deep: bool) -> "DeviceFacts":
         assert results.kvm is not None  # the live plan always asks for the device
-        return facts.device_facts(cpu, results.kvm, _keyed(facts.DEVICE_FILES, results), deep, "/")
+        return facts.device_facts(cpu, results.kvm, facts.keyed(facts.DEVICE_FILES, results.files), deep, "/")
 
     def _remember(self, snapshot: bytes, cpu: "CpuFacts", devices: "DeviceFacts", deep: bool) -> "Host":
         assert self.source is not None
@@ -205,79 +156,30 @@ _live = LiveCache()
 os.register_at_fork(after_in_child=_live.after_fork_in_child)
 
 
-def _live_cpu_facts(arch: str, leaves: "Leaves | None") -> "CpuFacts":
+def _live_cpu_facts(source: "Live", leaves: "Leaves | None") -> "CpuFacts":
     """CPU facts of the running host from its first crossing's CPUID."""
     # Kernel flags and MSRs matter only where CPUID shows vmx or svm (a
     # firmware lock); elsewhere the second crossing is saved.
     if leaves is not None and not facts.shows_vmx_or_svm(leaves):
-        return facts.cpu_facts("/", arch, leaves, "cpuid", {})
-    entries = facts.CPU_FILES
-    results = _native.Batch(None, facts.specs("/", entries)).run()
-    return facts.cpu_facts("/", arch, leaves, "cpuid", _keyed(entries, results))
+        return facts.cpu_facts("/", source.arch, leaves, "cpuid", {})
+    plan = facts.CPU_FILES
+    return facts.cpu_facts("/", source.arch, leaves, "cpuid", facts.keyed(plan, source.files(plan, facts.DEPENDS)))
 
 
-def _check_root(root: str) -> None:
-    if "\0" in root:
-        raise CapsfastError("root %r: a path cannot hold a NUL byte" % root)
-    try:
-        st = os.stat(root)
-    except OSError as e:
-        raise CapsfastError("root %s: %s" % (root, e.strerror), errno=e.errno) from None
-    if not (st.st_mode & 0o170000 == 0o040000):
-        raise CapsfastError("root %s: not a directory" % root)
-
-
-def _source(root: str, dump: "str | None", arch: "str | None", cpu_map: "str | None") -> "Source":
+def _source(root: str, dump: "str | None", arch: "str | None", cpu_map: "str | None",
+            machines: bool) -> "Source":
     """The Source of a probe's inputs: the running host for root "/"
     without a dump (its architecture forced or not), else the directory."""
-    if root == "/" and dump is None:
-        return Live(arch or "", cpu_map)
-    return Source(root, arch or "", dump, cpu_map)
+    source = Live(arch or "", cpu_map) if root == "/" and dump is None else Source(root, arch or "", dump, cpu_map)
+    source.machines = machines
+    return source
 
 
 def _probe_other(source: "Source", deep: bool) -> "Host":
     """A fake root, a dump, a forced arch, a CPU map overlay or a
-    recording: nothing kept, nothing live unless the source is.  A
-    recording adds what no file can hold: the device facts observed and the
-    MSR values."""
-    root, dump = source.root, source.dump
-    if root != "/":
-        _check_root(root)
-    arch = facts.normalize_arch(source.arch) if source.arch else None
-    if arch is not None and dump is not None and arch not in X86_ARCHS:
-        raise CapsfastError("--arch %s contradicts the CPUID dump %s: CPUID exists on x86 only" % (arch, dump))
-    leaves = None
-    if dump is not None:
-        from capsfast.sources import cpuid_dump
-
-        walk = cpuid_dump.read_walk(dump)
-        source.seed_walk(walk)  # read once: the probe's leaves and the parts' walk
-        leaves = cpuid.gate(lambda leaf: walk.get((leaf, 0), cpuid.ZERO))
-    results, files = _run((root, True, arch is None and root != "/"), False, deep)
-    source.seed_cpuinfo(files["cpuinfo"][1])
-    if arch is None:
-        arch_text = None
-        if root != "/":
-            path, result = files["arch"]
-            arch_text = facts.text(root, path, result)
-            if not arch_text:
-                path, result = files["cpuinfo"]
-                arch_text = facts.arch_from_cpuinfo(facts.cpuinfo_first_block(facts.data(root, path, result)))
-        arch = facts.normalize_arch(arch_text or os.uname().machine)
-        if dump is not None and arch not in X86_ARCHS:
-            raise CapsfastError("the CPUID dump %s is of an x86 CPU, but the host under %s is %s"
-                                % (dump, root, arch))
-    source.arch = arch
-    kind = "dump"
-    if leaves is None and source.kind == "live" and _native.HAS_CPUID and arch in X86_ARCHS:
-        live = _live.cpu
-        leaves = live.leaves if live is not None else _native.Batch(None, []).run(True).cpu
-        kind = "cpuid"
-    cpu = facts.cpu_facts(root, arch, leaves, kind, files, source.recorded_msr())
-    recorded = getattr(source, "kvm", None)
-    kvm = results.kvm if recorded is None else recorded
-    assert kvm is not None
-    return assemble(source, cpu, facts.device_facts(cpu, kvm, files, deep, root))
+    recording: nothing kept."""
+    cpu, devices = facts.read_core(source, deep)
+    return assemble(source, cpu, devices)
 
 
 def _replay(directory: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
@@ -356,12 +258,12 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
         check_recorded_inputs(root, cpuid, arch, replay, connect, machines)
         return (_replay(os.fspath(replay), deep, map_dir) if replay is not None
                 else _connect(str(connect), deep, map_dir))
+    source = _source(os.fspath(root), None if cpuid is None else os.fspath(cpuid), arch, map_dir, machines)
+    cpu, devices = facts.read_core(source, deep)
+    host = assemble(source, cpu, devices)
     if machines:
-        from capsfast.parts.guests import machines as machine_types
-
-        host = probe(root, cpuid, arch, deep, refresh, cpu_map=map_dir)
-        return host._replace(guests=machine_types.attach(host.guests, os.fspath(root)))
-    return _probe_other(_source(os.fspath(root), None if cpuid is None else os.fspath(cpuid), arch, map_dir), deep)
+        host.guests  # asked for: the emulators run now, not on a later read
+    return host
 
 
 def kvm_usable() -> bool:
@@ -392,7 +294,7 @@ def live_leaves() -> "Leaves | None":
 
 def first_probe_wants_cpu() -> bool:
     """Whether the first live probe of a process runs CPUID."""
-    return _native.HAS_CPUID and facts.normalize_arch(os.uname().machine) in X86_ARCHS
+    return live.HAS_CPUID and facts.normalize_arch(os.uname().machine) in X86_ARCHS
 
 
 def live_batch() -> "Batch":
@@ -401,18 +303,18 @@ def live_batch() -> "Batch":
     return _live_batch()
 
 
-def cpu_files_batch(root: str = "/") -> "Batch":
+def cpu_files_batch() -> "Batch":
     """A Batch of the once-per-process CPU files (/proc/cpuinfo, MSRs)."""
-    return _native.Batch(None, facts.specs(root, facts.CPU_FILES))
+    return live.batch(facts.CPU_FILES, facts.DEPENDS, device=False)
 
 
 def cpuinfo_bytes_read(root: str) -> int:
     """Bytes of ``root``/proc/cpuinfo that a probe of that root reads."""
-    _results, files = _run((root, True, False), False, False)
-    data = files["cpuinfo"][1].data
+    results = Source(root, "").cross(facts.PLAN, facts.DEPENDS, False, False)
+    data = facts.keyed(facts.PLAN, results.files)["cpuinfo"][1].data
     return 0 if data is None else len(data)
 
 
 def plans_pooled() -> int:
     """How many plans hold pooled Batches (bounded: tests check it)."""
-    return _pool.plans()
+    return POOL.plans()

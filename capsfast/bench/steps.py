@@ -555,7 +555,7 @@ def syscalls_cpu_files(b: Bench) -> None:
         # Only where CPUID shows vmx or svm; elsewhere not part of the floor.
         b.keep(Result("syscalls_cpu_files", what, [], "not read by a first probe on this host"))
         return
-    batch = probing.cpu_files_batch("/")
+    batch = probing.cpu_files_batch()
     b.keep(Result("syscalls_cpu_files", what, b.per_call(batch.bare, divisor=10, at_least=20)))
 
 

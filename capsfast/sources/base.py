@@ -19,6 +19,7 @@ from capsfast._native import LIST as LIST, MSR as MSR, READ as READ, READ_BLOCK 
 from capsfast._native import NOT_TRIED as NOT_TRIED, OK as OK
 from capsfast._native import FileResult as FileResult, KvmDevice as KvmDevice, Outcome as Outcome
 from capsfast.constants import KVM_DEVICE, X86_ARCHS
+from capsfast.errors import CapsfastError
 
 # The operations of a file entry, for the parts' plans (capsfast._native).
 OPS = (STAT, READ, READ_BLOCK, MSR, LIST)
@@ -27,7 +28,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from capsfast._native import FileSpec as FileSpec, Leaves as Leaves
+    from capsfast._native import Batch as Batch, FileSpec as FileSpec, Leaves as Leaves, Results as Results
     from capsfast.model import Tsc
 
     Registers = tuple[int, int, int, int]
@@ -61,6 +62,36 @@ def specs(root: str, plan: "Sequence[Entry]", depends: "Mapping[str, str]") -> "
     ]
 
 
+class _Pool:
+    """Free Batches per (root, plan): a Batch is built once per plan and
+    thread and reused, so a probe allocates no C memory."""
+
+    __slots__ = ("_free",)
+
+    def __init__(self) -> None:
+        self._free: "dict[tuple[str, int], list[Batch]]" = {}
+
+    def take(self, key: "tuple[str, int]") -> "Batch | None":
+        free = self._free.get(key)
+        if free:
+            try:
+                return free.pop()
+            except IndexError:  # another thread took the last one meanwhile
+                pass
+        if len(self._free) > 64:  # many fake roots: drop the old plans
+            self._free.clear()
+        return None
+
+    def give(self, key: "tuple[str, int]", batch: "Batch") -> None:
+        self._free.setdefault(key, []).append(batch)
+
+    def plans(self) -> int:
+        return len(self._free)
+
+
+POOL = _Pool()
+
+
 class Source:
     """The host under ``root`` (a directory, or "/" with a CPUID dump or a
     forced architecture): its files, CPUID from ``dump`` or none, no device
@@ -69,6 +100,7 @@ class Source:
     this process's)."""
 
     kind = "root"
+    has_cpu = False  # a CPU of its own to run CPUID on
 
     def __init__(self, root: str, arch: str, dump: "str | None" = None, cpu_map: "str | None" = None,
                  path_env: "str | None" = None) -> None:
@@ -77,12 +109,63 @@ class Source:
         self.dump = dump
         self.cpu_map = cpu_map
         self.path_env = path_env
+        self.machines = False  # the guests' machine types too (runs each emulator once)
         self._walk: "Walk | None | object" = _UNREAD
         self._cpuinfo: "FileResult | object" = _UNREAD
 
     def under(self, path: str) -> str:
         """Where ``path`` of the probed host is on this machine."""
         return under(self.root, path)
+
+    def check(self) -> None:
+        """CapsfastError unless the root is a directory."""
+        root = self.root
+        if root == "/":
+            return
+        if "\0" in root:
+            raise CapsfastError("root %r: a path cannot hold a NUL byte" % root)
+        import os
+
+        try:
+            st = os.stat(root)
+        except OSError as e:
+            raise CapsfastError("root %s: %s" % (root, e.strerror), errno=e.errno) from None
+        if not (st.st_mode & 0o170000 == 0o040000):
+            raise CapsfastError("root %s: not a directory" % root)
+
+    def probe(self, plan: "tuple[Entry, ...]", depends: "Mapping[str, str]", want_cpu: bool,
+              deep: bool) -> "tuple[Results, Walk | None]":
+        """What the core part reads, in one go: the root checked, the dump's
+        walk (its faults are the probe's), and one crossing for the KVM
+        device, ``plan`` (a constant: its Batch is pooled by identity) and,
+        with ``want_cpu``, the probe's CPUID leaves where there is a CPU.
+        The first /proc/cpuinfo block read there serves the parts too."""
+        self.check()
+        walk = self.dump_walk()
+        results = self.cross(plan, depends, want_cpu, deep)
+        for (_key, path, _op, _msr, _size), result in zip(plan, results.files):
+            if path == CPUINFO and self._cpuinfo is _UNREAD:
+                self._cpuinfo = result
+        return results, walk
+
+    def cross(self, plan: "tuple[Entry, ...]", depends: "Mapping[str, str]", want_cpu: bool,
+              deep: bool) -> "Results":
+        key = (self.root, id(plan))
+        batch = POOL.take(key) or _native.Batch(self.under(KVM_DEVICE), specs(self.root, plan, depends))
+        try:
+            return batch.run(want_cpu and self.has_cpu, deep)
+        finally:
+            POOL.give(key, batch)
+
+    def dump_walk(self) -> "Walk | None":
+        """The walk of the dump, read now (its faults are the probe's); the
+        parts' ``walk()`` then serves it."""
+        if self.dump is None:
+            return None
+        from capsfast.sources import cpuid_dump
+
+        walk = self._walk = cpuid_dump.read_walk(self.dump)
+        return walk
 
     def with_cpu_map(self, directory: str) -> "Source":
         """This source with ``directory`` laid over the host's CPU map
@@ -119,11 +202,6 @@ class Source:
         result = self.cpuinfo()
         return result.data if result.outcome.ok else None
 
-    def seed_cpuinfo(self, result: "FileResult") -> None:
-        """The probe read the block already: the parts take that one."""
-        if self._cpuinfo is _UNREAD:
-            self._cpuinfo = result
-
     # -- CPUID ------------------------------------------------------------------
 
     def walk(self) -> "Walk | None":
@@ -132,10 +210,6 @@ class Source:
         if got is _UNREAD:
             got = self._walk = self._read_walk() if self.arch in X86_ARCHS else None
         return got  # type: ignore[return-value]
-
-    def seed_walk(self, walk: "Walk") -> None:
-        """The probe read the dump already: the parts take its walk."""
-        self._walk = walk
 
     def _read_walk(self) -> "Walk | None":
         if self.dump is None:

@@ -2,12 +2,24 @@
 module, the KVM device asked for what only it tells."""
 from capsfast import _native
 from capsfast.constants import KVM_DEVICE, MSR_DEVICE
-from capsfast.sources.base import ARCH_CAPABILITIES_MSR, Source
+from capsfast.sources.base import ARCH_CAPABILITIES_MSR, Source, specs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from capsfast._native import Batch
     from capsfast.model import Tsc
-    from capsfast.sources.base import Walk
+    from capsfast.sources.base import Entry, Walk
+
+HAS_CPUID = _native.HAS_CPUID
+
+
+def batch(plan: "Sequence[Entry]", depends: "Mapping[str, str]", device: bool = True) -> "Batch":
+    """A Batch of its own for ``plan`` under "/" (and the KVM device): the
+    live probe keeps its own, crossing with cross() and reading results()
+    only when the snapshot changed."""
+    return _native.Batch(KVM_DEVICE if device else None, specs("/", plan, depends))
 
 
 class Live(Source):
@@ -15,6 +27,7 @@ class Live(Source):
     one the caller forces)."""
 
     kind = "live"
+    has_cpu = HAS_CPUID
 
     def __init__(self, arch: str, cpu_map: "str | None" = None) -> None:
         super().__init__("/", arch, None, cpu_map)

@@ -10,7 +10,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from capsfast._native import FileResult, KvmDevice
+    from capsfast._native import FileResult, KvmDevice, Results
     from capsfast.model import Tsc
     from capsfast.sources.base import Entry
 
@@ -57,6 +57,14 @@ class Replay(Source):
                 results[i] = (_native.FileResult(_native.OK, 0, None, False, value) if value is not None
                               else _native.FileResult(_native.Outcome("absent", "not recorded"), 0, None, False,
                                                       None))
+        return results
+
+    def cross(self, plan: "tuple[Entry, ...]", depends: "Mapping[str, str]", want_cpu: bool,
+              deep: bool) -> "Results":
+        # The device as it was observed (a hand-made tree: its placeholder).
+        results = super().cross(plan, depends, want_cpu, deep)
+        if self.kvm is not None:
+            results.kvm = self.kvm
         return results
 
     def kvm_caps(self, caps: "Sequence[tuple[str, int]]") -> "list[int | None] | None":

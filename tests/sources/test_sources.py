@@ -67,10 +67,10 @@ def test_a_cpu_map_overlay_is_the_sources_not_a_second_probe(tmp_path, monkeypat
     cpu_model decodes against the overlay."""
     (tmp_path / "map").mkdir()
     calls = []
-    from capsfast import host as probing
+    from capsfast.parts.core import read as core
 
-    real = probing._probe_other
-    monkeypatch.setattr(probing, "_probe_other", lambda source, deep: calls.append(source.cpu_map)
+    real = core.read_core
+    monkeypatch.setattr(core, "read_core", lambda source, deep: calls.append(source.cpu_map)
                         or real(source, deep))
     host = capsfast.probe(cpu_map=str(tmp_path / "map"))
     assert calls == [str(tmp_path / "map")]

@@ -1,11 +1,14 @@
 """What a probe reads and what the results mean: the plans for one
-crossing into C (data), and pure functions from its named results (see
-``capsfast._native``) to model values.  No I/O; decisions (is KVM usable,
-the HVM verdict) are ``capsfast.parts.core.decide``'s.
+crossing (data), ``read_core`` asking the source for them, and pure
+functions from the named results to model values.  No I/O but through the
+source; decisions (is KVM usable, the HVM verdict) are
+``capsfast.parts.core.decide``'s.
 
 A missing file is data (absent); any other failure to read a file that
 should be readable is bad input and raises CapsfastError.
 """
+import os
+
 from capsfast.parts.core import cpuid
 from capsfast.parts.core import decide as verdict
 from capsfast.constants import MSR_DEVICE, MSR_FEATURE_CONTROL, MSR_VM_CR, X86_ARCHS
@@ -66,14 +69,16 @@ ARCH_FILE: "Entry" = ("arch", "/proc/sys/kernel/arch", READ, 0, SMALL)
 
 
 
-def entries(with_cpu_files: bool, with_arch: bool) -> "tuple[Entry, ...]":
-    """The device files, plus the CPU files and the arch file if asked."""
-    plan = DEVICE_FILES
-    if with_cpu_files:
-        plan = plan + CPU_FILES
-    if with_arch:
-        plan = plan + (ARCH_FILE,)
-    return plan
+# The probe's plans, fixed (their Batches are pooled by identity): the
+# device files, with the CPU files, and with the arch file for a root that
+# does not say its architecture otherwise.
+PLAN = DEVICE_FILES + CPU_FILES
+PLAN_WITH_ARCH = PLAN + (ARCH_FILE,)
+
+
+def keyed(plan: "Sequence[Entry]", results: "Sequence[FileResult]") -> "Files":
+    """The results of ``plan`` by key."""
+    return {entry[0]: (entry[1], r) for entry, r in zip(plan, results)}
 
 
 def specs(root: str, plan: "Sequence[Entry]") -> "list[FileSpec]":
@@ -313,3 +318,36 @@ def fields(source: "Source", host: "Host") -> "dict[str, object]":
     """The core part's lazy field: the kernel's flags, from the first
     processor's /proc/cpuinfo block."""
     return {"kernel_flags": kernel_flags(cpuinfo_first_block(source.cpuinfo_bytes()))}
+
+
+def read_core(source: "Source", deep: bool) -> "tuple[CpuFacts, DeviceFacts]":
+    """The core part of a host other than the kept live one (a directory, a
+    dump, a forced arch, a recording), in one crossing through ``source``,
+    which learns the host's architecture."""
+    root, dump = source.root, source.dump
+    arch = normalize_arch(source.arch) if source.arch else None
+    if arch is not None and dump is not None and arch not in X86_ARCHS:
+        raise CapsfastError("--arch %s contradicts the CPUID dump %s: CPUID exists on x86 only" % (arch, dump))
+    if arch is None and root == "/":
+        arch = normalize_arch(os.uname().machine)
+    plan = PLAN if arch is not None else PLAN_WITH_ARCH
+    results, walk = source.probe(plan, DEPENDS, dump is None and arch in X86_ARCHS, deep)
+    files = keyed(plan, results.files)
+    if arch is None:
+        path, result = files["arch"]
+        arch_text = text(root, path, result)
+        if not arch_text:
+            path, result = files["cpuinfo"]
+            arch_text = arch_from_cpuinfo(cpuinfo_first_block(data(root, path, result)))
+        arch = normalize_arch(arch_text or os.uname().machine)
+        if dump is not None and arch not in X86_ARCHS:
+            raise CapsfastError("the CPUID dump %s is of an x86 CPU, but the host under %s is %s"
+                                % (dump, root, arch))
+    source.arch = arch
+    leaves: "Leaves | None" = results.cpu  # the running CPU's, where the source has one
+    kind = "cpuid"
+    if walk is not None:
+        leaves, kind = cpuid.gate(lambda leaf: walk.get((leaf, 0), cpuid.ZERO)), "dump"
+    cpu = cpu_facts(root, arch, leaves, kind, files, source.recorded_msr())
+    assert results.kvm is not None  # the plan asks for the device
+    return cpu, device_facts(cpu, results.kvm, files, deep, root)

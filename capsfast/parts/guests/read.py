@@ -1,5 +1,6 @@
 """Reading the guests part: the emulators the source's PATH holds
-(``discover``), turned into guests by libvirt's rules (``decide``)."""
+(``discover``), turned into guests by libvirt's rules (``decide``), with
+their machine types where the source was asked for them (``machines``)."""
 from capsfast.parts.guests import discover
 
 TYPE_CHECKING = False
@@ -9,5 +10,9 @@ if TYPE_CHECKING:
 
 
 def fields(source: "Source", host: "Host") -> "dict[str, object]":
-    return {"guests": discover.host_guests(source.root, host.arch, host.kvm, host.kqemu, host.xen,
-                                           source.path_env)}
+    guests = discover.host_guests(source.root, host.arch, host.kvm, host.kqemu, host.xen, source.path_env)
+    if source.machines:
+        from capsfast.parts.guests import machines
+
+        guests = machines.attach(guests, source.root)
+    return {"guests": guests}
