@@ -26,9 +26,8 @@ from capsfast.sources.live import Live
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast.sources.base import Batch, Leaves, Results
-    from capsfast.parts.core.read import CpuFacts, DeviceFacts, Files
+    from capsfast.parts.core.read import CpuFacts, DeviceFacts
     from capsfast.recording.remote import Recording
-    from capsfast.sources.replay import Replay
 
 # Host fields the probe fills (the core part's); a part fills each other
 # one when first read.

@@ -66,9 +66,8 @@ def imports_of(path, known, type_only=False):
     return {m for m in found if m in known}
 
 
-def test_no_import_cycle():
-    known = modules()
-    graph = {name: imports_of(path, known) for name, path in known.items()}
+def cycles_of(graph):
+    """Every loop of imports in ``graph`` (module -> imported modules)."""
     cycles = []
 
     def visit(node, stack, on_stack, done):
@@ -87,6 +86,12 @@ def test_no_import_cycle():
     for node in sorted(graph):
         if node not in done:
             visit(node, [], set(), done)
+    return cycles
+
+
+def test_no_import_cycle():
+    known = modules()
+    cycles = cycles_of({name: imports_of(path, known) for name, path in known.items()})
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
 
 
@@ -187,25 +192,7 @@ def test_imports_run_down_the_layers_only():
 
 
 def test_no_cycle_even_through_type_only_imports():
-    graph = graph_with_types()
-    cycles = []
-
-    def visit(node, stack, on_stack, done):
-        stack.append(node)
-        on_stack.add(node)
-        for nxt in sorted(graph[node]):
-            if nxt in on_stack:
-                cycles.append(stack[stack.index(nxt):] + [nxt])
-            elif nxt not in done:
-                visit(nxt, stack, on_stack, done)
-        on_stack.discard(node)
-        stack.pop()
-        done.add(node)
-
-    done = set()
-    for node in sorted(graph):
-        if node not in done:
-            visit(node, [], set(), done)
+    cycles = cycles_of(graph_with_types())
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
 
 

@@ -262,10 +262,11 @@ GLOB_FILE_MAX = 1 << 16
 
 
 def collect_globs(globs: "list[list[str]]") -> "dict[str, tuple[bytes | None, int]]":
-    """Every match of each ``[kind, pattern]`` (capsfast.parts.topology.decide's
-    RECORD_GLOBS) as {path: (bytes, or None for a directory, mode)}: a
-    "file" match that is a regular file, as read (bounded); a "dir" match
-    that is a directory, as present.  What cannot be read is left out."""
+    """Every match of each ``[kind, pattern]`` (a part's "globs" capture, as
+    the topology part declares them) as {path: (bytes, or None for a
+    directory, mode)}: a "file" match that is a regular file, as read
+    (bounded); a "dir" match that is a directory, as present.  What cannot
+    be read is left out."""
     import glob
 
     out: "dict[str, tuple[bytes | None, int]]" = {}

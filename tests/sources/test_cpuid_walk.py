@@ -1,5 +1,5 @@
 """The full CPUID walk: the C module's (``_native.cpuid_walk``) against the
-``cpuid`` tool on this machine, the Python reference (``cpuid.walk``) rule
+``cpuid`` tool on this machine, the Python walk (the collector's, ``collector.walk``) rule
 by rule over recorded dumps, hostile CPUs, and the dump it is written to.
 
 The walk is libvirt's x86 host CPU probe's (cpuidSet() in

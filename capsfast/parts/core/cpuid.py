@@ -11,7 +11,6 @@ reads) is a source's (``capsfast.sources``): the C module's on the live
 CPU, the collector's (``capsfast.recording.collector.walk``) anywhere else;
 a dump's text is read and written by ``capsfast.sources.cpuid_dump``.
 """
-from capsfast.errors import CapsfastError
 from capsfast.model import Cpu
 
 TYPE_CHECKING = False

@@ -14,14 +14,13 @@ from capsfast.parts.core import decide as verdict
 from capsfast.constants import MSR_DEVICE, MSR_FEATURE_CONTROL, MSR_VM_CR, X86_ARCHS
 from capsfast.errors import CapsfastError
 from capsfast.model import Cpu, Hypervisor, Kqemu, Xen
-from capsfast.sources import base as sources
 from capsfast.sources.base import CPUINFO_BLOCK, MSR, READ, READ_BLOCK, STAT, under
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from capsfast.sources.base import FileResult, FileSpec, KvmDevice, Leaves
+    from capsfast.sources.base import FileResult, KvmDevice, Leaves
     from capsfast.model import Hvm, Kvm
     from capsfast.model import Host
     from capsfast.sources.base import Entry, Source
@@ -79,11 +78,6 @@ PLAN_WITH_ARCH = PLAN + (ARCH_FILE,)
 def keyed(plan: "Sequence[Entry]", results: "Sequence[FileResult]") -> "Files":
     """The results of ``plan`` by key."""
     return {entry[0]: (entry[1], r) for entry, r in zip(plan, results)}
-
-
-def specs(root: str, plan: "Sequence[Entry]") -> "list[FileSpec]":
-    """``plan`` as the crossing's file entries under ``root``."""
-    return sources.specs(root, plan, DEPENDS)
 
 
 # -- what the results mean ----------------------------------------------------

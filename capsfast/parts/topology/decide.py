@@ -18,7 +18,7 @@ from capsfast.model import CacheBank, CellCpu, CellDistance, CellPages, NumaCell
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable
 
     from capsfast.sources.rounds import Fetch
 
