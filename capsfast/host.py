@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from capsfast.sources.base import Batch, Leaves, Results
     from capsfast.parts.core.read import CpuFacts, DeviceFacts
     from capsfast.recording.remote import Recording
+    from collections.abc import Callable
 
 # Host fields the probe fills (the core part's); a part fills each other
 # one when first read.
@@ -35,23 +36,28 @@ _CORE = ("arch", "cpu", "hypervisor", "kvm", "kqemu", "xen", "hvm", "msr")
 _LAZY = tuple(name for name in Host._fields if name not in _CORE)
 
 
-def assemble(source: "Source", cpu: "CpuFacts", devices: "DeviceFacts") -> "Host":
-    """The Host of ``source``: the core part's facts as read by the probe,
-    and every other field filled by its part (``capsfast.parts``) when
-    first read, each part read once for all of its fields."""
+def assemble(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", source: "Callable[[], Source]") -> "Host":
+    """The Host: the core part's facts as read by the probe, and every
+    other field filled by its part (``capsfast.parts``) when first read,
+    each part read once for all of its fields, all through one source
+    (``source()``, called on the first such read: the running host's
+    parts see its CPU and files as they are then, never a past Host's)."""
     kvm, kqemu, xen, hvm = devices
     made: list[Host] = []  # the Host itself: parts read its core facts
     read: dict[str, dict[str, object]] = {}
+    opened: list[Source] = []
 
     def value(field: str) -> object:
         part = parts.owner(field)
         got = read.get(part.NAME)
         if got is None:
-            got = read[part.NAME] = parts.reader(part).fields(source, made[0])
+            if not opened:
+                opened.append(source())
+            got = read[part.NAME] = parts.reader(part).fields(opened[0], made[0])
         return got[field]
 
     fields: dict[str, object] = {name: Lazy(partial(value, name)) for name in _LAZY}
-    fields.update(arch=source.arch, cpu=cpu.cpu or facts.NO_CPU, hypervisor=cpu.hypervisor, kvm=kvm,
+    fields.update(arch=arch, cpu=cpu.cpu or facts.NO_CPU, hypervisor=cpu.hypervisor, kvm=kvm,
                   kqemu=kqemu, xen=xen, hvm=hvm, msr=cpu.msr_items)
     if cpu.kernel_flags is not None:
         # Read by the probe where CPUID shows vmx or svm (the verdict needs them).
@@ -82,7 +88,7 @@ class LiveCache:
     def forget(self) -> None:
         """Drop everything (tests use it to start as a new process would)."""
         self.arch: str | None = None
-        self.source: Live | None = None  # what every live Host's lazy parts read
+        self.source: "Callable[[], Source] | None" = None  # a Live source for each Host's lazy parts
         self.cpu: CpuFacts | None = None
         self.host: Host | None = None        # what probe() hands out
         self.snapshot: bytes | None = None   # the last crossing's snapshot,
@@ -128,7 +134,7 @@ class LiveCache:
         """The first live probe of the process (the caller holds the lock):
         CPUID and the devices in one crossing."""
         arch = self.arch = facts.normalize_arch(os.uname().machine)
-        self.source = Live(arch)
+        self.source = partial(Live, arch)
         want_cpu = live.HAS_CPUID and arch in X86_ARCHS
         batch = self.batches.pop() if self.batches else _live_batch()
         try:
@@ -136,7 +142,7 @@ class LiveCache:
             results = batch.results()
         finally:
             self.batches.append(batch)
-        cpu = self.cpu = _live_cpu_facts(self.source, results.cpu)
+        cpu = self.cpu = _live_cpu_facts(arch, results.cpu)
         return self._remember(snapshot, cpu, self._decode(cpu, results, deep), deep)
 
     def _decode(self, cpu: "CpuFacts", results: "Results", deep: bool) -> "DeviceFacts":
@@ -144,8 +150,8 @@ class LiveCache:
         return facts.device_facts(cpu, results.kvm, facts.keyed(facts.DEVICE_FILES, results.files), deep, "/")
 
     def _remember(self, snapshot: bytes, cpu: "CpuFacts", devices: "DeviceFacts", deep: bool) -> "Host":
-        assert self.source is not None
-        host = assemble(self.source, cpu, devices)
+        assert self.arch is not None and self.source is not None
+        host = assemble(self.arch, cpu, devices, self.source)
         if not deep:
             self.snapshot, self.devices, self.last = snapshot, devices, host
         return host
@@ -155,14 +161,14 @@ _live = LiveCache()
 os.register_at_fork(after_in_child=_live.after_fork_in_child)
 
 
-def _live_cpu_facts(source: "Live", leaves: "Leaves | None") -> "CpuFacts":
+def _live_cpu_facts(arch: str, leaves: "Leaves | None") -> "CpuFacts":
     """CPU facts of the running host from its first crossing's CPUID."""
     # Kernel flags and MSRs matter only where CPUID shows vmx or svm (a
     # firmware lock); elsewhere the second crossing is saved.
     if leaves is not None and not facts.shows_vmx_or_svm(leaves):
-        return facts.cpu_facts("/", source.arch, leaves, "cpuid", {})
+        return facts.cpu_facts("/", arch, leaves, "cpuid", {})
     plan = facts.CPU_FILES
-    return facts.cpu_facts("/", source.arch, leaves, "cpuid", facts.keyed(plan, source.files(plan, facts.DEPENDS)))
+    return facts.cpu_facts("/", arch, leaves, "cpuid", facts.keyed(plan, Live(arch).files(plan, facts.DEPENDS)))
 
 
 def _source(root: str, dump: "str | None", arch: "str | None", cpu_map: "str | None",
@@ -178,7 +184,7 @@ def _probe_other(source: "Source", deep: bool) -> "Host":
     """A fake root, a dump, a forced arch, a CPU map overlay or a
     recording: nothing kept."""
     cpu, devices = facts.read_core(source, deep)
-    return assemble(source, cpu, devices)
+    return assemble(source.arch, cpu, devices, lambda: source)
 
 
 def _replay(directory: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
@@ -259,7 +265,7 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
                 else _connect(str(connect), deep, map_dir))
     source = _source(os.fspath(root), None if cpuid is None else os.fspath(cpuid), arch, map_dir, machines)
     cpu, devices = facts.read_core(source, deep)
-    host = assemble(source, cpu, devices)
+    host = assemble(source.arch, cpu, devices, lambda: source)
     if machines:
         host.guests  # asked for: the emulators run now, not on a later read
     return host

@@ -75,3 +75,17 @@ def test_a_cpu_map_overlay_is_the_sources_not_a_second_probe(tmp_path, monkeypat
     host = capsfast.probe(cpu_map=str(tmp_path / "map"))
     assert calls == [str(tmp_path / "map")]
     assert host.cpu_model.name is None  # an empty map names no model
+
+
+@x86_cpu
+def test_each_live_host_reads_the_cpu_as_it_is_then(fresh_process_state, tmp_path, monkeypatch):
+    """A later live Host's parts walk CPUID again (a late microcode load
+    changes what the CPU says): no Host serves another's reading."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    _walk, one_walk = cpuid_of(_native.cpuid_walk)
+    first = capsfast.probe()
+    _resolved, reading = cpuid_of(lambda: resolve(first))
+    later = capsfast.probe(refresh=True)
+    assert later is not first
+    _resolved, reading_again = cpuid_of(lambda: resolve(later))
+    assert reading == reading_again == one_walk
