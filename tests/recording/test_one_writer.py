@@ -51,8 +51,10 @@ def test_a_local_recording_equals_the_collectors(tmp_path):
     # The collector as --connect sends it: its text with the plan, run by a
     # python3 that cannot import capsfast.
     script = remote.script(remote.plan("here"))
+    # This interpreter, not a "python3" from PATH: a shim there may change
+    # the PATH the recording keeps.
     sent = subprocess.run([sys.executable, "-c", "import os, subprocess, sys; os.sched_setaffinity(0, {0}); "
-                           "sys.stdout.buffer.write(subprocess.run(['python3', '-I', '-S', '-'], input=sys.stdin"
+                           "sys.stdout.buffer.write(subprocess.run([sys.executable, '-I', '-S', '-'], input=sys.stdin"
                            ".buffer.read(), capture_output=True, check=True).stdout)"],
                           input=script, capture_output=True, timeout=120)
     assert sent.returncode == 0, sent.stderr
