@@ -21,9 +21,6 @@ from capsfast._native import FileResult as FileResult, KvmDevice as KvmDevice, O
 from capsfast.constants import KVM_DEVICE, X86_ARCHS
 from capsfast.errors import CapsfastError
 
-# The operations of a file entry, for the parts' plans (capsfast._native).
-OPS = (STAT, READ, READ_BLOCK, MSR, LIST)
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -35,6 +32,7 @@ if TYPE_CHECKING:
     Walk = dict[tuple[int, int], Registers]
     # (key, path as on the probed host, op, msr number, buffer size)
     Entry = tuple[str, str, str, int, int]
+
     from capsfast.sources.rounds import Fetch
 
 CPUINFO = "/proc/cpuinfo"
