@@ -153,9 +153,9 @@ def test_machines_cache_round_trip_and_corruption(tmp_path):
 @pytest.mark.parametrize("argv", [["check"], ["check", "-q"], ["check", "--json"], ["capabilities"],
                                   ["capabilities", "--format", "json"]])
 def test_live_commands_import_only_what_they_use(tmp_path, argv):
-    """Neither json nor re, and nothing of recordings or subprocesses: none
-    of them serves a live probe (its caches warm: a cold host CPU model
-    parses libvirt's CPU map, XML)."""
+    """Neither json, re nor functools, and nothing of recordings or
+    subprocesses: none of them serves a live probe (its caches warm: a cold
+    host CPU model parses libvirt's CPU map, XML)."""
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
     subprocess.run([sys.executable, str(SCRIPT)] + argv, env=env, capture_output=True, timeout=120)
     done = subprocess.run([sys.executable, "-X", "importtime", str(SCRIPT)] + argv, env=env,
@@ -164,5 +164,5 @@ def test_live_commands_import_only_what_they_use(tmp_path, argv):
     imported = {line.rsplit(b"|", 1)[-1].strip().decode() for line in done.stderr.splitlines()
                 if line.startswith(b"import time:")}
     assert "capsfast.host" in imported
-    unused = {"json", "re", "subprocess", "tempfile", "shutil", "capsfast.recording"}
+    unused = {"json", "re", "subprocess", "tempfile", "shutil", "functools", "collections", "capsfast.recording"}
     assert not imported & unused, sorted(imported & unused)
