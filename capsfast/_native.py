@@ -41,9 +41,10 @@ HAS_CPUID = bool(lib.capsfast_has_cpuid())
 
 # What a file entry asks C for, by name.
 STAT = "stat"              # stat() only: does it exist
-READ = "read"              # a small regular file, up to its buffer size, read to its end
-READ_ONCE = "read_once"    # as READ, a short read being the end: a sysfs attribute or a file in
-                           # a directory tree, not a procfs file of many records
+READ = "read"              # a small regular file, up to its buffer size, read to its end; looked at
+                           # first (stat): for files often absent, a failed stat costs less
+READ_ONCE = "read_once"    # a file a listing named: open, read, close, a short read being the end (a
+                           # sysfs attribute, a file in a directory tree; not a procfs file of records)
 READ_BLOCK = "read_block"  # read until the first blank line (one /proc/cpuinfo block)
 MSR = "msr"                # 8 bytes at the MSR's offset, as the msr driver serves them
 LIST = "list"              # a directory's entry names, each ended by a NUL byte

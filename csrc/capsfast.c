@@ -713,7 +713,7 @@ static void refuse_unless_regular(struct capsfast_file *f, const struct stat *st
 
 /* Look before opening: opening a device or a FIFO already acts on it.  The
  * fstat() after opening catches a swap between the two calls.  For the MSR
- * op, and for a path whose last component is a symbolic link. */
+ * and READ ops, and for a path whose last component is a symbolic link. */
 static void read_looking_first(struct capsfast_file *f, int msr, int block, int once)
 {
     struct stat st;
@@ -815,7 +815,13 @@ static void probe_file(struct capsfast_file *f)
         once = 1;
         break;
     case CAPSFAST_OP_READ:
-        break;
+        /* Often absent (a module's parameter, Xen's files): a stat() that
+         * fails costs the kernel less than an open() that fails. */
+        if (f->buf == NULL)
+            f->err = -EINVAL;
+        else
+            read_looking_first(f, 0, 0, 0);
+        return;
     case CAPSFAST_OP_MSR:
         read_looking_first(f, 1, 0, 0);
         return;
