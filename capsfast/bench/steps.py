@@ -1133,6 +1133,8 @@ def _py_cpuinfo(b: Bench) -> Result:
 
 def format_text(doc: Document) -> str:
     """The results as a readable table."""
+    from capsfast.parts.kvm_caps import KVM_CAPS
+
     mach = doc["machine"]
     lines = [
         "capsfast bench%s on %s (%s CPUs, %s), Linux %s, Python %s; load %s before, %s after"
@@ -1162,8 +1164,7 @@ def format_text(doc: Document) -> str:
                  "-" if walk["ratio_to_one_cpuid"] is None else _ratio(walk["ratio_to_one_cpuid"]) + "x",
                  "yes" if walk["run_by_first_probe"] else "no"),
               "KVM_CHECK_EXTENSION (Host.kvm_caps, %d capabilities, one crossing): %s per capability"
-              % (len(__import__("capsfast.parts.kvm_caps", fromlist=["KVM_CAPS"]).KVM_CAPS),
-                 _human(doc["kvm_caps_per_ioctl_us"])),
+              % (len(KVM_CAPS), _human(doc["kvm_caps_per_ioctl_us"])),
               "modules the first probe imported: %s" % (", ".join(doc["modules_imported_by_first_probe"]) or "none"),
               "forbidden modules after import capsfast: %s" % (", ".join(doc["import_forbidden_modules"]) or "none")]
     s2, s1024 = doc["cpuinfo_scaling"]["cpus_2"], doc["cpuinfo_scaling"]["cpus_1024"]
