@@ -55,12 +55,12 @@ def assemble(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", source: "Callab
             got = read[part.NAME] = parts.reader(part).fields(opened[0], made[0])
         return got[field]
 
-    def later(field: str) -> "Callable[[], object]":
-        # A closure, not functools.partial: functools (and collections with
-        # it) would cost every process 2 ms to import.
-        return lambda: value(field)
+    def lazy(field: str) -> "Lazy[object]":
+        # A closure, not functools.partial: importing functools (and the
+        # collections it pulls in) costs more than the whole first probe.
+        return Lazy(lambda: value(field))
 
-    fields: dict[str, object] = {name: Lazy(later(name)) for name in _LAZY}
+    fields: dict[str, object] = {name: lazy(name) for name in _LAZY}
     fields.update(arch=arch, cpu=cpu.cpu or facts.NO_CPU, hypervisor=cpu.hypervisor, kvm=kvm,
                   kqemu=kqemu, xen=xen, hvm=hvm, msr=cpu.msr_items)
     if cpu.kernel_flags is not None:
