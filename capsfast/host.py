@@ -222,7 +222,8 @@ def replay_temporary(recording: "Recording", deep: bool = False, cpu_map: "str |
 def _connect(uri: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
     from capsfast.recording import remote
 
-    return replay_temporary(remote.fetch(uri, deep=deep), deep, cpu_map)
+    with remote.ending_cleanly():
+        return replay_temporary(remote.fetch(uri, deep=deep), deep, cpu_map)
 
 
 def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] | None" = None,

@@ -45,7 +45,7 @@ def _record(directory: str, values: "Values") -> "list[str]":
     if values["connect"] is not None:
         from capsfast.recording import remote
 
-        with remote.fetch(str(values["connect"]), deep=bool(values["deep"])) as fetched:
+        with remote.ending_cleanly(), remote.fetch(str(values["connect"]), deep=bool(values["deep"])) as fetched:
             recording.read(fetched)  # a malformed reply is an error here, not a saved recording
             lines = recording.copy(fetched, directory)
     else:

@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 
+from capsfast import bounded_json
 from capsfast.constants import KVM_DEVICE, __version__
 from capsfast.errors import CapsfastError
 from capsfast.model import Tsc
@@ -232,12 +233,7 @@ def read(directory: str) -> Replay:
             text = f.read(_MAX_SCENARIO + 1)
     except OSError as e:
         raise CapsfastError("replay %s: %s: %s" % (directory, SCENARIO, e.strerror or e), errno=e.errno) from None
-    if len(text) > _MAX_SCENARIO:
-        raise CapsfastError("replay %s: %s is larger than %d bytes" % (directory, SCENARIO, _MAX_SCENARIO))
-    try:
-        doc = json.loads(text.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CapsfastError("replay %s: %s is not JSON (%s)" % (directory, SCENARIO, str(e).splitlines()[0])) from None
+    doc = bounded_json.loads(text, "replay %s: %s" % (directory, SCENARIO), _MAX_SCENARIO)
     if not isinstance(doc, dict):
         raise CapsfastError("replay %s: %s is not an object" % (directory, SCENARIO))
     version = doc.get("format", FORMAT)

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     Machines = tuple[Machine, ...]
 
 CACHE_VERSION = 1
+# Every emulator's machine list: a few hundred KiB at most.
+_MAX_CACHE = 8 << 20
 # Seconds one `-machine help` may take.  QEMU answers in ~50 ms; one that
 # has not answered by then hangs (a wrapper waiting for something, a broken
 # build), and --machines must not hang with it.
@@ -74,13 +76,13 @@ def _key(path: str, st: os.stat_result) -> str:
 
 
 def _load(path: str) -> dict[str, object]:
-    import json
+    from capsfast import bounded_json
 
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}
+        with open(path, "rb") as f:
+            data = bounded_json.loads(f.read(_MAX_CACHE + 1), path, _MAX_CACHE)
+    except (OSError, CapsfastError):
+        return {}  # absent, unreadable or corrupt: run the emulators again
     return data if isinstance(data, dict) else {}
 
 
