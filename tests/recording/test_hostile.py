@@ -131,3 +131,46 @@ def test_a_signal_ends_the_ssh_children(sshd, tmp_path, number, hosts):
         os.kill(pid, signal.SIGKILL)  # the test's own leftovers, by pid
     assert left == []
     assert os.listdir(tmp_path / "tmp") == []
+
+
+# -- caches -------------------------------------------------------------------------
+
+@pytest.fixture
+def recording_tar(tmp_path):
+    """This machine recorded (its CPU map included) as a tar stream."""
+    done = cli("record", "-", tmp=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_recording_writes_no_cache(recording_tar, tmp_path):
+    for command in (("check", "-q"), ("capabilities",), ("capabilities", "--format", "json")):
+        done = cli(*command, "--replay", "-", input=recording_tar, tmp=tmp_path)
+        assert done.returncode in (0, 1), done.stderr
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    subprocess.run(["tar", "-C", str(kept), "-xf", "-"], input=recording_tar, check=True)
+    assert cli("capabilities", "--replay", str(kept), tmp=tmp_path).returncode == 0
+    assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").rglob("*")) == []
+    assert os.listdir(tmp_path / "tmp") == []
+
+
+def test_a_remote_host_writes_no_cache(sshd, tmp_path):
+    for command in (("check", "-q"), ("capabilities",), ("capabilities", "--format", "json")):
+        done = cli(*command, "--connect", sshd.uri(), tmp=tmp_path)
+        assert done.returncode in (0, 1), done.stderr
+    assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").rglob("*")) == []
+
+
+def test_check_never_decodes_a_streamed_recording(recording_tar, tmp_path):
+    # A CPU map that cannot be decoded: check, which never decodes, does
+    # not notice; capabilities, which does, says so.
+    broken = tmp_path / "map"
+    broken.mkdir()
+    (broken / "index.xml").write_text("<cpus><arch name='x86'><include filename='nothing.xml'/>")
+    check = cli("check", "-q", "--replay", "-", "--cpu-map", str(broken), input=recording_tar, tmp=tmp_path)
+    assert check.returncode in (0, 1), check.stderr
+    capabilities = cli("capabilities", "--replay", "-", "--cpu-map", str(broken), input=recording_tar,
+                       tmp=tmp_path)
+    assert capabilities.returncode == 2
+    one_error_line(capabilities)
