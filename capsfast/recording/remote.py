@@ -517,32 +517,39 @@ def _check_name(name: str, where: str) -> "list[str]":
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _place(top: int, parts: "list[str]", data: "bytes | None", mode: int, where: str) -> None:
-    """Create ``parts`` under the directory open as ``top``: a directory
-    (``data`` None) or a new file.  Each step is taken relative to the one
-    before, never following a symbolic link; an existing file is never
+def _directory(dirs: "dict[tuple[str, ...], int]", parts: "tuple[str, ...]") -> int:
+    """The directory ``parts`` open (``dirs`` keeps each one made, by its
+    parts, with ``()`` the top): made and opened once, relative to its
+    parent, never following a symbolic link."""
+    fd = dirs.get(parts)
+    if fd is None:
+        parent = _directory(dirs, parts[:-1])
+        try:
+            os.mkdir(parts[-1], 0o755, dir_fd=parent)
+        except FileExistsError:
+            pass
+        fd = dirs[parts] = os.open(parts[-1], _DIR_FLAGS, dir_fd=parent)
+    return fd
+
+
+def _place(dirs: "dict[tuple[str, ...], int]", parts: "list[str]", data: "bytes | None", mode: int,
+           where: str) -> None:
+    """Create ``parts`` under the directories ``dirs`` holds open: a
+    directory (``data`` None) or a new file; an existing file is never
     overwritten."""
-    fd = os.dup(top)
     try:
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            if last and data is not None:
-                out = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                              mode, dir_fd=fd)
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(out, view):]
-                finally:
-                    os.close(out)
-                return
-            try:
-                os.mkdir(part, 0o755, dir_fd=fd)
-            except FileExistsError:
-                pass
-            sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = sub
+        if data is None:
+            _directory(dirs, tuple(parts))
+            return
+        parent = _directory(dirs, tuple(parts[:-1]))
+        out = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                      dir_fd=parent)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out, view):]
+        finally:
+            os.close(out)
     except FileExistsError:
         raise CapsfastError("%s: member %s is there twice: refused" % (where, printable("/".join(parts)))) from None
     except (NotADirectoryError, IsADirectoryError):
@@ -553,8 +560,6 @@ def _place(top: int, parts: "list[str]", data: "bytes | None", mode: int, where:
             raise CapsfastError("%s: member %s: a link in the way: refused" % (where, printable("/".join(parts)))) \
                 from None
         raise CapsfastError("cannot write the recording of %s: %s" % (where, e.strerror), errno=e.errno) from None
-    finally:
-        os.close(fd)
 
 
 def extract(stream: "BinaryIO", directory: str, where: str) -> None:
@@ -566,7 +571,7 @@ def extract(stream: "BinaryIO", directory: str, where: str) -> None:
     ``scenario.json``.  CapsfastError naming ``where`` and the fault.  On an
     error, what was written stays in ``directory`` (the caller removes it)."""
     bounded = _Bounded(stream, MAX_REPLY)
-    top = os.open(directory, _DIR_FLAGS)
+    dirs: "dict[tuple[str, ...], int]" = {(): os.open(directory, _DIR_FLAGS)}
     count = 0
     try:
         # "r|": a plain stream, read once from the start; nothing is ever
@@ -586,7 +591,7 @@ def extract(stream: "BinaryIO", directory: str, where: str) -> None:
                 parts = _check_name(member.name, where)
                 limit = _member_limit(parts, is_dir, where)
                 if is_dir:
-                    _place(top, parts, None, 0o755, where)
+                    _place(dirs, parts, None, 0o755, where)
                     continue
                 if member.size > limit:
                     raise CapsfastError("%s: member %s is %d bytes, more than %d: refused"
@@ -596,7 +601,7 @@ def extract(stream: "BinaryIO", directory: str, where: str) -> None:
                 data = source.read(member.size)
                 if len(data) != member.size:
                     raise CapsfastError("%s: the reply is truncated (in %s)" % (where, printable(member.name)))
-                _place(top, parts, data, 0o755 if member.mode & 0o111 else 0o644, where)
+                _place(dirs, parts, data, 0o755 if member.mode & 0o111 else 0o644, where)
             # Whatever follows the end-of-archive blocks (the padding of the
             # last record) is read too, so that a cut-off reply shows.
             while bounded.read(65536):
@@ -618,7 +623,8 @@ def extract(stream: "BinaryIO", directory: str, where: str) -> None:
         raise CapsfastError("%s: the reply is not a recording (garbage: %s)" % (where, printable(reason[:80]))) \
             from None
     finally:
-        os.close(top)
+        for fd in dirs.values():
+            os.close(fd)
     if bounded.total == 0:
         raise CapsfastError("%s: the reply is empty: not a recording" % where)
     if bounded.tail != bytes(1024) or bounded.total % 512:
