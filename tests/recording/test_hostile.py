@@ -174,3 +174,40 @@ def test_check_never_decodes_a_streamed_recording(recording_tar, tmp_path):
                        tmp=tmp_path)
     assert capabilities.returncode == 2
     one_error_line(capabilities)
+
+
+# -- every input read once ------------------------------------------------------------
+
+def piped(data, *args, tmp):
+    """``capsfast ARGS`` with ``{fd}`` in ARGS a pipe holding ``data``
+    (as ``<(...)`` in a shell): it can be read once only."""
+    read_end, write_end = os.pipe()
+    try:
+        args = [a.replace("{fd}", "/dev/fd/%d" % read_end) for a in args]
+        env = dict(os.environ, TMPDIR=str(tmp / "tmp"), XDG_CACHE_HOME=str(tmp / "cache"))
+        (tmp / "tmp").mkdir(exist_ok=True)
+        proc = subprocess.Popen([sys.executable, "-m", "capsfast", *args], pass_fds=(read_end,), env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        os.close(read_end)
+        read_end = -1
+        os.write(write_end, data)  # a dump is a few KiB: within the pipe's buffer
+        os.close(write_end)
+        write_end = -1
+        out, err = proc.communicate(timeout=120)
+        return proc.returncode, out, err
+    finally:
+        for fd in (read_end, write_end):
+            if fd >= 0:
+                os.close(fd)
+
+
+def test_a_dump_and_a_stream_through_pipes_are_read_once(recording_tar, tmp_path):
+    dump = os.path.join(os.path.dirname(__file__), "..", "hosts", "intel-enabled", "cpuid.txt")
+    with open(dump, "rb") as f:
+        data = f.read()
+    root = os.path.join(os.path.dirname(__file__), "..", "hosts", "intel-enabled", "root")
+    for command in (("check",), ("capabilities",), ("capabilities", "--format", "json")):
+        status, out, err = piped(data, *command, "--root", root, "--cpuid-dump", "{fd}", tmp=tmp_path)
+        assert status in (0, 1) and out and not err, err
+        done = cli(*command, "--replay", "-", input=recording_tar, tmp=tmp_path)
+        assert done.returncode in (0, 1) and done.stdout and not done.stderr, done.stderr
