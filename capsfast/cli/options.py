@@ -293,8 +293,9 @@ def probe_inputs(values: "Values", refresh: bool = False, skip: "tuple[str, ...]
         from capsfast.recording import remote
 
         check_recorded_inputs(values["root"], values["cpuid_dump"], values["arch"], "-", one_connect(values))
-        return replay_temporary(remote.read_stream(sys.stdin.buffer, "standard input"), bool(values["deep"]),
-                                optional_str(values.get("cpu_map")), skip)
+        with remote.ending_cleanly():  # SIGTERM mid-stream: the temporary recording is removed too
+            return replay_temporary(remote.read_stream(sys.stdin.buffer, "standard input"),
+                                    bool(values["deep"]), optional_str(values.get("cpu_map")), skip)
     uri = one_connect(values)
     if uri is not None and skip:
         from capsfast.host import connect_host

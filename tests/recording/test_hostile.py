@@ -211,3 +211,25 @@ def test_a_dump_and_a_stream_through_pipes_are_read_once(recording_tar, tmp_path
         assert status in (0, 1) and out and not err, err
         done = cli(*command, "--replay", "-", input=recording_tar, tmp=tmp_path)
         assert done.returncode in (0, 1) and done.stdout and not done.stderr, done.stderr
+
+
+def test_sigterm_mid_stream_leaves_no_temporary_recording(recording_tar, tmp_path):
+    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    proc = subprocess.Popen([sys.executable, "-m", "capsfast", "check", "--replay", "-"], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(recording_tar[:len(recording_tar) // 2])  # half the stream, then nothing
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not os.listdir(tmp_path / "tmp") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.listdir(tmp_path / "tmp"), "no temporary recording was started"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdin.close()
+    assert proc.returncode == -signal.SIGTERM
+    assert os.listdir(tmp_path / "tmp") == []
