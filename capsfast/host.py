@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from capsfast.sources.base import Batch, Leaves, Results
     from capsfast.parts.core.read import CpuFacts, DeviceFacts
     from capsfast.recording.remote import Recording
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
 
 # Host fields the probe fills (the core part's); a part fills each other
 # one when first read.
@@ -216,17 +216,24 @@ def check_recorded_inputs(root: object, cpuid: object, arch: object, replay: obj
                             "or a remote host")
 
 
-def replay_temporary(recording: "Recording", deep: bool = False, cpu_map: "str | None" = None) -> "Host":
+def replay_temporary(recording: "Recording", deep: bool = False, cpu_map: "str | None" = None,
+                     skip: "Collection[str]" = ()) -> "Host":
     """The host a temporary recording (fetched over SSH, read from a
-    stream) captured; its lazy parts are resolved before it is removed."""
+    stream) captured; its lazy parts, but those named in ``skip`` (which
+    then cannot be read), are resolved before it is removed."""
     with recording as directory:
-        return resolve(_replay(directory, deep, cpu_map))
+        return resolve(_replay(directory, deep, cpu_map), skip)
 
 
-def _connect(uri: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
+def connect_host(uri: str, deep: bool, cpu_map: "str | None" = None, skip: "Collection[str]" = ()) -> "Host":
+    """The remote host ``uri`` names, fetched and replayed; the lazy fields
+    in ``skip`` are never read (see ``replay_temporary``)."""
     from capsfast.recording import remote
 
-    return replay_temporary(remote.fetch(uri, deep=deep), deep, cpu_map)
+    if cpu_map is not None and not os.path.isdir(cpu_map):
+        raise CapsfastError("CPU map %s: not a directory" % cpu_map)
+    with remote.ending_cleanly():
+        return replay_temporary(remote.fetch(uri, deep=deep), deep, cpu_map, skip)
 
 
 def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] | None" = None,
@@ -266,7 +273,7 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
     if replay is not None or connect is not None:
         check_recorded_inputs(root, cpuid, arch, replay, connect, machines)
         return (_replay(os.fspath(replay), deep, map_dir) if replay is not None
-                else _connect(str(connect), deep, map_dir))
+                else connect_host(str(connect), deep, map_dir))
     source = _source(os.fspath(root), None if cpuid is None else os.fspath(cpuid), arch, map_dir, machines)
     cpu, devices = facts.read_core(source, deep)
     host = assemble(source.arch, cpu, devices, lambda: source)

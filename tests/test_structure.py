@@ -153,7 +153,7 @@ LAYERS = [
     ("capsfast.cpu_map",),
     ("capsfast.sources",),
     ("capsfast._native",),
-    ("capsfast.model", "capsfast.errors", "capsfast.constants", "capsfast.libvirt_xml", "capsfast._capsfast"),
+    ("capsfast.model", "capsfast.errors", "capsfast.bounded_json", "capsfast.constants", "capsfast.libvirt_xml", "capsfast._capsfast"),
 ]
 
 

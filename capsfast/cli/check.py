@@ -32,7 +32,7 @@ def main(argv: list[str]) -> int:
         raise CapsfastError("--for %s: unknown VMM; known ones are %s" % (vmm, readiness.known()))
     if readiness.PROFILES[vmm].kata and is_live(values):
         values["deep"] = True  # kata-runtime check creates a VM: so does this
-    host = probe_inputs(values)
+    host = probe_inputs(values, skip=("cpu_model",))  # check never decodes the CPU model
     verdict = readiness.ready(vmm, host)
     if not values["quiet"]:
         from capsfast.render import check as report

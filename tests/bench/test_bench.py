@@ -28,7 +28,7 @@ ALWAYS_MEASURED = (
 MAYBE_MEASURED = (
     "render_libvirt_first", "render_libvirt_cached", "cpuid_one", "cpuid_walk", "syscalls_cpu_files",
     "alt_cpuinfo_python", "alt_virsh", "alt_libvirt_python", "alt_kvm_ok", "alt_virt_host_validate", "alt_py_cpuinfo",
-    "remote_query",
+    "remote_query", "replay_directory", "replay_stream", "remote_ssh_floor",
 )
 TIME_UNITS = {"us", "ms", "s", "ns", "seconds", "microseconds"}
 

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     Machines = tuple[Machine, ...]
 
 CACHE_VERSION = 2
+# Every emulator's machine list: a few hundred KiB at most.
+_MAX_CACHE = 8 << 20
 # Seconds one `-machine help` may take.  QEMU answers in ~50 ms; one that
 # has not answered by then hangs (a wrapper waiting for something, a broken
 # build), and --machines must not hang with it.
@@ -86,10 +88,10 @@ def _load(path: str) -> "dict[str, object]":
     that is absent, unreadable or not wholly of the shape ``_save`` writes."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(_MAX_CACHE + 1)
     except OSError:
         return {}
-    if not data.startswith(_HEADER) or not data.endswith(b"\0"):
+    if len(data) > _MAX_CACHE or not data.startswith(_HEADER) or not data.endswith(b"\0"):
         return {}
     try:
         fields = data[len(_HEADER):-1].decode("utf-8", "surrogateescape").split("\0")
