@@ -154,3 +154,16 @@ def test_collector_error_line_has_no_class_name(monkeypatch, capsys, tmp_path):
     assert collector.main(json.dumps(plan)) == remote.COLLECTOR_FAILED
     err = capsys.readouterr().err
     assert err.startswith("capsfast collector: no QEMU emulator for ") and err.count("\n") == 1, err
+
+
+@needs_qemu
+def test_export_nfd_domcaps_over_ssh_is_the_local_one(sshd, own_tmp, capsys):
+    from capsfast.cli import main
+
+    assert main(["export", "nfd", "--stdout", "--domcaps"]) == 0
+    here = capsys.readouterr().out
+    assert main(["export", "nfd", "--stdout", "--domcaps", "--connect", sshd.uri(verify=True)]) == 0
+    there = capsys.readouterr().out
+    assert "capsfast-host-model-cpu." in there
+    assert there == here
+    assert os.listdir(str(own_tmp)) == []  # the fetched recording is gone
