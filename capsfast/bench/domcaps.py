@@ -43,7 +43,7 @@ _CHILD_LIBVIRT_PYTHON = """
 import sys, time
 import libvirt
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-conn = libvirt.openReadOnly("qemu:///system")
+conn = libvirt.open("qemu:///system")  # read-only connections may not ask for domain capabilities
 conn.getDomainCapabilities()
 samples = []
 for _ in range(int(sys.argv[1])):
