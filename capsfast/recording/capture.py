@@ -23,7 +23,7 @@ def plan(description: str, deep: bool = False, domcaps: bool = False,
     joined: "dict[str, Any]" = {}
     names = []
     declared = [parts.part(name) for name in parts.PARTS]
-    if domcaps:
+    if domcaps and DOMCAPS not in parts.PARTS:  # a part of every plan, once it declares its capture
         declared.append(parts.part(DOMCAPS))
     for part in declared:
         capture = getattr(part, "CAPTURE", {})
