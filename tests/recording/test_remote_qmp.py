@@ -3,9 +3,11 @@ conversation (the same code as a local probe, sent along as text) and
 keeps the transcript as qemu/<emulator>.replies; over SSH, a remote host
 with no QEMU, or whose QEMU fails, is one line naming the host."""
 import ast
+import io
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -167,3 +169,23 @@ def test_export_nfd_domcaps_over_ssh_is_the_local_one(sshd, own_tmp, capsys):
     assert "capsfast-host-model-cpu." in there
     assert there == here
     assert os.listdir(str(own_tmp)) == []  # the fetched recording is gone
+
+
+@needs_qemu
+def test_qemu_is_asked_from_old_pythons(tmp_path, own_tmp):
+    """The conversation as sent runs on Python 3.6 to 3.8 (no os.pidfd_open
+    there) and gives the local transcript."""
+    from test_collector import old_pythons
+
+    pythons = old_pythons()
+    if not pythons:
+        pytest.skip("no Python 3.6 to 3.8 here")
+    local = qmp.converse(QEMU, timeout=30)
+    text = remote.script(remote.plan("here", domcaps=True, emulator=QEMU))
+    for version, python in pythons:
+        proc = subprocess.run([python, "-I", "-S", "-"], input=text, capture_output=True, cwd=tmp_path, timeout=120)
+        assert proc.returncode == 0 and proc.stderr == b"", (version, proc.stderr)
+        with remote.read_stream(io.BytesIO(proc.stdout), version) as directory:
+            with open(os.path.join(directory, "qemu", os.path.basename(QEMU) + ".replies")) as f:
+                there = replies.parse(f.read())
+        assert _sequence(there) == _sequence(local), version
