@@ -70,3 +70,12 @@ def test_domcaps_needs_a_recording_with_qemus_answers(capsys):
     assert main(["export", "nfd", "--stdout", "--domcaps", "--replay", scenario]) == 2
     err = capsys.readouterr().err
     assert err.startswith("capsfast: ") and err.count("\n") == 1 and "holds no QEMU answers" in err, err
+
+
+def test_domcaps_with_no_qemu_here_is_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    if os.path.exists("/usr/libexec/qemu-kvm"):
+        pytest.skip("qemu-kvm is installed here")
+    assert main(["export", "nfd", "--stdout", "--domcaps"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("capsfast: domain capabilities: no QEMU emulator for ") and err.count("\n") == 1, err
