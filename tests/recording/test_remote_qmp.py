@@ -117,14 +117,6 @@ def test_remote_transcript_is_the_local_one(sshd, own_tmp):
     assert _replies(there) == _replies(local)
 
 
-@needs_qemu
-def test_plain_fetch_runs_no_emulator(sshd, own_tmp):
-    with remote.fetch(sshd.uri(verify=True), timeout=TIMEOUT) as directory:
-        assert not os.path.exists(os.path.join(directory, "qemu"))
-        with open(os.path.join(directory, "scenario.json")) as f:
-            assert "qmp" not in json.load(f)
-
-
 def _fault(fn):
     with pytest.raises(CapsfastError) as caught:
         fn()
