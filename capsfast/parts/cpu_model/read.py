@@ -325,3 +325,31 @@ def read(source: "Source", arch: str) -> CpuModel:
 
 def fields(source: "Source", host: "Host") -> "dict[str, object]":
     return {"cpu_model": read(source, host.arch)}
+
+
+# -- per boot -------------------------------------------------------------------------
+# The decoded model, its TSC and MSR included, stays what it is until the
+# microcode, the CPU map or the CPU dump changes (the boot and the KVM
+# device are the per-boot file's own key): those are this part's key.
+
+def boot_facts(source: "Source", host: "Host") -> "tuple[str, object]":
+    """(the key, read before the model is), the model."""
+    key = boot_key(source, None)
+    return key, read(source, host.arch)
+
+
+def boot_key(source: "Source", facts: object) -> str:
+    from capsfast.sources import boot
+
+    if source.arch not in X86_ARCHS:
+        return "not x86"
+    directory = map_directory(source.root, source.cpu_map)
+    microcode, _bits = cpuinfo_facts((source.cpuinfo_bytes() or b"").decode("utf-8", "replace"))
+    dump = "-" if source.dump is None else boot.stamps([source.dump])
+    return "microcode %s\ndump %s\nmap %s\n%s" % (microcode, dump, directory, boot.directory_stamps(directory))
+
+
+def from_boot_facts(source: "Source", host: "Host", facts: object) -> "dict[str, object]":
+    if not isinstance(facts, CpuModel):
+        raise ValueError("not the cpu_model part's facts")
+    return {"cpu_model": facts}
