@@ -5,8 +5,9 @@ answer of a new process need not read and decode it again.
 
 The file's key is the host's boot id (``/proc/sys/kernel/random/boot_id``,
 inside the root for a fake root: a root without one gets no cache),
-capsfast's version, the host's architecture and ``/dev/kvm``'s identity
-(a reloaded KVM module makes a new node).  Inside, each part's entry
+capsfast's version, the host's architecture, and ``/dev/kvm``'s identity
+with this process's access to it (a reloaded KVM module makes a new node;
+the TSC and MSR are read through it).  Inside, each part's entry
 carries the part's own invalidators (``boot_key``: CPU lists, microcode,
 the CPU map's identity, PATH directories, emulators, and the values a part
 reads live), checked on every use: a differing one is a miss, and the part
@@ -50,11 +51,18 @@ def _read_small(path: str) -> "bytes | None":
 
 
 def _device(path: str) -> str:
+    """The KVM device's identity and this process's access to it (what
+    the TSC and MSR reads could do), not its ctime: other programs
+    re-permission it without changing what it is."""
     try:
         st = os.stat(path)
     except OSError:
         return "-"
-    return "%o %d %d %d" % (st.st_mode, st.st_rdev, st.st_ino, st.st_ctime_ns)
+    try:
+        usable = os.access(path, os.R_OK | os.W_OK)
+    except (OSError, ValueError):
+        usable = False
+    return "%o %d:%d %d %d %d" % (st.st_mode, st.st_uid, st.st_gid, st.st_rdev, st.st_ino, usable)
 
 
 def usable(source: "Source") -> bool:
