@@ -314,13 +314,14 @@ def _live_requests(reads: _Reads) -> "list[list[tuple[str, str]]]":
     return [first, second, third]
 
 
-def _live_digest(reads: _Reads) -> str:
-    """The live inputs as the layout uses them: a meminfo file by its total
-    (its free counts move all the time), a pool's free count by whether it
-    parses, everything else byte for byte."""
-    rounds = _live_requests(reads)
+def _live_digest(reads: _Reads) -> "tuple[str, tuple[tuple[str, str], ...]]":
+    """The live inputs as the layout uses them, and the requests that read
+    them: a meminfo file by its total (its free counts move all the time),
+    a pool's free count by whether it parses, everything else byte for
+    byte."""
+    requests = tuple(request for batch in _live_requests(reads) for request in batch)
     out = []
-    for path, op in (request for batch in rounds for request in batch):
+    for path, op in requests:
         value = reads.read(path) if op == READ else reads.list(path)
         if path.endswith("meminfo"):
             shown: object = meminfo_total(value)
@@ -330,14 +331,18 @@ def _live_digest(reads: _Reads) -> str:
         else:
             shown = value
         out.append("%s %s %r" % (op, path, shown))
-    return "\n".join(out)
+    return "\n".join(out), requests
 
 
-def live_inputs(fetch: "Fetch") -> str:
-    """What of the layout can change while the system runs, read now (in
-    three rounds): equal to ``read_keyed``'s digest while none of it
-    changed."""
-    return _live_digest(_Reads(fetch))
+def live_inputs(fetch: "Fetch", known: "Iterable[tuple[str, str]]" = ()) -> str:
+    """What of the layout can change while the system runs, read now:
+    ``known`` (the requests of an earlier reading) in one round, then
+    whatever the listings read show is still missing (nothing while the
+    nodes and pools are the same).  Equal to ``read_keyed``'s digest while
+    none of it changed."""
+    reads = _Reads(fetch)
+    reads.ask(known)
+    return _live_digest(reads)[0]
 
 
 # -- deciding: libvirt's rules -------------------------------------------------
@@ -764,9 +769,11 @@ def read(fetch: "Fetch", arch: "str | None" = None) -> Layout:
     return read_keyed(fetch, arch)[0]
 
 
-def read_keyed(fetch: "Fetch", arch: "str | None" = None) -> "tuple[Layout, str]":
+def read_keyed(fetch: "Fetch", arch: "str | None" = None) -> "tuple[Layout, str, tuple[tuple[str, str], ...]]":
     """``read``'s Layout with the digest of its live inputs (``live_inputs``)
-    taken from the same reads, so the two always agree."""
+    taken from the same reads, so the two always agree, and the requests
+    that read them."""
     reads = collect(fetch)
     layout = decide(reads, s390=bool(arch) and str(arch).startswith("s390"))
-    return layout, _live_digest(reads)
+    digest, requests = _live_digest(reads)
+    return layout, digest, requests

@@ -18,16 +18,25 @@ def fields(source: "Source", host: "Host") -> "dict[str, object]":
 
 
 def boot_facts(source: "Source", host: "Host") -> "tuple[str, object]":
-    """(the live inputs' digest, the five fields' values), from one reading."""
-    layout, live = decide.read_keyed(source.rounds(), host.arch)
-    return live, (layout.topology, layout.cache, layout.pages, layout.uuid, layout.iommu_groups)
+    """(the live inputs' digest, the five fields' values and the requests
+    that read the live inputs), from one reading."""
+    layout, live, requests = decide.read_keyed(source.rounds(), host.arch)
+    return live, (layout.topology, layout.cache, layout.pages, layout.uuid, layout.iommu_groups, requests)
 
 
 def boot_key(source: "Source", facts: object) -> str:
-    return decide.live_inputs(source.rounds())
+    requests = _checked(facts)[len(FIELDS)]
+    assert isinstance(requests, tuple)
+    known = [(r[0], r[1]) for r in requests
+             if isinstance(r, tuple) and len(r) == 2 and isinstance(r[0], str) and isinstance(r[1], str)]
+    return decide.live_inputs(source.rounds(), known)
 
 
 def from_boot_facts(source: "Source", host: "Host", facts: object) -> "dict[str, object]":
-    if not isinstance(facts, tuple) or len(facts) != len(FIELDS):
+    return dict(zip(FIELDS, _checked(facts)))
+
+
+def _checked(facts: object) -> "tuple[object, ...]":
+    if not isinstance(facts, tuple) or len(facts) != len(FIELDS) + 1 or not isinstance(facts[-1], tuple):
         raise ValueError("not the topology part's facts")
-    return dict(zip(FIELDS, facts))
+    return facts
