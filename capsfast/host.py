@@ -82,9 +82,9 @@ def _read_part(part: "ModuleType", source: "Source", host: "Host", stores: "list
     if not hasattr(reader, "boot_facts"):
         return reader.fields(source, host)  # type: ignore[no-any-return]
     if not stores:
-        from capsfast.sources import boot
+        from capsfast.sources.boot import open_store
 
-        stores.append(boot.open_store(source))
+        stores.append(open_store(source))
     store = stores[0]
     if store is None:
         return reader.fields(source, host)  # type: ignore[no-any-return]

@@ -24,6 +24,7 @@ import marshal
 import os
 
 from capsfast.sources import cache
+from capsfast.sources.base import under
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,13 +75,13 @@ def usable(source: "Source") -> bool:
 def host_key(source: "Source") -> "bytes | None":
     """The key of ``source``'s per-boot file, read now; None where the host
     has no boot id (then nothing is cached)."""
-    boot_id = _read_small(source.under(BOOT_ID))
+    boot_id = _read_small(under(source.root, BOOT_ID))
     if not boot_id or b"\n" in boot_id.rstrip(b"\n"):
         return None
     from capsfast.constants import __version__
 
     fields = [__version__, source.kind, source.root, source.arch,
-              boot_id.strip().decode("ascii", "replace"), _device(source.under("/dev/kvm"))]
+              boot_id.strip().decode("ascii", "replace"), _device(under(source.root, "/dev/kvm"))]
     return repr(fields).encode("ascii", "backslashreplace")
 
 

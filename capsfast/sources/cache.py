@@ -11,6 +11,10 @@ QMP transcripts, the per-boot facts (``capsfast.sources.boot``).
 """
 import os
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 ENV_CACHE = "CAPSFAST_CACHE"
 MAX_BYTES = 64 << 20  # no cache file of capsfast comes near this
 
@@ -110,3 +114,28 @@ def stamp(path: str, dir_fd: "int | None" = None) -> str:
     except (OSError, ValueError):
         return "-"
     return "%d %d %d %d" % (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+# -- a CPUID walk in a key -----------------------------------------------------------
+
+# What CPUID answers differently on each CPU (the APIC ids; AMD's compute
+# unit and node ids), as libvirt's virHostCPUGetCPUIDFilterVolatile lists
+# it: (leaf, subleaf or None for every subleaf) -> the registers' masks of
+# the bits kept in a cache key.  A process may run its walk on any CPU.
+VOLATILE_CPUID = {(0x1, 0): (0xFFFFFFFF, 0x00FFFFFF, 0xFFFFFFFF, 0xFFFFFFFF),
+                  (0xB, None): (0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0),
+                  (0x1F, None): (0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0),
+                  (0x8000001E, None): (0, 0, 0, 0)}
+
+
+def walk_key(walk: "Mapping[tuple[int, int], tuple[int, int, int, int]]", stable: bool) -> str:
+    """A CPUID walk as cache key text; ``stable``: with the per-CPU bits
+    masked off (only where nothing read from the walk depends on them)."""
+    parts = []
+    for (leaf, sub), (a, b, c, d) in sorted(walk.items()):
+        if stable:
+            masks = VOLATILE_CPUID.get((leaf, sub)) or VOLATILE_CPUID.get((leaf, None))
+            if masks is not None:
+                a, b, c, d = a & masks[0], b & masks[1], c & masks[2], d & masks[3]
+        parts.append("%x:%x:%x:%x:%x:%x" % (leaf, sub, a, b, c, d))
+    return " ".join(parts)
