@@ -55,9 +55,13 @@ def cpu_map_note(values: "Values", arch: str) -> "str | None":
     import os
 
     from capsfast.parts.cpu_model import read as hostcpu
-    from capsfast.recording.format import ROOT
 
-    root = os.path.join(str(values["replay"]), ROOT) if values["replay"] is not None else str(values["root"])
+    root = str(values["root"])
+    if values["replay"] is not None:
+        # Only here: the recording's module imports json, tempfile, shutil.
+        from capsfast.recording.format import ROOT
+
+        root = os.path.join(str(values["replay"]), ROOT)
     directory = hostcpu.map_directory(root, optional_str(values["cpu_map"]))
     if hostcpu.map_present(directory):
         return None
