@@ -30,6 +30,9 @@ from capsfast.constants import X86_ARCHS
 from capsfast.errors import CapsfastError
 from capsfast.model import CpuModel, Tsc
 from capsfast.sources.base import DEFAULT_CPU_MAP, under
+# Below the parts: the domain capabilities part keys its cache on them too.
+from capsfast.sources.disk_cache import ENV_CPU_MAP as ENV_CPU_MAP, cache_dir, map_directory as map_directory
+from capsfast.sources.disk_cache import VOLATILE as _VOLATILE, walk_text as _walk_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,22 +46,9 @@ if TYPE_CHECKING:
     # (MSR value or None, Tsc or None) for (MSR wanted, TSC wanted)
     DeviceReader = Callable[[bool, bool], "tuple[int | None, Tsc | None]"]
 
-ENV_CPU_MAP = "CAPSFAST_CPU_MAP"
 CACHE_VERSION = 1
 _CACHE_MAGIC = "capsfast cpu model cache %d" % CACHE_VERSION
 _MAX_CACHE = 1 << 20
-
-
-def map_directory(root: str, cpu_map: "str | None") -> str:
-    """The CPU map directory to use for the host under ``root``."""
-    if cpu_map:
-        return cpu_map
-    named = os.environ.get(ENV_CPU_MAP)
-    if named:
-        if not os.path.isdir(named):  # named by the user: a typo is bad input, not "no model"
-            raise CapsfastError("CPU map %s (%s): not a directory" % (named, ENV_CPU_MAP))
-        return named
-    return under(root, DEFAULT_CPU_MAP)
 
 
 def map_present(directory: str) -> bool:
@@ -106,34 +96,6 @@ def no_device(want_msr: bool, want_tsc: bool) -> "tuple[int | None, Tsc | None]"
 
 
 # -- the cache --------------------------------------------------------------------
-
-def cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "capsfast")
-
-
-# What CPUID answers differently on each CPU (the APIC ids; AMD's compute
-# unit and node ids), as libvirt's virHostCPUGetCPUIDFilterVolatile lists
-# it: (leaf, subleaf or None for every subleaf) -> the registers' masks of
-# the bits kept in the cache key.  A process may run its walk on any CPU.
-_VOLATILE = {(0x1, 0): (0xFFFFFFFF, 0x00FFFFFF, 0xFFFFFFFF, 0xFFFFFFFF),
-             (0xB, None): (0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0),
-             (0x1F, None): (0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0),
-             (0x8000001E, None): (0, 0, 0, 0)}
-
-
-def _walk_text(walk: "Walk", stable: bool) -> str:
-    """The walk as cache key text; ``stable``: with the per-CPU bits masked
-    off (only where the CPU map defines no feature on them)."""
-    parts = []
-    for (leaf, sub), (a, b, c, d) in sorted(walk.items()):
-        if stable:
-            masks = _VOLATILE.get((leaf, sub)) or _VOLATILE.get((leaf, None))
-            if masks is not None:
-                a, b, c, d = a & masks[0], b & masks[1], c & masks[2], d & masks[3]
-        parts.append("%x:%x:%x:%x:%x:%x" % (leaf, sub, a, b, c, d))
-    return " ".join(parts)
-
 
 def _volatile_free(cpu_map: "CpuMap") -> bool:
     """Whether no feature of the map reads a per-CPU bit: only then may the
