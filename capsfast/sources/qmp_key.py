@@ -107,6 +107,16 @@ def _sev(root: str) -> str:
     return "1" if on else "0"
 
 
+def directory_identity(directory: str) -> "tuple[str, ...]":
+    """Each file of ``directory`` by name with its identity (size, mtime,
+    ctime, inode): any file changed, added or removed changes it."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return ()
+    return tuple("%s %s" % (name, _stamp(os.path.join(directory, name))) for name in names)
+
+
 def _cpu_map(directory: str) -> str:
     """Each file of the CPU map directory, by name, with its identity."""
     try:

@@ -42,6 +42,10 @@ CACHE_VERSION = 1
 _MAGIC = "capsfast qmp transcript cache %d" % CACHE_VERSION
 ENV_CACHE = "CAPSFAST_CACHE"
 
+# The last transcript of each emulator this process read, under its key.
+_in_memory: "dict[str, tuple[list[tuple[str, str]], replies.Transcript]]" = {}
+
+
 def enabled() -> bool:
     return os.environ.get(ENV_CACHE, "").lower() != "off"
 
@@ -119,13 +123,18 @@ def transcript(emulator: str, *, root: str = "/", cpu_map: "str | None" = None,
         return talk(emulator, timeout=timeout)
     emulator = os.path.abspath(emulator)
     pairs = key(emulator, root=root, cpu_map=cpu_map)
+    last = _in_memory.get(emulator)
+    if last is not None and last[0] == pairs:
+        return last[1]  # this process read it under the same key: no file parsed again
     path = cache_file(emulator)
     kept = load(path, pairs)
     if kept is not None:
+        _in_memory[emulator] = (pairs, kept)
         return kept
     fresh = talk(emulator, timeout=timeout)
     # Kept only if nothing in the key changed while the emulator talked:
     # a binary replaced meanwhile may have answered for either version.
     if key(emulator, root=root, cpu_map=cpu_map) == pairs:
         save(path, pairs, fresh)
+        _in_memory[emulator] = (pairs, fresh)
     return fresh
