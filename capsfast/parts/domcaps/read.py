@@ -238,9 +238,9 @@ def gather(source: "Source", asked: Request) -> Inputs:
 
     env = environment(source)
     found = descriptors(source, env.privileged)
-    said = transcript(source, asked.emulator)
     if asked.virttype == "kvm" and env.kvm_max_vcpus is None:
         raise CapsfastError("KVM cannot be used here: /dev/kvm does not open")
+    said = transcript(source, asked.emulator)
     images = [loader[0] for loader in (d.loader() for d in found) if loader is not None]
     images += [image for image, _nvram in BUILTIN_LOADERS]
     present = {image: os.path.exists(source.under(image)) for image in images}
@@ -259,3 +259,56 @@ def domain_caps(inputs: Inputs, asked: Request, *, expand: bool = False
                               descriptors=inputs.descriptors, exists=lambda path: present.get(path, False))
     expanded = expand_features(caps.cpu, inputs.cpu_map) if expand else None
     return caps, expanded
+
+
+# -- what ``capsfast record`` keeps beyond the plan (it runs programs) ------
+
+# The emulators whose transcripts a recording keeps: those of the arches
+# served (another arch's document is "not yet" anyway).
+RECORDED_EMULATORS = ("qemu-system-x86_64", "qemu-system-i386", "qemu-kvm")
+
+
+def recorded_extras(source: "Source", path_env: str, descriptor_files: "dict[str, bytes]"
+                    ) -> "dict[str, bytes]":
+    """{path in the recording: bytes}: each served emulator's transcript in
+    the PATH as ``qemu/<basename>.replies`` (libvirt's format), what
+    ``swtpm_setup --print-capabilities`` printed, and a placeholder for
+    each loader image or NVRAM template the recorded descriptors
+    (``descriptor_files``: host path -> contents) name that exists."""
+    from capsfast.parts.domcaps import firmware
+    from capsfast.sources.base import SWTPM_CAPABILITIES
+
+    extras: "dict[str, bytes]" = {}
+    seen = set()
+    for directory in path_env.split(":"):
+        for name in RECORDED_EMULATORS:
+            path = os.path.join(directory or ".", name)
+            if name in seen or not (os.path.isfile(path) and os.access(path, os.X_OK)):
+                continue
+            seen.add(name)
+            _keep_transcript(source, os.path.abspath(path), extras)
+    if os.path.isfile(QEMU_KVM) and "qemu-kvm" not in seen:
+        _keep_transcript(source, QEMU_KVM, extras)
+    printed = source.swtpm_capabilities()
+    if printed is not None:
+        extras[SWTPM_CAPABILITIES] = printed
+    for path, data in sorted(descriptor_files.items()):
+        try:
+            descriptor = firmware.parse(path, data)
+        except CapsfastError:
+            continue  # recorded as it is: the replay refuses it as libvirt would
+        for image in (descriptor.executable, descriptor.nvram_template, descriptor.filename):
+            if image and image.startswith("/") and os.path.isfile(image):
+                extras["root" + image] = b""
+    return extras
+
+
+def _keep_transcript(source: "Source", emulator: str, extras: "dict[str, bytes]") -> None:
+    from capsfast.parts.domcaps import replies
+    from capsfast.sources.base import QEMU_DIR, replies_name
+
+    try:
+        said = transcript(source, emulator)
+    except CapsfastError:
+        return  # an emulator that does not answer: its replay says the recording holds nothing of it
+    extras[QEMU_DIR + "/" + replies_name(emulator)] = replies.format(said).encode("utf-8")
