@@ -42,8 +42,10 @@ CACHE_VERSION = 1
 _MAGIC = "capsfast qmp transcript cache %d" % CACHE_VERSION
 ENV_CACHE = "CAPSFAST_CACHE"
 
-# The last transcript of each emulator this process read, under its key.
-_in_memory: "dict[str, tuple[list[tuple[str, str]], replies.Transcript]]" = {}
+# The last transcript of each emulator this process read: its key, its
+# cache file and that file's identity then (a file replaced or damaged
+# since is read again).
+_in_memory: "dict[str, tuple[list[tuple[str, str]], str, tuple[int, int, int], replies.Transcript]]" = {}
 
 
 def enabled() -> bool:
@@ -123,18 +125,32 @@ def transcript(emulator: str, *, root: str = "/", cpu_map: "str | None" = None,
         return talk(emulator, timeout=timeout)
     emulator = os.path.abspath(emulator)
     pairs = key(emulator, root=root, cpu_map=cpu_map)
-    last = _in_memory.get(emulator)
-    if last is not None and last[0] == pairs:
-        return last[1]  # this process read it under the same key: no file parsed again
     path = cache_file(emulator)
+    last = _in_memory.get(emulator)
+    if last is not None and last[0] == pairs and last[1] == path and last[2] == _file_identity(path):
+        return last[3]  # read by this process under the same key, its file untouched: not parsed again
     kept = load(path, pairs)
     if kept is not None:
-        _in_memory[emulator] = (pairs, kept)
+        _remember(emulator, pairs, path, kept)
         return kept
     fresh = talk(emulator, timeout=timeout)
     # Kept only if nothing in the key changed while the emulator talked:
     # a binary replaced meanwhile may have answered for either version.
     if key(emulator, root=root, cpu_map=cpu_map) == pairs:
         save(path, pairs, fresh)
-        _in_memory[emulator] = (pairs, fresh)
+        _remember(emulator, pairs, path, fresh)
     return fresh
+
+
+def _file_identity(path: str) -> "tuple[int, int, int] | None":
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _remember(emulator: str, pairs: "list[tuple[str, str]]", path: str, transcript: replies.Transcript) -> None:
+    identity = _file_identity(path)
+    if identity is not None:  # nothing kept on disk (a read-only home): nothing kept here either
+        _in_memory[emulator] = (pairs, path, identity, transcript)

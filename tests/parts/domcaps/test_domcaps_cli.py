@@ -141,3 +141,24 @@ def test_tpm_versions_from_swtpm_setup():
     assert read.tpm_versions(b'{"features": ["tpm-2.0"]}') == ("2.0",)
     assert read.tpm_versions(b"") == ()
     assert read.tpm_versions(b"[1]") == ()
+
+
+def test_one_escape_for_the_whole_document_and_it_is_well_formed():
+    """libvirt writes 0x1A-0x1F raw (no parser reads that); every renderer
+    of the document writes U+FFFD for them, and drops 0x01-0x19 as libvirt
+    does."""
+    import xml.etree.ElementTree as ET
+
+    from capsfast.cpu_map.x86_decode import GuestCpu
+    from capsfast.render.domcaps_cpu import guest_cpu_lines
+    from capsfast.render.domcaps_libvirt import text
+    from capsfast.render.domcaps_os import os_lines
+
+    odd = "/fw/a\x1bb\x01c&'"
+    loader = os_lines(firmware.OsCaps(("efi",), (odd,), loader_secure=("no",)))
+    cpu = guest_cpu_lines(GuestCpu("m\x1f", "Intel", (("require", "f\x1e"),)))
+    for lines in (loader, cpu):
+        ET.fromstring("\n".join(lines))  # well-formed
+    assert "<value>/fw/a\ufffdbc&amp;&apos;</value>" in "\n".join(loader)
+    assert "m\ufffd" in "\n".join(cpu) and "f\ufffd" in "\n".join(cpu)
+    assert text(odd) == "/fw/a\ufffdbc&amp;&apos;"
