@@ -94,11 +94,23 @@ def domain_capabilities(host: "Host | None" = None, *, emulator: "str | None" = 
     last = _domcaps_rendered.get(memo)
     if last is not None and last[0] == inputs.key:
         return last[1]
+    kept = None
+    if inputs.persistent:  # live: the last document for these arguments is on disk, under its inputs
+        from capsfast.parts.domcaps import cache
+
+        kept = cache.document_file(repr(memo))
+        inputs_key = repr(inputs.key)
+        text = cache.load_document(kept, inputs_key)
+        if text is not None:
+            _domcaps_rendered[memo] = (inputs.key, text)
+            return text
     from capsfast.render.domcaps import render_domcaps
 
     caps, expanded = read.domain_caps(inputs, asked, expand=expand_features)
     text = render_domcaps(caps, expanded, format)
     _domcaps_rendered[memo] = (inputs.key, text)
+    if kept is not None:
+        cache.save_document(kept, inputs_key, text)
     return text
 
 

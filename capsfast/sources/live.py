@@ -75,15 +75,22 @@ def swtpm_setup_capabilities(path_env: str) -> "bytes | None":
     """libvirt's swtpm check (virTPMEmulatorInit): swtpm, swtpm_setup and
     swtpm_ioctl all found in ``path_env``; then what ``swtpm_setup
     --print-capabilities`` prints (b"" where it fails or hangs)."""
-    import shutil
-    import subprocess
-
-    found = [shutil.which(name, path=path_env) for name in ("swtpm", "swtpm_setup", "swtpm_ioctl")]
+    found = [_in_path(name, path_env) for name in ("swtpm", "swtpm_setup", "swtpm_ioctl")]
     if not all(found):
         return None
+    import subprocess
     try:
         done = subprocess.run([str(found[1]), "--print-capabilities"], stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=SWTPM_TIMEOUT, check=False)
     except (OSError, subprocess.SubprocessError):
         return b""
     return done.stdout[:1 << 20] if done.returncode == 0 else b""
+
+
+def _in_path(name: str, path_env: str) -> "str | None":
+    # shutil.which's answer, without importing shutil (10 ms) on every call
+    for directory in path_env.split(":"):
+        path = os.path.join(directory or ".", name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None

@@ -154,3 +154,60 @@ def _remember(emulator: str, pairs: "list[tuple[str, str]]", path: str, transcri
     identity = _file_identity(path)
     if identity is not None:  # nothing kept on disk (a read-only home): nothing kept here either
         _in_memory[emulator] = (pairs, path, identity, transcript)
+
+
+# -- rendered documents -------------------------------------------------------------
+
+def document_file(request: str) -> str:
+    """The file keeping the last document rendered for ``request`` (its
+    arguments, as text)."""
+    import hashlib
+
+    from capsfast.sources.disk_cache import cache_dir
+
+    digest = hashlib.sha256(request.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return os.path.join(cache_dir(), "domcaps-%d-%s.txt" % (CACHE_VERSION, digest))
+
+
+def _document_key(inputs_key: str) -> str:
+    import hashlib
+
+    from capsfast.constants import __version__
+
+    return "%s %s" % (__version__, hashlib.sha256(inputs_key.encode("utf-8", "surrogateescape")).hexdigest())
+
+
+def load_document(path: str, inputs_key: str) -> "str | None":
+    """The document kept at ``path`` if it was rendered from inputs equal
+    to ``inputs_key`` by this capsfast; None otherwise."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(replies.MAX_BYTES)
+    except OSError:
+        return None
+    stored, nl, text = raw.decode("utf-8", "surrogateescape").partition("\n")
+    if not nl or stored != _document_key(inputs_key) or not text.endswith("\n"):
+        return None
+    return text
+
+
+def save_document(path: str, inputs_key: str, text: str) -> None:
+    """Keep ``text`` at ``path`` under ``inputs_key``, atomically; a
+    read-only home only means nothing kept."""
+    import tempfile
+
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".domcaps-", suffix=".tmp", dir=directory)
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(("%s\n%s" % (_document_key(inputs_key), text)).encode("utf-8", "surrogateescape"))
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

@@ -197,22 +197,54 @@ def request(source: "Source", host_arch: str, *, emulator: "str | None", arch: "
 
 
 class Inputs:
-    """Everything a document is decided from, read for one request:
-    equal inputs make an equal document (``key``), so a caller may keep
-    the last one it rendered."""
+    """Everything a document is decided from, for one request: the host
+    facts read now, and ``key``, equal while the document would be (the
+    facts, the transcript's cache key or identity, the CPU map's files).
+    The transcript and the CPU map themselves are loaded when first used:
+    a caller holding the document for ``key`` needs neither."""
 
-    __slots__ = ("env", "descriptors", "transcript", "cpu_map", "present", "key")
+    __slots__ = ("source", "asked", "env", "descriptors", "present", "key", "persistent", "_transcript")
 
-    def __init__(self, env: Environment, descriptors: "list[Descriptor]", transcript: "Transcript",
-                 cpu_map: "CpuMap", present: "dict[str, bool]") -> None:
+    def __init__(self, source: "Source", asked: Request, env: Environment, descriptors: "list[Descriptor]",
+                 present: "dict[str, bool]") -> None:
+        from capsfast.sources.disk_cache import map_directory
+        from capsfast.sources.qmp_key import directory_identity
+
+        self.source = source
+        self.asked = asked
         self.env = env
         self.descriptors = descriptors
-        self.transcript = transcript
-        self.cpu_map = cpu_map
         self.present = present
-        # The transcript and the map are kept objects: the same ones while
-        # their files (and cache keys) are unchanged.
-        self.key = (env, tuple(descriptors), id(transcript), id(cpu_map), tuple(sorted(present.items())))
+        self._transcript: "Transcript | None" = None
+        # Live, the transcript cache's own key stands for the transcript (no
+        # file parsed to know it is the same); a recording's or a root's
+        # transcript is read, and stands for itself.
+        said: object
+        self.persistent = source.kind == "live" and _cache_on()
+        if self.persistent:
+            from capsfast.sources.qmp_key import key
+
+            said = tuple(key(asked.emulator, cpu_map=source.cpu_map))
+        else:
+            said = id(self.transcript)
+        self.key = (env, tuple(descriptors), tuple(sorted(present.items())), said,
+                    directory_identity(map_directory(source.root, source.cpu_map)))
+
+    @property
+    def transcript(self) -> "Transcript":
+        if self._transcript is None:
+            self._transcript = transcript(self.source, self.asked.emulator)
+        return self._transcript
+
+    @property
+    def cpu_map(self) -> "CpuMap":
+        return _cpu_map_kept(self.source)
+
+
+def _cache_on() -> bool:
+    from capsfast.parts.domcaps.cache import enabled
+
+    return enabled()
 
 
 _last_map: "list[tuple[str, tuple[str, ...], CpuMap]]" = []  # (directory, its files' identity, map)
@@ -240,11 +272,10 @@ def gather(source: "Source", asked: Request) -> Inputs:
     found = descriptors(source, env.privileged)
     if asked.virttype == "kvm" and env.kvm_max_vcpus is None:
         raise CapsfastError("KVM cannot be used here: /dev/kvm does not open")
-    said = transcript(source, asked.emulator)
     images = [loader[0] for loader in (d.loader() for d in found) if loader is not None]
     images += [image for image, _nvram in BUILTIN_LOADERS]
     present = {image: os.path.exists(source.under(image)) for image in images}
-    return Inputs(env, found, said, _cpu_map_kept(source), present)
+    return Inputs(source, asked, env, found, present)
 
 
 def domain_caps(inputs: Inputs, asked: Request, *, expand: bool = False

@@ -50,8 +50,10 @@ def _check_depth(text: str) -> None:
     # json's decoder recurses per level; a hostile document of 5,000 levels
     # ends in RecursionError.  Brackets inside strings are counted too,
     # which can only refuse too early, never too late.
+    import re
+
     depth = 0
-    for ch in text:
+    for ch in re.sub(r"[^\[\]{}]+", "", text):  # the brackets alone: a C-speed pass, then 2% of the text
         if ch in "[{":
             depth += 1
             if depth > MAX_DEPTH:
