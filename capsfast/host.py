@@ -12,7 +12,6 @@ share them.
 """
 import os
 import _thread
-from functools import partial
 
 from capsfast import parts
 from capsfast.parts.core import read as facts
@@ -56,7 +55,12 @@ def assemble(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", source: "Callab
             got = read[part.NAME] = parts.reader(part).fields(opened[0], made[0])
         return got[field]
 
-    fields: dict[str, object] = {name: Lazy(partial(value, name)) for name in _LAZY}
+    def lazy(field: str) -> "Lazy[object]":
+        # A closure, not functools.partial: importing functools (and the
+        # collections it pulls in) costs more than the whole first probe.
+        return Lazy(lambda: value(field))
+
+    fields: dict[str, object] = {name: lazy(name) for name in _LAZY}
     fields.update(arch=arch, cpu=cpu.cpu or facts.NO_CPU, hypervisor=cpu.hypervisor, kvm=kvm,
                   kqemu=kqemu, xen=xen, hvm=hvm, msr=cpu.msr_items)
     if cpu.kernel_flags is not None:
@@ -134,7 +138,7 @@ class LiveCache:
         """The first live probe of the process (the caller holds the lock):
         CPUID and the devices in one crossing."""
         arch = self.arch = facts.normalize_arch(os.uname().machine)
-        self.source = partial(Live, arch)
+        self.source = lambda: Live(arch)
         want_cpu = live.HAS_CPUID and arch in X86_ARCHS
         batch = self.batches.pop() if self.batches else _live_batch()
         try:
