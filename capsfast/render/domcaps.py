@@ -1,9 +1,10 @@
 """Domain capabilities as text: libvirt's XML or JSON, and the expanded
 host-model CPU (``--expand-features``) in either."""
+from capsfast.parts.domcaps.model import DomainCaps
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast.cpu_map.x86_decode import GuestCpu
-    from capsfast.parts.domcaps.model import DomainCaps
 
 
 def render_domcaps(caps: "DomainCaps", expanded: "GuestCpu | None", format: str) -> str:

@@ -7,7 +7,7 @@ import os
 
 from capsfast.errors import CapsfastError, printable
 from capsfast.parts.domcaps import decide
-from capsfast.parts.domcaps.model import Environment
+from capsfast.parts.domcaps.model import DomainCaps, Environment
 from capsfast.sources.base import LIST, STAT
 
 TYPE_CHECKING = False
@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from capsfast.cpu_map.x86_map import CpuMap
     from capsfast.cpu_map.x86_decode import GuestCpu
     from capsfast.parts.domcaps.firmware import Descriptor
-    from capsfast.parts.domcaps.model import DomainCaps
     from capsfast.parts.domcaps.replies import Transcript
     from capsfast.sources.base import Entry, Source
 
