@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     Converse = Callable[..., replies.Transcript]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: an i386 emulator's conversation expands its host CPU, as libvirt's does
 _MAGIC = "capsfast qmp transcript cache %d" % CACHE_VERSION
 ENV_CACHE = "CAPSFAST_CACHE"
 
