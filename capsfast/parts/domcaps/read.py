@@ -223,11 +223,11 @@ class Inputs:
         if self.persistent:
             from capsfast.sources.qmp_key import key
 
+            # it holds the CPU map's files' identity too
             said = tuple(key(asked.emulator, cpu_map=source.cpu_map))
         else:
-            said = id(self.transcript)
-        self.key = (env, tuple(descriptors), tuple(sorted(present.items())), said,
-                    directory_identity(map_directory(source.root, source.cpu_map)))
+            said = (id(self.transcript), directory_identity(map_directory(source.root, source.cpu_map)))
+        self.key = (env, tuple(descriptors), tuple(sorted(present.items())), said)
 
     @property
     def transcript(self) -> "Transcript":
