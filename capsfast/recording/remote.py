@@ -51,6 +51,7 @@ MAX_SCENARIO = 64 << 10
 # A libvirt CPU map file (the largest, x86_features.xml, is about 21 KiB).
 MAX_CPU_MAP_FILE = 1 << 20
 MAX_ROOT_FILE = 16 << 10
+MAX_TRANSCRIPT = 4 << 20
 MAX_NAME = 1024
 MAX_DEPTH = 32
 
@@ -416,6 +417,11 @@ def _member_limit(parts: "list[str]", is_dir: bool, where: str) -> int:
         return MAX_SCENARIO
     if len(parts) == 1 and not is_dir and top == "cpuid.txt":
         return MAX_DUMP
+    # domain capabilities: each emulator's QMP transcript, swtpm's answer
+    if top == "qemu" and (is_dir if len(parts) == 1 else len(parts) == 2 and parts[1].endswith(".replies")):
+        return MAX_TRANSCRIPT
+    if len(parts) == 1 and not is_dir and top == "swtpm_setup.capabilities":
+        return MAX_ROOT_FILE
     raise CapsfastError("%s: member %s has no place in a recording" % (where, printable("/".join(parts))))
 
 

@@ -342,3 +342,9 @@ def _keep_transcript(source: "Source", emulator: str, extras: "dict[str, bytes]"
     except CapsfastError:
         return  # an emulator that does not answer: its replay says the recording holds nothing of it
     extras[QEMU_DIR + "/" + replies_name(emulator)] = replies.format(said).encode("utf-8")
+
+
+def fields(source: "Source", host: object) -> "dict[str, object]":
+    """The part protocol's reader: domain capabilities fill no Host field
+    (they are asked per emulator, arch, machine and virt type)."""
+    return {}
