@@ -57,7 +57,7 @@ def capabilities(host: "Host | None" = None, *, format: str = "libvirt") -> str:
 
 
 # (request, format, expand) -> (the inputs' key, the text rendered from them)
-_domcaps_rendered: "dict[tuple[object, ...], tuple[object, str]]" = {}
+_domcaps_rendered: "dict[tuple[object, ...] | None, tuple[object, str]]" = {}
 DOMCAPS_FORMATS = ("libvirt", "json")
 
 
@@ -90,8 +90,10 @@ def domain_capabilities(host: "Host | None" = None, *, emulator: "str | None" = 
     source = source_of(host)
     asked = read.request(source, host.arch, emulator=emulator, arch=arch, machine=machine, virttype=virttype)
     inputs = read.gather(source, asked)
-    memo = (id(source) if source.kind != "live" else "live", asked.key(), format, expand_features)
-    last = _domcaps_rendered.get(memo)
+    # Kept for the running host only: a recording's or a root's objects
+    # come and go, and an id may name another one later.
+    memo = (asked.key(), format, expand_features) if source.kind == "live" else None
+    last = _domcaps_rendered.get(memo) if memo is not None else None
     if last is not None and last[0] == inputs.key:
         return last[1]
     kept = None
@@ -102,13 +104,15 @@ def domain_capabilities(host: "Host | None" = None, *, emulator: "str | None" = 
         inputs_key = repr(inputs.key)
         text = cache.load_document(kept, inputs_key)
         if text is not None:
-            _domcaps_rendered[memo] = (inputs.key, text)
+            if memo is not None:
+                _domcaps_rendered[memo] = (inputs.key, text)
             return text
     from capsfast.render.domcaps import render_domcaps
 
     caps, expanded = read.domain_caps(inputs, asked, expand=expand_features)
     text = render_domcaps(caps, expanded, format)
-    _domcaps_rendered[memo] = (inputs.key, text)
+    if memo is not None:
+        _domcaps_rendered[memo] = (inputs.key, text)
     if kept is not None:
         cache.save_document(kept, inputs_key, text)
     return text

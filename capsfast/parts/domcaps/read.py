@@ -225,7 +225,7 @@ class Inputs:
 
             # it holds the CPU map's files' identity too
             said = tuple(key(asked.emulator, cpu_map=source.cpu_map))
-        else:
+        else:  # not kept by callers (see capsfast.domain_capabilities): read now
             said = (id(self.transcript), directory_identity(map_directory(source.root, source.cpu_map)))
         self.key = (env, tuple(descriptors), tuple(sorted(present.items())), said)
 
