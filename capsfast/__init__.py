@@ -90,9 +90,10 @@ def domain_capabilities(host: "Host | None" = None, *, emulator: "str | None" = 
     source = source_of(host)
     asked = read.request(source, host.arch, emulator=emulator, arch=arch, machine=machine, virttype=virttype)
     inputs = read.gather(source, asked)
-    # Kept for the running host only: a recording's or a root's objects
+    # Kept for the running host only, under the transcript cache's key
+    # (CAPSFAST_CACHE=off keeps nothing): a recording's or a root's objects
     # come and go, and an id may name another one later.
-    memo = (asked.key(), format, expand_features) if source.kind == "live" else None
+    memo = (asked.key(), format, expand_features) if inputs.persistent else None
     last = _domcaps_rendered.get(memo) if memo is not None else None
     if last is not None and last[0] == inputs.key:
         return last[1]
