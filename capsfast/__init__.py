@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from capsfast import watch as watch
     from capsfast.model import Host, Readiness
 
-__all__ = ["CapsfastError", "FORMATS", "capabilities", "kvm_usable", "probe", "ready", "__version__"]
+__all__ = ["CapsfastError", "FORMATS", "capabilities", "domain_capabilities", "kvm_usable", "probe", "ready",
+           "__version__"]
 
 
 _rendered: "dict[str, tuple[Host, str]]" = {}  # format -> the last rendering of it
@@ -52,6 +53,69 @@ def capabilities(host: "Host | None" = None, *, format: str = "libvirt") -> str:
     text = render(host, format)
     if format in FORMATS:
         _rendered[format] = (host, text)
+    return text
+
+
+# (request, format, expand) -> (the inputs' key, the text rendered from them)
+_domcaps_rendered: "dict[tuple[object, ...] | None, tuple[object, str]]" = {}
+DOMCAPS_FORMATS = ("libvirt", "json")
+
+
+def domain_capabilities(host: "Host | None" = None, *, emulator: "str | None" = None, arch: "str | None" = None,
+                        machine: "str | None" = None, virttype: "str | None" = None, format: str = "libvirt",
+                        expand_features: bool = False) -> str:
+    """What a guest may use here, as ``virsh domcapabilities`` prints it
+    (``libvirt`` XML) or as ``json``.  Defaults as virsh picks them: the
+    host's arch, kvm where QEMU can use it else qemu, the emulator libvirt
+    would run, the arch's preferred machine.  ``expand_features``: instead,
+    the host-model CPU with every feature spelled out (what ``virsh
+    hypervisor-cpu-baseline --features`` gives for it).
+
+    ``host`` defaults to the running host; a Host from ``probe(root=...)``
+    or ``probe(replay=...)`` answers from what that root or recording holds
+    (nothing is run).  Live, the emulator is asked once (QMP, about a
+    second) and its answers kept on disk until the binary or the host
+    changes; the firmware descriptors, VFIO, swtpm and KVM's vCPU limit
+    are read on every call, and the last text per arguments is handed out
+    again while they are unchanged."""
+    if format not in DOMCAPS_FORMATS:
+        raise CapsfastError("unknown format %r for domain capabilities (%s)" % (format, ", ".join(DOMCAPS_FORMATS)))
+    from capsfast.host import source_of
+    from capsfast.parts.domcaps import read
+
+    if host is None:
+        host = probe()
+    elif not isinstance(host, tuple) or not hasattr(host, "hvm"):
+        raise TypeError("domain_capabilities() takes a Host from capsfast.probe(), not %s" % type(host).__name__)
+    source = source_of(host)
+    asked = read.request(source, host.arch, emulator=emulator, arch=arch, machine=machine, virttype=virttype)
+    inputs = read.gather(source, asked)
+    # Kept for the running host only, under the transcript cache's key
+    # (CAPSFAST_CACHE=off keeps nothing): a recording's or a root's objects
+    # come and go, and an id may name another one later.
+    memo = (asked.key(), format, expand_features) if inputs.persistent else None
+    last = _domcaps_rendered.get(memo) if memo is not None else None
+    if last is not None and last[0] == inputs.key:
+        return last[1]
+    kept = None
+    if inputs.persistent:  # live: the last document for these arguments is on disk, under its inputs
+        from capsfast.parts.domcaps import cache
+
+        kept = cache.document_file(repr(memo))
+        inputs_key = repr(inputs.key)
+        text = cache.load_document(kept, inputs_key)
+        if text is not None:
+            if memo is not None:
+                _domcaps_rendered[memo] = (inputs.key, text)
+            return text
+    from capsfast.render.domcaps import render_domcaps
+
+    caps, expanded = read.domain_caps(inputs, asked, expand=expand_features)
+    text = render_domcaps(caps, expanded, format)
+    if memo is not None:
+        _domcaps_rendered[memo] = (inputs.key, text)
+    if kept is not None:
+        cache.save_document(kept, inputs_key, text)
     return text
 
 

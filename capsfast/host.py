@@ -216,9 +216,29 @@ def _source(root: str, dump: "str | None", arch: "str | None", cpu_map: "str | N
 
 def _probe_other(source: "Source", deep: bool) -> "Host":
     """A fake root, a dump, a forced arch, a CPU map overlay or a
-    recording: nothing kept."""
+    recording: nothing kept but its source (``source_of``)."""
     cpu, devices = facts.read_core(source, deep)
-    return assemble(source.arch, cpu, devices, lambda: source)
+    return _remember_source(assemble(source.arch, cpu, devices, lambda: source), source)
+
+
+# The sources of the last Hosts that are not the live one: what reads
+# beyond the Host's fields (domain capabilities) reads through them.
+_other_sources: "list[tuple[Host, Source]]" = []
+
+
+def _remember_source(host: "Host", source: "Source") -> "Host":
+    _other_sources.append((host, source))
+    del _other_sources[:-8]
+    return host
+
+
+def source_of(host: "Host") -> "Source":
+    """The source ``host`` was read through: a root's or a recording's as
+    probe() made it, else the running host's."""
+    for made, source in reversed(_other_sources):
+        if made is host:
+            return source
+    return Live(host.arch)
 
 
 def _replay(directory: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
@@ -306,7 +326,7 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
                 else connect_host(str(connect), deep, map_dir))
     source = _source(os.fspath(root), None if cpuid is None else os.fspath(cpuid), arch, map_dir, machines)
     cpu, devices = facts.read_core(source, deep)
-    host = assemble(source.arch, cpu, devices, lambda: source)
+    host = _remember_source(assemble(source.arch, cpu, devices, lambda: source), source)
     if machines:
         host.guests  # asked for: the emulators run now, not on a later read
     return host

@@ -7,6 +7,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from scenarios import all_scenarios  # noqa: E402
+from libvirt_data import libvirt_source  # noqa: E402
 
 # A CPU map named in the caller's environment would change every expected
 # host <cpu>: tests name theirs (--cpu-map, a root's own copy).
@@ -27,16 +28,6 @@ def pytest_generate_tests(metafunc):
     if "scenario" in metafunc.fixturenames:
         scenarios = all_scenarios()
         metafunc.parametrize("scenario", scenarios, ids=[s.name for s in scenarios])
-
-
-def libvirt_source():
-    """libvirt's own source tree (``apt-get source libvirt``, which .ci/run
-    fetches) named by CAPSFAST_LIBVIRT_SRC, for the tests whose expected
-    answers are libvirt's own test data; None where it is not there."""
-    path = os.environ.get("CAPSFAST_LIBVIRT_SRC")
-    if path and os.path.isdir(os.path.join(path, "tests", "domaincapsdata")):
-        return path
-    return None
 
 
 @pytest.fixture

@@ -205,7 +205,10 @@ def test_type_only_imports_are_counted():
         counted += len(imports_of(path, known, type_only=True) - imports_of(path, known))
     # Type-only imports are imports: they obey the layers above, and their
     # number is watched here so that one added is a decision, not a habit.
-    assert counted <= 25, counted
+    # 25 before domain capabilities; their engine's records and the
+    # expanded CPU named by its readers and renderers (NFD's labels among
+    # them) make 34.
+    assert counted <= 34, counted
 
 
 def test_only_the_sources_reach_the_c_module():

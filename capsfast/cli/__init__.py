@@ -33,6 +33,8 @@ COMMANDS = {
     "capabilities": (_command("capsfast.cli.capabilities"),
                      "print the host's capabilities (libvirt XML, draft XML or JSON)"),
     "check": (_command("capsfast.cli.check"), "can KVM guests run here? why not, and what to do"),
+    "domcapabilities": (_command("capsfast.cli.domcapabilities"),
+                        "what a guest may use here, as 'virsh domcapabilities' prints it"),
     "export": (_command("capsfast.cli.export"),
                "feed fleet tools: NFD node labels, Prometheus textfile, Ansible fact"),
     "record": (_command("capsfast.cli.record"),

@@ -33,6 +33,7 @@ PARTS = [
     "capsfast.parts.topology",
     "capsfast.parts.platform",
     "capsfast.parts.cpu_model",
+    "capsfast.parts.domcaps",  # no Host field: recorded, read by capsfast.domain_capabilities
 ]
 
 

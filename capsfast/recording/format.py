@@ -117,9 +117,26 @@ def collect(deep: bool = False) -> "dict[str, tuple[bytes | None, int]]":
         return None if table is None else [(leaf, sub, regs) for (leaf, sub), regs in table.items()]
 
     try:
-        return collector.collect(plan, walk)
+        files = collector.collect(plan, walk)
     except OSError as e:
         raise CapsfastError("record: %s" % (e.strerror or e), errno=e.errno) from None
+    _add_domcaps(files, arch)
+    return files
+
+
+def _add_domcaps(files: "dict[str, tuple[bytes | None, int]]", arch: str) -> None:
+    """What domain capabilities need that only running programs tells:
+    each emulator's QMP transcript, swtpm's capabilities (the collector
+    runs nothing), and the loader images the descriptors name."""
+    from capsfast.parts.domcaps import read as domcaps
+    from capsfast.sources.live import Live
+
+    scenario = json.loads(files[SCENARIO][0] or b"{}")
+    path_env = scenario.get("path") or os.environ.get("PATH") or ""
+    descriptors = {name[len(ROOT):]: data for name, (data, _mode) in files.items()
+                   if data and name.startswith(ROOT + "/") and "/qemu/firmware/" in name}
+    for name, data in domcaps.recorded_extras(Live(arch), path_env, descriptors).items():
+        files.setdefault(name, (data, 0o644))
 
 
 def files_of(directory: str) -> "dict[str, tuple[bytes | None, int]]":

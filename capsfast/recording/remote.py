@@ -514,10 +514,13 @@ def _member_limit(parts: "list[str]", is_dir: bool, where: str) -> int:
         return MAX_SCENARIO
     if len(parts) == 1 and not is_dir and top == "cpuid.txt":
         return MAX_DUMP
+    # domain capabilities: each emulator's QMP transcript, swtpm's answer
     if len(parts) == 2 and not is_dir and top == "qemu" and parts[1].endswith(".replies"):
         return MAX_REPLIES
     if parts == ["qemu"] and is_dir:
         return 0
+    if len(parts) == 1 and not is_dir and top == "swtpm_setup.capabilities":
+        return MAX_ROOT_FILE
     raise CapsfastError("%s: member %s has no place in a recording" % (where, printable("/".join(parts))))
 
 

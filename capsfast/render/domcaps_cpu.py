@@ -1,18 +1,16 @@
 """The ``<cpu>`` element of domain capabilities as libvirt 9.0 prints it
 (``virDomainCapsCPUFormat`` in ``src/conf/domain_capabilities.c``), as
 lines indented from the document's root."""
+from capsfast.render.xmltext import libvirt_value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast.cpu_map.x86_decode import GuestCpu
     from capsfast.parts.domcaps.cpu import CpuModes
 
-# virBufferEscapeString's replacements for the values libvirt quotes with '
-_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "'": "&apos;", '"': "&quot;"})
-
 
 def _escape(value: str) -> str:
-    return value.translate(_ESCAPES)
+    return libvirt_value(value)
 
 
 def _migratable_mode(name: str, enum: str, values: "tuple[str, ...]") -> "list[str]":

@@ -48,6 +48,15 @@ def _part(record: "Any") -> "Any":
     return None if record is None else record.as_dict()
 
 
+def _cpu(modes: "Any") -> "Any":
+    # The CPU part's record is rendered by its own renderer.
+    if modes is None:
+        return None
+    from capsfast.render.domcaps_cpu import cpu_json
+
+    return cpu_json(modes)
+
+
 def caps_dict(caps: "DomainCaps") -> "dict[str, Any]":
     return {
         "schema_version": SCHEMA_VERSION,
@@ -58,7 +67,7 @@ def caps_dict(caps: "DomainCaps") -> "dict[str, Any]":
         "vcpu_max": caps.vcpu_max or None,
         "iothreads": caps.iothreads,
         "os": _part(caps.os),
-        "cpu": _part(caps.cpu),
+        "cpu": _cpu(caps.cpu),
         "memory_backing": support_dict(caps.memory_backing),
         "devices": {d.name: support_dict(d) for d in caps.devices},
         "features": _features(caps.features),

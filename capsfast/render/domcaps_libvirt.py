@@ -1,19 +1,13 @@
 """Domain capabilities as libvirt 9.0's ``virsh domcapabilities`` prints
 them, byte for byte: text built line by line, two spaces per level."""
-from capsfast.render.xmltext import chars
-
-# libvirt's virBufferEscapeString: five entities; the controls its list
-# names (0x01-0x19 but tab, newline and CR) dropped.  The rest XML cannot
-# hold (0x1A-0x1F among them) becomes U+FFFD, where libvirt would write
-# a document no parser reads.
-_ESCAPE: "dict[int, str | None]" = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;",
-                                    ord('"'): "&quot;", ord("'"): "&apos;"}
-_ESCAPE.update((c, None) for c in range(1, 0x1A) if chr(c) not in "\t\n\r")
+from capsfast.render.xmltext import libvirt_value
 
 
 def text(s: str) -> str:
-    """``s`` escaped as libvirt escapes a value it prints."""
-    return chars(s.translate(_ESCAPE))
+    """``s`` escaped as libvirt escapes a value it prints (well-formed:
+    see ``xmltext.libvirt_value``)."""
+    return libvirt_value(s)
+
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -41,6 +41,21 @@ def text(s: str) -> str:
     return chars(s).translate(_TEXT)
 
 
+# libvirt's virBufferEscapeString, for the values it prints (in text and
+# in its '-quoted attributes alike): five entities; the controls its list
+# names (0x01-0x19 but tab, newline and CR) dropped.  The rest XML cannot
+# hold (0x1A-0x1F among them) becomes U+FFFD, where libvirt would write
+# them raw, a document no parser reads.
+_LIBVIRT: "dict[int, str | None]" = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;",
+                                     ord('"'): "&quot;", ord("'"): "&apos;"}
+_LIBVIRT.update((c, None) for c in range(1, 0x1A) if chr(c) not in "\t\n\r")
+
+
+def libvirt_value(s: str) -> str:
+    """``s`` escaped as libvirt escapes a value it prints, and well-formed."""
+    return chars(s.translate(_LIBVIRT))
+
+
 def attr(s: str) -> str:
     """``s`` as an attribute value between double quotes."""
     return chars(s).translate(_ATTR)

@@ -23,7 +23,8 @@ from capsfast.errors import CapsfastError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import TypeVar
 
     from capsfast._native import Batch as Batch, FileSpec as FileSpec, Leaves as Leaves, Results as Results
     from capsfast.model import Tsc
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     Entry = tuple[str, str, str, int, int]
 
     from capsfast.sources.rounds import Fetch
+
+    T = TypeVar("T")
 
 CPUINFO = "/proc/cpuinfo"
 ARCH_CAPABILITIES_MSR = 0x10A  # IA32_ARCH_CAPABILITIES
@@ -274,3 +277,65 @@ class Source:
         """Whether this source holds the facts of ``part`` (a recording
         made before the part existed does not: it reads as unknown)."""
         return True
+
+    # -- what domain capabilities ask ----------------------------------------------
+
+    def qmp_transcript(self, emulator: str, converse: "Callable[[str], T]", parse: "Callable[[str], T]") -> "T":
+        """``emulator``'s QMP transcript: a fake root runs nothing, it
+        answers only from ``qemu/<emulator basename>.replies`` in the root
+        (libvirt's .replies format, read by ``parse``); CapsfastError
+        where it holds none."""
+        import os
+
+        return parse(self._recorded_text(os.path.join(self.root, "qemu", replies_name(emulator)),
+                                         "root %s" % self.root, emulator))
+
+    def swtpm_capabilities(self) -> "bytes | None":
+        """What ``swtpm_setup --print-capabilities`` printed (b"" where it
+        failed); None where swtpm, swtpm_setup and swtpm_ioctl are not all
+        in the PATH.  A fake root runs no program: its
+        ``swtpm_setup.capabilities`` file, if any."""
+        import os
+
+        return _read_optional(os.path.join(self.root, SWTPM_CAPABILITIES))
+
+    @staticmethod
+    def _recorded_text(path: str, where: str, emulator: str) -> str:
+        import os
+
+        from capsfast.errors import printable
+
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_REPLIES + 1)
+        except FileNotFoundError:
+            raise CapsfastError("%s holds no QMP transcript of %s (%s): nothing runs the emulator there"
+                                % (printable(where), printable(emulator), printable(os.path.basename(path)))) \
+                from None
+        except OSError as e:
+            raise CapsfastError("%s: %s" % (printable(path), e.strerror), errno=e.errno) from None
+        if len(data) > MAX_REPLIES:
+            raise CapsfastError("%s: larger than %d bytes" % (printable(path), MAX_REPLIES))
+        return data.decode("utf-8", "replace")
+
+
+# Where a recording (or a fake root) keeps what domain capabilities ask.
+QEMU_DIR = "qemu"
+SWTPM_CAPABILITIES = "swtpm_setup.capabilities"
+MAX_REPLIES = 64 << 20
+
+
+def replies_name(emulator: str) -> str:
+    """``qemu/<this>``: the emulator's base name, as libvirt names its
+    test transcripts."""
+    import os
+
+    return os.path.basename(emulator) + ".replies"
+
+
+def _read_optional(path: str) -> "bytes | None":
+    try:
+        with open(path, "rb") as f:
+            return f.read(1 << 20)
+    except OSError:
+        return None

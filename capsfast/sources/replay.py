@@ -8,11 +8,11 @@ from capsfast.sources.base import Source
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from capsfast._native import FileResult, KvmDevice, Results
     from capsfast.model import Tsc
-    from capsfast.sources.base import Entry
+    from capsfast.sources.base import T, Entry
 
 
 class Replay(Source):
@@ -86,3 +86,19 @@ class Replay(Source):
     def captured(self, part: str) -> bool:
         return part in self.captured_parts
 
+
+    def qmp_transcript(self, emulator: str, converse: "Callable[[str], T]", parse: "Callable[[str], T]") -> "T":
+        # Never run: the transcript the recording kept, or one clear line.
+        import os
+
+        from capsfast.sources.base import QEMU_DIR, replies_name
+
+        return parse(self._recorded_text(os.path.join(self.directory, QEMU_DIR, replies_name(emulator)),
+                                         "the recording %s" % self.directory, emulator))
+
+    def swtpm_capabilities(self) -> "bytes | None":
+        import os
+
+        from capsfast.sources.base import SWTPM_CAPABILITIES, _read_optional
+
+        return _read_optional(os.path.join(self.directory, SWTPM_CAPABILITIES))

@@ -30,6 +30,8 @@ import os
 from capsfast.errors import CapsfastError
 from capsfast.parts.domcaps import qmp, replies
 from capsfast.sources import cache
+# The key is host facts: read on the source side, as every fact is.
+from capsfast.sources.qmp_key import key
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,25 +39,19 @@ if TYPE_CHECKING:
 
     Converse = Callable[..., replies.Transcript]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: an i386 emulator's conversation expands its host CPU, as libvirt's does
 _MAGIC = b"capsfast qmp transcript cache %d" % CACHE_VERSION
+_DOCUMENT_MAGIC = b"capsfast domain capabilities %d" % CACHE_VERSION
 ENV_CACHE = cache.ENV_CACHE
 
-# Where QEMU keeps its loadable modules (libvirt's QEMU_MODDIR, which
-# differs by distribution): Debian's multiarch directories, then the others.
-MODULE_DIRS = (
-    "/usr/lib/x86_64-linux-gnu/qemu", "/usr/lib/i386-linux-gnu/qemu", "/usr/lib/aarch64-linux-gnu/qemu",
-    "/usr/lib64/qemu", "/usr/lib/qemu",
-)
-# The kernel modules whose ``nested`` parameter libvirt reads, in its order.
-_NESTED_MODULES = ("kvm_intel", "kvm_amd", "kvm_hv", "kvm")
-# The /proc/cpuinfo fields that make libvirt's host CPU signature, and the microcode.
-_CPUINFO_FIELDS = ("vendor_id", "cpu family", "model", "model name", "stepping", "microcode")
-_MAX_SMALL_FILE = 64 << 10
+# The last transcript of each emulator this process read: its key, its
+# cache file and that file's identity then (a file replaced or damaged
+# since is read again).
+_in_memory: "dict[str, tuple[list[tuple[str, str]], str, tuple[int, int, int], replies.Transcript]]" = {}
 
 
 def enabled() -> bool:
-    return cache.enabled()
+    return os.environ.get(ENV_CACHE, "").lower() != "off"
 
 
 def cache_file(emulator: str) -> str:
@@ -66,126 +62,6 @@ def cache_file(emulator: str) -> str:
     digest = hashlib.sha256(emulator.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     base = "".join(c for c in os.path.basename(emulator) if c.isalnum() or c in "-_.")[:64] or "emulator"
     return os.path.join(cache.directory(), "qmp-%d-%s-%s.replies" % (CACHE_VERSION, base, digest))
-
-
-# -- the key ------------------------------------------------------------------------
-
-def _under(root: str, path: str) -> str:
-    return path if root == "/" else root.rstrip("/") + path
-
-
-def _read(path: str) -> "str | None":
-    try:
-        with open(path, "rb") as f:
-            return f.read(_MAX_SMALL_FILE).decode("utf-8", "replace")
-    except OSError:
-        return None
-
-
-def _cpu_signature(root: str) -> str:
-    """The first processor's signature and microcode in /proc/cpuinfo."""
-    text = _read(_under(root, "/proc/cpuinfo")) or ""
-    block = text.split("\n\n", 1)[0]
-    fields = {}
-    for line in block.splitlines():
-        name, colon, value = line.partition(":")
-        name = name.strip()
-        if colon and name in _CPUINFO_FIELDS and name not in fields:
-            fields[name] = value.strip()
-    return "; ".join("%s=%s" % (name, fields.get(name, "-")) for name in _CPUINFO_FIELDS)
-
-
-def _kvm_cpuid(root: str) -> str:
-    """A digest of KVM_GET_SUPPORTED_CPUID, or why there is none.  KVM
-    fills in the APIC id of the CPU the call runs on: those bits are
-    masked, as libvirt masks them in the host CPUID it keys on."""
-    import hashlib
-
-    from capsfast.sources.base import kvm_supported_cpuid
-
-    outcome, entries = kvm_supported_cpuid(root)
-    if not outcome.ok:
-        return "- " + outcome.code
-    text = cache.walk_key({(leaf, sub): regs for leaf, sub, regs in entries}, True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _kvm_device(root: str) -> str:
-    """libvirt's "KVM usable" (read-write for this user), with the node's
-    mode and device number: a node replaced or re-permissioned is a miss."""
-    path = _under(root, "/dev/kvm")
-    try:
-        st = os.stat(path)
-    except OSError:
-        return "absent"
-    usable = os.access(path, os.R_OK | os.W_OK)
-    return "usable=%d mode=%o rdev=%d:%d" % (usable, st.st_mode, os.major(st.st_rdev), os.minor(st.st_rdev))
-
-
-def _nested(root: str) -> str:
-    """virQEMUCapsKVMSupportsNesting: the first module whose ``nested`` is
-    set says yes; a module without the parameter is skipped."""
-    for module in _NESTED_MODULES:
-        path = _under(root, "/sys/module/%s/parameters/nested" % module)
-        if not os.path.exists(path):
-            continue
-        value = _read(path)
-        if value is None:
-            return "0"
-        if value[:1] in ("Y", "y", "1"):
-            return "1"
-    return "0"
-
-
-def _sev(root: str) -> str:
-    """virQEMUCapsKVMSupportsSecureGuestAMD: ``kvm_amd`` has SEV on, and
-    ``/dev/sev`` exists."""
-    value = _read(_under(root, "/sys/module/kvm_amd/parameters/sev")) or ""
-    on = value[:1] in ("1", "Y", "y") and os.path.exists(_under(root, "/dev/sev"))
-    return "1" if on else "0"
-
-
-def _cpu_map(directory: str) -> str:
-    """Each file of the CPU map directory, by name, with its identity."""
-    try:
-        names = sorted(os.listdir(directory))
-    except OSError:
-        return "-"
-    return "; ".join("%s %s" % (name, cache.stamp(os.path.join(directory, name))) for name in names)
-
-
-def key(emulator: str, *, root: str = "/", cpu_map: "str | None" = None) -> "list[tuple[str, str]]":
-    """The cache key of ``emulator``'s transcript on the host under ``root``
-    with the CPU map in ``cpu_map`` (None: the host's own, as
-    ``Host.cpu_model`` finds it), as (name, value) pairs."""
-    from capsfast.constants import __version__
-    from capsfast.sources.base import map_directory
-
-    try:
-        st = os.stat(emulator)
-    except OSError as e:
-        raise CapsfastError("emulator %s: %s" % (emulator, e.strerror), errno=e.errno) from None
-    pairs = [
-        ("capsfast", __version__),
-        ("binary", "%s %d %d %d" % (emulator, st.st_ctime_ns, st.st_size, st.st_ino)),
-    ]
-    for directory in MODULE_DIRS:
-        try:
-            mtime = "%d" % os.stat(_under(root, directory)).st_mtime_ns
-        except OSError:
-            mtime = "-"
-        pairs.append(("moddir", "%s %s" % (directory, mtime)))
-    pairs += [
-        ("kernel", "%s %s" % ((_read(_under(root, "/proc/sys/kernel/osrelease")) or "-").strip(),
-                              (_read(_under(root, "/proc/sys/kernel/version")) or "-").strip())),
-        ("kvm_cpuid", _kvm_cpuid(root)),
-        ("cpu", _cpu_signature(root)),
-        ("kvm", _kvm_device(root)),
-        ("nested", _nested(root)),
-        ("sev", _sev(root)),
-        ("cpu_map", _cpu_map(map_directory(root, cpu_map))),
-    ]
-    return pairs
 
 
 def _key_line(pairs: "list[tuple[str, str]]") -> bytes:
@@ -226,12 +102,67 @@ def transcript(emulator: str, *, root: str = "/", cpu_map: "str | None" = None,
     emulator = os.path.abspath(emulator)
     pairs = key(emulator, root=root, cpu_map=cpu_map)
     path = cache_file(emulator)
+    last = _in_memory.get(emulator)
+    if last is not None and last[0] == pairs and last[1] == path and last[2] == _file_identity(path):
+        return last[3]  # read by this process under the same key, its file untouched: not parsed again
     kept = load(path, pairs)
     if kept is not None:
+        _remember(emulator, pairs, path, kept)
         return kept
     fresh = talk(emulator, timeout=timeout)
     # Kept only if nothing in the key changed while the emulator talked:
     # a binary replaced meanwhile may have answered for either version.
     if key(emulator, root=root, cpu_map=cpu_map) == pairs:
         save(path, pairs, fresh)
+        _remember(emulator, pairs, path, fresh)
     return fresh
+
+
+def _file_identity(path: str) -> "tuple[int, int, int] | None":
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _remember(emulator: str, pairs: "list[tuple[str, str]]", path: str, transcript: replies.Transcript) -> None:
+    identity = _file_identity(path)
+    if identity is not None:  # nothing kept on disk (a read-only home): nothing kept here either
+        _in_memory[emulator] = (pairs, path, identity, transcript)
+
+
+# -- rendered documents -------------------------------------------------------------
+
+def document_file(request: str) -> str:
+    """The file keeping the last document rendered for ``request`` (its
+    arguments, as text)."""
+    import hashlib
+
+    digest = hashlib.sha256(request.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return os.path.join(cache.directory(), "domcaps-%d-%s.txt" % (CACHE_VERSION, digest))
+
+
+def _document_key(inputs_key: str) -> str:
+    import hashlib
+
+    from capsfast.constants import __version__
+
+    return "%s %s" % (__version__, hashlib.sha256(inputs_key.encode("utf-8", "surrogateescape")).hexdigest())
+
+
+def load_document(path: str, inputs_key: str) -> "str | None":
+    """The document kept at ``path`` if it was rendered from inputs equal
+    to ``inputs_key`` by this capsfast; None otherwise."""
+    body = cache.load(path, _DOCUMENT_MAGIC, _document_key(inputs_key).encode("ascii"), replies.MAX_BYTES)
+    if body is None:
+        return None
+    text = body.decode("utf-8", "surrogateescape")
+    return text if text.endswith("\n") else None
+
+
+def save_document(path: str, inputs_key: str, text: str) -> None:
+    """Keep ``text`` at ``path`` under ``inputs_key``, atomically; a
+    read-only home only means nothing kept."""
+    cache.save(path, _DOCUMENT_MAGIC, _document_key(inputs_key).encode("ascii"),
+               text.encode("utf-8", "surrogateescape"))

@@ -166,6 +166,7 @@ _MACHINE_PROPS = ("pseries", "virt", "none")
 _X86 = ("i686", "x86_64")
 _ARM = ("armv6l", "armv7l", "armv7b", "aarch64")
 _S390 = ("s390", "s390x")
+_LIBVIRT_ARCH = {"i386": "i686", "arm": "armv7l", "or32": "or1k"}
 
 
 # -- one process -------------------------------------------------------------------
@@ -508,7 +509,9 @@ def _first_process(proc: _Process) -> _Facts:
     target = proc.ask_object("query-target") or {}
     if not isinstance(target.get("arch"), str):
         raise proc.fail("query-target did not name an arch")
-    facts.arch = target["arch"]
+    # libvirt decides on its own arch names (virQEMUCapsArchFromString):
+    # qemu-system-i386 is an i686 emulator, and so expands its host CPU.
+    facts.arch = _LIBVIRT_ARCH.get(target["arch"], target["arch"])
     proc.ask_list("query-qmp-schema")
     facts.commands = proc.names("query-commands") or set()
     kvm = proc.ask_object("query-kvm") or {}

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import libvirt_source
+from libvirt_data import libvirt_source
 
 from capsfast.cpu_map import x86_map
 from capsfast.parts.domcaps import decide, firmware, replies
