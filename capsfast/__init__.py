@@ -20,7 +20,7 @@ from capsfast.host import kvm_usable, probe
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast import watch as watch
-    from capsfast.model import Host, Readiness
+    from capsfast.model import Format, Host, Readiness, VmmName
 
 __all__ = ["CapsfastError", "FORMATS", "capabilities", "kvm_usable", "probe", "ready", "__version__"]
 
@@ -28,7 +28,7 @@ __all__ = ["CapsfastError", "FORMATS", "capabilities", "kvm_usable", "probe", "r
 _rendered: "dict[str, tuple[Host, str]]" = {}  # format -> the last rendering of it
 
 
-def capabilities(host: "Host | None" = None, *, format: str = "libvirt") -> str:
+def capabilities(host: "Host | None" = None, *, format: "Format" = "libvirt") -> str:
     """The host's capabilities as text: ``libvirt`` XML, the seed's
     ``draft`` XML, or ``json``.  ``host`` defaults to the cached live probe.
 
@@ -55,10 +55,11 @@ def capabilities(host: "Host | None" = None, *, format: str = "libvirt") -> str:
     return text
 
 
-def ready(name: str, host: "Host | None" = None) -> "Readiness":
+def ready(name: "VmmName", host: "Host | None" = None) -> "Readiness":
     """Whether the VMM ``name`` (firecracker, cloud-hypervisor, qemu, kata)
     can start on ``host`` (default: the cached live probe), by the checks
-    it makes itself; see ``capsfast.readiness``."""
+    it makes itself; see ``capsfast.readiness``.  The answer tests true
+    exactly when it can."""
     from capsfast.readiness import ready as decide  # imported on first use
 
     return decide(name, host)

@@ -16,9 +16,15 @@ from _operator import itemgetter
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, Generic, NamedTuple as Record, TypeVar
+    from typing import Any, Generic, Literal, NamedTuple as Record, TypeVar
 
     _T = TypeVar("_T")
+
+    # The values a text field or argument can take, for a checker: a
+    # misspelt format or VMM name fails there.  Type-checking names only:
+    # import them under ``if TYPE_CHECKING:``.
+    Format = Literal["libvirt", "draft", "json"]
+    VmmName = Literal["firecracker", "cloud-hypervisor", "qemu", "kata"]
 else:
     # Lazy's base ``Generic[_T]`` is the checker's; at run time that
     # subscript is this lookup, and the base is plain object.
@@ -582,7 +588,8 @@ class Devices(Record):
 class Requirement(Record):
     """One requirement of a VMM on a host (``capsfast.readiness``): its name
     (``kvm``, ``cpu.vmx-or-svm``, ``KVM_CAP_...``, ``arch``), whether it is
-    met, what was found, and (when not met) what to do."""
+    met, what was found, and (when not met) what to do.  It tests true
+    exactly when met (``ok``)."""
 
     name: "str"
     ok: "bool"
@@ -592,13 +599,17 @@ class Requirement(Record):
     def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
+    def __bool__(self) -> bool:
+        return self.ok
+
 
 class Readiness(Record):
     """A VMM's verdict for a host (``capsfast.ready``): ``ok`` when every
     requirement is met; ``requirements`` all of them in profile order,
-    ``failed`` those not met."""
+    ``failed`` those not met.  It tests true exactly when the VMM can run
+    (``ok``): ``if capsfast.ready("kata"):``."""
 
-    vmm: "str"
+    vmm: "VmmName"
     title: "str"
     ok: "bool"
     failed: "tuple[Requirement, ...]"
@@ -606,6 +617,9 @@ class Readiness(Record):
 
     def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
+
+    def __bool__(self) -> bool:
+        return self.ok
 
 
 class Capabilities(Record):

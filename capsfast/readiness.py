@@ -15,7 +15,7 @@ from capsfast.model import Readiness, Requirement
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from capsfast.model import Host
+    from capsfast.model import Host, VmmName
 
 
 class Profile:
@@ -53,7 +53,7 @@ class KataChecks:
         self.create_vm = create_vm
 
 
-PROFILES: "dict[str, Profile]" = {
+PROFILES: "dict[VmmName, Profile]" = {
     "firecracker": Profile("Firecracker", {
         # src/vmm/src/arch/x86_64/kvm.rs, Kvm::DEFAULT_CAPABILITIES
         # (firecracker-microvm/firecracker at commit b9ee939).
@@ -103,7 +103,7 @@ PROFILES: "dict[str, Profile]" = {
         "aarch64": KataChecks({None: ()}, ("kvm", "vhost", "vhost_net"), {}, ("vhost_vsock",)),
     }),
 }
-NAMES = tuple(PROFILES)
+NAMES: "tuple[VmmName, ...]" = tuple(PROFILES)
 
 # The Linux release that added a capability (its KVM_CAP_ number in
 # include/uapi/linux/kvm.h arrived with it), for the hint of one missing:
@@ -198,13 +198,20 @@ def _kata(checks: "KataChecks", host: "Host") -> "list[Requirement]":
     return out
 
 
-def ready(name: str, host: "Host | None" = None) -> "Readiness":
+def vmm_name(text: str) -> "VmmName":
+    """``text`` as a VMM name (one of NAMES); CapsfastError for another."""
+    for name in NAMES:
+        if name == text:
+            return name
+    raise CapsfastError("unknown VMM %r: known ones are %s" % (text, known()))
+
+
+def ready(name: "VmmName", host: "Host | None" = None) -> "Readiness":
     """Whether the VMM ``name`` (one of NAMES) can run on ``host`` (the
     live host by default; for Kata, probed with ``deep``, as kata-runtime
     creates a VM); CapsfastError for an unknown name."""
-    profile = PROFILES.get(name)
-    if profile is None:
-        raise CapsfastError("unknown VMM %r: known ones are %s" % (name, known()))
+    name = vmm_name(name)  # a caller without a checker may pass any text
+    profile = PROFILES[name]
     if host is None:
         from capsfast.host import probe
 

@@ -284,3 +284,30 @@ def test_capabilities_that_cannot_be_asked_are_one_skipped_line():
     assert skipped[0].split(" : ")[1].strip() == "SKIP skipped"
     doc = json.loads(run("check", "--for", "firecracker", "--json", "--replay", str(HOSTS / "kvm-no-access")).stdout)
     assert len(doc["vmm"]["requirements"]) == 15
+
+
+TRUTH = """
+import sys
+import capsfast
+host = capsfast.probe(replay=sys.argv[1])
+for vmm in ("kata", "qemu"):
+    verdict = capsfast.ready(vmm, host)
+    print(vmm, verdict.ok, bool(verdict), [bool(r) for r in verdict.requirements] == [r.ok for r in verdict.requirements],
+          "taken" if verdict else "refused")
+"""
+
+
+@pytest.mark.parametrize("recorded", ["kvm-no-access", "intel-enabled"])
+def test_a_readiness_tests_as_its_verdict(recorded):
+    """``if capsfast.ready("kata"):`` means "Kata can run here", and each
+    requirement tests as met or not: in a program of its own."""
+    done = subprocess.run([sys.executable, "-c", TRUTH, str(HOSTS / recorded)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [line.split() for line in done.stdout.splitlines()]
+    assert [line[0] for line in lines] == ["kata", "qemu"]
+    for _vmm, ok, truth, requirements, branch in lines:
+        assert truth == ok and requirements == "True"
+        assert branch == ("taken" if ok == "True" else "refused")
+    if recorded == "kvm-no-access":
+        assert [line[1] for line in lines] == ["False", "False"]

@@ -73,6 +73,8 @@ import capsfast
 capsfast.capabilities("json")
 capsfast.probe().kvm.usabel
 capsfast.kvm_usabel()
+capsfast.capabilities(format="yaml")
+capsfast.ready("bochs")
 '''
 
 
@@ -108,3 +110,5 @@ def test_a_users_checker_catches_mistakes(tmp_path):
     assert 'Argument 1 to "capabilities" has incompatible type "str"' in done.stdout, done.stdout
     assert '"Kvm" has no attribute "usabel"' in done.stdout, done.stdout
     assert 'Module has no attribute "kvm_usabel"' in done.stdout, done.stdout
+    assert 'Argument "format" to "capabilities" has incompatible type "Literal[\'yaml\']"' in done.stdout, done.stdout
+    assert 'Argument 1 to "ready" has incompatible type "Literal[\'bochs\']"' in done.stdout, done.stdout
