@@ -254,8 +254,11 @@ def cmd_prometheus(argv: list[str]) -> int:
                          % ("--watch" if values["watch"] else "--every"))
 
     def make() -> tuple[str, str]:
+        # Every probe's duration is a new fact: the file says how long the
+        # latest probe took, so each beat writes it.
         host, seconds = probe()
-        return prometheus.render(host), prometheus.render(host, seconds)
+        text = prometheus.render(host, seconds)
+        return text, text
 
     return _keep_fresh(interval, path, make, watch=_watching(values))
 
