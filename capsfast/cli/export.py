@@ -273,7 +273,8 @@ def cmd_ansible(argv: list[str]) -> int:
     if values is None:
         return 0
     if values["install"]:
-        script = ansible.fact_script(sys.executable, input_args(values))
+        package = os.path.dirname(os.path.dirname(os.path.abspath(ansible.__file__)))  # .../capsfast
+        script = ansible.fact_script(sys.executable, os.path.dirname(package), input_args(values))
         path = os.path.join(str(values["dir"]), ansible.FACT_NAME)
         atomic.write(path, script, mode=0o755)
         out("installed %s\n" % path)
