@@ -12,7 +12,7 @@ import time
 
 from capsfast.cli.options import (
     INPUT_OPTIONS, Option, UsageError, dispatch, error, format_options, input_args, out, parse_or_help, probe_inputs,
-    local_inputs,
+    local_inputs, seconds_option,
 )
 
 TYPE_CHECKING = False
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 PROG = "capsfast export"
 
 EVERY_OPTION = Option(
-    ("--every",), "stay running: probe again every SECONDS and rewrite the file when "
-    "its content changes; stop cleanly on SIGTERM", metavar="SECONDS",
+    ("--every",), "stay running: probe again every SECONDS (more than 0, less than 1e9) and rewrite the "
+    "file when its content changes; stop cleanly on SIGTERM", metavar="SECONDS",
 )
 
 WATCH_OPTION = Option(
@@ -53,13 +53,7 @@ _SUMMARIES = {
 
 
 def _seconds(text: object) -> float:
-    try:
-        value = float(str(text))
-    except ValueError:
-        value = None
-    if value is None or not (0 < value < 1e9):
-        raise UsageError("--every needs a positive number of seconds, not %r" % text)
-    return value
+    return seconds_option("--every", text)
 
 
 def _prober(values: "Values") -> "Prober":

@@ -293,8 +293,10 @@ def test_cli_prefix_and_stdout(capsys):
 @pytest.mark.parametrize("argv,message", [
     (["--prefix", "Bad Prefix"], "is not a DNS subdomain"),
     (["--prefix", "node.kubernetes.io"], "nfd-worker refuses"),
-    (["--every", "0"], "positive number"),
-    (["--every", "soon"], "positive number"),
+    (["--every", "0"], "more than 0 and less than 1e9, not '0'"),
+    (["--every", "soon"], "more than 0 and less than 1e9, not 'soon'"),
+    (["--every", "1e9"], "more than 0 and less than 1e9, not '1e9'"),
+    (["--every", "nan"], "more than 0 and less than 1e9, not 'nan'"),
     (["--every", "5", "--stdout"], "cannot be combined"),
     (["--bogus"], "unrecognised option"),
 ])
