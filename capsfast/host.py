@@ -1,5 +1,6 @@
-"""Probing: one crossing into C per probe, its results turned into a Host
-(``capsfast.parts.core.read``), and the live host kept.
+"""Probing: picks the Source (``capsfast.sources``), reads the core part in
+one crossing into C, assembles the Host from the parts (``capsfast.parts``)
+in one loop, and keeps the live host.
 
 The live host (root "/", the running CPU) is kept per process in one
 ``LiveCache``: CPUID and the CPU files cannot change while the system runs,
@@ -11,153 +12,63 @@ share them.
 """
 import os
 import _thread
+from functools import partial
 
-from capsfast import _native
-from capsfast.parts.core import cpuid
-from capsfast.parts.guests import discover as emulators
+from capsfast import parts
 from capsfast.parts.core import read as facts
-from capsfast.constants import KVM_DEVICE, X86_ARCHS
+from capsfast.constants import X86_ARCHS
 from capsfast.errors import CapsfastError
-from capsfast.model import Lazy, guests_pending, resolve
+from capsfast.model import Host, Lazy, guests_pending, resolve
+from capsfast.sources import live
+from capsfast.sources.base import POOL, Source
+from capsfast.sources.live import Live
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from capsfast._native import Batch, Leaves, Results
-    from capsfast.parts.core.read import CpuFacts, DeviceFacts, Files, KvmCaps, Modules
-    from capsfast.recording.format import Replay
+    from capsfast.sources.base import Batch, Leaves, Results
+    from capsfast.parts.core.read import CpuFacts, DeviceFacts
     from capsfast.recording.remote import Recording
     from collections.abc import Callable
 
-    from capsfast.parts.topology.decide import Layout
-    from capsfast.model import CpuModel, Devices, Guest, Host, Iommu, Kqemu, Kvm, Security, Xen
-
-    PlanKey = tuple[str, bool, bool]  # (root, with CPU files, with the arch file)
-
-_MAX_DUMP = 1 << 20
+# Host fields the probe fills (the core part's); a part fills each other
+# one when first read.
+_CORE = ("arch", "cpu", "hypervisor", "kvm", "kqemu", "xen", "hvm", "msr")
+_LAZY = tuple(name for name in Host._fields if name not in _CORE)
 
 
-class _Pool:
-    """Free Batches per plan: a Batch is built once per plan and thread and
-    reused, so a probe allocates no C memory."""
+def assemble(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", source: "Callable[[], Source]") -> "Host":
+    """The Host: the core part's facts as read by the probe, and every
+    other field filled by its part (``capsfast.parts``) when first read,
+    each part read once for all of its fields, all through one source
+    (``source()``, called on the first such read: the running host's
+    parts see its CPU and files as they are then, never a past Host's)."""
+    kvm, kqemu, xen, hvm = devices
+    made: list[Host] = []  # the Host itself: parts read its core facts
+    read: dict[str, dict[str, object]] = {}
+    opened: list[Source] = []
 
-    __slots__ = ("_free",)
+    def value(field: str) -> object:
+        part = parts.owner(field)
+        got = read.get(part.NAME)
+        if got is None:
+            if not opened:
+                opened.append(source())
+            got = read[part.NAME] = parts.reader(part).fields(opened[0], made[0])
+        return got[field]
 
-    def __init__(self) -> None:
-        self._free: dict[PlanKey, list[Batch]] = {}
-
-    def take(self, key: "PlanKey") -> "Batch":
-        free = self._free.get(key)
-        if free:
-            try:
-                return free.pop()
-            except IndexError:  # another thread took the last one meanwhile
-                pass
-        if len(self._free) > 64:  # many fake roots: drop the old plans
-            self._free.clear()
-        root, with_cpu_files, with_arch = key
-        files = facts.specs(root, facts.entries(with_cpu_files, with_arch))
-        return _native.Batch(facts.under(root, KVM_DEVICE), files)
-
-    def give(self, key: "PlanKey", batch: "Batch") -> None:
-        self._free.setdefault(key, []).append(batch)
-
-    def plans(self) -> int:
-        return len(self._free)
-
-
-_pool = _Pool()
-
-
-def _keyed(entries: "tuple[facts.Entry, ...]", results: "Results") -> "Files":
-    return {entry[0]: (entry[1], r) for entry, r in zip(entries, results.files)}
-
-
-def _run(key: "PlanKey", want_cpu: bool, deep: bool) -> "tuple[Results, Files]":
-    """One crossing for a plan; the results, and the files keyed by name."""
-    batch = _pool.take(key)
-    try:
-        results = batch.run(want_cpu, deep)
-    finally:
-        _pool.give(key, batch)
-    return results, _keyed(facts.entries(key[1], key[2]), results)
-
-
-def read_kvm_caps(root: str = "/") -> "KvmCaps | None":
-    """KVM_CHECK_EXTENSION of every capability in facts.KVM_CAPS on the
-    KVM device under ``root`` (one crossing); None where it cannot be
-    opened (absent, denied, a fake root's placeholder)."""
-    opened, values = _native.kvm_caps(facts.under(root, KVM_DEVICE), facts.KVM_CAP_NUMBERS)
-    return facts.kvm_caps(values if opened.ok else None)
-
-
-def read_vmm_modules(root: str = "/") -> "Modules":
-    """Host.vmm_modules under ``root``: whether each of facts.VMM_MODULES has
-    its /sys/module directory (one crossing)."""
-    results = _native.Batch(None, facts.specs(root, facts.MODULE_FILES)).run(False, False)
-    modules = facts.vmm_modules([r.outcome.code for r in results.files])
-    assert modules is not None
-    return modules
-
-
-def read_cpuinfo(root: str = "/") -> "bytes | None":
-    """The first processor's block of /proc/cpuinfo under ``root`` (one
-    crossing); None where it is absent or unreadable."""
-    result = _native.Batch(None, facts.specs(root, (facts.CPU_FILES[0],))).run().files[0]
-    return result.data if result.outcome.ok else None
-def _cpu_model(root: str, arch: str, dump: "str | None", replay: "Replay | None",
-               cpu_map: "str | None", cpuinfo: "Callable[[], bytes | None]") -> "Callable[[], CpuModel]":
-    def compute() -> "CpuModel":
-        from capsfast.parts.cpu_model import read as hostcpu  # on first read only: never on the probe's path
-
-        return hostcpu.compute(root, arch, dump, replay, cpu_map, cpuinfo)
-
-    return compute
-
-
-def _host(root: str, arch: str, cpu: "CpuFacts", devices: "DeviceFacts", path_env: "str | None" = None,
-          replay: "Replay | None" = None, dump: "str | None" = None, cpu_map: "str | None" = None) -> "Host":
-    kvm, kqemu, xen, _hvm = devices
-
-    def caps() -> "KvmCaps | None":
-        # A recording answers as its host did; one without caps (hand-made,
-        # older) has a placeholder, which never opens: None.
-        if replay is not None and replay.caps_recorded:
-            return replay.caps
-        return read_kvm_caps(root)
-
-    def vmm_modules() -> "Modules | None":
-        # A recording made before modules were recorded cannot tell.
-        if replay is not None and "vmm_modules" not in replay.captured:
-            return None
-        return read_vmm_modules(root)
-
-    def layout() -> "Layout":
-        from capsfast.parts.topology import decide as topology
-
-        return topology.probe_layout(root, arch)
-
-    def platform_part() -> "tuple[Security, Iommu, Devices]":
-        # Imported on first use: the default probe never reads these.
-        from capsfast.parts.platform import read as platform
-
-        return platform.read(root, arch, dump, replay, made[0])
-
-    # Read once for both parts that want it: the kernel's flags and the CPU model.
-    cpuinfo = Lazy(lambda: read_cpuinfo(root))
-
-    def kernel_flags() -> "tuple[str, ...] | None":
-        return facts.kernel_flags(facts.cpuinfo_first_block(cpuinfo.get()))
-
-    made: list[Host] = []  # the Host, for its platform part, which reads its CPU and KVM facts
-    host = facts.host(arch, cpu, devices, lambda: emulators.host_guests(root, arch, kvm, kqemu, xen, path_env),
-                      caps, vmm_modules, kernel_flags, layout,
-                      platform_part, _cpu_model(root, arch, dump, replay, cpu_map, cpuinfo.get))
+    fields: dict[str, object] = {name: Lazy(partial(value, name)) for name in _LAZY}
+    fields.update(arch=arch, cpu=cpu.cpu or facts.NO_CPU, hypervisor=cpu.hypervisor, kvm=kvm,
+                  kqemu=kqemu, xen=xen, hvm=hvm, msr=cpu.msr_items)
+    if cpu.kernel_flags is not None:
+        # Read by the probe where CPUID shows vmx or svm (the verdict needs them).
+        fields["kernel_flags"] = cpu.kernel_flags
+    host: Host = Host(**fields)  # type: ignore[arg-type]  # Lazy fields resolve on read
     made.append(host)
     return host
 
 
 def _live_batch() -> "Batch":
-    return _native.Batch(KVM_DEVICE, facts.specs("/", facts.DEVICE_FILES))
+    return live.batch(facts.DEVICE_FILES, facts.DEPENDS)
 
 
 class LiveCache:
@@ -165,7 +76,7 @@ class LiveCache:
     the last Host, the last crossing's snapshot with its decoding, and the
     free C buffers of its plan (one per thread probing at once)."""
 
-    __slots__ = ("lock", "arch", "cpu", "host", "snapshot", "devices", "last", "batches")
+    __slots__ = ("lock", "arch", "cpu", "host", "snapshot", "devices", "last", "batches", "source")
 
     def __init__(self) -> None:
         self.lock = _thread.allocate_lock()
@@ -177,6 +88,7 @@ class LiveCache:
     def forget(self) -> None:
         """Drop everything (tests use it to start as a new process would)."""
         self.arch: str | None = None
+        self.source: "Callable[[], Source] | None" = None  # a Live source for each Host's lazy parts
         self.cpu: CpuFacts | None = None
         self.host: Host | None = None        # what probe() hands out
         self.snapshot: bytes | None = None   # the last crossing's snapshot,
@@ -222,7 +134,8 @@ class LiveCache:
         """The first live probe of the process (the caller holds the lock):
         CPUID and the devices in one crossing."""
         arch = self.arch = facts.normalize_arch(os.uname().machine)
-        want_cpu = _native.HAS_CPUID and arch in X86_ARCHS
+        self.source = partial(Live, arch)
+        want_cpu = live.HAS_CPUID and arch in X86_ARCHS
         batch = self.batches.pop() if self.batches else _live_batch()
         try:
             snapshot = batch.cross(want_cpu, deep)
@@ -234,11 +147,11 @@ class LiveCache:
 
     def _decode(self, cpu: "CpuFacts", results: "Results", deep: bool) -> "DeviceFacts":
         assert results.kvm is not None  # the live plan always asks for the device
-        return facts.device_facts(cpu, results.kvm, _keyed(facts.DEVICE_FILES, results), deep, "/")
+        return facts.device_facts(cpu, results.kvm, facts.keyed(facts.DEVICE_FILES, results.files), deep, "/")
 
     def _remember(self, snapshot: bytes, cpu: "CpuFacts", devices: "DeviceFacts", deep: bool) -> "Host":
-        assert self.arch is not None
-        host = _host("/", self.arch, cpu, devices)
+        assert self.arch is not None and self.source is not None
+        host = assemble(self.arch, cpu, devices, self.source)
         if not deep:
             self.snapshot, self.devices, self.last = snapshot, devices, host
         return host
@@ -254,69 +167,24 @@ def _live_cpu_facts(arch: str, leaves: "Leaves | None") -> "CpuFacts":
     # firmware lock); elsewhere the second crossing is saved.
     if leaves is not None and not facts.shows_vmx_or_svm(leaves):
         return facts.cpu_facts("/", arch, leaves, "cpuid", {})
-    entries = facts.CPU_FILES
-    results = _native.Batch(None, facts.specs("/", entries)).run()
-    return facts.cpu_facts("/", arch, leaves, "cpuid", _keyed(entries, results))
+    plan = facts.CPU_FILES
+    return facts.cpu_facts("/", arch, leaves, "cpuid", facts.keyed(plan, Live(arch).files(plan, facts.DEPENDS)))
 
 
-def _check_root(root: str) -> None:
-    if "\0" in root:
-        raise CapsfastError("root %r: a path cannot hold a NUL byte" % root)
-    try:
-        st = os.stat(root)
-    except OSError as e:
-        raise CapsfastError("root %s: %s" % (root, e.strerror), errno=e.errno) from None
-    if not (st.st_mode & 0o170000 == 0o040000):
-        raise CapsfastError("root %s: not a directory" % root)
+def _source(root: str, dump: "str | None", arch: "str | None", cpu_map: "str | None",
+            machines: bool) -> "Source":
+    """The Source of a probe's inputs: the running host for root "/"
+    without a dump (its architecture forced or not), else the directory."""
+    source = Live(arch or "", cpu_map) if root == "/" and dump is None else Source(root, arch or "", dump, cpu_map)
+    source.machines = machines
+    return source
 
 
-def _read_dump(path: str) -> "Leaves":
-    if "\0" in path:
-        raise CapsfastError("CPUID dump %r: a path cannot hold a NUL byte" % path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_DUMP)
-    except OSError as e:
-        raise CapsfastError("cannot read CPUID dump %s: %s" % (path, e.strerror), errno=e.errno) from None
-    return cpuid.leaves_from_dump(data.decode("utf-8", "replace"), "CPUID dump %s" % path)
-
-
-def _probe_other(root: str, dump: "str | None", arch: "str | None", deep: bool,
-                 replay: "Replay | None" = None, cpu_map: "str | None" = None) -> "Host":
-    """A fake root, a dump, a forced arch or a recording: nothing kept,
-    nothing live unless root is "/" and no dump is given.  A recording adds
-    what no file can hold: the device facts observed and the MSR values."""
-    if root != "/":
-        _check_root(root)
-    if arch is not None:
-        arch = facts.normalize_arch(arch)
-        if dump is not None and arch not in X86_ARCHS:
-            raise CapsfastError("--arch %s contradicts the CPUID dump %s: CPUID exists on x86 only"
-                                % (arch, dump))
-    leaves = _read_dump(dump) if dump is not None else None
-    results, files = _run((root, True, arch is None and root != "/"), False, deep)
-    if arch is None:
-        arch_text = None
-        if root != "/":
-            path, result = files["arch"]
-            arch_text = facts.text(root, path, result)
-            if not arch_text:
-                path, result = files["cpuinfo"]
-                arch_text = facts.arch_from_cpuinfo(facts.cpuinfo_first_block(facts.data(root, path, result)))
-        arch = facts.normalize_arch(arch_text or os.uname().machine)
-        if dump is not None and arch not in X86_ARCHS:
-            raise CapsfastError("the CPUID dump %s is of an x86 CPU, but the host under %s is %s"
-                                % (dump, root, arch))
-    source = "dump"
-    if leaves is None and root == "/" and _native.HAS_CPUID and arch in X86_ARCHS:
-        live = _live.cpu
-        leaves = live.leaves if live is not None else _native.Batch(None, []).run(True).cpu
-        source = "cpuid"
-    cpu = facts.cpu_facts(root, arch, leaves, source, files, None if replay is None else replay.msr)
-    kvm = results.kvm if replay is None or replay.kvm is None else replay.kvm
-    assert kvm is not None
-    return _host(root, arch, cpu, facts.device_facts(cpu, kvm, files, deep, root),
-                 None if replay is None else replay.path, replay, dump, cpu_map)
+def _probe_other(source: "Source", deep: bool) -> "Host":
+    """A fake root, a dump, a forced arch, a CPU map overlay or a
+    recording: nothing kept."""
+    cpu, devices = facts.read_core(source, deep)
+    return assemble(source.arch, cpu, devices, lambda: source)
 
 
 def _replay(directory: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
@@ -326,7 +194,8 @@ def _replay(directory: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
     if deep and not replay.deep:
         raise CapsfastError("replay %s: the recording was made without --deep (KVM_CREATE_VM was not tried)"
                             % directory)
-    return _probe_other(replay.root, replay.dump, replay.arch, replay.deep, replay, cpu_map)
+    replay.cpu_map = cpu_map
+    return _probe_other(replay, replay.deep)
 
 
 def check_recorded_inputs(root: object, cpuid: object, arch: object, replay: object, connect: object,
@@ -374,19 +243,8 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
     replayed here; nothing but Python is needed there.  ``cpu_map``: the
     libvirt CPU map directory ``Host.cpu_model`` decodes against (default
     ``$CAPSFAST_CPU_MAP``, else the host's /usr/share/libvirt/cpu_map)."""
-    if cpu_map is not None:
-        map_dir = os.fspath(cpu_map)
-        if not os.path.isdir(map_dir):  # named by the caller: a typo is bad input, not "no model"
-            raise CapsfastError("CPU map %s: not a directory" % map_dir)
-        if replay is not None or connect is not None:
-            check_recorded_inputs(root, cpuid, arch, replay, connect, machines)
-            return (_replay(os.fspath(replay), deep, map_dir) if replay is not None
-                    else _connect(str(connect), deep, map_dir))
-        host = probe(root, cpuid, arch, deep, refresh, machines)
-        decode = Lazy(_cpu_model(os.fspath(root), host.arch, None if cpuid is None else os.fspath(cpuid), None, map_dir,
-                                 lambda: read_cpuinfo(os.fspath(root))))
-        return host._replace(cpu_model=decode)  # type: ignore[arg-type]  # resolved on read
-    if root == "/" and cpuid is None and arch is None and replay is None and connect is None and not machines:
+    if root == "/" and cpuid is None and arch is None and replay is None and connect is None and not machines \
+            and cpu_map is None:
         # The live host: the call agents make many times a second.
         if deep:
             return _live.probe(True)
@@ -394,15 +252,23 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
         if cached is None or refresh:
             cached = _live.host = _live.probe(False)
         return cached
+    map_dir = None
+    if cpu_map is not None:
+        # Laid over the source's own map; named by the caller, so a typo is
+        # bad input, not "no model".
+        map_dir = os.fspath(cpu_map)
+        if not os.path.isdir(map_dir):
+            raise CapsfastError("CPU map %s: not a directory" % map_dir)
     if replay is not None or connect is not None:
         check_recorded_inputs(root, cpuid, arch, replay, connect, machines)
-        return _replay(os.fspath(replay), deep) if replay is not None else _connect(str(connect), deep)
+        return (_replay(os.fspath(replay), deep, map_dir) if replay is not None
+                else _connect(str(connect), deep, map_dir))
+    source = _source(os.fspath(root), None if cpuid is None else os.fspath(cpuid), arch, map_dir, machines)
+    cpu, devices = facts.read_core(source, deep)
+    host = assemble(source.arch, cpu, devices, lambda: source)
     if machines:
-        from capsfast.parts.guests import machines as machine_types
-
-        host = probe(root, cpuid, arch, deep, refresh)
-        return host._replace(guests=machine_types.attach(host.guests, os.fspath(root)))
-    return _probe_other(os.fspath(root), None if cpuid is None else os.fspath(cpuid), arch, deep)
+        host.guests  # asked for: the emulators run now, not on a later read
+    return host
 
 
 def kvm_usable() -> bool:
@@ -433,7 +299,7 @@ def live_leaves() -> "Leaves | None":
 
 def first_probe_wants_cpu() -> bool:
     """Whether the first live probe of a process runs CPUID."""
-    return _native.HAS_CPUID and facts.normalize_arch(os.uname().machine) in X86_ARCHS
+    return live.HAS_CPUID and facts.normalize_arch(os.uname().machine) in X86_ARCHS
 
 
 def live_batch() -> "Batch":
@@ -442,18 +308,18 @@ def live_batch() -> "Batch":
     return _live_batch()
 
 
-def cpu_files_batch(root: str = "/") -> "Batch":
+def cpu_files_batch() -> "Batch":
     """A Batch of the once-per-process CPU files (/proc/cpuinfo, MSRs)."""
-    return _native.Batch(None, facts.specs(root, facts.CPU_FILES))
+    return live.batch(facts.CPU_FILES, facts.DEPENDS, device=False)
 
 
 def cpuinfo_bytes_read(root: str) -> int:
     """Bytes of ``root``/proc/cpuinfo that a probe of that root reads."""
-    _results, files = _run((root, True, False), False, False)
-    data = files["cpuinfo"][1].data
+    results = Source(root, "").cross(facts.PLAN, facts.DEPENDS, False, False)
+    data = facts.keyed(facts.PLAN, results.files)["cpuinfo"][1].data
     return 0 if data is None else len(data)
 
 
 def plans_pooled() -> int:
     """How many plans hold pooled Batches (bounded: tests check it)."""
-    return _pool.plans()
+    return POOL.plans()

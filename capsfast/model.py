@@ -423,13 +423,13 @@ class Host(Record):
     """Everything one probe found.  ``guests`` is found on first read (it
     lists the PATH directories); ``kvm_caps`` too (it opens /dev/kvm and
     asks KVM_CHECK_EXTENSION): ``(name, answer)`` pairs in the order of
-    ``capsfast.parts.core.read.KVM_CAPS``, an answer None where its check failed, or
+    ``capsfast.parts.kvm_caps.KVM_CAPS``, an answer None where its check failed, or
     None where /dev/kvm cannot be opened; ``kernel_flags`` is the tuple of the first
     processor's /proc/cpuinfo flags, or None where they cannot be read (read
     by the probe where CPUID shows vmx or svm, else on first access); ``msr`` holds
     ``(number, value)`` pairs of the MSRs that could be read; ``vmm_modules``
     is read on first access too: ``(name, loaded)`` for the kernel modules
-    VMMs want besides KVM's (``capsfast.parts.core.read.VMM_MODULES``), loaded None
+    VMMs want besides KVM's (``capsfast.parts.vmm_modules.VMM_MODULES``), loaded None
     where it cannot be told, or None where a recording did not capture
     them.
     Read from sysfs on first access, all together (``capsfast.parts.topology.decide``):
@@ -476,7 +476,7 @@ _lazy_fields(Host, ("guests", "kernel_flags", "kvm_caps", "vmm_modules", "topolo
 
 
 class Tech(Record):
-    """One confidential-computing technology's verdict (``capsfast.parts.platform.confidential``):
+    """One confidential-computing technology's verdict (``capsfast.parts.platform.decide``):
     ``status`` enabled, disabled_by_firmware, disabled_in_kernel,
     not_exposed, unsupported or unknown; ``confidence`` certain, likely or
     unknown; ``evidence`` the codes of the facts that decided it; ``hint``

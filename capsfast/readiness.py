@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 class Profile:
     """What a VMM checks before it starts: per architecture the KVM
-    capabilities (names as in capsfast.parts.core.read.KVM_CAPS), ``common`` ones for
+    capabilities (names as in capsfast.parts.kvm_caps.KVM_CAPS), ``common`` ones for
     every architecture it has a list for; for Kata, what ``kata-runtime
     check`` reads besides (``kata``)."""
 

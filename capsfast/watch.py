@@ -57,6 +57,7 @@ import threading
 import time
 
 from capsfast.parts.core import read as facts
+from capsfast.sources.base import under
 from capsfast.constants import KVM_DEVICE
 from capsfast.errors import CapsfastError, printable
 
@@ -294,7 +295,7 @@ class Watcher:
             paths += [entry[1] for entry in facts.DEVICE_FILES]
         targets: dict[str, set[str]] = {}
         for path in paths:
-            directory, name = os.path.split(facts.under(self._root, path))
+            directory, name = os.path.split(under(self._root, path))
             targets.setdefault(directory, set()).add(name)
         return targets
 
@@ -309,7 +310,7 @@ class Watcher:
         for directory, names in self._targets().items():
             path = directory
             while True:
-                mask = DIRECTORY_EVENTS if self._live or path.startswith(facts.under(self._root, "/dev")) \
+                mask = DIRECTORY_EVENTS if self._live or path.startswith(under(self._root, "/dev")) \
                     else FILE_EVENTS
                 try:
                     wd = _add_watch(self._inotify, path, mask)

@@ -21,6 +21,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, example, given, settings, strategies as st  # noqa: E402
 
 from capsfast import CapsfastError, _native  # noqa: E402
+from capsfast.recording import collector
 from capsfast.parts.core import cpuid
 from capsfast.parts.core import read as facts
 from capsfast import host as probing
@@ -68,7 +69,7 @@ def test_dump_reader_raises_only_capsfast_error(text):
     assert len(leaves) == len(cpuid.LEAVES)
     assert all(len(r) == 4 and all(0 <= v <= 0xFFFFFFFF for v in r) for r in leaves)
     # What we render parses back to the same leaves.
-    assert cpuid.leaves_from_dump(cpuid.format_dump([(leaf, 0, r) for leaf, r in zip(cpuid.LEAVES, leaves)]), "again") == leaves
+    assert cpuid.leaves_from_dump(collector.format_walk([(leaf, 0, r) for leaf, r in zip(cpuid.LEAVES, leaves)]), "again") == leaves
     # Decoding never fails and yields text every output format can carry.
     cpu = cpuid.decode(leaves, "dump")
     vendor = cpuid.hypervisor_vendor(cpuid.hypervisor_signature(leaves))
@@ -106,7 +107,7 @@ def test_dump_round_trip_of_generated_dumps(rows, other_cpus, header):
         return  # without a first header, the second CPU's lines are not told apart
     leaves = cpuid.leaves_from_dump("\n".join(lines) + "\n")
     assert leaves == cpuid.gate(lambda leaf: table.get(leaf, cpuid.ZERO))
-    assert cpuid.leaves_from_dump(cpuid.format_dump([(leaf, 0, r) for leaf, r in zip(cpuid.LEAVES, leaves)])) == leaves
+    assert cpuid.leaves_from_dump(collector.format_walk([(leaf, 0, r) for leaf, r in zip(cpuid.LEAVES, leaves)])) == leaves
 
 
 # ----------------------------------------------------------- /proc/cpuinfo

@@ -14,12 +14,12 @@ import sys
 import pytest
 
 from forked import in_child
-from test_kvm_caps import NOBODY, fcntl_caps, needs_kvm
+from kvm_device import NOBODY, fcntl_caps, needs_kvm
 
 import capsfast
 from capsfast import CapsfastError, readiness
 from capsfast import cli
-from capsfast.parts.core import read as facts
+from capsfast.parts import kvm_caps as caps_part
 from capsfast import host as probing
 from scenarios import HOSTS, all_scenarios
 
@@ -87,7 +87,7 @@ def by_hand(name, host, answers):
 def test_every_profile_names_capabilities_of_the_table():
     for name, profile in readiness.PROFILES.items():
         for caps in list(profile.caps.values()) + [profile.common]:
-            assert set(caps) <= set(facts.KVM_CAP_NAMES), name
+            assert set(caps) <= set(caps_part.KVM_CAP_NAMES), name
 
 
 @needs_kvm
@@ -115,7 +115,7 @@ def test_check_is_check_for_qemu():
 def test_check_weighs_the_capabilities_qemu_needs(tmp_path):
     """A usable /dev/kvm whose KVM lacks what QEMU refuses to start without:
     check (for QEMU, the default) says no, exit 1."""
-    caps = {name: 1 for name in facts.KVM_CAP_NAMES}
+    caps = {name: 1 for name in caps_part.KVM_CAP_NAMES}
     caps["IOEVENTFD"] = 0
     directory = recording_with_caps(tmp_path, "intel-enabled", caps)
     done = run("check", "--replay", str(directory))
@@ -154,7 +154,7 @@ def recording_with_caps(tmp_path, source, caps):
 
 
 def test_a_replayed_kernel_without_a_capability(tmp_path):
-    caps = {name: 1 for name in facts.KVM_CAP_NAMES}
+    caps = {name: 1 for name in caps_part.KVM_CAP_NAMES}
     caps["SPLIT_IRQCHIP"] = 0
     directory = recording_with_caps(tmp_path, "intel-enabled", caps)
     host = capsfast.probe(replay=str(directory))
@@ -173,7 +173,7 @@ def test_a_replayed_kernel_without_a_capability(tmp_path):
 
 
 def test_an_aarch64_recording_uses_the_aarch64_lists(tmp_path):
-    caps = {name: 1 for name in facts.KVM_CAP_NAMES}
+    caps = {name: 1 for name in caps_part.KVM_CAP_NAMES}
     caps["ONE_REG"] = 0
     host = capsfast.probe(replay=str(recording_with_caps(tmp_path, "aarch64-kvm", caps)))
     assert host.arch == "aarch64"

@@ -36,14 +36,16 @@ def runtime_nodes(tree):
             todo.append(child)
 
 
-def imports_of(path, known):
-    """capsfast modules a module imports, at any depth of its code.
+def imports_of(path, known, type_only=False):
+    """capsfast modules a module imports, at any depth of its code (and,
+    with ``type_only``, under ``if TYPE_CHECKING:`` too).
     ``from capsfast import probing`` imports capsfast.host; ``from
     capsfast import probe`` (a name the package defines) imports capsfast."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in runtime_nodes(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for node in (ast.walk(tree) if type_only else runtime_nodes(tree)):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == "capsfast":
@@ -64,9 +66,8 @@ def imports_of(path, known):
     return {m for m in found if m in known}
 
 
-def test_no_import_cycle():
-    known = modules()
-    graph = {name: imports_of(path, known) for name, path in known.items()}
+def cycles_of(graph):
+    """Every loop of imports in ``graph`` (module -> imported modules)."""
     cycles = []
 
     def visit(node, stack, on_stack, done):
@@ -85,6 +86,12 @@ def test_no_import_cycle():
     for node in sorted(graph):
         if node not in done:
             visit(node, [], set(), done)
+    return cycles
+
+
+def test_no_import_cycle():
+    known = modules()
+    cycles = cycles_of({name: imports_of(path, known) for name, path in known.items()})
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
 
 
@@ -120,3 +127,104 @@ def test_import_budget_and_no_probing_at_import():
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split("]")[0] + "]" == "[]", out.stdout
     assert out.stdout.strip().endswith(" 0"), out.stdout  # importing ran no CPUID
+
+
+# -- the layers -------------------------------------------------------------------
+
+def all_nodes(tree):
+    """Every node, type-only imports (``if TYPE_CHECKING:``) included: a
+    type-only import still makes two modules change together."""
+    return ast.walk(tree)
+
+
+# Imports run down only: each module's layer, top first.  Within a layer a
+# module imports only inside its own package (a render module another
+# render module, a part its own files); the commands (the package's API,
+# cli, bench) and the bottom layer may use their peers.
+LAYERS = [
+    ("capsfast", "capsfast.__main__", "capsfast.cli", "capsfast.bench"),
+    ("capsfast.watch",),
+    ("capsfast.render",),
+    ("capsfast.readiness",),
+    ("capsfast.host",),
+    ("capsfast.recording",),
+    ("capsfast.parts",),
+    ("capsfast.cpu_map",),
+    ("capsfast.sources",),
+    ("capsfast._native",),
+    ("capsfast.model", "capsfast.errors", "capsfast.constants", "capsfast.libvirt_xml", "capsfast._capsfast"),
+]
+
+
+def layer_of(module):
+    """(layer index, the unit inside it: a top-level module or package, a
+    part of capsfast.parts)."""
+    best = None
+    for index, names in enumerate(LAYERS):
+        for name in names:
+            if module == name or (name != "capsfast" and module.startswith(name + ".")):
+                if best is None or len(name) > len(best[2]):
+                    best = (index, name, name)
+    if best is None:
+        best = (0, "capsfast", "capsfast")
+    index, name, _ = best
+    unit = name
+    if name == "capsfast.parts" and module != name:
+        unit = ".".join(module.split(".")[:3])
+    return index, unit
+
+
+def graph_with_types():
+    known = modules()
+    return {name: imports_of(path, known, type_only=True) for name, path in known.items()}
+
+
+def test_imports_run_down_the_layers_only():
+    wrong = []
+    for module, imported in sorted(graph_with_types().items()):
+        here, unit = layer_of(module)
+        for target in sorted(imported):
+            there, target_unit = layer_of(target)
+            peers = here in (0, len(LAYERS) - 1)  # the commands' layer, and the bottom
+            if there < here or (there == here and unit != target_unit and not peers):
+                wrong.append("%s -> %s" % (module, target))
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_cycle_even_through_type_only_imports():
+    cycles = cycles_of(graph_with_types())
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_type_only_imports_are_counted():
+    """The count this shape allows: a new one is a new dependency like any."""
+    known = modules()
+    counted = 0
+    for name, path in known.items():
+        counted += len(imports_of(path, known, type_only=True) - imports_of(path, known))
+    # Type-only imports are imports: they obey the layers above, and their
+    # number is watched here so that one added is a decision, not a habit.
+    assert counted <= 25, counted
+
+
+def test_only_the_sources_reach_the_c_module():
+    """Above the sources, only the benchmark (which measures the crossing
+    itself) names capsfast._native."""
+    graph = graph_with_types()
+    reaching = sorted(m for m, imported in graph.items() if "capsfast._native" in imported
+                      and not m.startswith(("capsfast.sources", "capsfast.bench")))
+    assert reaching == [], reaching
+
+
+def test_the_collector_imports_only_the_standard_library():
+    path = PACKAGE / "recording" / "collector.py"
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.add("." if node.level else (node.module or "").split(".")[0])
+    stdlib = getattr(sys, "stdlib_module_names", None)
+    assert "capsfast" not in names and "." not in names, names
+    if stdlib is not None:
+        assert names <= set(stdlib), names - set(stdlib)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from capsfast.bench.measure import FORBIDDEN_AT_IMPORT, SCHEMA_VERSION, Bench, Document, ResultRow, Target, \
     ratio_of, rounded, sum_of
-from capsfast.parts.core import read as facts
+from capsfast.parts import kvm_caps as caps_part
 
 def floor_first_probe(b: Bench) -> float | None:
     """CPUID count x one CPUID + the syscalls of a first probe."""
@@ -140,7 +140,7 @@ def format_text(doc: Document) -> str:
                  "-" if walk["ratio_to_one_cpuid"] is None else _ratio(walk["ratio_to_one_cpuid"]) + "x",
                  "yes" if walk["run_by_first_probe"] else "no"),
               "KVM_CHECK_EXTENSION (Host.kvm_caps, %d capabilities, one crossing): %s per capability"
-              % (len(facts.KVM_CAPS), _human(doc["kvm_caps_per_ioctl_us"])),
+              % (len(caps_part.KVM_CAPS), _human(doc["kvm_caps_per_ioctl_us"])),
               "modules the first probe imported: %s" % (", ".join(doc["modules_imported_by_first_probe"]) or "none"),
               "forbidden modules after import capsfast: %s" % (", ".join(doc["import_forbidden_modules"]) or "none")]
     s2, s1024 = doc["cpuinfo_scaling"]["cpus_2"], doc["cpuinfo_scaling"]["cpus_1024"]

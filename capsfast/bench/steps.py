@@ -248,17 +248,22 @@ def kvm_caps(b: Bench) -> None:
     """Every KVM_CHECK_EXTENSION of the table in one crossing (open, the
     ioctls, close), as Host.kvm_caps reads it; and the crossing alone, whose
     share per ioctl is what the table's length costs."""
-    what = "Host.kvm_caps: open /dev/kvm, %d KVM_CHECK_EXTENSION, close, decoded" % len(facts.KVM_CAPS)
-    opened, _values = _native.kvm_caps(KVM_DEVICE, facts.KVM_CAP_NUMBERS)
+    from capsfast.parts import kvm_caps as caps_part
+    from capsfast.sources.live import Live
+
+    what = "Host.kvm_caps: open /dev/kvm, %d KVM_CHECK_EXTENSION, close, decoded" % len(caps_part.KVM_CAPS)
+    opened, _values = _native.kvm_caps(KVM_DEVICE, caps_part.KVM_CAP_NUMBERS)
     if not opened.ok:
         b.keep(Result("kvm_caps_read", what, [], "/dev/kvm does not open here (%s)" % opened.code))
         return
     b.keep(Result("kvm_caps_crossing", "the same crossing into C with its argument and answer arrays, unnamed",
-                  b.per_call(lambda: _native.kvm_caps(KVM_DEVICE, facts.KVM_CAP_NUMBERS), divisor=10, at_least=20)))
-    b.keep(Result("kvm_caps_read", what, b.per_call(lambda: probing.read_kvm_caps("/"), divisor=10, at_least=20)))
+                  b.per_call(lambda: _native.kvm_caps(KVM_DEVICE, caps_part.KVM_CAP_NUMBERS), divisor=10, at_least=20)))
+    host, source = probing.probe(), Live(probing.probe().arch)
+    b.keep(Result("kvm_caps_read", what, b.per_call(lambda: caps_part.fields(source, host), divisor=10,
+                                                    at_least=20)))
     crossing = b.median("kvm_caps_crossing")
     if crossing is not None:
-        b.kvm_caps_per_ioctl = crossing / len(facts.KVM_CAPS)
+        b.kvm_caps_per_ioctl = crossing / len(caps_part.KVM_CAPS)
 
 
 @step("host CPU model: CPU map load, decode, disk cache")
@@ -271,9 +276,11 @@ def cpu_model_decode(b: Bench) -> None:
     from capsfast.cpu_map import x86_map as cpumap
     from capsfast.cpu_map import x86_decode as cpumodel
     from capsfast.parts.cpu_model import read as hostcpu
+    from capsfast.sources.live import Live
 
     directory = hostcpu.map_directory("/", None)
-    walk = hostcpu.live_walk() if _native.HAS_CPUID else None
+    live = Live(probing.probe().arch)
+    walk = live.walk()
     keys = ("cpu_map_load", "cpu_model_decode", "cpu_model_cached", "cpu_model_device")
     whats = ("load libvirt's CPU map (%s): read and parse its XML" % directory,
              "decode the host CPU against the loaded map (libvirt's x86Decode)",
@@ -289,7 +296,7 @@ def cpu_model_decode(b: Bench) -> None:
     b.keep(Result(keys[0], whats[0], b.per_call(lambda: cpumap.load(directory), divisor=1000, at_least=3)))
     b.keep(Result(keys[1], whats[1], b.per_call(lambda: cpumodel.decode(data, loaded), divisor=1000,
                                                 at_least=3)))
-    device = hostcpu.live_device_reader("/")
+    device = live.cpu_device
     wants = (cpumodel.has_feature(data, loaded, "arch-capabilities"), cpumodel.has_feature(data, loaded, "invtsc"))
     saved = os.environ.get("XDG_CACHE_HOME")
     with tempfile.TemporaryDirectory(prefix="capsfast-bench-") as tmp:
@@ -312,15 +319,17 @@ def platform_read(b: Bench) -> None:
     """What the first read of Host.security (and iommu, devices) costs: the
     crossing for every file and listing, the CPUID walk, the decisions; and
     the crossing alone.  Never part of a probe."""
+    from capsfast.parts.platform import ENTRIES, LISTINGS
     from capsfast.parts.platform import read as platform
+    from capsfast.sources.live import Live
 
     host = probing.probe()
-    entries = len(platform.ENTRIES) + len(platform.LISTINGS)
+    entries = len(ENTRIES) + len(LISTINGS)
     batch = _native.Batch(None, platform.plan("/"))
     b.keep(Result("platform_crossing", "its crossing into C alone: %d stat/read/MSR/list entries, results unread"
                   % entries, b.per_call(batch.bare, divisor=10, at_least=20)))
     b.keep(Result("platform_read", "Host.security/iommu/devices: one crossing, the CPUID walk, decided",
-                  b.per_call(lambda: platform.read("/", host.arch, None, None, host),
+                  b.per_call(lambda: platform.read(Live(host.arch), host),
                              divisor=10, at_least=20)))
 
 
@@ -338,7 +347,7 @@ def syscalls_cpu_files(b: Bench) -> None:
         # Only where CPUID shows vmx or svm; elsewhere not part of the floor.
         b.keep(Result("syscalls_cpu_files", what, [], "not read by a first probe on this host"))
         return
-    batch = probing.cpu_files_batch("/")
+    batch = probing.cpu_files_batch()
     b.keep(Result("syscalls_cpu_files", what, b.per_call(batch.bare, divisor=10, at_least=20)))
 
 
@@ -369,23 +378,24 @@ def fake_root_1024_cpus(b: Bench) -> None:
 def _topology_read(b: Bench, cpus: int) -> None:
     from capsfast import _native
     from capsfast.parts.topology import decide as topology
+    from capsfast.sources import rounds as reads
 
     with tempfile.TemporaryDirectory(prefix="capsfast-bench-") as tmp:
         root = fake_topology_root(tmp, cpus)
         key = "topology_%d_cpus" % cpus
         divisor = 50 if cpus > 64 else 1
         b.keep(Result(key, "host topology, NUMA cells and cache banks read and decided, fake sysfs of %d CPUs"
-                      % cpus, b.per_call(lambda: topology.probe_layout(root), divisor=divisor * 20, at_least=3)))
+                      % cpus, b.per_call(lambda: topology.read(reads.fetch(root)), divisor=divisor * 20, at_least=3)))
         # The floor: the same rounds' reads in C, results unread.
         rounds: list[list[tuple[str, str]]] = []
-        fetch = topology.c_fetch(root)
+        fetch = reads.fetch(root)
 
         def spy(requests: Sequence[tuple[str, str]]) -> list[Any]:
             rounds.append(list(requests))
             return fetch(requests)
 
         topology.collect(spy)
-        batches = [_native.Batch(None, topology.batch_specs(root, r)) for r in rounds]
+        batches = [_native.Batch(None, reads.batch_specs(root, r)) for r in rounds]
 
         def floor_read() -> None:
             for batch in batches:

@@ -1,11 +1,13 @@
-"""The remote half of ``--connect``: run by a remote ``python3`` (3.6 or
-later, standard library only, nothing installed there), it records that
-host as the probe would read it and writes the recording to stdout as a
-tar stream (format 1: ``scenario.json``, ``cpuid.txt``, ``root/...``).
+"""The one writer of recordings: run by ``capsfast record`` in-process, and
+by a remote ``python3`` (3.6 or later, standard library only, nothing
+installed there) for ``--connect``, it records a host by a plan (the union
+of the parts' captures: ``capsfast.recording.capture``) as
+{path: (bytes, mode)}: ``scenario.json``, ``cpuid.txt``, ``root/...``
+(format 1); over SSH, as a tar stream on stdout.
 
-``capsfast.recording.remote`` sends this file's text with the plan (which files, which
-operation, which sizes: ``capsfast.parts.core.read``) written into the ``PLAN`` line
-below, so the plan has one source.  It must never import capsfast: the
+``capsfast.recording.remote`` sends this file's text with the plan written
+into the ``PLAN`` line below, so the plan has one source.  It must never
+import capsfast: the
 remote host has none, and the local side runs it with ``-I -S`` so that an
 installed one is not found either.
 
@@ -260,10 +262,11 @@ GLOB_FILE_MAX = 1 << 16
 
 
 def collect_globs(globs: "list[list[str]]") -> "dict[str, tuple[bytes | None, int]]":
-    """Every match of each ``[kind, pattern]`` (capsfast.parts.topology.decide's
-    RECORD_GLOBS) as {path: (bytes, or None for a directory, mode)}: a
-    "file" match that is a regular file, as read (bounded); a "dir" match
-    that is a directory, as present.  What cannot be read is left out."""
+    """Every match of each ``[kind, pattern]`` (a part's "globs" capture, as
+    the topology part declares them) as {path: (bytes, or None for a
+    directory, mode)}: a "file" match that is a regular file, as read
+    (bounded); a "dir" match that is a directory, as present.  What cannot
+    be read is left out."""
     import glob
 
     out: "dict[str, tuple[bytes | None, int]]" = {}
@@ -289,8 +292,9 @@ def walk(read: "Callable[[int, int], Registers]") -> "Walked":
     hypervisor bit (leaf 1 ECX bit 31), 0x40000000..max, subleaf 0 each.  A
     range's base leaf is kept even when its EAX is below the base.  Bounded
     whatever the CPU says: MAX_RANGE leaves a range, MAX_SUBLEAVES subleaves
-    a leaf, so at most MAX_LINES entries.  The same walk as
-    capsfast.parts.core.cpuid.walk, written again here to stay standalone."""
+    a leaf, so at most MAX_LINES entries.  The one walk in Python: the C
+    module's capsfast_cpuid_walk is the same walk on the live CPU, and the
+    tests hold the two to each other."""
     out: "Walked" = []
     put = out.append
     found = {"sgx": False, "hypervisor": False}
@@ -593,10 +597,15 @@ def normalize_arch(name: str, aliases: "dict[str, str]") -> str:
     raise CollectorError("unrecognised architecture %r" % name.strip()[:40])
 
 
-def collect(plan: "Plan") -> "dict[str, tuple[bytes | None, int]]":
-    """The recording, as {relative path: (bytes or None for a directory, mode)}."""
-    entries = plan["entries"]
-    results = run_plan(entries, plan["depends"])
+def collect(plan: "Plan", cpuid: "Callable[[], Walked | None] | None" = None) -> "dict[str, tuple[bytes | None, int]]":
+    """The recording, as {relative path: (bytes or None for a directory,
+    mode)}.  ``plan`` is the union of the parts' captures (see
+    capsfast.parts): each kind of capture present is taken, so a part made
+    of files, globs, listings or access checks needs nothing here.
+    ``cpuid``: where the CPUID walk comes from (default: the cpuid driver's
+    node; ``capsfast record`` passes the CPU's own, through its C module)."""
+    entries = plan.get("files", [])
+    results = run_plan(entries, plan.get("depends", {}))
     files: "dict[str, tuple[bytes | None, int]]" = {}
     msr: "dict[str, str]" = {}
 
@@ -627,7 +636,7 @@ def collect(plan: "Plan") -> "dict[str, tuple[bytes | None, int]]":
                 if end >= 0:
                     data = data[:end + 2]  # the first processor block and its blank line
                 cpuinfo = True
-            if key == plan["arch_key"]:
+            if key == plan.get("arch_key"):
                 arch_text = data.decode("ascii", "replace").strip()
             put(path, data)
 
@@ -651,38 +660,44 @@ def collect(plan: "Plan") -> "dict[str, tuple[bytes | None, int]]":
         if os.path.exists(path):
             access[path] = _access_rw(path) == 0
 
-    kvm_path = plan["kvm_device"]
-    device = kvm_device(kvm_path, bool(plan["deep"]), plan.get("kvm_caps"))
-    if device["stat"] == "ok":
-        put(kvm_path, b"")  # as capsfast record leaves it: the facts are in scenario.json
+    devices: "dict[str, Any]" = {}
+    kvm_path = plan.get("kvm_device")
+    if kvm_path:
+        device = devices[kvm_path] = kvm_device(kvm_path, bool(plan.get("deep")), plan.get("kvm_caps"))
+        if device["stat"] == "ok":
+            put(kvm_path, b"")  # a placeholder: the facts are in scenario.json
 
-    arch = normalize_arch(arch_text or os.uname()[4], plan["arch_aliases"])
-    walked = cpuid_walk() if arch in X86 else None
-    if walked is not None:
+    arch = normalize_arch(arch_text or os.uname()[4], plan.get("arch_aliases", {}))
+    walked = None
+    if plan.get("cpuid") and arch in X86:
+        walked = (cpuid or cpuid_walk)()
+    if walked:
         files["cpuid.txt"] = (format_walk(walked).encode("ascii"), 0o644)
-    source = "cpuid" if walked is not None else "cpuinfo" if cpuinfo else "none"
-    cpu_model = host_cpu(kvm_path, walked)
-    for name, data in cpu_map_files(plan["cpu_map"]):
-        put(plan["cpu_map"] + "/" + name, data)
-
-    path_env = search_path(os.environ.get("PATH"), plan["default_path"])
-    for binary in emulators(path_env, plan["emulator_prefix"], plan["qemu_kvm"]):
-        put(binary, b"", 0o755)  # the replay looks for an executable file
-
-    scenario = {
+    source = "cpuid" if walked else "cpuinfo" if cpuinfo else "none"
+    scenario: "dict[str, Any]" = {
         "format": 1,
-        "capsfast": plan["capsfast"],
-        "description": plan["description"],
+        "capsfast": plan.get("capsfast"),
+        "description": plan.get("description"),
         "arch": arch,
-        "path": path_env,
         "cpu_source": source,
-        "deep": bool(plan["deep"]),
+        "deep": bool(plan.get("deep")),
         "msr": msr,
-        "devices": {kvm_path: device},
+        "devices": devices,
         "captured": plan.get("captured", []),
         "access": access,
-        "cpu_model": cpu_model,
     }
+    if plan.get("cpu_device"):
+        scenario["cpu_model"] = host_cpu(kvm_path or "", walked)
+    if plan.get("cpu_map"):
+        for name, data in cpu_map_files(plan["cpu_map"]):
+            put(plan["cpu_map"] + "/" + name, data)
+    found_emulators = plan.get("emulators")
+    if found_emulators:
+        path_env = search_path(os.environ.get("PATH"), found_emulators["default_path"])
+        scenario["path"] = path_env
+        for binary in emulators(path_env, found_emulators["prefix"], found_emulators["qemu_kvm"]):
+            put(binary, b"", 0o755)  # the replay looks for an executable file
+
     text = json.dumps(scenario, indent=2, sort_keys=True) + "\n"
     files["scenario.json"] = (text.encode("utf-8"), 0o644)
     return files

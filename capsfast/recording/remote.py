@@ -192,37 +192,11 @@ def parse_uri(uri: str) -> Target:
 # -- the plan, in the collector's text ----------------------------------------
 
 def plan(target_name: str, deep: bool = False) -> "dict[str, Any]":
-    """What the collector is to read, from capsfast.parts.core.read: the one source."""
-    from capsfast.parts.guests import discover as emulators
-    from capsfast.parts.core import read as facts
-    from capsfast.parts.platform import read as platform
-    from capsfast.parts.topology import decide as topology
-    from capsfast.constants import KVM_DEVICE, QEMU_KVM
-    from capsfast.parts.cpu_model.read import DEFAULT_CPU_MAP
+    """What the collector is to record on ``target_name``: the capture plan."""
+    from capsfast.recording import capture
 
-    entries = facts.RECORDED_FILES + platform.ENTRIES
-    return {
-        "capsfast": __version__,
-        "description": "recorded over SSH from %s by capsfast %s on %s"
-                       % (target_name, __version__, time.strftime("%Y-%m-%d")),
-        "deep": deep,
-        "entries": [list(entry) for entry in entries],
-        "depends": dict(facts.DEPENDS, **platform.DEPENDS),
-        # The platform part: directories whose entries count, device nodes
-        # whose read-write access counts.
-        "list_dirs": list(platform.LISTED),
-        "access": list(platform.ACCESS),
-        "arch_key": facts.ARCH_FILE[0],
-        "arch_aliases": dict(facts._ARCH_ALIASES),
-        "kvm_device": KVM_DEVICE,
-        "kvm_caps": [list(row) for row in facts.KVM_CAPS],
-        "captured": list(facts.CAPTURED),
-        "qemu_kvm": QEMU_KVM,
-        "emulator_prefix": emulators.PREFIX,
-        "default_path": emulators.DEFAULT_PATH,
-        "globs": [list(row) for row in topology.RECORD_GLOBS],
-        "cpu_map": DEFAULT_CPU_MAP,
-    }
+    return capture.plan("recorded over SSH from %s by capsfast %s on %s"
+                        % (target_name, __version__, time.strftime("%Y-%m-%d")), deep)
 
 
 def script(the_plan: "dict[str, Any]") -> bytes:

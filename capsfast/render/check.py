@@ -143,7 +143,7 @@ def _exists(name: str, present: "bool | None", weight: str, hint: str) -> "Platf
 def platform_steps(host: "Host") -> "list[PlatformStep]":
     """The checks of virt-host-validate's QEMU driver beyond /dev/kvm, then
     capsfast's own: ``[(name, level, detail, hint)]``."""
-    from capsfast.parts.platform.confidential import TITLES
+    from capsfast.parts.platform.decide import TITLES
 
     dev, iommu, sec = host.devices, host.iommu, host.security
     rows: list[PlatformStep] = []
@@ -217,7 +217,7 @@ def _iommu_rows(host: "Host") -> "list[PlatformStep]":
 
 
 def _secure_guest_row(host: "Host") -> "PlatformStep":
-    from capsfast.parts.platform.confidential import TITLES
+    from capsfast.parts.platform.decide import TITLES
 
     sec = host.security
     on = [TITLES[t] for t in ("sev", "sev_es", "sev_snp", "tdx", "s390_pv") if getattr(sec, t).status == "enabled"]

@@ -179,7 +179,7 @@ def labels(host: "Host") -> list[tuple[str, str]]:
 
 def platform_labels(host: "Host") -> list[tuple[str, str]]:
     """The confidential-computing and IOMMU labels (read on first use)."""
-    from capsfast.parts.platform.confidential import TECHS
+    from capsfast.parts.platform.decide import TECHS
 
     pairs = []
     for tech in TECHS:

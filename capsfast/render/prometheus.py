@@ -95,7 +95,7 @@ def samples(host: "Host", duration: "float | None" = None) -> dict[str, list[tup
 
 def platform_samples(host: "Host") -> dict[str, list[tuple[str, str]]]:
     """The confidential-computing and IOMMU metrics (read on first use)."""
-    from capsfast.parts.platform.confidential import TECHS
+    from capsfast.parts.platform.decide import TECHS
 
     sec, iommu = host.security, host.iommu
     return {

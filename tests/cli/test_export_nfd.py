@@ -15,7 +15,7 @@ import pytest
 
 import capsfast
 from capsfast.cli import main
-from capsfast.parts.core import read as facts
+from capsfast.parts import kvm_caps as caps_part
 from capsfast.render import nfd
 from capsfast.model import Cpu, CpuModel, Guest, Host, Hvm, Hypervisor, Kqemu, Kvm, Xen
 from scenarios import all_scenarios
@@ -84,7 +84,7 @@ def sample_host(**changes):
         cpu_model=CpuModel("IvyBridge", "Intel", ("vme", "ss"), (6, 58, 9), 0x21, 36, None, None),
     )
     # The platform part as a host with none of its files read decides it.
-    from capsfast.parts.platform import confidential as security
+    from capsfast.parts.platform import decide as security
 
     sec, iommu, devices = security.decide(security.Facts({}, {}, {}, {}, None, None), host)
     host = host._replace(security=sec, iommu=iommu, devices=devices)
@@ -142,7 +142,7 @@ def test_bare_metal_labels():
 
 def test_readiness_and_capabilities_as_labels():
     """One label per VMM (capsfast check --for) and one per KVM capability."""
-    caps = tuple((name, 0 if name == "IMMEDIATE_EXIT" else 7) for name in facts.KVM_CAP_NAMES)
+    caps = tuple((name, 0 if name == "IMMEDIATE_EXIT" else 7) for name in caps_part.KVM_CAP_NAMES)
     host = sample_host(kvm_caps=caps, kernel_flags=("vmx", "lm", "sse4_1"),
                        vmm_modules=(("vhost", True), ("vhost_net", True), ("vhost_vsock", False)))
     labels = labels_of(host)
@@ -155,7 +155,7 @@ def test_readiness_and_capabilities_as_labels():
     assert labels["capsfast-kvm-cap.immediate-exit"] == "0"
     assert labels["capsfast-kvm-cap.max-vcpus"] == "7"
     cap_labels = [k for k in labels if k.startswith("capsfast-kvm-cap.")]
-    assert len(cap_labels) == len(facts.KVM_CAP_NAMES)
+    assert len(cap_labels) == len(caps_part.KVM_CAP_NAMES)
 
 
 def test_explicit_false_where_kvm_is_off_in_firmware():

@@ -11,7 +11,7 @@ import pytest
 
 import capsfast
 from capsfast.cli import main
-from capsfast.parts.core import read as facts
+from capsfast.parts import kvm_caps as caps_part
 from capsfast.render import prometheus
 from capsfast.model import Guest, Hypervisor, Kvm
 from test_export_nfd import sample_host, start_every, wait_for
@@ -74,14 +74,14 @@ def test_values_follow_the_host():
 
 
 def test_readiness_and_capabilities_as_metrics():
-    caps = tuple((name, 0 if name == "IMMEDIATE_EXIT" else 1) for name in facts.KVM_CAP_NAMES)
+    caps = tuple((name, 0 if name == "IMMEDIATE_EXIT" else 1) for name in caps_part.KVM_CAP_NAMES)
     fams = check_format(prometheus.render(sample_host(kvm_caps=caps)))
     assert value(fams, "capsfast_vmm_ready", vmm="firecracker") == 1
     assert value(fams, "capsfast_vmm_ready", vmm="cloud-hypervisor") == 0
     assert value(fams, "capsfast_vmm_ready", vmm="qemu") == 1
     assert value(fams, "capsfast_vmm_ready", vmm="kata") == 0  # the sample's flags lack lm, sse4_1
     assert value(fams, "capsfast_kvm_capability", capability="IMMEDIATE_EXIT") == 0
-    assert len(fams["capsfast_kvm_capability"].samples) == len(facts.KVM_CAP_NAMES)
+    assert len(fams["capsfast_kvm_capability"].samples) == len(caps_part.KVM_CAP_NAMES)
     # Unknown capabilities are no samples, never zeros.
     fams = check_format(prometheus.render(sample_host(kvm_caps=None)))
     assert fams["capsfast_kvm_capability"].samples == []

@@ -11,7 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from capsfast._native import KvmDevice
+    from capsfast.sources.base import KvmDevice
     from capsfast.model import Cpu, Xen
 
     Decided = tuple[str, str, tuple[str, ...]]

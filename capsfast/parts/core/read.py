@@ -1,43 +1,37 @@
 """What a probe reads and what the results mean: the plans for one
-crossing into C (data), and pure functions from its named results (see
-``capsfast._native``) to model values.  No I/O; decisions (is KVM usable,
-the HVM verdict) are ``capsfast.parts.core.decide``'s.
+crossing (data), ``read_core`` asking the source for them, and pure
+functions from the named results to model values.  No I/O but through the
+source; decisions (is KVM usable, the HVM verdict) are
+``capsfast.parts.core.decide``'s.
 
 A missing file is data (absent); any other failure to read a file that
 should be readable is bad input and raises CapsfastError.
 """
+import os
+
 from capsfast.parts.core import cpuid
 from capsfast.parts.core import decide as verdict
-from capsfast._native import MSR, READ, READ_BLOCK, STAT
 from capsfast.constants import MSR_DEVICE, MSR_FEATURE_CONTROL, MSR_VM_CR, X86_ARCHS
 from capsfast.errors import CapsfastError
-from capsfast.model import Cpu, Host, Hypervisor, Kqemu, Lazy, Xen
+from capsfast.model import Cpu, Hypervisor, Kqemu, Xen
+from capsfast.sources.base import CPUINFO_BLOCK, MSR, READ, READ_BLOCK, STAT, under
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping, Sequence
 
-    from collections.abc import Sequence
-
-    from capsfast._native import FileResult, FileSpec, KvmDevice, Leaves
-    from capsfast.model import CpuModel, Guest, Hvm, Kvm
-    from capsfast.parts.topology.decide import Layout
-    from capsfast.model import Devices, Iommu, Security
+    from capsfast.sources.base import FileResult, KvmDevice, Leaves
+    from capsfast.model import Hvm, Kvm
+    from capsfast.model import Host
+    from capsfast.sources.base import Entry, Source
 
     # plan key -> (path as on the probed host, its result)
     Files = Mapping[str, tuple[str, FileResult]]
     DeviceFacts = tuple[Kvm, Kqemu, Xen, Hvm]
-    # (key, path as on the probed host, op, msr number, buffer size)
-    Entry = tuple[str, str, str, int, int]
-    # Host.kvm_caps: (name, answer or None) in KVM_CAPS order
-    KvmCaps = tuple[tuple[str, "int | None"], ...]
-    # Host.vmm_modules: (name, loaded: True, False, or None when it cannot be told)
-    Modules = tuple[tuple[str, "bool | None"], ...]
 
 # -- what a probe reads ---------------------------------------------------------
 
 SMALL = 4096           # sysfs and procfs files of interest are a line or two
-CPUINFO_BLOCK = 16384  # one processor's block, with room for a long flags line
 
 KVM_MODULES = ("kvm_intel", "kvm_amd", "kvm_pvm", "kvm")
 
@@ -70,106 +64,20 @@ CPU_FILES: "tuple[Entry, ...]" = (
 )
 ARCH_FILE: "Entry" = ("arch", "/proc/sys/kernel/arch", READ, 0, SMALL)
 
-# Kernel modules a VMM wants besides KVM's own (Kata checks them: vhost and
-# vhost_net accelerate virtio devices, vhost_vsock carries its agent's
-# socket); looked at when Host.vmm_modules is first read, never by a probe.
-VMM_MODULES = ("vhost", "vhost_net", "vhost_vsock")
-MODULE_FILES: "tuple[Entry, ...]" = tuple(("module." + m, "/sys/module/" + m, STAT, 0, 0) for m in VMM_MODULES)
-
-# Every file a recording copies (capsfast record, and the remote collector):
-# what the probe reads and what the lazy parts of Host read.
-RECORDED_FILES: "tuple[Entry, ...]" = DEVICE_FILES + CPU_FILES + (ARCH_FILE,) + MODULE_FILES
-# The lazy parts of Host whose files a recording holds: scenario.json lists
-# them as "captured", and a replay answers "unknown" for a part not listed
-# (a recording made by an older capsfast, or a hand-made one).
-CAPTURED = ("vmm_modules", "platform")
-
-# The KVM capabilities asked with KVM_CHECK_EXTENSION (Host.kvm_caps, read
-# on first use, never by a probe): name (KVM_CAP_ left off) and number, from
-# the kernel's include/uapi/linux/kvm.h (Linux 6.1's header; VM_TYPES,
-# GUEST_MEMFD from 6.8, ARM_EL2 from 6.16).  Numbers never change once
-# merged; the one list the C call, recordings and the remote collector use.
-# The answer is 0 for "unsupported" (or unknown to that kernel), else 1 or
-# a value (a count, a limit, a bit mask).
-KVM_CAPS: "tuple[tuple[str, int], ...]" = (
-    ("IRQCHIP", 0),
-    ("USER_MEMORY", 3),
-    ("SET_TSS_ADDR", 4),
-    ("EXT_CPUID", 7),
-    ("NR_VCPUS", 9),
-    ("NR_MEMSLOTS", 10),
-    ("MP_STATE", 14),
-    ("SYNC_MMU", 16),
-    ("DESTROY_MEMORY_REGION_WORKS", 21),
-    ("USER_NMI", 22),
-    ("IRQ_ROUTING", 25),
-    ("JOIN_MEMORY_REGIONS_WORKS", 30),
-    ("MCE", 31),
-    ("IRQFD", 32),
-    ("PIT2", 33),
-    ("PIT_STATE2", 35),
-    ("IOEVENTFD", 36),
-    ("SET_IDENTITY_MAP_ADDR", 37),
-    ("ADJUST_CLOCK", 39),
-    ("INTERNAL_ERROR_DATA", 40),
-    ("VCPU_EVENTS", 41),
-    ("DEBUGREGS", 50),
-    ("X86_ROBUST_SINGLESTEP", 51),
-    ("XSAVE", 55),
-    ("XCRS", 56),
-    ("TSC_CONTROL", 60),
-    ("GET_TSC_KHZ", 61),
-    ("MAX_VCPUS", 66),
-    ("ONE_REG", 70),
-    ("TSC_DEADLINE_TIMER", 72),
-    ("KVMCLOCK_CTRL", 76),
-    ("SIGNAL_MSI", 77),
-    ("DEVICE_CTRL", 89),
-    ("ARM_PSCI_0_2", 102),
-    ("SPLIT_IRQCHIP", 121),
-    ("IOEVENTFD_ANY_LENGTH", 122),
-    ("ARM_PMU_V3", 126),
-    ("MAX_VCPU_ID", 128),
-    ("X2APIC_API", 129),
-    ("MSI_DEVID", 131),
-    ("IMMEDIATE_EXIT", 136),
-    ("GET_MSR_FEATURES", 153),
-    ("NESTED_STATE", 157),
-    ("ARM_VM_IPA_SIZE", 165),
-    ("DIRTY_LOG_RING", 192),
-    ("XSAVE2", 208),
-    ("DIRTY_LOG_RING_ACQ_REL", 223),
-    ("GUEST_MEMFD", 234),
-    ("VM_TYPES", 235),
-    ("ARM_EL2", 240),
-)
-KVM_CAP_NAMES = tuple(name for name, _number in KVM_CAPS)
-KVM_CAP_NUMBERS = tuple(number for _name, number in KVM_CAPS)
 
 
-def entries(with_cpu_files: bool, with_arch: bool) -> "tuple[Entry, ...]":
-    """The device files, plus the CPU files and the arch file if asked."""
-    plan = DEVICE_FILES
-    if with_cpu_files:
-        plan = plan + CPU_FILES
-    if with_arch:
-        plan = plan + (ARCH_FILE,)
-    return plan
 
 
-def specs(root: str, plan: "Sequence[Entry]") -> "list[FileSpec]":
-    """``plan`` as the crossing's file entries under ``root``, with the
-    DEPENDS links as indices."""
-    index = {row[0]: i for i, row in enumerate(plan)}
-    return [
-        (under(root, path), op, msr, size, index.get(DEPENDS.get(key, "")))
-        for key, path, op, msr, size in plan
-    ]
+# The probe's plans, fixed (their Batches are pooled by identity): the
+# device files, with the CPU files, and with the arch file for a root that
+# does not say its architecture otherwise.
+PLAN = DEVICE_FILES + CPU_FILES
+PLAN_WITH_ARCH = PLAN + (ARCH_FILE,)
 
 
-def under(root: str, path: str) -> str:
-    """``path`` (absolute, as on the probed host) inside ``root``."""
-    return path if root == "/" else root.rstrip("/") + path
+def keyed(plan: "Sequence[Entry]", results: "Sequence[FileResult]") -> "Files":
+    """The results of ``plan`` by key."""
+    return {entry[0]: (entry[1], r) for entry, r in zip(plan, results)}
 
 
 # -- what the results mean ----------------------------------------------------
@@ -178,7 +86,7 @@ NO_HYPERVISOR = Hypervisor(None, None)
 NO_CPU = Cpu(None, None, None, None, (), "none", None, None)
 
 # Kernel and uname spellings -> libvirt's architecture names.
-_ARCH_ALIASES = {
+ARCH_ALIASES = {
     "i386": "i686", "i486": "i686", "i586": "i686", "i686": "i686", "x86": "i686",
     "amd64": "x86_64", "x86_64": "x86_64",
     "arm64": "aarch64", "aarch64": "aarch64",
@@ -198,8 +106,8 @@ CONTROL_TO_FF = bytes(
 def normalize_arch(name: str) -> str:
     """libvirt's name for an architecture; CapsfastError for nonsense."""
     key = name.strip().lower()
-    if key in _ARCH_ALIASES:
-        return _ARCH_ALIASES[key]
+    if key in ARCH_ALIASES:
+        return ARCH_ALIASES[key]
     if key and len(key) <= 32 and key.replace("_", "").isalnum() and key.isascii():
         return key
     raise CapsfastError("unrecognised architecture %r" % name.strip()[:40])
@@ -400,60 +308,40 @@ def device_facts(cpu: "CpuFacts", kvm_device: "KvmDevice", files: "Files", deep:
     return kvm, kqemu, xen, hvm
 
 
-def kvm_caps(values: "Sequence[int | None] | None") -> "KvmCaps | None":
-    """Host.kvm_caps from the answers in KVM_CAPS order (None: the device
-    could not be opened)."""
-    if values is None:
-        return None
-    return tuple(zip(KVM_CAP_NAMES, values))
+def fields(source: "Source", host: "Host") -> "dict[str, object]":
+    """The core part's lazy field: the kernel's flags, from the first
+    processor's /proc/cpuinfo block."""
+    return {"kernel_flags": kernel_flags(cpuinfo_first_block(source.cpuinfo_bytes()))}
 
 
-def vmm_modules(outcomes: "Sequence[str] | None") -> "Modules | None":
-    """Host.vmm_modules from the outcome codes of MODULE_FILES (None: not
-    recorded): a module is loaded when its /sys/module directory exists."""
-    if outcomes is None:
-        return None
-    loaded = {"ok": True, "absent": False}
-    return tuple((name, loaded.get(code)) for name, code in zip(VMM_MODULES, outcomes))
-
-
-def host(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", guests: "Callable[[], tuple[Guest, ...]]",
-         caps: "Callable[[], KvmCaps | None]", vmm_modules: "Callable[[], Modules | None]",
-         flags: "Callable[[], tuple[str, ...] | None]", layout: "Callable[[], Layout]",
-         platform: "Callable[[], tuple[Security, Iommu, Devices]]", cpu_model: "Callable[[], CpuModel]") -> Host:
-    """The Host; ``guests`` is called when ``Host.guests`` is first read,
-    ``caps`` when ``Host.kvm_caps`` is, ``vmm_modules`` when ``Host.vmm_modules`` is,
-    ``flags`` when ``Host.kernel_flags`` is and the probe did not read them,
-    ``layout`` (once) when any of topology, cache, pages, uuid or
-    iommu_groups is, ``platform`` (once) when ``security``, ``iommu`` or
-    ``devices`` is, ``cpu_model`` when ``Host.cpu_model`` is."""
-    kvm, kqemu, xen, hvm = devices
-    read = Lazy(layout)
-    part = Lazy(platform)
-    return Host(
-        arch=arch,
-        cpu=cpu.cpu or NO_CPU,
-        hypervisor=cpu.hypervisor,
-        kvm=kvm,
-        kqemu=kqemu,
-        xen=xen,
-        hvm=hvm,
-        guests=Lazy(guests),  # type: ignore[arg-type]  # resolved on read
-        kvm_caps=Lazy(caps),  # type: ignore[arg-type]  # resolved on read
-        # Read by the probe only where CPUID shows vmx or svm (the verdict
-        # needs them there); elsewhere on first access.
-        kernel_flags=Lazy(flags) if cpu.kernel_flags is None else cpu.kernel_flags,  # type: ignore[arg-type]
-        msr=cpu.msr_items,
-        vmm_modules=Lazy(vmm_modules),  # type: ignore[arg-type]  # resolved on read
-        # One reading of sysfs serves the five (capsfast.parts.topology.decide).
-        topology=Lazy(lambda: read.get().topology),  # type: ignore[arg-type]
-        cache=Lazy(lambda: read.get().cache),  # type: ignore[arg-type]
-        pages=Lazy(lambda: read.get().pages),  # type: ignore[arg-type]
-        uuid=Lazy(lambda: read.get().uuid),  # type: ignore[arg-type]
-        iommu_groups=Lazy(lambda: read.get().iommu_groups),  # type: ignore[arg-type]
-        # One reading serves the three (capsfast.parts.platform.read).
-        security=Lazy(lambda: part.get()[0]),  # type: ignore[arg-type]
-        iommu=Lazy(lambda: part.get()[1]),  # type: ignore[arg-type]
-        devices=Lazy(lambda: part.get()[2]),  # type: ignore[arg-type]
-        cpu_model=Lazy(cpu_model),  # type: ignore[arg-type]  # resolved on read
-    )
+def read_core(source: "Source", deep: bool) -> "tuple[CpuFacts, DeviceFacts]":
+    """The core part of a host other than the kept live one (a directory, a
+    dump, a forced arch, a recording), in one crossing through ``source``,
+    which learns the host's architecture."""
+    root, dump = source.root, source.dump
+    arch = normalize_arch(source.arch) if source.arch else None
+    if arch is not None and dump is not None and arch not in X86_ARCHS:
+        raise CapsfastError("--arch %s contradicts the CPUID dump %s: CPUID exists on x86 only" % (arch, dump))
+    if arch is None and root == "/":
+        arch = normalize_arch(os.uname().machine)
+    plan = PLAN if arch is not None else PLAN_WITH_ARCH
+    results, walk = source.probe(plan, DEPENDS, dump is None and arch in X86_ARCHS, deep)
+    files = keyed(plan, results.files)
+    if arch is None:
+        path, result = files["arch"]
+        arch_text = text(root, path, result)
+        if not arch_text:
+            path, result = files["cpuinfo"]
+            arch_text = arch_from_cpuinfo(cpuinfo_first_block(data(root, path, result)))
+        arch = normalize_arch(arch_text or os.uname().machine)
+        if dump is not None and arch not in X86_ARCHS:
+            raise CapsfastError("the CPUID dump %s is of an x86 CPU, but the host under %s is %s"
+                                % (dump, root, arch))
+    source.arch = arch
+    leaves: "Leaves | None" = results.cpu  # the running CPU's, where the source has one
+    kind = "cpuid"
+    if walk is not None:
+        leaves, kind = cpuid.gate(lambda leaf: walk.get((leaf, 0), cpuid.ZERO)), "dump"
+    cpu = cpu_facts(root, arch, leaves, kind, files, source.recorded_msr())
+    assert results.kvm is not None  # the plan asks for the device
+    return cpu, device_facts(cpu, results.kvm, files, deep, root)

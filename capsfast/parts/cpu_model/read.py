@@ -26,28 +26,24 @@ miss too.
 """
 import os
 
-from capsfast import _native
-from capsfast.parts.core import read as facts
-from capsfast.constants import KVM_DEVICE, X86_ARCHS
+from capsfast.constants import X86_ARCHS
 from capsfast.errors import CapsfastError
 from capsfast.model import CpuModel, Tsc
+from capsfast.sources.base import DEFAULT_CPU_MAP, under
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from capsfast.cpu_map.x86_map import CpuMap
-    from capsfast.recording.format import Replay
+    from capsfast.model import Host
+    from capsfast.sources.base import Source
 
     Walk = Mapping[tuple[int, int], tuple[int, int, int, int]]
     # (MSR value or None, Tsc or None) for (MSR wanted, TSC wanted)
     DeviceReader = Callable[[bool, bool], "tuple[int | None, Tsc | None]"]
 
-DEFAULT_CPU_MAP = "/usr/share/libvirt/cpu_map"
 ENV_CPU_MAP = "CAPSFAST_CPU_MAP"
-MSR_DEVICE = "/dev/cpu/0/msr"
-# IA32_ARCH_CAPABILITIES (capsfast.cpu_map.x86_decode, not imported on a cache hit).
-ARCH_CAPABILITIES_MSR = 0x10A
 CACHE_VERSION = 1
 _CACHE_MAGIC = "capsfast cpu model cache %d" % CACHE_VERSION
 _MAX_CACHE = 1 << 20
@@ -62,7 +58,7 @@ def map_directory(root: str, cpu_map: "str | None") -> str:
         if not os.path.isdir(named):  # named by the user: a typo is bad input, not "no model"
             raise CapsfastError("CPU map %s (%s): not a directory" % (named, ENV_CPU_MAP))
         return named
-    return facts.under(root, DEFAULT_CPU_MAP)
+    return under(root, DEFAULT_CPU_MAP)
 
 
 def map_present(directory: str) -> bool:
@@ -104,42 +100,8 @@ def cpuinfo_facts(text: str) -> "tuple[int | None, int | None]":
 
 
 
-# -- the device -------------------------------------------------------------------
-
-def live_device_reader(root: str) -> "DeviceReader":
-    """Reads the MSR and the TSC as libvirt does, from the devices under ``root``."""
-    def read(want_msr: bool, want_tsc: bool) -> "tuple[int | None, Tsc | None]":
-        msr = None
-        if want_msr:
-            # libvirt's virHostCPUGetMSR: the msr driver first, when it opens.
-            spec = (facts.under(root, MSR_DEVICE), _native.MSR, ARCH_CAPABILITIES_MSR, 0, None)
-            result = _native.Batch(None, [spec]).run().files[0]
-            if result.outcome.ok:
-                msr = result.value
-                want_msr = False
-        if not (want_msr or want_tsc):
-            return msr, None
-        got = _native.kvm_host_cpu(facts.under(root, KVM_DEVICE),
-                                   ARCH_CAPABILITIES_MSR if want_msr else None, want_tsc)
-        if want_msr and got.msr_value is not None:
-            msr = got.msr_value
-        tsc = None
-        if got.tsc_khz is not None and got.tsc_scaling is not None:
-            tsc = Tsc(got.tsc_khz * 1000, "yes" if got.tsc_scaling else "no")
-        return msr, tsc
-
-    return read
-
-
-def recorded_device_reader(msr: "int | None", tsc: "Tsc | None") -> "DeviceReader":
-    """A recording's values, answered as the device answered then."""
-    def read(want_msr: bool, want_tsc: bool) -> "tuple[int | None, Tsc | None]":
-        return (msr if want_msr else None), (tsc if want_tsc else None)
-
-    return read
-
-
 def no_device(want_msr: bool, want_tsc: bool) -> "tuple[int | None, Tsc | None]":
+    """A DeviceReader for a CPU with no device to ask (a dump, a fake root)."""
     return None, None
 
 
@@ -345,134 +307,21 @@ def decode_host(walk: "Walk | None", read_device: "DeviceReader", directory: str
                     microcode, bits, tsc, directory)
 
 
-def read_walk_dump(path: str) -> "Walk":
-    from capsfast.parts.core import cpuid
-
-    try:
-        with open(path, "rb") as f:
-            data = f.read(1 << 20)
-    except OSError as e:
-        raise CapsfastError("cannot read CPUID dump %s: %s" % (path, e.strerror), errno=e.errno) from None
-    return cpuid.parse_dump_walk(data.decode("utf-8", "replace"), "CPUID dump %s" % path)
-
-
-def live_walk() -> "Walk | None":
-    walk = _native.cpuid_walk()
-    return {(leaf, sub): regs for leaf, sub, regs in walk} or None
-
-
-def for_host(root: str, walk: "Callable[[], Walk | None]", read_device: "DeviceReader",
-             cpu_map: "str | None", cpuinfo: "Callable[[], bytes | None]") -> "Callable[[], CpuModel]":
-    """The computation of ``Host.cpu_model`` for a host under ``root``;
-    ``cpuinfo`` gives the first processor's block of its /proc/cpuinfo."""
-    def compute() -> CpuModel:
-        directory = map_directory(root, cpu_map)
-        # The root's own copy must stay inside the root; a map named by the
-        # caller is a directory of this machine.
-        own = root != "/" and directory == facts.under(root, DEFAULT_CPU_MAP)
-        text = (cpuinfo() or b"").decode("utf-8", "replace")
-        return decode_host(walk(), read_device, directory, root if own else None, text)
-
-    return compute
-
-
-def compute(root: str, arch: str, dump: "str | None", replay: "Replay | None", cpu_map: "str | None",
-            cpuinfo: "Callable[[], bytes | None]") -> CpuModel:
-    """``Host.cpu_model`` of a probe: the walk of the live CPU (root /, no
-    dump), of a dump or of a recording; the device only for the live CPU,
-    a recording's values for a recording; ``cpuinfo`` the first processor's
-    block of the host's /proc/cpuinfo.  libvirt decodes x86 CPUs only."""
+def read(source: "Source", arch: str) -> CpuModel:
+    """``Host.cpu_model`` of the host ``source`` reads: its CPUID walk, the
+    MSR and TSC its device tells, its first /proc/cpuinfo block, and its
+    CPU map (an overlay, else the host's own).  libvirt decodes x86 CPUs
+    only."""
     if arch not in X86_ARCHS:
         return CpuModel(None, None, (), None, None, None, None, None)
-
-    def walk() -> "Walk | None":
-        if dump is not None:
-            return read_walk_dump(dump)
-        if root == "/" and _native.HAS_CPUID and arch in X86_ARCHS:
-            return live_walk()
-        return None
-
-    if replay is not None:
-        reader = recorded_device_reader(replay.cpu_msr, replay.cpu_tsc)
-    elif dump is None and root == "/":
-        reader = live_device_reader(root)
-    else:
-        reader = no_device
-    return for_host(root, walk, reader, cpu_map, cpuinfo)()
+    root = source.root
+    directory = map_directory(root, source.cpu_map)
+    # The root's own copy must stay inside the root; a map named by the
+    # caller is a directory of this machine.
+    own = root != "/" and directory == under(root, DEFAULT_CPU_MAP)
+    text = (source.cpuinfo_bytes() or b"").decode("utf-8", "replace")
+    return decode_host(source.walk(), source.cpu_device, directory, root if own else None, text)
 
 
-# -- recording --------------------------------------------------------------------
-
-def device_wants(walk: "Walk") -> "tuple[bool, bool]":
-    """Whether libvirt would read IA32_ARCH_CAPABILITIES and the TSC for
-    this walk, by the CPUID bits libvirt's CPU map gives arch-capabilities
-    (leaf 7 EDX bit 29) and invtsc (leaf 0x80000007 EDX bit 8): a recording
-    captures them whether or not a map is installed."""
-    leaf7 = walk.get((7, 0), (0, 0, 0, 0))[3]
-    power = walk.get((0x80000007, 0), (0, 0, 0, 0))[3]
-    return bool(leaf7 >> 29 & 1), bool(power >> 8 & 1)
-
-
-def scenario_facts(msr: "int | None", tsc: "Tsc | None") -> "dict[str, object]":
-    """scenario.json's ``cpu_model``: what the device told the decode."""
-    return {"arch_capabilities": None if msr is None else "0x%x" % msr,
-            "tsc": None if tsc is None else {"frequency": tsc.frequency, "scaling": tsc.scaling}}
-
-
-def parse_scenario_facts(doc: object, where: str) -> "tuple[int | None, Tsc | None]":
-    """The (MSR, Tsc) of scenario.json's ``cpu_model``; CapsfastError for a malformed one."""
-    if not isinstance(doc, dict):
-        raise CapsfastError("%s: not an object" % where)
-    text = doc.get("arch_capabilities")
-    msr = None
-    if text is not None:
-        try:
-            msr = int(str(text), 16)
-        except ValueError:
-            raise CapsfastError("%s: arch_capabilities %r is not a hexadecimal number" % (where, text)) from None
-        if not 0 <= msr < 1 << 64:
-            raise CapsfastError("%s: arch_capabilities %r is out of range" % (where, text))
-    tsc_doc = doc.get("tsc")
-    tsc = None
-    if tsc_doc is not None:
-        if not isinstance(tsc_doc, dict):
-            raise CapsfastError("%s: tsc is not an object" % where)
-        frequency, scaling = tsc_doc.get("frequency"), tsc_doc.get("scaling")
-        if not isinstance(frequency, int) or isinstance(frequency, bool) or not 0 <= frequency < 1 << 64:
-            raise CapsfastError("%s: tsc frequency %r is not a number of Hz" % (where, frequency))
-        if scaling not in ("yes", "no"):
-            raise CapsfastError("%s: tsc scaling %r is not 'yes' or 'no'" % (where, scaling))
-        tsc = Tsc(frequency, str(scaling))
-    return msr, tsc
-
-
-def map_files(directory: str) -> "list[tuple[str, bytes]]":
-    """The CPU map's regular ``*.xml`` files (name, bytes) for a recording,
-    bounded as the map reader bounds them; [] without a map."""
-    from capsfast.cpu_map import x86_map as cpumap
-
-    try:
-        names = sorted(os.listdir(directory))
-    except OSError:
-        return []
-    files = []
-    total = 0
-    for name in names:
-        if not name.endswith(".xml"):
-            continue
-        path = os.path.join(directory, name)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            if os.fstat(fd).st_mode & 0o170000 != 0o100000:
-                continue
-            data = os.read(fd, cpumap.MAX_FILE + 1)
-        finally:
-            os.close(fd)
-        total += len(data)
-        if len(data) > cpumap.MAX_FILE or total > cpumap.MAX_TOTAL:
-            raise CapsfastError("CPU map %s: %s is larger than a CPU map file can be" % (directory, name))
-        files.append((name, data))
-    return files
+def fields(source: "Source", host: "Host") -> "dict[str, object]":
+    return {"cpu_model": read(source, host.arch)}

@@ -1,0 +1,14 @@
+"""The ``guests`` part of Host: one guest per architecture with an
+emulator, as libvirt lists them (``discover``: the emulators in the PATH;
+``decide``: libvirt's rules; ``machines``: each emulator's machine types,
+on request)."""
+from capsfast.constants import QEMU_KVM
+
+PREFIX = "qemu-system-"
+DEFAULT_PATH = "/bin:/usr/bin"  # libvirt's choice when PATH is unset
+
+NAME = "guests"
+FIELDS = ("guests",)
+# An empty executable file for each emulator found, and the PATH searched.
+CAPTURE: "dict[str, object]" = {"emulators": {"prefix": PREFIX, "qemu_kvm": QEMU_KVM, "default_path": DEFAULT_PATH}}
+UNKNOWN = {"guests": ()}

@@ -11,9 +11,10 @@ import os
 import stat as _stat
 import time
 
+from capsfast.parts.guests import DEFAULT_PATH, PREFIX
 from capsfast.parts.guests import decide as guests
 from capsfast.constants import QEMU_KVM
-from capsfast.parts.core.read import under as _under
+from capsfast.sources.base import under as _under
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
 
     # (directory inside the root, mtime_ns, inode): both None while absent.
     Stamp = tuple[str, "int | None", "int | None"]
-
-PREFIX = "qemu-system-"
-DEFAULT_PATH = "/bin:/usr/bin"  # libvirt's choice when PATH is unset
 
 # A listing taken within this time of the directory's mtime may have missed
 # a change made in the same timestamp tick (as git's "racy" index entries):

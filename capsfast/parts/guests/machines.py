@@ -247,7 +247,7 @@ def attach(guests: "tuple[Guest, ...]", root: str = "/", runner: "Callable[[str]
     """``guests`` with ``machines`` filled for the QEMU guests, whose
     emulator runs from inside ``root``.  ``report`` gets one line per
     emulator left out (default: ``capsfast: ...`` on stderr)."""
-    from capsfast.parts.core.read import under
+    from capsfast.sources.base import under
 
     wanted = [under(root, g.emulator) for g in guests if g.machines is None and g.emulator]
     if not wanted:

@@ -2,7 +2,7 @@
 IOMMU groups, read from sysfs and procfs as libvirt 9 reads them for the
 ``<host>`` of ``virsh capabilities``.
 
-Reading is a few rounds of ``_native.Batch`` crossings (each round asks
+Reading is a few rounds of reads through the source (each round asks
 for what the one before found: CPUs and nodes, then their files, then the
 cache banks), so a host with 1024 CPUs costs reads, not interpreter time.
 Deciding is libvirt's rules on the bytes read, in the pure functions
@@ -13,29 +13,17 @@ The libvirt functions followed (src/util/virhostcpu.c, virnuma.c,
 src/conf/capabilities.c, and libnuma where libvirt calls it) are named on
 each function.
 """
-from capsfast import _native
+from capsfast.sources.rounds import ABSENT, FAILED, LIST, READ, Missing as _Missing
 from capsfast.model import CacheBank, CellCpu, CellDistance, CellPages, NumaCell, Topology
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable
 
-    from capsfast._native import FileSpec
+    from capsfast.sources.rounds import Fetch
 
-    # What a round returns for each (path, op): the bytes (a LIST's are
-    # NUL-separated names), ABSENT or FAILED.
-    Value = "bytes | _Missing"
-    Fetch = Callable[[Sequence[tuple[str, str]]], list["bytes | _Missing"]]
-
-SYSTEM = "/sys/devices/system"
-CPU_DIR = SYSTEM + "/cpu"
-NODE_DIR = SYSTEM + "/node"
-HUGEPAGES_DIR = "/sys/kernel/mm/hugepages"
-IOMMU_GROUPS_DIR = "/sys/kernel/iommu_groups"
-# libvirt's getDMISystemUUID() tries these in this order.
-DMI_UUID_FILES = ("/sys/devices/virtual/dmi/id/product_uuid", "/sys/class/dmi/id/product_uuid")
-MACHINE_ID = "/etc/machine-id"
-MEMINFO = "/proc/meminfo"
+from capsfast.parts.topology import (CPU_DIR, DMI_UUID_FILES, HUGEPAGES_DIR, IOMMU_GROUPS_DIR, MACHINE_ID,
+                                      MEMINFO, NODE_DIR)
 
 # libvirt lists caches of this level and up (virCapabilitiesInitCaches).
 CACHE_MIN_LEVEL = 3
@@ -46,70 +34,8 @@ CACHE_TYPES = {"Unified": "both", "Instruction": "code", "Data": "data"}
 MAX_CPU_ID = 65535
 MAX_NODE_ID = 4095
 
-# Buffer sizes: numbers; lists and meminfo; directory listings (a NUMA
-# node directory lists a memoryN entry per memory block).  A READ or LIST
-# that does not fit is asked again with room to spare, up to _MAX_SIZE.
-_SMALL = 64
-_TEXT = 4096
-_LISTING = 16384
-_MAX_SIZE = 1 << 22
 
 
-# What a recording keeps so that a replay reads the same (``capsfast
-# record`` and the remote collector expand these globs on the recorded
-# host): ("file", pattern) files as read, ("dir", pattern) directories as
-# present (their listings are what the reading above asks for).
-_CPU = CPU_DIR + "/cpu[0-9]*"
-_NODE = NODE_DIR + "/node[0-9]*"
-RECORD_GLOBS = (
-    ("file", CPU_DIR + "/present"),
-    ("file", CPU_DIR + "/online"),
-    ("dir", _CPU),
-    ("file", _CPU + "/online"),
-    ("file", _CPU + "/topology/physical_package_id"),
-    ("file", _CPU + "/topology/die_id"),
-    ("file", _CPU + "/topology/core_id"),
-    ("file", _CPU + "/topology/thread_siblings_list"),
-    ("dir", _CPU + "/cache"),
-    ("dir", _CPU + "/cache/index[0-9]*"),
-    ("file", _CPU + "/cache/index[0-9]*/level"),
-) + tuple(("file", _CPU + "/cache/index[0-9]*/" + name) for name in ("id", "type", "size", "shared_cpu_list")) + (
-    ("dir", NODE_DIR),
-    ("dir", _NODE),
-    ("dir", _NODE + "/cpu[0-9]*"),
-    ("file", _NODE + "/cpulist"),
-    ("file", _NODE + "/distance"),
-    ("file", _NODE + "/meminfo"),
-    ("dir", _NODE + "/hugepages"),
-    ("dir", _NODE + "/hugepages/hugepages-*"),
-    ("file", _NODE + "/hugepages/hugepages-*/nr_hugepages"),
-    ("file", _NODE + "/hugepages/hugepages-*/free_hugepages"),
-    ("dir", HUGEPAGES_DIR),
-    ("dir", HUGEPAGES_DIR + "/hugepages-*"),
-    ("file", HUGEPAGES_DIR + "/hugepages-*/nr_hugepages"),
-    ("file", HUGEPAGES_DIR + "/hugepages-*/free_hugepages"),
-    ("dir", IOMMU_GROUPS_DIR),
-    ("dir", IOMMU_GROUPS_DIR + "/[0-9]*"),
-    ("file", DMI_UUID_FILES[0]),
-    ("file", DMI_UUID_FILES[1]),
-    ("file", MACHINE_ID),
-    ("file", MEMINFO),
-)
-
-
-class _Missing:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-# libvirt's -2 (no such file) and -1 (any other failure).
-ABSENT = _Missing("ABSENT")
-FAILED = _Missing("FAILED")
 
 
 class Layout:
@@ -289,67 +215,6 @@ def meminfo_total(value: "bytes | _Missing") -> "int | None":
     return None
 
 
-# -- reading: rounds of C batches ----------------------------------------------
-
-_SIZES: "dict[str, int]" = {}
-
-
-def _size(path: str, op: str) -> int:
-    """_first_size, kept by the path's last component and op."""
-    key = op + path[path.rfind("/"):]
-    size = _SIZES.get(key)
-    if size is None:
-        size = _SIZES[key] = _first_size(path, op)
-    return size
-
-
-def _first_size(path: str, op: str) -> int:
-    """A first buffer for ``path``: room for what it usually holds (a
-    file or listing that does not fit is read again, bigger)."""
-    if op == _native.LIST:
-        if path.endswith("/cache") or "hugepages" in path:
-            return 512
-        return _LISTING
-    if path.endswith(("meminfo", "distance")):
-        return _TEXT
-    return 256 if path.endswith("list") else _SMALL
-
-
-def batch_specs(root: str, requests: "Sequence[tuple[str, str]]") -> "list[FileSpec]":
-    """The Batch entries of one round's first try (the benchmark's floor)."""
-    prefix = "" if root in ("", "/") else root.rstrip("/")
-    return [(prefix + path, op, 0, _size(path, op), None) for path, op in requests]
-
-
-def c_fetch(root: str) -> "Fetch":
-    """A fetch of (path, op) requests under ``root``, one crossing a round;
-    an entry that did not fit is asked again, bigger."""
-    prefix = "" if root in ("", "/") else root.rstrip("/")
-
-    def fetch(requests: "Sequence[tuple[str, str]]") -> "list[bytes | _Missing]":
-        known = _SIZES.get
-        sizes = [known(op + path[path.rfind("/"):]) or _size(path, op) for path, op in requests]
-        out: "list[bytes | _Missing]" = [FAILED] * len(requests)
-        pending = list(range(len(requests)))
-        while pending:
-            results = _native.read_files([(prefix + requests[i][0], requests[i][1], sizes[i]) for i in pending])
-            again = []
-            for i, (outcome, data, truncated) in zip(pending, results):
-                if data is not None:
-                    if truncated:
-                        if sizes[i] < _MAX_SIZE:
-                            sizes[i] = min(sizes[i] * 16, _MAX_SIZE)
-                            again.append(i)
-                        continue  # FAILED: too large to be what it should
-                    out[i] = data
-                elif outcome.code == "absent":
-                    out[i] = ABSENT
-            pending = again
-        return out
-
-    return fetch
-
-
 class _Reads:
     """The values read so far, by (path, op); ``ask`` runs one round."""
 
@@ -365,16 +230,16 @@ class _Reads:
             self._got.update(zip(wanted, self._fetch(wanted)))
 
     def read(self, path: str) -> "bytes | _Missing":
-        return self._got.get((path, _native.READ), FAILED)
+        return self._got.get((path, READ), FAILED)
 
     def list(self, path: str) -> "bytes | _Missing":
-        return self._got.get((path, _native.LIST), FAILED)
+        return self._got.get((path, LIST), FAILED)
 
 
 def _cpu_files(cpu: int) -> "list[tuple[str, str]]":
     base = "%s/cpu%d" % (CPU_DIR, cpu)
-    return [(base + "/online", _native.READ), (base + "/cache", _native.LIST)] + [
-        ("%s/topology/%s" % (base, name), _native.READ)
+    return [(base + "/online", READ), (base + "/cache", LIST)] + [
+        ("%s/topology/%s" % (base, name), READ)
         for name in ("physical_package_id", "die_id", "core_id", "thread_siblings_list")]
 
 
@@ -384,7 +249,7 @@ _CACHE_FILES = ("id", "type", "size", "shared_cpu_list")
 def collect(fetch: "Fetch") -> _Reads:
     """Every file the Layout needs, read through ``fetch`` in four rounds."""
     reads = _Reads(fetch)
-    R, L = _native.READ, _native.LIST
+    R, L = READ, LIST
     # 1: the CPU and node lists, page sizes, IOMMU groups, UUID sources.
     reads.ask([(CPU_DIR + "/present", R), (CPU_DIR + "/online", R), (CPU_DIR, L), (NODE_DIR, L),
                (HUGEPAGES_DIR, L), (IOMMU_GROUPS_DIR, L), (MEMINFO, R), (MACHINE_ID, R)]
@@ -848,7 +713,7 @@ except (ValueError, OSError, AttributeError):  # pragma: no cover - no sysconf
     PAGE_KIB = 4
 
 
-def probe_layout(root: str = "/", arch: "str | None" = None) -> Layout:
-    """The Layout of the host under ``root`` (of architecture ``arch``:
+def read(fetch: "Fetch", arch: "str | None" = None) -> Layout:
+    """The Layout of the host ``fetch`` reads (of architecture ``arch``:
     on s390 libvirt counts each CPU as a core)."""
-    return decide(collect(c_fetch(root)), s390=bool(arch) and str(arch).startswith("s390"))
+    return decide(collect(fetch), s390=bool(arch) and str(arch).startswith("s390"))

@@ -21,9 +21,10 @@ import pytest
 
 import capsfast
 from capsfast.parts.topology import decide as topology
+from capsfast.sources import rounds
 from capsfast.render import libvirt as render_libvirt
 
-DATA = Path(__file__).parent / "data" / "libvirt"
+DATA = Path(__file__).parent.parent / "data" / "libvirt"
 
 
 def root_with_system(tmp_path, system):
@@ -36,7 +37,7 @@ def root_with_system(tmp_path, system):
 
 
 def layout_reads(root):
-    return topology.collect(topology.c_fetch(str(root)))
+    return topology.collect(rounds.fetch(str(root)))
 
 
 # -- libvirt's virhostcputest data ----------------------------------------------
@@ -334,8 +335,8 @@ def test_a_root_without_sysfs_says_nothing_of_it(tmp_path):
 def test_layout_is_lazy_and_read_once(tmp_path, monkeypatch):
     root = two_node_host(tmp_path / "root")
     calls = []
-    real = topology.probe_layout
-    monkeypatch.setattr(topology, "probe_layout", lambda *a: calls.append(a) or real(*a))
+    real = topology.read
+    monkeypatch.setattr(topology, "read", lambda *a: calls.append(a) or real(*a))
     host = capsfast.probe(root=str(root), arch="x86_64")
     host.kvm, host.guests
     assert calls == []
@@ -572,7 +573,7 @@ def test_the_collectors_recording_replays_the_same_layout(tmp_path):
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-    live = topology.probe_layout("/")
+    live = topology.read(rounds.fetch("/"))
     replayed = capsfast.probe(replay=str(tmp_path))
     assert replayed.topology.cells and replayed.cache is not None and replayed.pages is not None
     assert (replayed.topology.sockets, replayed.topology.cores, replayed.topology.threads) == (
@@ -588,7 +589,7 @@ def test_an_unprivileged_user_reads_the_same_layout():
     from forked import in_child
 
     def layout():
-        got = topology.probe_layout("/")
+        got = topology.read(rounds.fetch("/"))
         return got.topology, got.cache, got.pages, got.uuid, got.iommu_groups
 
     before = node_memory()

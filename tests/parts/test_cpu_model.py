@@ -23,7 +23,7 @@ from capsfast.cli import main
 from capsfast.errors import CapsfastError
 from capsfast.model import Tsc
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/
 MAP_DIR = os.path.join(HERE, "cpudecode", "cpu_map")
 DATA = os.path.join(HERE, "cpudecode", "cputestdata")
 
@@ -45,7 +45,7 @@ def expected_model(name):
 
 
 def write_dump(path, walk):
-    path.write_text(cpuid.format_dump([(leaf, sub, regs) for (leaf, sub), regs in sorted(walk.items())]))
+    path.write_text(collector.format_walk([(leaf, sub, regs) for (leaf, sub), regs in sorted(walk.items())]))
     return str(path)
 
 
@@ -223,14 +223,21 @@ def test_kvm_host_cpu_reads_the_tsc_as_the_collector_does():
     assert msr == _native.kvm_host_cpu("/dev/kvm", 0x10A, False).msr_value
 
 
-def test_the_collector_records_what_record_does():
-    walk = {(leaf, sub): regs for leaf, sub, regs in _native.cpuid_walk()}
+def test_the_collector_records_what_the_live_source_tells_the_decode():
+    from capsfast.sources.live import Live
+
+    live = Live("x86_64")
+    walk = live.walk()
     if not walk:
         pytest.skip("no CPUID here")
-    want_msr, want_tsc = hostcpu.device_wants(walk)
-    msr, tsc = hostcpu.live_device_reader("/")(want_msr, want_tsc)
+    # The CPUID bits libvirt's map gives arch-capabilities and invtsc.
+    want_msr = bool(walk.get((7, 0), (0, 0, 0, 0))[3] >> 29 & 1)
+    want_tsc = bool(walk.get((0x80000007, 0), (0, 0, 0, 0))[3] >> 8 & 1)
+    msr, tsc = live.cpu_device(want_msr, want_tsc)
     entries = [(leaf, sub, regs) for (leaf, sub), regs in walk.items()]
-    assert collector.host_cpu("/dev/kvm", entries) == hostcpu.scenario_facts(msr, tsc)
+    assert collector.host_cpu("/dev/kvm", entries) == {
+        "arch_capabilities": None if msr is None else "0x%x" % msr,
+        "tsc": None if tsc is None else {"frequency": tsc.frequency, "scaling": tsc.scaling}}
 
 
 # -- the CLI, end to end ----------------------------------------------------------
@@ -418,8 +425,9 @@ def test_unprivileged_no_device_no_cache_still_a_model(tmp_path):
 
 
 def test_cpuinfo_is_read_once_for_the_kernel_flags_and_the_model(tmp_path, monkeypatch):
-    """Both lazy parts read the first processor's block: one read serves them."""
-    from capsfast import host as probing
+    """Both lazy parts read the first processor's block: the probe's own
+    read of it serves them, and the source reads it no more."""
+    from capsfast.sources.base import Source
 
     walk, _ = corpus_walk("Core-i7-8700")
     walk = {k: v for k, v in walk.items()}
@@ -427,9 +435,10 @@ def test_cpuinfo_is_read_once_for_the_kernel_flags_and_the_model(tmp_path, monke
     walk[(1, 0)] = (eax, ebx, ecx & ~(1 << 5), edx)  # no vmx: the probe leaves the kernel's flags unread
     dump, root = fake_host(tmp_path, walk, CPUINFO.replace("\n\n", "\nflags\t\t: fpu pae lm\n\n"))
     calls = []
-    read = probing.read_cpuinfo
-    monkeypatch.setattr(probing, "read_cpuinfo", lambda r="/": calls.append(r) or read(r))
+    read = Source.files
+    monkeypatch.setattr(Source, "files", lambda self, plan, depends={}: calls.append([e[0] for e in plan])
+                        or read(self, plan, depends))
     host = capsfast.probe(root=str(root), cpuid=dump, arch="x86_64")
-    assert calls == []
     assert host.kernel_flags == ("fpu", "pae", "lm") and host.cpu_model.microcode == 222
-    assert calls == [str(root)]
+    host.security  # the platform part wants the block too
+    assert calls and not any("cpuinfo" in keys for keys in calls)

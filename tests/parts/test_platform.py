@@ -17,7 +17,7 @@ import capsfast
 from capsfast.parts.platform import read as platform
 from capsfast import host as probing
 from capsfast.render import check as report
-from capsfast.parts.platform import confidential as security
+from capsfast.parts.platform import decide as security
 from capsfast.cli import main
 
 NOBODY = (65534, 65534)
@@ -313,9 +313,9 @@ def test_check_as_a_process_piped():
 
 
 def test_import_and_the_default_probe_load_none_of_it():
-    """capsfast.parts.platform.read and capsfast.parts.platform.confidential are imported on first use."""
+    """capsfast.parts.platform.read and capsfast.parts.platform.decide are imported on first use."""
     code = ("import sys, capsfast; capsfast.probe(); capsfast.kvm_usable(); "
-            "print(sorted(m for m in sys.modules if m in ('capsfast.parts.platform.read', 'capsfast.parts.platform.confidential')))")
+            "print(sorted(m for m in sys.modules if m in ('capsfast.parts.platform.read', 'capsfast.parts.platform.decide')))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.stdout.strip() == "[]", run.stdout + run.stderr
 

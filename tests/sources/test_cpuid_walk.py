@@ -1,5 +1,5 @@
 """The full CPUID walk: the C module's (``_native.cpuid_walk``) against the
-``cpuid`` tool on this machine, the Python reference (``cpuid.walk``) rule
+``cpuid`` tool on this machine, the Python walk (the collector's, ``collector.walk``) rule
 by rule over recorded dumps, hostile CPUs, and the dump it is written to.
 
 The walk is libvirt's x86 host CPU probe's (cpuidSet() in
@@ -18,11 +18,13 @@ from pathlib import Path
 import pytest
 
 from capsfast import _native
+from capsfast.sources import cpuid_dump
+from capsfast.recording import collector
 from capsfast.parts.core import cpuid
 from capsfast._capsfast import lib
 from capsfast.errors import CapsfastError
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent  # tests/
 X86 = os.uname().machine in ("x86_64", "i686", "i586", "i386")
 HAVE_TOOL = shutil.which("cpuid") is not None
 EAX, EBX, ECX, EDX = range(4)
@@ -262,9 +264,9 @@ HOST_DUMPS = sorted(HERE.glob("hosts/*/cpuid.txt"))
 
 
 def walk_dump(text, name="dump"):
-    table = cpuid.parse_dump_walk(text, name)
+    table = cpuid_dump.parse_dump_walk(text, name)
     read = Reader(table)
-    return cpuid.walk(read), table, read
+    return collector.walk(read), table, read
 
 
 @pytest.mark.parametrize("text, expected", [(INTEL_SGX, INTEL_SGX_KEYS), (EPYC, EPYC_KEYS)], ids=["intel-sgx", "epyc"])
@@ -317,7 +319,7 @@ def basic_ones(leaf, _subleaf):
 
 def walk_of(table, default=ZERO):
     read = Reader(table, default)
-    return cpuid.walk(read), read
+    return collector.walk(read), read
 
 
 def test_basic_then_extended_then_hypervisor():
@@ -460,7 +462,7 @@ def hostile(name):
 ])
 def test_hostile_cpus_stay_bounded(name, entries, reads, last):
     read = Reader({}, hostile(name))
-    walked = cpuid.walk(read)
+    walked = collector.walk(read)
     assert (len(walked), len(read.calls)) == (entries, reads)
     assert keys(walked)[-1] == last
     assert len(read.calls) == len(walked) + dropped(walked)
@@ -478,15 +480,15 @@ def test_bounds_are_the_headers():
 @pytest.mark.parametrize("text", [INTEL_SGX, EPYC] + [p.read_text() for p in HOST_DUMPS])
 def test_format_dump_parses_back(text):
     entries, _table, _read = walk_dump(text)
-    written = cpuid.format_dump(entries)
-    assert cpuid.parse_dump_walk(written, "written") == {(leaf, sub): regs for leaf, sub, regs in entries}
+    written = collector.format_walk(entries)
+    assert cpuid_dump.parse_dump_walk(written, "written") == {(leaf, sub): regs for leaf, sub, regs in entries}
     # The probe's view of it: subleaf 0 of each leaf.
     assert cpuid.parse_dump(written, "written") == {leaf: regs for leaf, sub, regs in entries if sub == 0}
 
 
 def test_format_dump_is_the_tools_layout():
     entries, _table, _read = walk_dump(INTEL_SGX)
-    lines = cpuid.format_dump(entries).splitlines()
+    lines = collector.format_walk(entries).splitlines()
     assert lines[0] == "CPU:"
     assert lines[1] == "   0x00000000 0x00: eax=0x00000017 ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69"
     # Ascending (leaf, subleaf), as the tool prints: 0x4000.. before 0x8000..
@@ -495,11 +497,11 @@ def test_format_dump_is_the_tools_layout():
 
 
 def test_parse_dump_walk_takes_the_first_cpu_and_the_first_line():
-    table = cpuid.parse_dump_walk(EPYC, "epyc")
+    table = cpuid_dump.parse_dump_walk(EPYC, "epyc")
     assert table[(1, 0)][EBX] == 0x00800800  # CPU 0's, not CPU 1's
     assert table[(0x8000001D, 3)] == (0x0001C163, 0x03C0003F, 0x00007FFF, 1)
     twice = "CPU:\n" + EPYC.splitlines()[1] + "\n   0x00000000 0x00: eax=0x1 ebx=0x2 ecx=0x3 edx=0x4\n"
-    assert cpuid.parse_dump_walk(twice)[(0, 0)][EAX] == 0x10
+    assert cpuid_dump.parse_dump_walk(twice)[(0, 0)][EAX] == 0x10
 
 
 @pytest.mark.parametrize("text, says", [
@@ -511,7 +513,7 @@ def test_parse_dump_walk_takes_the_first_cpu_and_the_first_line():
     ("", "no leaf 0x00000000"),
 ])
 def test_parse_dump_walk_errors_are_one_line(text, says):
-    for parse in (cpuid.parse_dump, cpuid.parse_dump_walk):
+    for parse in (cpuid.parse_dump, cpuid_dump.parse_dump_walk):
         with pytest.raises(CapsfastError) as e:
             parse(text, "the dump")
         assert says in str(e.value) and "the dump" in str(e.value) and "\n" not in str(e.value)
@@ -559,7 +561,7 @@ def c_walk():
 def test_c_walk_equals_the_tool_and_the_python_walk(one_cpu):
     entries, executed = c_walk()
     dump = tool_text()
-    table = cpuid.parse_dump_walk(dump, "cpuid -1 -r")
+    table = cpuid_dump.parse_dump_walk(dump, "cpuid -1 -r")
     # Every (leaf, subleaf) the C walk keeps is in the tool's dump, equal.
     missing = [(hex(leaf), sub) for leaf, sub in keys(entries) if (leaf, sub) not in table]
     assert not missing
@@ -567,10 +569,10 @@ def test_c_walk_equals_the_tool_and_the_python_walk(one_cpu):
     # The reference walk over the same CPU: the same entries, and one read
     # where C ran one CPUID.
     read = tool_reader(table)
-    assert cpuid.walk(read) == entries
+    assert collector.walk(read) == entries
     assert executed == len(read.calls) == len(entries) + dropped(entries)
     # What the recording writes is the tool's own lines.
-    written = cpuid.format_dump(entries).splitlines()
+    written = collector.format_walk(entries).splitlines()
     assert written[0] == dump.splitlines()[0]
     assert set(written[1:]) <= set(dump.splitlines())
 
@@ -598,7 +600,7 @@ def test_c_walk_against_the_tool_on_any_cpu():
     """Unpinned, the walk and the tool may run on different CPUs: equal
     but for the registers in PER_CPU."""
     entries, _executed = c_walk()
-    table = cpuid.parse_dump_walk(tool_text(), "cpuid -1 -r")
+    table = cpuid_dump.parse_dump_walk(tool_text(), "cpuid -1 -r")
     assert masked(entries) == masked([(leaf, sub, table[(leaf, sub)]) for leaf, sub, _r in entries])
 
 

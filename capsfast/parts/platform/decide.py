@@ -20,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from capsfast.parts.core.cpuid import Registers
+    from capsfast.sources.base import Registers
     from capsfast.model import Host
 
     # ("ok" | "absent" | "unreadable" | "truncated", bytes or None)

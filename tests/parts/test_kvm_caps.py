@@ -3,7 +3,6 @@ on the /dev/kvm system fd, read lazily in one crossing.  Checked against
 an independent reading with fcntl.ioctl, as an unprivileged user, against
 a tripwire on the probe path, and through recordings and the collector."""
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -15,30 +14,14 @@ from forked import in_child
 import capsfast
 from capsfast import CapsfastError, _native
 from capsfast.recording import collector
-from capsfast.parts.core import read as facts
+from capsfast.parts import kvm_caps as caps_part
 from capsfast import host as probing
 from capsfast.recording import format as recording
 from capsfast.render import check as report
 from capsfast.model import kvm_caps_pending
 from scenarios import HOSTS
 
-KVM_CHECK_EXTENSION = 0xAE03  # _IO(KVMIO, 0x03), include/uapi/linux/kvm.h
-NOBODY = (65534, 65534)
-
-
-def fcntl_caps():
-    """This machine's answers, read without capsfast; None if /dev/kvm does not open."""
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return {name: fcntl.ioctl(fd, KVM_CHECK_EXTENSION, number) for name, number in facts.KVM_CAPS}
-    finally:
-        os.close(fd)
-
-
-needs_kvm = pytest.mark.skipif(fcntl_caps() is None, reason="/dev/kvm cannot be opened here")
+from kvm_device import NOBODY, fcntl_caps, needs_kvm
 
 
 @pytest.fixture
@@ -55,11 +38,11 @@ def tripwire(monkeypatch):
 
 
 def test_the_table_has_unique_names_and_numbers():
-    names = [name for name, _ in facts.KVM_CAPS]
-    numbers = [number for _, number in facts.KVM_CAPS]
+    names = [name for name, _ in caps_part.KVM_CAPS]
+    numbers = [number for _, number in caps_part.KVM_CAPS]
     assert len(set(names)) == len(names) and len(set(numbers)) == len(numbers)
     # Numbers as include/uapi/linux/kvm.h defines them (a few, spot-checked).
-    table = dict(facts.KVM_CAPS)
+    table = dict(caps_part.KVM_CAPS)
     assert (table["IRQCHIP"], table["MAX_VCPUS"], table["NR_VCPUS"], table["ARM_VM_IPA_SIZE"]) == (0, 66, 9, 165)
     assert (table["GUEST_MEMFD"], table["VM_TYPES"], table["ARM_EL2"]) == (234, 235, 240)
 
@@ -68,8 +51,8 @@ def test_the_schema_lists_the_table():
     with open(os.path.join(os.path.dirname(probing.__file__), "schemas", "capabilities.schema.json")) as f:
         schema = json.load(f)
     caps = schema["$defs"]["kvm"]["properties"]["caps"]
-    assert caps["required"] == list(facts.KVM_CAP_NAMES)
-    assert list(caps["properties"]) == list(facts.KVM_CAP_NAMES)
+    assert caps["required"] == list(caps_part.KVM_CAP_NAMES)
+    assert list(caps["properties"]) == list(caps_part.KVM_CAP_NAMES)
 
 
 @needs_kvm
@@ -146,9 +129,9 @@ def test_only_the_kvm_device_is_opened(tmp_path):
 
 @needs_kvm
 def test_the_collector_reads_what_c_reads():
-    assert collector.kvm_caps("/dev/kvm", [list(row) for row in facts.KVM_CAPS]) == fcntl_caps()
-    opened, values = _native.kvm_caps("/dev/kvm", facts.KVM_CAP_NUMBERS)
-    assert opened.ok and dict(zip(facts.KVM_CAP_NAMES, values)) == fcntl_caps()
+    assert collector.kvm_caps("/dev/kvm", [list(row) for row in caps_part.KVM_CAPS]) == fcntl_caps()
+    opened, values = _native.kvm_caps("/dev/kvm", caps_part.KVM_CAP_NUMBERS)
+    assert opened.ok and dict(zip(caps_part.KVM_CAP_NAMES, values)) == fcntl_caps()
 
 
 def test_a_recording_without_caps_replays_as_null():
@@ -160,7 +143,7 @@ def test_recorded_caps_replay(tmp_path):
     directory = tmp_path / "rec"
     shutil.copytree(HOSTS / "intel-enabled", directory)
     scenario = json.loads((directory / "scenario.json").read_text())
-    recorded = {name: 1 for name in facts.KVM_CAP_NAMES}
+    recorded = {name: 1 for name in caps_part.KVM_CAP_NAMES}
     recorded.update(MAX_VCPUS=710, NOT_A_CAP_WE_ASK=3)
     del recorded["ARM_EL2"]  # an older capsfast did not ask it
     scenario["devices"] = {"/dev/kvm": {"mode": "0o20660", "stat": "ok", "access": "ok", "open": "ok",
@@ -168,7 +151,7 @@ def test_recorded_caps_replay(tmp_path):
                                         "caps": recorded}}
     (directory / "scenario.json").write_text(json.dumps(scenario))
     caps = dict(capsfast.probe(replay=str(directory)).kvm_caps)
-    assert list(caps) == list(facts.KVM_CAP_NAMES)
+    assert list(caps) == list(caps_part.KVM_CAP_NAMES)
     assert caps["MAX_VCPUS"] == 710 and caps["ARM_EL2"] is None and caps["IRQCHIP"] == 1
     scenario["devices"]["/dev/kvm"]["caps"] = None
     (directory / "scenario.json").write_text(json.dumps(scenario))
@@ -183,7 +166,7 @@ def test_recorded_caps_replay(tmp_path):
 def test_the_remote_plan_carries_the_table():
     from capsfast.recording import remote
 
-    assert remote.plan("h")["kvm_caps"] == [list(row) for row in facts.KVM_CAPS]
+    assert remote.plan("h")["kvm_caps"] == [list(row) for row in caps_part.KVM_CAPS]
 
 
 def test_c_rejects_nonsense_arguments():

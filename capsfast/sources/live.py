@@ -1,0 +1,59 @@
+"""The running host as a Source: files under "/", the CPU through the C
+module, the KVM device asked for what only it tells."""
+from capsfast import _native
+from capsfast.constants import KVM_DEVICE, MSR_DEVICE
+from capsfast.sources.base import ARCH_CAPABILITIES_MSR, Source, specs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from capsfast._native import Batch
+    from capsfast.model import Tsc
+    from capsfast.sources.base import Entry, Walk
+
+HAS_CPUID = _native.HAS_CPUID
+
+
+def batch(plan: "Sequence[Entry]", depends: "Mapping[str, str]", device: bool = True) -> "Batch":
+    """A Batch of its own for ``plan`` under "/" (and the KVM device): the
+    live probe keeps its own, crossing with cross() and reading results()
+    only when the snapshot changed."""
+    return _native.Batch(KVM_DEVICE if device else None, specs("/", plan, depends))
+
+
+class Live(Source):
+    """The host this process runs on (``arch``: its architecture, or the
+    one the caller forces)."""
+
+    kind = "live"
+    has_cpu = HAS_CPUID
+
+    def __init__(self, arch: str, cpu_map: "str | None" = None) -> None:
+        super().__init__("/", arch, None, cpu_map)
+
+    def _read_walk(self) -> "Walk | None":
+        if not _native.HAS_CPUID:
+            return None
+        return {(leaf, sub): regs for leaf, sub, regs in _native.cpuid_walk()} or None
+
+    def cpu_device(self, want_msr: bool, want_tsc: bool) -> "tuple[int | None, Tsc | None]":
+        from capsfast.model import Tsc
+
+        msr = None
+        if want_msr:
+            # libvirt's virHostCPUGetMSR: the msr driver first, when it opens.
+            spec = (MSR_DEVICE, _native.MSR, ARCH_CAPABILITIES_MSR, 0, None)
+            result = _native.Batch(None, [spec]).run().files[0]
+            if result.outcome.ok:
+                msr = result.value
+                want_msr = False
+        if not (want_msr or want_tsc):
+            return msr, None
+        got = _native.kvm_host_cpu(KVM_DEVICE, ARCH_CAPABILITIES_MSR if want_msr else None, want_tsc)
+        if want_msr and got.msr_value is not None:
+            msr = got.msr_value
+        tsc = None
+        if got.tsc_khz is not None and got.tsc_scaling is not None:
+            tsc = Tsc(got.tsc_khz * 1000, "yes" if got.tsc_scaling else "no")
+        return msr, tsc
