@@ -195,7 +195,11 @@ def _replay(directory: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
         raise CapsfastError("replay %s: the recording was made without --deep (KVM_CREATE_VM was not tried)"
                             % directory)
     replay.cpu_map = cpu_map
-    return _probe_other(replay, replay.deep)
+    try:
+        return _probe_other(replay, replay.deep)
+    except CapsfastError as e:  # the recording's fault: said as such
+        raise e if str(e).startswith("replay ") else CapsfastError("replay %s: %s" % (directory, e),
+                                                                    errno=e.errno) from None
 
 
 def check_recorded_inputs(root: object, cpuid: object, arch: object, replay: object, connect: object,
@@ -216,7 +220,15 @@ def replay_temporary(recording: "Recording", deep: bool = False, cpu_map: "str |
     """The host a temporary recording (fetched over SSH, read from a
     stream) captured; its lazy parts are resolved before it is removed."""
     with recording as directory:
-        return resolve(_replay(directory, deep, cpu_map))
+        try:
+            return resolve(_replay(directory, deep, cpu_map))
+        except CapsfastError as e:
+            # Named by where it came from, not by a directory gone with it;
+            # a file of its root by its path on the recorded host, its own
+            # files (cpuid.txt) by their names.
+            base = directory.rstrip("/")
+            text = str(e).replace(base + "/root/", "/").replace(base + "/", "").replace(base, recording.name)
+            raise CapsfastError(text, errno=e.errno) from None
 
 
 def _connect(uri: str, deep: bool, cpu_map: "str | None" = None) -> "Host":

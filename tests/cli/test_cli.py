@@ -305,3 +305,27 @@ def test_capabilities_help_states_the_output_shape_and_bounds():
 def test_record_help_says_which_input_flags_it_takes():
     text = " ".join(capsfast_run("record", "--help").stdout.split())
     assert "record takes --deep and --connect only" in text and "--cpu-map" in text
+
+
+# -- every input is read once ---------------------------------------------------
+
+@pytest.mark.parametrize("command", [["check"], ["check", "--json"], ["capabilities"], ["capabilities", "--json"],
+                                     ["export", "prometheus"], ["export", "nfd", "--stdout"]])
+def test_a_dump_on_a_pipe_is_read_once(command):
+    """``--cpuid-dump <(cpuid -r -1)`` and ``--cpuid-dump /dev/stdin``: a
+    pipe gives its text once, so every part must share one reading; the
+    answer is the one a regular file gives."""
+    root, dump = INTEL / "root", INTEL / "cpuid.txt"
+    expected = capsfast_run(*command, "--cpuid-dump", str(dump), "--root", str(root))
+    assert expected.returncode in (0, 1) and expected.stderr == ""
+    substituted = subprocess.run(
+        ["bash", "-c", 'exec "$0" -m capsfast "$@" --cpuid-dump <(cat "$DUMP") --root "$ROOT"', sys.executable,
+         *command], capture_output=True, text=True, timeout=120, env=dict(os.environ, DUMP=str(dump), ROOT=str(root)))
+    assert (substituted.returncode, substituted.stderr) == (expected.returncode, "")
+    with open(dump, "rb") as source:
+        piped = subprocess.run(["bash", "-c", 'cat | "$0" -m capsfast "$@" --cpuid-dump /dev/stdin --root "$ROOT"',
+                                sys.executable, *command], stdin=source, capture_output=True, text=True,
+                               timeout=120, env=dict(os.environ, ROOT=str(root)))
+    assert (piped.returncode, piped.stderr) == (expected.returncode, "")
+    if "prometheus" not in command:  # its probe duration differs from run to run
+        assert substituted.stdout == piped.stdout == expected.stdout

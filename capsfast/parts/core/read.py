@@ -113,6 +113,16 @@ def normalize_arch(name: str) -> str:
     raise CapsfastError("unrecognised architecture %r" % name.strip()[:40])
 
 
+# The architectures one CPU runs natively (a 64-bit x86 CPU runs i686
+# too, and so on): an --arch of the live host must be of its CPU's family.
+_FAMILIES = {"i686": "x86_64", "armv7l": "aarch64", "armv6l": "aarch64", "ppc64le": "ppc64", "ppc": "ppc64",
+             "ppcle": "ppc64", "s390": "s390x"}
+
+
+def _cpu_family(arch: str) -> str:
+    return _FAMILIES.get(arch, arch)
+
+
 def arch_from_cpuinfo(block: "Mapping[str, str] | None") -> "str | None":
     """The architecture a /proc/cpuinfo block was written by, where its
     keys tell (for a root without proc/sys/kernel/arch); None otherwise."""
@@ -320,8 +330,17 @@ def read_core(source: "Source", deep: bool) -> "tuple[CpuFacts, DeviceFacts]":
     which learns the host's architecture."""
     root, dump = source.root, source.dump
     arch = normalize_arch(source.arch) if source.arch else None
+    recorded = source.kind == "replay"  # its arch and dump are the recording's, not flags
     if arch is not None and dump is not None and arch not in X86_ARCHS:
-        raise CapsfastError("--arch %s contradicts the CPUID dump %s: CPUID exists on x86 only" % (arch, dump))
+        raise CapsfastError(("its architecture %s contradicts its CPUID walk (cpuid.txt): CPUID exists on x86 only"
+                             if recorded else "--arch %s contradicts the CPUID dump %s: CPUID exists on x86 only")
+                            % ((arch,) if recorded else (arch, dump)))
+    if arch is not None and source.kind == "live":
+        machine = normalize_arch(os.uname().machine)
+        if _cpu_family(arch) != _cpu_family(machine):
+            raise CapsfastError("--arch %s contradicts this machine (%s), whose live CPU is probed: give another "
+                                "host's files with --root, a dump with --cpuid-dump, or a recording with --replay"
+                                % (arch, machine))
     if arch is None and root == "/":
         arch = normalize_arch(os.uname().machine)
     plan = PLAN if arch is not None else PLAN_WITH_ARCH
@@ -335,7 +354,8 @@ def read_core(source: "Source", deep: bool) -> "tuple[CpuFacts, DeviceFacts]":
             arch_text = arch_from_cpuinfo(cpuinfo_first_block(data(root, path, result)))
         arch = normalize_arch(arch_text or os.uname().machine)
         if dump is not None and arch not in X86_ARCHS:
-            raise CapsfastError("the CPUID dump %s is of an x86 CPU, but the host under %s is %s"
+            raise CapsfastError("its CPUID walk (cpuid.txt) is of an x86 CPU, but its root is of %s" % arch
+                                if recorded else "the CPUID dump %s is of an x86 CPU, but the host under %s is %s"
                                 % (dump, root, arch))
     source.arch = arch
     leaves: "Leaves | None" = results.cpu  # the running CPU's, where the source has one
