@@ -16,7 +16,7 @@ from functools import partial
 
 from capsfast import parts
 from capsfast.parts.core import read as facts
-from capsfast.constants import X86_ARCHS
+from capsfast.constants import KVM_DEVICE, X86_ARCHS
 from capsfast.errors import CapsfastError
 from capsfast.model import Host, Lazy, guests_pending, resolve
 from capsfast.sources import live
@@ -65,6 +65,10 @@ def assemble(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", source: "Callab
     host: Host = Host(**fields)  # type: ignore[arg-type]  # Lazy fields resolve on read
     made.append(host)
     return host
+
+
+def _live_kvm_group() -> "str | None":
+    return live.live_group(KVM_DEVICE)
 
 
 def _live_batch() -> "Batch":
@@ -147,7 +151,8 @@ class LiveCache:
 
     def _decode(self, cpu: "CpuFacts", results: "Results", deep: bool) -> "DeviceFacts":
         assert results.kvm is not None  # the live plan always asks for the device
-        return facts.device_facts(cpu, results.kvm, facts.keyed(facts.DEVICE_FILES, results.files), deep, "/")
+        return facts.device_facts(cpu, results.kvm, facts.keyed(facts.DEVICE_FILES, results.files), deep, "/",
+                                  _live_kvm_group)
 
     def _remember(self, snapshot: bytes, cpu: "CpuFacts", devices: "DeviceFacts", deep: bool) -> "Host":
         assert self.arch is not None and self.source is not None

@@ -220,7 +220,10 @@ class Kvm(Record):
     12 (and with ``deep``, ``KVM_CREATE_VM`` worked).  ``create_vm`` is None
     unless ``deep``.  ``failure`` is the first failing step as a stable code
     (see ``KVM_FAILURES`` in ``capsfast.parts.core.decide``), ``error`` the same for
-    people, with the system's reason; both None when usable."""
+    people, with the system's reason; both None when usable.  ``mode``: the
+    permission bits of the character device (None for anything else);
+    ``group``: the name of its group, looked up only where this process may
+    not open it (``not_accessible``), else None."""
 
     exists: "bool"
     char_device: "bool"
@@ -232,6 +235,8 @@ class Kvm(Record):
     create_vm: "bool | None"
     failure: "str | None"
     error: "str | None"
+    mode: "int | None"
+    group: "str | None"
 
     def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)

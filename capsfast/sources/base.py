@@ -128,6 +128,15 @@ def inside(root: str, path: str) -> str:
     return base + "/" + "/".join(resolved) if resolved else base + "/"
 
 
+def _group_name(group_file: str, gid: int) -> str:
+    """The name /etc/group text gives ``gid``, else the number as text."""
+    for line in group_file.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[2].strip() == str(gid) and fields[0]:
+            return fields[0]
+    return str(gid)
+
+
 def specs(root: str, plan: "Sequence[Entry]", depends: "Mapping[str, str]") -> "list[FileSpec]":
     """``plan`` as the crossing's file entries under ``root``, ``depends``
     (key -> the key of an entry whose file must exist for this one to be
@@ -331,6 +340,21 @@ class Source:
             return os.access(path, os.R_OK | os.W_OK, effective_ids=os.access in os.supports_effective_ids)
         except (OSError, ValueError):
             return None
+
+    def device_group(self, path: str) -> "str | None":
+        """The name of the group of the device node ``path``, as the probed
+        host names it (its own /etc/group; the number where it has no
+        name); None where the node cannot be looked at."""
+        try:
+            gid = _os.stat(self.under(path)).st_gid
+        except (OSError, ValueError):
+            return None
+        try:
+            with open(self.under("/etc/group"), "rb") as f:
+                text = f.read(1 << 20).decode("utf-8", "replace")
+        except (OSError, ValueError):
+            text = ""
+        return _group_name(text, gid)
 
     def recorded_msr(self) -> "dict[int, int] | None":
         """The MSR values a recording holds (None: read the msr driver)."""

@@ -90,7 +90,8 @@ def test_readiness_and_capabilities_as_metrics():
 
 def test_unusable_kvm_and_odd_signature_survive_the_parser():
     host = sample_host(
-        kvm=Kvm(True, True, False, False, None, (), None, None, "not_accessible", "open: Permission denied"),
+        kvm=Kvm(True, True, False, False, None, (), None, None, "not_accessible", "open: Permission denied", 0o600,
+                "root"),
         hypervisor=Hypervisor('od"d\\sig\n', 'od"d\\sig\n'),
         guests=(),
     )

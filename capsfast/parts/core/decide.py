@@ -32,10 +32,12 @@ KVM_FAILURES = (
 )
 
 
-def kvm(device: "KvmDevice", modules: tuple[str, ...], nested: "bool | None", deep: bool) -> Kvm:
+def kvm(device: "KvmDevice", modules: tuple[str, ...], nested: "bool | None", deep: bool,
+        group: "str | None" = None) -> Kvm:
     """Kvm from the device's steps: usable when every step up to the API
     version (and, with ``deep``, KVM_CREATE_VM) worked; else the first
-    failing step as a code and in words."""
+    failing step as a code and in words.  ``group``: the node's group's
+    name, where it was looked up."""
     exists = device.stat.ok
     char_device = exists and device.mode & 0o170000 == 0o020000
     accessible = char_device and device.access.ok
@@ -70,6 +72,8 @@ def kvm(device: "KvmDevice", modules: tuple[str, ...], nested: "bool | None", de
         create_vm=device.create_vm.ok if deep and char_device and api is not None else None,
         failure=failure,
         error=error,
+        mode=device.mode & 0o7777 if char_device else None,
+        group=group,
     )
 
 

@@ -11,14 +11,14 @@ import os
 
 from capsfast.parts.core import cpuid
 from capsfast.parts.core import decide as verdict
-from capsfast.constants import MSR_DEVICE, MSR_FEATURE_CONTROL, MSR_VM_CR, X86_ARCHS
+from capsfast.constants import KVM_DEVICE, MSR_DEVICE, MSR_FEATURE_CONTROL, MSR_VM_CR, X86_ARCHS
 from capsfast.errors import CapsfastError
 from capsfast.model import Cpu, Hypervisor, Kqemu, Xen
 from capsfast.sources.base import CPUINFO_BLOCK, MSR, READ, READ_BLOCK, STAT, under
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from capsfast.sources.base import FileResult, KvmDevice, Leaves
     from capsfast.model import Hvm, Kvm
@@ -295,9 +295,11 @@ def _cpu_from_cpuinfo(block: "Mapping[str, str]", flags: tuple[str, ...]) -> Cpu
                number("stepping"), features, "cpuinfo", None, None)
 
 
-def device_facts(cpu: "CpuFacts", kvm_device: "KvmDevice", files: "Files", deep: bool, root: str) -> "DeviceFacts":
+def device_facts(cpu: "CpuFacts", kvm_device: "KvmDevice", files: "Files", deep: bool, root: str,
+                 group: "Callable[[], str | None]" = lambda: None) -> "DeviceFacts":
     """(kvm, kqemu, xen, hvm): what the device and file results mean, with
-    the decisions on them."""
+    the decisions on them; ``group`` names the device's group, asked only
+    where this process may not open it (the hint for that case names it)."""
     def is_present(key: str) -> bool:
         path, result = files[key]
         return present(root, path, result)
@@ -311,7 +313,8 @@ def device_facts(cpu: "CpuFacts", kvm_device: "KvmDevice", files: "Files", deep:
     for value in (read("nested.kvm_intel"), read("nested.kvm_amd")):
         if value is not None:
             nested = bool(nested) or value.strip() in ("Y", "y", "1")
-    kvm = verdict.kvm(kvm_device, modules, nested, deep)
+    denied = kvm_device.stat.ok and kvm_device.open.code == "denied"
+    kvm = verdict.kvm(kvm_device, modules, nested, deep, group() if denied else None)
     xen = xen_facts(is_present("proc_xen"), read("xen_caps"), read("hv_type"), read("hv_caps"))
     kqemu = Kqemu(exists=is_present("kqemu"))
     hvm = verdict.decide(cpu.cpu, kvm, xen, cpu.kernel_flags, cpu.msr)
@@ -364,4 +367,4 @@ def read_core(source: "Source", deep: bool) -> "tuple[CpuFacts, DeviceFacts]":
         leaves, kind = cpuid.gate(lambda leaf: walk.get((leaf, 0), cpuid.ZERO)), "dump"
     cpu = cpu_facts(root, arch, leaves, kind, files, source.recorded_msr())
     assert results.kvm is not None  # the plan asks for the device
-    return cpu, device_facts(cpu, results.kvm, files, deep, root)
+    return cpu, device_facts(cpu, results.kvm, files, deep, root, lambda: source.device_group(KVM_DEVICE))
