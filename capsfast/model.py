@@ -25,6 +25,15 @@ if TYPE_CHECKING:
     # import them under ``if TYPE_CHECKING:``.
     Format = Literal["libvirt", "draft", "json"]
     VmmName = Literal["firecracker", "cloud-hypervisor", "qemu", "kata"]
+    HvmStatus = Literal["enabled", "disabled_by_firmware", "not_exposed", "unsupported", "unknown"]
+    TechStatus = Literal["enabled", "disabled_by_firmware", "disabled_in_kernel", "not_exposed", "unsupported",
+                         "unknown"]
+    IommuStatus = Literal["enabled", "disabled_in_kernel", "absent", "unknown"]
+    Confidence = Literal["certain", "likely", "unknown"]
+    BiosSetting = Literal["enabled", "disabled"]
+    CpuSource = Literal["cpuid", "dump", "cpuinfo", "none"]
+    XenRole = Literal["dom0", "domU"]
+    CgroupVersion = Literal["v1", "v2", "hybrid"]
 else:
     # Lazy's base ``Generic[_T]`` is the checker's; at run time that
     # subscript is this lookup, and the base is plain object.
@@ -194,7 +203,7 @@ class Cpu(Record):
     model: "int | None"
     stepping: "int | None"
     features: "tuple[str, ...]"
-    source: "str"
+    source: "CpuSource"
     max_leaf: "int | None"
     max_ext_leaf: "int | None"
 
@@ -256,7 +265,7 @@ class Xen(Record):
     ``domU`` or None; ``capabilities`` the hypervisor's tokens."""
 
     present: "bool"
-    role: "str | None"
+    role: "XenRole | None"
     hypervisor_type: "str | None"
     capabilities: "tuple[str, ...]"
 
@@ -271,10 +280,10 @@ class Hvm(Record):
     enabled, disabled or None; ``evidence`` the codes of the facts that
     decided it (README, "The verdict")."""
 
-    type: "str | None"
-    status: "str"
-    confidence: "str"
-    bios_setting: "str | None"
+    type: "Literal['vmx', 'svm'] | None"
+    status: "HvmStatus"
+    confidence: "Confidence"
+    bios_setting: "BiosSetting | None"
     evidence: "tuple[str, ...]"
 
     def as_dict(self) -> "dict[str, Any]":
@@ -487,8 +496,8 @@ class Tech(Record):
     unknown; ``evidence`` the codes of the facts that decided it; ``hint``
     what to do (None when enabled and nothing is missing)."""
 
-    status: "str"
-    confidence: "str"
+    status: "TechStatus"
+    confidence: "Confidence"
     evidence: "tuple[str, ...]"
     hint: "str | None"
 
@@ -501,8 +510,8 @@ class Sev(Record):
     without it): the C-bit position, the physical address bits lost, and
     the SEV and SEV-ES guests the ASIDs allow, as libvirt computes them."""
 
-    status: "str"
-    confidence: "str"
+    status: "TechStatus"
+    confidence: "Confidence"
     evidence: "tuple[str, ...]"
     hint: "str | None"
     cbitpos: "int | None"
@@ -519,8 +528,8 @@ class Sgx(Record):
     without them): SGX1, SGX2, flexible launch control, and the EPC
     sections as ``(base, size)`` byte pairs."""
 
-    status: "str"
-    confidence: "str"
+    status: "TechStatus"
+    confidence: "Confidence"
     evidence: "tuple[str, ...]"
     hint: "str | None"
     sgx1: "bool | None"
@@ -556,8 +565,8 @@ class Iommu(Record):
     command line; ``vfio`` and ``iommufd`` whether /dev/vfio/vfio and
     /dev/iommu exist (None: cannot be told)."""
 
-    status: "str"
-    confidence: "str"
+    status: "IommuStatus"
+    confidence: "Confidence"
     evidence: "tuple[str, ...]"
     hint: "str | None"
     groups: "int | None"
@@ -583,7 +592,7 @@ class Devices(Record):
     tun: "bool | None"
     vhost_vsock: "bool | None"
     kvm_hv: "bool | None"
-    cgroup_version: "str | None"
+    cgroup_version: "CgroupVersion | None"
     cgroup_controllers: "tuple[tuple[str, bool | None], ...]"
 
     def as_dict(self) -> "dict[str, Any]":

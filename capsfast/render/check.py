@@ -61,6 +61,7 @@ def _missing_hint(host: "Host") -> str:
         return _hvm_hint(host)
     if not host.kvm.modules:
         arch = host.arch
+        key: str
         if arch in X86_ARCHS:
             key = host.hvm.type or "x86"
         elif arch in ("aarch64", "armv7l"):

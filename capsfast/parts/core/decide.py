@@ -11,12 +11,17 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from typing import Literal
+
     from capsfast.sources.base import KvmDevice
-    from capsfast.model import Cpu, Xen
+    from capsfast.model import BiosSetting, Confidence, Cpu, HvmStatus, Xen
 
-    Decided = tuple[str, str, tuple[str, ...]]
+    Decided = tuple[HvmStatus, Confidence, tuple[str, ...]]
+    HvmType = Literal["vmx", "svm"]
 
-CERTAIN, LIKELY, UNKNOWN = "certain", "likely", "unknown"
+CERTAIN: "Confidence" = "certain"
+LIKELY: "Confidence" = "likely"
+UNKNOWN: "Confidence" = "unknown"
 
 # Kvm.failure: the first step on the way to a usable /dev/kvm that failed.
 KVM_FAILURES = (
@@ -77,7 +82,7 @@ def kvm(device: "KvmDevice", modules: tuple[str, ...], nested: "bool | None", de
     )
 
 
-def _type(cpu: "Cpu | None") -> "str | None":
+def _type(cpu: "Cpu | None") -> "HvmType | None":
     if cpu is None:
         return None
     if "vmx" in cpu.features:
@@ -161,6 +166,7 @@ def decide(cpu: "Cpu | None", kvm: Kvm, xen: "Xen", kernel_flags: "tuple[str, ..
             or _bare_metal(hvm_type, cpu, kernel_flags)
         )
     status, confidence, evidence = decided
+    bios: "BiosSetting | None"
     on_the_metal = cpu is not None and ("hypervisor" not in cpu.features or xen.role == "dom0")
     if status == "disabled_by_firmware":
         bios = "disabled"

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from capsfast.sources.base import FileResult, KvmDevice, Leaves
-    from capsfast.model import Hvm, Kvm
+    from capsfast.model import CpuSource, Hvm, Kvm, XenRole
     from capsfast.model import Host
     from capsfast.sources.base import Entry, Source
 
@@ -209,7 +209,7 @@ def xen_facts(proc_xen: bool, xen_caps: "str | None", hv_type: "str | None", hv_
     """Xen from /proc/xen and /sys/hypervisor."""
     hv_type = hv_type.strip() if hv_type is not None else None
     present_ = proc_xen or hv_type == "xen"
-    role = None
+    role: "XenRole | None" = None
     if proc_xen and xen_caps is not None:
         role = "dom0" if "control_d" in xen_caps.split() else "domU"
     tokens = tuple(hv_caps.split()) if hv_caps is not None else ()
@@ -239,7 +239,7 @@ class CpuFacts:
         self.msr_items = tuple(sorted(msr.items()))  # Host.msr, made once
 
 
-def cpu_facts(root: str, arch: str, leaves: "Leaves | None", source: str, files: "Files",
+def cpu_facts(root: str, arch: str, leaves: "Leaves | None", source: "CpuSource", files: "Files",
               msr: "dict[int, int] | None" = None) -> "CpuFacts":
     """CPU, hypervisor, kernel flags and MSRs from CPUID leaves (or, with
     none, the root's /proc/cpuinfo) and the CPU files' results; ``msr``
@@ -362,7 +362,7 @@ def read_core(source: "Source", deep: bool) -> "tuple[CpuFacts, DeviceFacts]":
                                 % (dump, root, arch))
     source.arch = arch
     leaves: "Leaves | None" = results.cpu  # the running CPU's, where the source has one
-    kind = "cpuid"
+    kind: "CpuSource" = "cpuid"
     if walk is not None:
         leaves, kind = cpuid.gate(lambda leaf: walk.get((leaf, 0), cpuid.ZERO)), "dump"
     cpu = cpu_facts(root, arch, leaves, kind, files, source.recorded_msr())
