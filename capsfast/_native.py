@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     FileSpec = tuple[str, str, int, int, "int | None"]
 
 # Must equal CAPSFAST_ABI in csrc/capsfast.h.
-ABI = 7
+ABI = 8
 if lib.CAPSFAST_ABI != ABI:  # pragma: no cover - only a stale build gets here
     raise ImportError(
         "capsfast's compiled module is ABI %d, the Python code wants %d: "
@@ -41,19 +41,23 @@ HAS_CPUID = bool(lib.capsfast_has_cpuid())
 
 # What a file entry asks C for, by name.
 STAT = "stat"              # stat() only: does it exist
-READ = "read"              # a small regular file, up to its buffer size
+READ = "read"              # a small regular file, up to its buffer size, read to its end; looked at
+                           # first (stat): for files often absent, a failed stat costs less
+READ_ONCE = "read_once"    # a file a listing named: open, read, close, a short read being the end (a
+                           # sysfs attribute, a file in a directory tree; not a procfs file of records)
 READ_BLOCK = "read_block"  # read until the first blank line (one /proc/cpuinfo block)
 MSR = "msr"                # 8 bytes at the MSR's offset, as the msr driver serves them
 LIST = "list"              # a directory's entry names, each ended by a NUL byte
 _OPS = {
     STAT: lib.CAPSFAST_OP_STAT,
     READ: lib.CAPSFAST_OP_READ,
+    READ_ONCE: lib.CAPSFAST_OP_READ_ONCE,
     READ_BLOCK: lib.CAPSFAST_OP_READ_BLOCK,
     MSR: lib.CAPSFAST_OP_MSR,
     LIST: lib.CAPSFAST_OP_LIST,
 }
 # The ops that fill a buffer of their own.
-_BUFFERED = (READ, READ_BLOCK, LIST)
+_BUFFERED = (READ, READ_ONCE, READ_BLOCK, LIST)
 
 
 class Outcome:
@@ -278,7 +282,7 @@ def kvm_host_cpu(path: str, msr_index: "int | None", want_tsc: bool) -> "KvmHost
 
 
 def read_files(files: "Sequence[tuple[str, str, int]]") -> "list[tuple[Outcome, bytes | None, bool]]":
-    """Each ``(path, op, size)`` (READ or LIST) in one crossing, for a
+    """Each ``(path, op, size)`` (READ, READ_ONCE or LIST) in one crossing, for a
     caller that reads many files once (capsfast.parts.topology.decide): the Outcome, the
     bytes (None unless ok) and whether they were truncated.  Leaner than a
     Batch: no device or CPU structs, no FileResult objects; thousands of
@@ -379,7 +383,7 @@ class Batch:
     """One probe plan: the KVM device path (or None) and the file entries.
 
     Each entry of ``files`` is ``(path, op, msr, size, after)``: ``op`` one
-    of STAT, READ, READ_BLOCK, MSR, LIST; ``msr`` the MSR number for MSR; ``size``
+    of STAT, READ, READ_ONCE, READ_BLOCK, MSR, LIST; ``msr`` the MSR number for MSR; ``size``
     the read buffer for the READ and LIST ops; ``after`` None, or the index of an
     earlier entry whose file must exist for this one to be tried (C answers
     "absent" without a system call otherwise).  Not thread-safe: give each

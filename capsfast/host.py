@@ -12,7 +12,6 @@ share them.
 """
 import os
 import _thread
-from functools import partial
 
 from capsfast import parts
 from capsfast.parts.core import read as facts
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
     from capsfast.sources.base import Batch, Leaves, Results
     from capsfast.parts.core.read import CpuFacts, DeviceFacts
     from capsfast.recording.remote import Recording
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
 
 # Host fields the probe fills (the core part's); a part fills each other
 # one when first read.
@@ -56,7 +55,12 @@ def assemble(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", source: "Callab
             got = read[part.NAME] = parts.reader(part).fields(opened[0], made[0])
         return got[field]
 
-    fields: dict[str, object] = {name: Lazy(partial(value, name)) for name in _LAZY}
+    def lazy(field: str) -> "Lazy[object]":
+        # A closure, not functools.partial: importing functools (and the
+        # collections it pulls in) costs more than the whole first probe.
+        return Lazy(lambda: value(field))
+
+    fields: dict[str, object] = {name: lazy(name) for name in _LAZY}
     fields.update(arch=arch, cpu=cpu.cpu or facts.NO_CPU, hypervisor=cpu.hypervisor, kvm=kvm,
                   kqemu=kqemu, xen=xen, hvm=hvm, msr=cpu.msr_items)
     if cpu.kernel_flags is not None:
@@ -138,7 +142,7 @@ class LiveCache:
         """The first live probe of the process (the caller holds the lock):
         CPUID and the devices in one crossing."""
         arch = self.arch = facts.normalize_arch(os.uname().machine)
-        self.source = partial(Live, arch)
+        self.source = lambda: Live(arch)
         want_cpu = live.HAS_CPUID and arch in X86_ARCHS
         batch = self.batches.pop() if self.batches else _live_batch()
         try:
@@ -221,12 +225,14 @@ def check_recorded_inputs(root: object, cpuid: object, arch: object, replay: obj
                             "or a remote host")
 
 
-def replay_temporary(recording: "Recording", deep: bool = False, cpu_map: "str | None" = None) -> "Host":
+def replay_temporary(recording: "Recording", deep: bool = False, cpu_map: "str | None" = None,
+                     skip: "Collection[str]" = ()) -> "Host":
     """The host a temporary recording (fetched over SSH, read from a
-    stream) captured; its lazy parts are resolved before it is removed."""
+    stream) captured; its lazy parts, but those named in ``skip`` (which
+    then cannot be read), are resolved before it is removed."""
     with recording as directory:
         try:
-            return resolve(_replay(directory, deep, cpu_map))
+            return resolve(_replay(directory, deep, cpu_map), skip)
         except CapsfastError as e:
             # Named by where it came from, not by a directory gone with it;
             # a file of its root by its path on the recorded host, its own
@@ -236,10 +242,15 @@ def replay_temporary(recording: "Recording", deep: bool = False, cpu_map: "str |
             raise CapsfastError(text, errno=e.errno) from None
 
 
-def _connect(uri: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
+def connect_host(uri: str, deep: bool, cpu_map: "str | None" = None, skip: "Collection[str]" = ()) -> "Host":
+    """The remote host ``uri`` names, fetched and replayed; the lazy fields
+    in ``skip`` are never read (see ``replay_temporary``)."""
     from capsfast.recording import remote
 
-    return replay_temporary(remote.fetch(uri, deep=deep), deep, cpu_map)
+    if cpu_map is not None and not os.path.isdir(cpu_map):
+        raise CapsfastError("CPU map %s: not a directory" % cpu_map)
+    with remote.ending_cleanly():
+        return replay_temporary(remote.fetch(uri, deep=deep), deep, cpu_map, skip)
 
 
 def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] | None" = None,
@@ -279,7 +290,7 @@ def probe(root: "str | os.PathLike[str]" = "/", cpuid: "str | os.PathLike[str] |
     if replay is not None or connect is not None:
         check_recorded_inputs(root, cpuid, arch, replay, connect, machines)
         return (_replay(os.fspath(replay), deep, map_dir) if replay is not None
-                else _connect(str(connect), deep, map_dir))
+                else connect_host(str(connect), deep, map_dir))
     source = _source(os.fspath(root), None if cpuid is None else os.fspath(cpuid), arch, map_dir, machines)
     cpu, devices = facts.read_core(source, deep)
     host = assemble(source.arch, cpu, devices, lambda: source)

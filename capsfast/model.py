@@ -15,7 +15,7 @@ from _operator import itemgetter
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
     from typing import Any, Generic, Literal, NamedTuple as Record, TypeVar
 
     _T = TypeVar("_T")
@@ -665,12 +665,27 @@ def same_for_xml(a: "Host", b: "Host") -> bool:
     return bool(_XML_FIELDS(a) == _XML_FIELDS(b))
 
 
-def resolve(host: "Host") -> "Host":
+def resolve(host: "Host", skip: "Collection[str]" = ()) -> "Host":
     """Read every lazy part of ``host`` now (before the files of a temporary
-    recording go away); returns ``host``."""
+    recording go away), but those named in ``skip``, which from now on
+    raise CapsfastError when read (their files are gone); returns ``host``."""
     for name in getattr(host, "_lazy"):
-        getattr(host, name)
+        if name not in skip:
+            getattr(host, name)
+            continue
+        value = tuple.__getitem__(host, Host._fields.index(name))
+        if isinstance(value, Lazy) and value.pending:
+            value._compute = _gone(name)
     return host
+
+
+def _gone(name: str) -> "Callable[[], object]":
+    def fail() -> object:
+        from capsfast.errors import CapsfastError
+
+        raise CapsfastError("%s was not read before its temporary recording was removed" % name)
+
+    return fail
 
 
 def _pending(host: "Host", index: int) -> bool:

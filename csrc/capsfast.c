@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -558,7 +559,7 @@ static int holds_blank_line(const char *buf, uint32_t len)
  * small steps lets the kernel stop after the first block. */
 #define BLOCK_STEP 2048u
 
-static void read_file(struct capsfast_file *f, int fd, int block)
+static void read_file(struct capsfast_file *f, int fd, int block, int once)
 {
     uint32_t room = f->cap;
 
@@ -578,6 +579,11 @@ static void read_file(struct capsfast_file *f, int fd, int block)
             return;
         f->len += (uint32_t)n;
         if (block && holds_blank_line(f->buf, f->len))
+            return;
+        /* READ_ONCE: the kernel writes a sysfs attribute whole in its first
+         * read, and a regular file reads whole up to its end: a short read
+         * is the end, and asking again would only hear so. */
+        if (once && (uint32_t)n < want)
             return;
     }
     /* Full: one more byte tells whether the file went on. */
@@ -612,13 +618,26 @@ static void read_msr(struct capsfast_file *f, int fd)
         f->value = (f->value << 8) | raw[i];
 }
 
+/* struct linux_dirent64, as getdents64(2) fills it. */
+struct dirent_record {
+    uint64_t ino;
+    int64_t off;
+    unsigned short reclen;
+    unsigned char type;
+    char name[];
+};
+
 /* The names in a directory, each followed by a NUL (a name never holds
- * one), whole names only; truncated when one did not fit. */
+ * one), whole names only; truncated when one did not fit.  getdents64
+ * directly: fdopendir() would fstat() the descriptor that O_DIRECTORY
+ * already proved a directory. */
 static void list_dir(struct capsfast_file *f)
 {
     struct stat st;
-    struct dirent *entry;
-    DIR *dir;
+    union {
+        char bytes[8192];
+        uint64_t align;
+    } chunk;
     int fd;
 
     /* O_NONBLOCK and O_DIRECTORY: a FIFO or device planted here is never
@@ -626,38 +645,39 @@ static void list_dir(struct capsfast_file *f)
     fd = open_nonblocking(f->path, O_RDONLY | O_DIRECTORY);
     if (fd < 0) {
         f->err = fd;
-        if (stat(f->path, &st) == 0)
+        /* What stands there instead (ENOTDIR); nothing to ask when absent. */
+        if (fd != -ENOENT && stat(f->path, &st) == 0)
             f->mode = (uint32_t)st.st_mode;
         return;
     }
-    if (fstat(fd, &st) == 0)
-        f->mode = (uint32_t)st.st_mode;
-    dir = fdopendir(fd);
-    if (dir == NULL) {
-        f->err = -errno;
-        close(fd);
-        return;
-    }
+    f->mode = S_IFDIR;
     for (;;) {
-        size_t n;
-        errno = 0;
-        entry = readdir(dir);
-        if (entry == NULL) {
-            if (errno != 0)
-                f->err = -errno;
-            break;
-        }
-        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
+        long got = syscall(SYS_getdents64, fd, chunk.bytes, sizeof chunk.bytes);
+        long at = 0;
+        if (got < 0 && errno == EINTR)
             continue;
-        n = strlen(entry->d_name) + 1;
-        if (n > f->cap - f->len) {
-            f->truncated = 1;
+        if (got < 0) {
+            f->err = -errno;
             break;
         }
-        memcpy(f->buf + f->len, entry->d_name, n);
-        f->len += (uint32_t)n;
+        if (got == 0)
+            break;
+        while (at < got) {
+            const struct dirent_record *entry = (const struct dirent_record *)(chunk.bytes + at);
+            size_t n = strlen(entry->name) + 1;
+            at += entry->reclen;
+            if (strcmp(entry->name, ".") == 0 || strcmp(entry->name, "..") == 0)
+                continue;
+            if (n > f->cap - f->len) {
+                f->truncated = 1;
+                close(fd);
+                return;
+            }
+            memcpy(f->buf + f->len, entry->name, n);
+            f->len += (uint32_t)n;
+        }
     }
-    closedir(dir);  /* closes fd */
+    close(fd);
 }
 
 /* What a read may open: a regular file, or for the MSR op the msr driver's
@@ -679,49 +699,26 @@ static void reset_file(struct capsfast_file *f)
     f->value = 0;
 }
 
-static void probe_file(struct capsfast_file *f)
+/* Found out after opening (read_without_looking): what st says, as the
+ * look before opening would have said it. */
+static void refuse_unless_regular(struct capsfast_file *f, const struct stat *st)
+{
+    f->mode = (uint32_t)st->st_mode;
+    if (!S_ISREG(st->st_mode)) {
+        f->err = S_ISDIR(st->st_mode) ? -EISDIR : -EINVAL;
+        f->len = 0;
+        f->truncated = 0;
+    }
+}
+
+/* Look before opening: opening a device or a FIFO already acts on it.  The
+ * fstat() after opening catches a swap between the two calls.  For the MSR
+ * and READ ops, and for a path whose last component is a symbolic link. */
+static void read_looking_first(struct capsfast_file *f, int msr, int block, int once)
 {
     struct stat st;
-    int fd, msr = 0, block = 0;
+    int fd;
 
-    if (f->path == NULL) {
-        f->err = -EINVAL;
-        return;
-    }
-    /* The one place the op is looked at: the code below is told what it
-     * needs (msr, block). */
-    switch (f->op) {
-    case CAPSFAST_OP_STAT:
-        if (stat(f->path, &st) != 0)
-            f->err = -errno;
-        else
-            f->mode = (uint32_t)st.st_mode;
-        return;
-    case CAPSFAST_OP_LIST:
-        if (f->buf == NULL) {
-            f->err = -EINVAL;
-            return;
-        }
-        list_dir(f);
-        return;
-    case CAPSFAST_OP_READ_BLOCK:
-        block = 1;
-        /* fall through */
-    case CAPSFAST_OP_READ:
-        if (f->buf == NULL) {
-            f->err = -EINVAL;
-            return;
-        }
-        break;
-    case CAPSFAST_OP_MSR:
-        msr = 1;
-        break;
-    default:
-        f->err = -EINVAL;
-        return;
-    }
-    /* Look before opening: opening a device or a FIFO already acts on it.
-     * The fstat() below catches a swap between the two calls. */
     if (stat(f->path, &st) != 0) {
         f->err = -errno;
         return;
@@ -745,9 +742,98 @@ static void probe_file(struct capsfast_file *f)
         else if (msr)
             read_msr(f, fd);
         else
-            read_file(f, fd, block);
+            read_file(f, fd, block, once);
     }
     close(fd);
+}
+
+/* open, read, close: no stat() or fstat() for a file that reads as one.
+ * What could stand where a file belongs is still refused:
+ *  - a symbolic link (O_NOFOLLOW fails with ELOOP): it may lead to a
+ *    device (/dev/zero never ends), so it is looked at first as above;
+ *  - a directory: read() says EISDIR;
+ *  - a FIFO: opened without blocking, it reads empty or EAGAIN;
+ *  - a device node itself (making one takes privilege; sysfs and procfs
+ *    hold none): one that reads empty, fails or fills the buffer.
+ * Each of those ends in one fstat() that names it; the results then are
+ * as if it had been looked at first.  A device whose open acts on it is
+ * opened before it is found out: under the kernel's own sysfs and procfs
+ * there is none, and a root directory that holds one was made so. */
+static void read_without_looking(struct capsfast_file *f, int block, int once)
+{
+    struct stat st;
+    int fd;
+
+    fd = open_nonblocking(f->path, O_RDONLY | O_NOFOLLOW);
+    if (fd == -ELOOP) {
+        read_looking_first(f, 0, block, once);
+        return;
+    }
+    if (fd < 0) {
+        f->err = fd;
+        return;
+    }
+    read_file(f, fd, block, once);
+    if (f->err != 0 || f->len == 0 || f->truncated) {
+        if (fstat(fd, &st) == 0)
+            refuse_unless_regular(f, &st);
+        else if (f->err == 0)
+            f->err = -errno;
+    }
+    close(fd);
+}
+
+static void probe_file(struct capsfast_file *f)
+{
+    struct stat st;
+    int block = 0, once = 0;
+
+    if (f->path == NULL) {
+        f->err = -EINVAL;
+        return;
+    }
+    /* The one place the op is looked at: the code below is told what it
+     * needs (msr, block, once). */
+    switch (f->op) {
+    case CAPSFAST_OP_STAT:
+        if (stat(f->path, &st) != 0)
+            f->err = -errno;
+        else
+            f->mode = (uint32_t)st.st_mode;
+        return;
+    case CAPSFAST_OP_LIST:
+        if (f->buf == NULL) {
+            f->err = -EINVAL;
+            return;
+        }
+        list_dir(f);
+        return;
+    case CAPSFAST_OP_READ_BLOCK:
+        block = 1;
+        break;
+    case CAPSFAST_OP_READ_ONCE:
+        once = 1;
+        break;
+    case CAPSFAST_OP_READ:
+        /* Often absent (a module's parameter, Xen's files): a stat() that
+         * fails costs the kernel less than an open() that fails. */
+        if (f->buf == NULL)
+            f->err = -EINVAL;
+        else
+            read_looking_first(f, 0, 0, 0);
+        return;
+    case CAPSFAST_OP_MSR:
+        read_looking_first(f, 1, 0, 0);
+        return;
+    default:
+        f->err = -EINVAL;
+        return;
+    }
+    if (f->buf == NULL) {
+        f->err = -EINVAL;
+        return;
+    }
+    read_without_looking(f, block, once);
 }
 
 int capsfast_probe(int want_cpu, struct capsfast_cpu *cpu,

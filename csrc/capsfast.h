@@ -11,15 +11,31 @@
  */
 
 /* Bumped whenever a struct below changes; checked at import. */
-#define CAPSFAST_ABI 7
+#define CAPSFAST_ABI 8
 
 /* What struct capsfast_file.op asks for. */
 #define CAPSFAST_OP_STAT 0        /* stat(): err and mode only */
-#define CAPSFAST_OP_READ 1        /* a small regular file, up to cap bytes */
+#define CAPSFAST_OP_READ 1        /* a small regular file, up to cap bytes, read to its end;
+                                     looked at first (stat, open, fstat): for a file that is
+                                     often absent, where a failed stat costs less than a
+                                     failed open */
 #define CAPSFAST_OP_READ_BLOCK 2  /* read until the first blank line (one /proc/cpuinfo block) */
 #define CAPSFAST_OP_MSR 3         /* 8 bytes little-endian at offset msr, as the msr driver serves them */
 #define CAPSFAST_OP_LIST 4        /* a directory's entry names, each ended by a NUL byte,
                                      "." and ".." left out, in the order the kernel gives */
+#define CAPSFAST_OP_READ_ONCE 5   /* a file known to be there (a listing named it): as READ,
+                                     but a short read is the end: for a sysfs attribute (the
+                                     kernel writes it whole in the first read) or a file in a
+                                     directory tree; not for a procfs file of many records,
+                                     served a page at a time */
+
+/* READ_BLOCK and READ_ONCE open, read and close: a file that reads as one
+ * is never stat()ed.  A symbolic link is looked at before it is opened; a
+ * directory, FIFO or device is named by one fstat() once it reads empty,
+ * fails or fills the buffer, and gives the results it would have had if
+ * looked at first (a FIFO whose writer already wrote reads as written).
+ * Only a device node itself (never in sysfs or procfs; making one takes
+ * privilege) is opened, without blocking, before it is refused. */
 
 struct capsfast_regs {
     uint32_t eax, ebx, ecx, edx;
@@ -54,7 +70,9 @@ struct capsfast_file {
                           regular file nor (MSR op) the msr driver's node: never
                           opened; -ENODATA fewer than 8 bytes at the MSR offset;
                           LIST op: -ENOTDIR for anything but a directory */
-    uint32_t mode;     /* out: st_mode when known */
+    uint32_t mode;     /* out: st_mode when known: STAT, READ and MSR ops, a
+                          LIST that opened (S_IFDIR) or failed, a READ_BLOCK or
+                          READ_ONCE refused, empty or truncated */
     uint32_t len;      /* out: bytes placed in buf */
     int truncated;     /* out: 1 if the file held more than fitted (LIST op: more
                           names than fitted; only whole names are placed) */

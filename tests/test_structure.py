@@ -118,7 +118,8 @@ def test_import_budget_and_no_probing_at_import():
     code = (
         "import sys; before = set(sys.modules); import capsfast; "
         "from capsfast import _native; n = _native.cpuid_executed(); "
-        "print(sorted(m for m in ('lxml', 'argparse', 'json', 're', 'dataclasses', 'typing', 'threading') "
+        "print(sorted(m for m in ('lxml', 'argparse', 'json', 're', 'dataclasses', 'typing', 'threading', "
+        "'functools', 'collections') "
         "if m in set(sys.modules) - before), n)"
     )
     # -S: without site, whose start-up hooks (an editable install's finder)
@@ -152,7 +153,7 @@ LAYERS = [
     ("capsfast.cpu_map",),
     ("capsfast.sources",),
     ("capsfast._native",),
-    ("capsfast.model", "capsfast.errors", "capsfast.constants", "capsfast.libvirt_xml", "capsfast._capsfast"),
+    ("capsfast.model", "capsfast.errors", "capsfast.bounded_json", "capsfast.constants", "capsfast.libvirt_xml", "capsfast._capsfast"),
 ]
 
 

@@ -68,6 +68,14 @@ def main(argv: "Sequence[str] | None" = None) -> int:
         return 130
 
 
+def long_running() -> None:
+    """Called by a command that stays running (watch, export --every): its
+    process collects garbage again, as any long-lived Python process must."""
+    import gc
+
+    gc.enable()
+
+
 def run() -> "NoReturn":
     """The ``capsfast`` command: main() on sys.argv, then the process ends.
 
@@ -75,7 +83,13 @@ def run() -> "NoReturn":
     down (every module's objects, the C buffers) would cost about 3 ms of a
     25 ms ``capsfast capabilities`` and release nothing the kernel does not
     release anyway.  Everything capsfast writes is closed by then (exported
-    files are written, synced and renamed inside main)."""
+    files are written, synced and renamed inside main).
+
+    Garbage collection is off (bin/capsfast turns it off before its first
+    import): the long-running commands turn it back on (``long_running``)."""
+    import gc
+
+    gc.disable()
     status = main()
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:

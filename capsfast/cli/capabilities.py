@@ -81,23 +81,26 @@ def _many_hosts(uris: "list[str]", values: "Values") -> int:
         raise UsageError("--parallel needs a whole number of at least 1, not %r" % values["parallel"])
     fmt = str(values["format"])
     failed = False
-    for fetched in remote.fetch_many(uris, parallel=parallel, deep=bool(values["deep"])):
+    with remote.ending_cleanly():
+        every = remote.fetch_many(uris, parallel=parallel, deep=bool(values["deep"]))
         try:
-            if fetched.recording is None:
-                error(fetched.error)
-                failed = True
-                continue
-            try:
-                host = replay_temporary(fetched.recording, bool(values["deep"]))
-            except CapsfastError as e:
-                error("%s: %s" % (fetched.uri, e))
-                failed = True
-                continue
-            if fmt == "json":
-                doc = json.loads(render(host, "json"))
-                out(json.dumps(dict({"uri": fetched.uri}, **doc), separators=(",", ":")) + "\n")
-            else:
-                out("<!-- capsfast: %s -->\n" % fetched.uri.replace("--", "- -") + render(host, fmt))
+            for fetched in every:
+                if fetched.recording is None:
+                    error(fetched.error)
+                    failed = True
+                    continue
+                try:
+                    host = replay_temporary(fetched.recording, bool(values["deep"]))
+                except CapsfastError as e:
+                    error("%s: %s" % (fetched.uri, e))
+                    failed = True
+                    continue
+                if fmt == "json":
+                    doc = json.loads(render(host, "json"))
+                    out(json.dumps(dict({"uri": fetched.uri}, **doc), separators=(",", ":")) + "\n")
+                else:
+                    out("<!-- capsfast: %s -->\n" % fetched.uri.replace("--", "- -") + render(host, fmt))
         finally:
-            fetched.close()
+            for fetched in every:  # those not reached too (a broken pipe, an interrupt)
+                fetched.close()
     return 2 if failed else 0

@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
         raise CapsfastError("--for %s: unknown VMM; known ones are %s" % (values["vmm"], readiness.known())) from None
     if readiness.PROFILES[vmm].kata and is_live(values):
         values["deep"] = True  # kata-runtime check creates a VM: so does this
-    host = probe_inputs(values)
+    host = probe_inputs(values, skip=("cpu_model",))  # check never decodes the CPU model
     verdict = readiness.ready(vmm, host)
     if not values["quiet"]:
         from capsfast.render import check as report
@@ -56,9 +56,13 @@ def cpu_map_note(values: "Values", arch: str) -> "str | None":
     import os
 
     from capsfast.parts.cpu_model import read as hostcpu
-    from capsfast.recording.format import ROOT
 
-    root = os.path.join(str(values["replay"]), ROOT) if values["replay"] is not None else str(values["root"])
+    root = str(values["root"])
+    if values["replay"] is not None:
+        # Only here: the recording's module imports json, tempfile, shutil.
+        from capsfast.recording.format import ROOT
+
+        root = os.path.join(str(values["replay"]), ROOT)
     directory = hostcpu.map_directory(root, optional_str(values["cpu_map"]))
     if hostcpu.map_present(directory):
         return None

@@ -75,8 +75,9 @@ def _keep_fresh(interval: float, path: str, make: "Callable[[], tuple[str, str]]
     modification time is touched, which tells it is alive.  With ``watch``
     (the input options), a change the watcher reports runs a step at once,
     besides the beat."""
-    from capsfast.cli import atomic
-    from capsfast.cli import every
+    from capsfast.cli import atomic, every, long_running
+
+    long_running()
 
     last_facts: list[str] = []      # the facts last written, once written
     written_at: list[float] = []    # when

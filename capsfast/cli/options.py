@@ -338,8 +338,10 @@ def is_live(values: "Values") -> bool:
             and values["replay"] is None and not connects(values))
 
 
-def probe_inputs(values: "Values", refresh: bool = False) -> "Host":
-    """The Host the input options name (the live one afresh with ``refresh``)."""
+def probe_inputs(values: "Values", refresh: bool = False, skip: "tuple[str, ...]" = ()) -> "Host":
+    """The Host the input options name (the live one afresh with ``refresh``);
+    of a temporary recording (``--connect``, ``--replay -``), the lazy
+    fields in ``skip`` are never read (the command does not show them)."""
     from capsfast.host import check_recorded_inputs, probe, replay_temporary
 
     if refresh and is_live(values) and not values["deep"]:
@@ -348,8 +350,15 @@ def probe_inputs(values: "Values", refresh: bool = False) -> "Host":
         from capsfast.recording import remote
 
         check_recorded_inputs(values["root"], values["cpuid_dump"], values["arch"], "-", one_connect(values))
-        return replay_temporary(remote.read_stream(sys.stdin.buffer, "standard input"), bool(values["deep"]),
-                                optional_str(values.get("cpu_map")))
+        with remote.ending_cleanly():  # SIGTERM mid-stream: the temporary recording is removed too
+            return replay_temporary(remote.read_stream(sys.stdin.buffer, "standard input"),
+                                    bool(values["deep"]), optional_str(values.get("cpu_map")), skip)
+    uri = one_connect(values)
+    if uri is not None and skip:
+        from capsfast.host import connect_host
+
+        check_recorded_inputs(values["root"], values["cpuid_dump"], values["arch"], values["replay"], uri)
+        return connect_host(uri, bool(values["deep"]), optional_str(values.get("cpu_map")), skip)
     return probe(**local_inputs(values), replay=optional_str(values["replay"]), connect=one_connect(values),
                  cpu_map=optional_str(values.get("cpu_map")))
 

@@ -32,6 +32,8 @@ def main(argv: list[str]) -> int:
     options = (
         Option(("--deep",), "also create a VM with KVM_CREATE_VM, and record its answer"),
         Option(("--connect",), "record a remote host over SSH instead (see capsfast check --help)", metavar="URI"),
+        Option(("--redact",), "leave out the host's ids (machine-id, DMI UUID), the kernel arguments capsfast "
+                              "does not read and the PATH entries without an emulator: for a bug report"),
     )
     for arg in argv:
         if arg == "--":
@@ -64,9 +66,14 @@ def _record(directory: str, values: "Values") -> "list[str]":
     if values["connect"] is not None:
         from capsfast.recording import remote
 
-        with remote.fetch(str(values["connect"]), deep=bool(values["deep"])) as fetched:
+        with remote.ending_cleanly(), remote.fetch(str(values["connect"]), deep=bool(values["deep"])) as fetched:
             recording.read(fetched)  # a malformed reply is an error here, not a saved recording
-            lines = recording.copy(fetched, directory)
+            if values["redact"]:
+                from capsfast.recording.redact import redact
+
+                lines = recording.write(redact(recording.files_of(fetched)), directory)
+            else:
+                lines = recording.copy(fetched, directory)
     else:
-        lines = recording.record(directory, deep=bool(values["deep"]))
+        lines = recording.record(directory, deep=bool(values["deep"]), redact=bool(values["redact"]))
     return lines

@@ -28,7 +28,9 @@ def main(argv: list[str]) -> int:
     import time
 
     from capsfast import watch
+    from capsfast.cli import long_running
 
+    long_running()
     as_json = values["format"] == "json"
     # Standard output's hang-up ends the watch: a reader that went away
     # (``capsfast watch | head -1``) is not waited for until the next change.

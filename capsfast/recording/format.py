@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 
+from capsfast import bounded_json
 from capsfast.constants import KVM_DEVICE, __version__
 from capsfast.errors import CapsfastError
 from capsfast.model import Tsc
@@ -44,18 +45,35 @@ _STEP_CODES = ("absent", "denied", "not_a_file", "not_kvm_device", "too_short", 
 
 # -- writing ---------------------------------------------------------------------
 
-def record(directory: str, deep: bool = False) -> "list[str]":
+def record(directory: str, deep: bool = False, redact: bool = False) -> "list[str]":
     """Capture the running host into ``directory`` (which must not exist or
     be empty), or as a tar stream on standard output for ``-``: the same
     collector ``--connect`` runs over SSH, run here, with the CPU's own
-    CPUID walk.  Returns lines to print."""
+    CPUID walk; ``redact``: without the host's ids and what else the
+    answers do not need (see ``capsfast.recording.redact``).  Returns lines
+    to print."""
+    _check_target(directory)
+    files = collect(deep)
+    if redact:
+        from capsfast.recording.redact import redact as without_private_data
+
+        files = without_private_data(files)
+    return write(files, directory)
+
+
+def _check_target(directory: str) -> None:
     if not directory:
         raise CapsfastError("record: the directory name is empty")
     if "\0" in directory:
         raise CapsfastError("record: %r: a path cannot hold a NUL byte" % directory)
     if directory != "-" and os.path.isdir(directory) and os.listdir(directory):
         raise CapsfastError("record: %s is not empty" % directory)
-    files = collect(deep)
+
+
+def write(files: "dict[str, tuple[bytes | None, int]]", directory: str) -> "list[str]":
+    """Write the recording ``files`` (by name) into ``directory``, or as a
+    tar stream on standard output for ``-``.  Returns lines to print."""
+    _check_target(directory)
     if directory == "-":
         out = sys.stdout.buffer if sys.stdout is not None else None
         if out is None:
@@ -102,6 +120,21 @@ def collect(deep: bool = False) -> "dict[str, tuple[bytes | None, int]]":
         return collector.collect(plan, walk)
     except OSError as e:
         raise CapsfastError("record: %s" % (e.strerror or e), errno=e.errno) from None
+
+
+def files_of(directory: str) -> "dict[str, tuple[bytes | None, int]]":
+    """The recording in ``directory`` (a temporary one capsfast extracted
+    and bounded) by name, as the collector returns one."""
+    files: "dict[str, tuple[bytes | None, int]]" = {}
+    for top, dirs, names in os.walk(directory):
+        relative = os.path.relpath(top, directory)
+        for name in dirs:
+            files[os.path.normpath(os.path.join(relative, name))] = (None, 0o755)
+        for name in names:
+            path = os.path.join(top, name)
+            with open(path, "rb") as f:
+                files[os.path.normpath(os.path.join(relative, name))] = (f.read(), os.stat(path).st_mode & 0o777)
+    return files
 
 
 def copy(source: str, directory: str) -> "list[str]":
@@ -232,12 +265,7 @@ def read(directory: str) -> Replay:
             text = f.read(_MAX_SCENARIO + 1)
     except OSError as e:
         raise CapsfastError("replay %s: %s: %s" % (directory, SCENARIO, e.strerror or e), errno=e.errno) from None
-    if len(text) > _MAX_SCENARIO:
-        raise CapsfastError("replay %s: %s is larger than %d bytes" % (directory, SCENARIO, _MAX_SCENARIO))
-    try:
-        doc = json.loads(text.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CapsfastError("replay %s: %s is not JSON (%s)" % (directory, SCENARIO, str(e).splitlines()[0])) from None
+    doc = bounded_json.loads(text, "replay %s: %s" % (directory, SCENARIO), _MAX_SCENARIO)
     if not isinstance(doc, dict):
         raise CapsfastError("replay %s: %s is not an object" % (directory, SCENARIO))
     version = doc.get("format", FORMAT)

@@ -20,8 +20,10 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 
+from capsfast import bounded_json
 from capsfast.constants import __version__
 from capsfast.errors import CapsfastError, printable
 
@@ -87,7 +89,10 @@ class Target:
                 "-o", "BatchMode=yes",
                 "-o", "ConnectTimeout=%d" % max(1, math.ceil(timeout)),
                 "-o", "ClearAllForwardings=yes",
-                "-o", "PermitLocalCommand=no"]
+                "-o", "PermitLocalCommand=no",
+                # Errors only: a warning ("Permanently added ... to the list
+                # of known hosts") is no reason a host failed.
+                "-o", "LogLevel=ERROR"]
         if self.port is not None:
             argv += ["-p", str(self.port)]
         if self.keyfile is not None:
@@ -213,18 +218,95 @@ def script(the_plan: "dict[str, Any]") -> bytes:
 
 # -- running ssh -------------------------------------------------------------------
 
-def _run(argv: "list[str]", stdin: bytes, seconds: float, name: str) -> "tuple[int, bytes, bytes]":
+# The ssh processes running now, in every thread: each runs in a session of
+# its own (no terminal to prompt on), so no signal to our process group
+# reaches it, and whatever ends this process ends them first.
+_LIVE: "set[subprocess.Popen[bytes]]" = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _kill(proc: "subprocess.Popen[bytes]") -> None:
+    """Kill ``proc`` and its children (a ProxyCommand): its whole group."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def kill_all() -> None:
+    """Kill every ssh process running now (this process is ending)."""
+    with _LIVE_LOCK:
+        for proc in _LIVE:
+            if proc.returncode is None:
+                _kill(proc)
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived while ssh ran (a BaseException, as
+    KeyboardInterrupt: nothing may take it for a fault of one host)."""
+
+
+class ending_cleanly:
+    """``with ending_cleanly():`` around work that runs ssh: SIGTERM and
+    SIGHUP, which would end this process on the spot, first unwind it (the
+    ssh children killed, temporary recordings removed) and then end it by
+    the same signal.  Where a handler of the program's own is set, or off
+    the main thread, signals are left as they are."""
+
+    def __init__(self) -> None:
+        self._saved: "list[tuple[int, Any]]" = []
+        self._signal = 0
+
+    def _handler(self, number: int, _frame: object) -> None:
+        if not self._signal:
+            self._signal = number
+            raise _Terminated
+
+    def __enter__(self) -> None:
+        import signal
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for number in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(number) == signal.SIG_DFL:
+                self._saved.append((number, signal.signal(number, self._handler)))
+
+    def __exit__(self, kind: "type[BaseException] | None", value: "BaseException | None",
+                 traceback: "TracebackType | None") -> None:
+        import signal
+
+        if kind is not None:
+            kill_all()
+        for number, handler in self._saved:
+            signal.signal(number, handler)
+        if self._signal:
+            os.kill(os.getpid(), self._signal)  # the default action now: this process ends by it
+
+
+def _run(argv: "list[str]", stdin: bytes, seconds: float, name: str,
+         cancel: "threading.Event | None" = None) -> "tuple[int, bytes, bytes]":
     """Run ``argv`` with ``stdin`` written to it; (status, stdout, stderr).
     Past ``seconds`` or MAX_REPLY bytes of output, the process and its
     children (a ProxyCommand) are killed."""
     import selectors
-    import signal
 
     deadline = time.monotonic() + seconds
 
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)  # a group of its own, and no terminal to prompt on
+        with _LIVE_LOCK:
+            if cancel is not None and cancel.is_set():
+                raise _Cancelled
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True)  # a group of its own, and no terminal to prompt on
+            _LIVE.add(proc)
+    except _Cancelled:
+        raise CapsfastError("%s: not connected: interrupted" % name) from None
     except OSError as e:
         raise CapsfastError("%s: cannot run %s: %s" % (name, argv[0], e.strerror), errno=e.errno) from None
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
@@ -279,13 +361,12 @@ def _run(argv: "list[str]", stdin: bytes, seconds: float, name: str) -> "tuple[i
     finally:
         sel.close()
         if fault is not None or proc.returncode is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            _kill(proc)
         for pipe in (proc.stdin, proc.stdout, proc.stderr):
             pipe.close()
         proc.wait()
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
     if fault == "timeout":
         if size:
             raise CapsfastError("%s: the reply stopped mid-stream (%d bytes in): stopped after %g s"
@@ -436,32 +517,39 @@ def _check_name(name: str, where: str) -> "list[str]":
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _place(top: int, parts: "list[str]", data: "bytes | None", mode: int, where: str) -> None:
-    """Create ``parts`` under the directory open as ``top``: a directory
-    (``data`` None) or a new file.  Each step is taken relative to the one
-    before, never following a symbolic link; an existing file is never
+def _directory(dirs: "dict[tuple[str, ...], int]", parts: "tuple[str, ...]") -> int:
+    """The directory ``parts`` open (``dirs`` keeps each one made, by its
+    parts, with ``()`` the top): made and opened once, relative to its
+    parent, never following a symbolic link."""
+    fd = dirs.get(parts)
+    if fd is None:
+        parent = _directory(dirs, parts[:-1])
+        try:
+            os.mkdir(parts[-1], 0o755, dir_fd=parent)
+        except FileExistsError:
+            pass
+        fd = dirs[parts] = os.open(parts[-1], _DIR_FLAGS, dir_fd=parent)
+    return fd
+
+
+def _place(dirs: "dict[tuple[str, ...], int]", parts: "list[str]", data: "bytes | None", mode: int,
+           where: str) -> None:
+    """Create ``parts`` under the directories ``dirs`` holds open: a
+    directory (``data`` None) or a new file; an existing file is never
     overwritten."""
-    fd = os.dup(top)
     try:
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            if last and data is not None:
-                out = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                              mode, dir_fd=fd)
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(out, view):]
-                finally:
-                    os.close(out)
-                return
-            try:
-                os.mkdir(part, 0o755, dir_fd=fd)
-            except FileExistsError:
-                pass
-            sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = sub
+        if data is None:
+            _directory(dirs, tuple(parts))
+            return
+        parent = _directory(dirs, tuple(parts[:-1]))
+        out = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                      dir_fd=parent)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out, view):]
+        finally:
+            os.close(out)
     except FileExistsError:
         raise CapsfastError("%s: member %s is there twice: refused" % (where, printable("/".join(parts)))) from None
     except (NotADirectoryError, IsADirectoryError):
@@ -472,8 +560,6 @@ def _place(top: int, parts: "list[str]", data: "bytes | None", mode: int, where:
             raise CapsfastError("%s: member %s: a link in the way: refused" % (where, printable("/".join(parts)))) \
                 from None
         raise CapsfastError("cannot write the recording of %s: %s" % (where, e.strerror), errno=e.errno) from None
-    finally:
-        os.close(fd)
 
 
 def extract(stream: "BinaryIO", directory: str, where: str) -> None:
@@ -485,7 +571,7 @@ def extract(stream: "BinaryIO", directory: str, where: str) -> None:
     ``scenario.json``.  CapsfastError naming ``where`` and the fault.  On an
     error, what was written stays in ``directory`` (the caller removes it)."""
     bounded = _Bounded(stream, MAX_REPLY)
-    top = os.open(directory, _DIR_FLAGS)
+    dirs: "dict[tuple[str, ...], int]" = {(): os.open(directory, _DIR_FLAGS)}
     count = 0
     try:
         # "r|": a plain stream, read once from the start; nothing is ever
@@ -505,7 +591,7 @@ def extract(stream: "BinaryIO", directory: str, where: str) -> None:
                 parts = _check_name(member.name, where)
                 limit = _member_limit(parts, is_dir, where)
                 if is_dir:
-                    _place(top, parts, None, 0o755, where)
+                    _place(dirs, parts, None, 0o755, where)
                     continue
                 if member.size > limit:
                     raise CapsfastError("%s: member %s is %d bytes, more than %d: refused"
@@ -515,7 +601,7 @@ def extract(stream: "BinaryIO", directory: str, where: str) -> None:
                 data = source.read(member.size)
                 if len(data) != member.size:
                     raise CapsfastError("%s: the reply is truncated (in %s)" % (where, printable(member.name)))
-                _place(top, parts, data, 0o755 if member.mode & 0o111 else 0o644, where)
+                _place(dirs, parts, data, 0o755 if member.mode & 0o111 else 0o644, where)
             # Whatever follows the end-of-archive blocks (the padding of the
             # last record) is read too, so that a cut-off reply shows.
             while bounded.read(65536):
@@ -537,18 +623,20 @@ def extract(stream: "BinaryIO", directory: str, where: str) -> None:
         raise CapsfastError("%s: the reply is not a recording (garbage: %s)" % (where, printable(reason[:80]))) \
             from None
     finally:
-        os.close(top)
+        for fd in dirs.values():
+            os.close(fd)
     if bounded.total == 0:
         raise CapsfastError("%s: the reply is empty: not a recording" % where)
     if bounded.tail != bytes(1024) or bounded.total % 512:
         raise CapsfastError("%s: the reply is truncated or has garbage after it (%d bytes)" % (where, bounded.total))
     try:
         with open(os.path.join(directory, "scenario.json"), "rb") as f:
-            doc = json.loads(f.read(MAX_SCENARIO).decode("utf-8"))
+            text = f.read(MAX_SCENARIO + 1)
     except FileNotFoundError:
         raise CapsfastError("%s: the reply has no scenario.json: not a recording (truncated?)" % where) from None
-    except (OSError, ValueError) as e:
-        raise CapsfastError("%s: scenario.json is not JSON: %s" % (where, printable(str(e)[:80]))) from None
+    except OSError as e:
+        raise CapsfastError("%s: scenario.json: %s" % (where, e.strerror), errno=e.errno) from None
+    doc = bounded_json.loads(text, "%s: scenario.json" % where, MAX_SCENARIO)
     if not isinstance(doc, dict) or not isinstance(doc.get("format"), int):
         raise CapsfastError("%s: scenario.json names no recording format: not a recording" % where)
 
@@ -589,11 +677,13 @@ def read_stream(stream: "BinaryIO", where: str) -> Recording:
     return Recording(directory, where)
 
 
-def fetch(uri: str, timeout: float = DEFAULT_TIMEOUT, deep: bool = False) -> Recording:
+def fetch(uri: str, timeout: float = DEFAULT_TIMEOUT, deep: bool = False, *,
+          cancel: "threading.Event | None" = None) -> Recording:
     """Record the host ``uri`` names over SSH: a Recording in a temporary
     directory (use it as ``with fetch(uri) as directory:``).  ``timeout``
     is ssh's connect timeout; the whole exchange must end within it plus
-    GRACE seconds.  ``deep`` also tries KVM_CREATE_VM there."""
+    GRACE seconds.  ``deep`` also tries KVM_CREATE_VM there; once
+    ``cancel`` is set, no ssh is started."""
     target = parse_uri(uri)
     if not timeout > 0:
         raise CapsfastError("%s: the timeout must be positive, not %r" % (target.name, timeout))
@@ -609,7 +699,7 @@ def fetch(uri: str, timeout: float = DEFAULT_TIMEOUT, deep: bool = False) -> Rec
                     from None
     if shutil.which("ssh") is None:
         raise CapsfastError("%s: no ssh client on this machine (install OpenSSH's client)" % name)
-    status, out, err = _run(target.ssh_argv(timeout), script(plan(name, deep)), timeout + GRACE, name)
+    status, out, err = _run(target.ssh_argv(timeout), script(plan(name, deep)), timeout + GRACE, name, cancel)
     if status != 0:
         raise _explain(name, status, err)
     if not out:
@@ -647,11 +737,28 @@ def fetch_many(uris: "Sequence[str]", parallel: int = 8, timeout: float = DEFAUL
         return []
     from concurrent.futures import ThreadPoolExecutor
 
+    cancel = threading.Event()
+
     def one(uri: str) -> Fetched:
         try:
-            return Fetched(uri, fetch(uri, timeout, deep), None)
+            return Fetched(uri, fetch(uri, timeout, deep, cancel=cancel), None)
         except CapsfastError as e:
             return Fetched(uri, None, e)
 
-    with ThreadPoolExecutor(max_workers=min(parallel, len(uris)), thread_name_prefix="capsfast-ssh") as pool:
-        return list(pool.map(one, uris))
+    pool = ThreadPoolExecutor(max_workers=min(parallel, len(uris)), thread_name_prefix="capsfast-ssh")
+    futures = [pool.submit(one, uri) for uri in uris]
+    try:
+        return [future.result() for future in futures]
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM): no ssh started from now on, the
+        # running ones killed, and what was fetched removed.
+        with _LIVE_LOCK:
+            cancel.set()
+        kill_all()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                future.result().close()
+        raise
+    finally:
+        pool.shutdown(wait=True)

@@ -65,6 +65,14 @@ def _first_size(path: str, op: str) -> int:
     return 256 if path.endswith("list") else _SMALL
 
 
+def _c_op(path: str, op: str) -> str:
+    """The op C is asked for: the kernel writes a sysfs attribute whole in
+    its first read, so a short read is its end (no read more to hear it);
+    any other file is read to its end (a procfs file of many records comes
+    a page at a time)."""
+    return _native.READ_ONCE if op == READ and path.startswith("/sys/") else op
+
+
 def _placer(root: str, place: "Callable[[str], str] | None") -> "Callable[[str], str]":
     """Where a path of the probed host is on this machine: ``place``'s
     answer (a source's, which follows links inside its root), else the
@@ -79,7 +87,7 @@ def batch_specs(root: str, requests: "Sequence[tuple[str, str]]",
                 place: "Callable[[str], str] | None" = None) -> "list[FileSpec]":
     """The Batch entries of one round's first try (the benchmark's floor)."""
     where = _placer(root, place)
-    return [(where(path), op, 0, _size(path, op), None) for path, op in requests]
+    return [(where(path), _c_op(path, op), 0, _size(path, op), None) for path, op in requests]
 
 
 def fetch(root: str, place: "Callable[[str], str] | None" = None) -> "Fetch":
@@ -95,7 +103,7 @@ def fetch(root: str, place: "Callable[[str], str] | None" = None) -> "Fetch":
         pending = list(range(len(requests)))
         placed = [place(path) for path, _op in requests]
         while pending:
-            results = _native.read_files([(placed[i], requests[i][1], sizes[i]) for i in pending])
+            results = _native.read_files([(placed[i], _c_op(*requests[i]), sizes[i]) for i in pending])
             again = []
             for i, (outcome, data, truncated) in zip(pending, results):
                 if data is not None:

@@ -418,6 +418,15 @@ static void test_reads(void)
 
     f = run_file(at("small"), CAPSFAST_OP_READ, 0, buf, sizeof buf);
     CHECK(f.err == 0 && f.len == 6 && memcmp(buf, "hello\n", 6) == 0 && !f.truncated && S_ISREG(f.mode));
+    /* Open, read, close: a file that reads as one is never looked at. */
+    f = run_file(at("small"), CAPSFAST_OP_READ_ONCE, 0, buf, sizeof buf);
+    CHECK(f.err == 0 && f.len == 6 && memcmp(buf, "hello\n", 6) == 0 && !f.truncated && f.mode == 0);
+    f = run_file(at("exact"), CAPSFAST_OP_READ_ONCE, 0, buf, 16);
+    CHECK(f.err == 0 && f.len == 16 && !f.truncated);
+    f = run_file(at("exact"), CAPSFAST_OP_READ_ONCE, 0, buf, 15);
+    CHECK(f.err == 0 && f.len == 15 && f.truncated && S_ISREG(f.mode));
+    f = run_file(at("empty"), CAPSFAST_OP_READ_ONCE, 0, buf, sizeof buf);
+    CHECK(f.err == 0 && f.len == 0 && !f.truncated && S_ISREG(f.mode));
     /* Exactly the buffer's size: full, not truncated. */
     f = run_file(at("exact"), CAPSFAST_OP_READ, 0, buf, 16);
     CHECK(f.err == 0 && f.len == 16 && !f.truncated);
@@ -465,6 +474,14 @@ static void test_reads(void)
     f = run_file("/dev/zero", CAPSFAST_OP_READ, 0, buf, sizeof buf);
     CHECK(f.err == -EINVAL && S_ISCHR(f.mode) && f.len == 0);
     f = run_file(at("to-null"), CAPSFAST_OP_READ, 0, buf, sizeof buf);
+    CHECK(f.err == -EINVAL && S_ISCHR(f.mode));
+    f = run_file(at("subdir"), CAPSFAST_OP_READ_ONCE, 0, buf, sizeof buf);
+    CHECK(f.err == -EISDIR && S_ISDIR(f.mode));
+    f = run_file(at("fifo"), CAPSFAST_OP_READ_ONCE, 0, buf, sizeof buf);
+    CHECK(f.err == -EINVAL && S_ISFIFO(f.mode) && f.len == 0);
+    f = run_file("/dev/zero", CAPSFAST_OP_READ_ONCE, 0, buf, sizeof buf);
+    CHECK(f.err == -EINVAL && S_ISCHR(f.mode) && f.len == 0 && !f.truncated);
+    f = run_file(at("to-null"), CAPSFAST_OP_READ_ONCE, 0, buf, sizeof buf);
     CHECK(f.err == -EINVAL && S_ISCHR(f.mode));
 }
 

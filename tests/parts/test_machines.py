@@ -1,7 +1,6 @@
 """--machines with an emulator that never answers: the run is bounded, the
 emulator and every process it started are killed, one stderr line names
 it, and nothing about it is cached."""
-import json
 import os
 import signal
 import time
@@ -106,8 +105,8 @@ def test_a_hanging_emulator_is_bounded_killed_named_and_not_cached(hanging_emula
     assert survivors(started) == []
 
     # The timeout is no answer: nothing cached, so the next run asks again.
-    cache = root.parent / ("cache/capsfast/machines-%d.json" % machines.CACHE_VERSION)
-    assert not cache.exists() or json.loads(cache.read_text()) == {}
+    cache = root.parent / ("cache/capsfast/machines-%d" % machines.CACHE_VERSION)
+    assert not cache.exists() or machines._load(str(cache)) == {}
     status, elapsed = capabilities_with_machines(root)
     assert status == 0 and elapsed < machines.TIMEOUT + 3
     assert runs.read_text().count("run") == 2
@@ -117,11 +116,11 @@ def test_a_hanging_emulator_is_bounded_killed_named_and_not_cached(hanging_emula
 def test_machines_for_reports_through_the_callers_function(hanging_emulator):
     _root, binary, runs, _pids = hanging_emulator
     reported = []
-    found = machines.machines_for([str(binary)], cache_file=str(binary.parent / "m.json"),
+    found = machines.machines_for([str(binary)], cache_file=str(binary.parent / "m.cache"),
                                   report=reported.append)
     assert found == {str(binary): None}
     assert len(reported) == 1 and str(binary) in reported[0]
-    assert not (binary.parent / "m.json").exists()
+    assert not (binary.parent / "m.cache").exists()
 
 
 def test_children_left_behind_by_an_emulator_that_answered_are_killed(tmp_path):

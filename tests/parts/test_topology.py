@@ -375,12 +375,34 @@ def test_huge_cpulist_is_refused(tmp_path):
 
 def test_a_directory_where_a_cache_file_belongs_makes_the_cache_unknown(tmp_path):
     root = two_node_host(tmp_path / "root")
-    path = Path(str(root) + "/sys/devices/system/cpu/cpu2/cache/index3/shared_cpu_list")
+    # cpu0: the first thread of its core (0,2), whose caches are read.
+    path = Path(str(root) + "/sys/devices/system/cpu/cpu0/cache/index3/shared_cpu_list")
     path.unlink()
     path.mkdir()
     host = capsfast.probe(root=str(root), arch="x86_64")
     assert host.cache is None
     assert "<cache>" not in probe_xml(root)
+
+
+def test_caches_are_read_per_core_and_per_bank(tmp_path):
+    """The stated difference from libvirt, which reads every online CPU's
+    caches: cpu2's are its core's (0,2) first thread's, and its L3 bank
+    (0-3) is cpu0's; a file of cpu2 that the kernel would never break is
+    not read, so breaking it in a hand-made tree does not fail the caches.
+    A CPU whose siblings list does not name it is read itself."""
+    root = two_node_host(tmp_path / "root")
+    expected = capsfast.probe(root=str(root), arch="x86_64").cache
+    assert expected
+    path = Path(str(root) + "/sys/devices/system/cpu/cpu2/cache/index3/shared_cpu_list")
+    path.unlink()
+    path.mkdir()
+    assert capsfast.probe(root=str(root), arch="x86_64").cache == expected
+    # cpu6's list no longer names it: read apart, and its broken file counts.
+    write(root, "/sys/devices/system/cpu/cpu6/topology/thread_siblings_list", "4\n")
+    path = Path(str(root) + "/sys/devices/system/cpu/cpu6/cache/index3/level")
+    path.unlink()
+    path.mkdir()
+    assert capsfast.probe(root=str(root), arch="x86_64").cache is None
 
 
 def test_unknown_cache_type_makes_the_cache_unknown(tmp_path):
@@ -624,3 +646,26 @@ def test_watch_neither_reads_nor_reports_the_layout(tmp_path):
     assert "host.kvm.usable" in facts
     index = host._fields.index("topology")
     assert tuple.__getitem__(host, index).__class__ is Lazy and tuple.__getitem__(host, index).pending
+
+
+def test_cache_files_are_read_once_a_core_and_once_a_bank(tmp_path):
+    """Two threads a core, one L3 bank per 128 CPUs: the second thread's
+    caches are never asked for, and each bank's id, type and size once;
+    the answer is the one every CPU's files give."""
+    from capsfast.bench.fixtures import fake_topology_root
+
+    root = fake_topology_root(str(tmp_path), 256)
+    asked = []
+    fetch = rounds.fetch(root)
+
+    def spy(requests):
+        asked.extend(path for path, _op in requests)
+        return fetch(requests)
+
+    layout = topology.decide(topology.collect(spy))
+    cache_paths = [p for p in asked if "/cache" in p]
+    assert cache_paths and not [p for p in cache_paths if int(p.split("/cpu")[2].split("/")[0]) % 2]
+    assert len([p for p in asked if p.endswith("index3/id")]) == 2  # CPUs 0-127 and 128-255
+    assert len(asked) == len(set(asked))
+    assert [(b.id, b.level, b.cpus) for b in layout.cache] == [(0, 3, tuple(range(128))),
+                                                              (1, 3, tuple(range(128, 256)))]

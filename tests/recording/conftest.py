@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ssh_server import SSHD, Server, free_port, keygen, recording_tar, script, unavailable
+from ssh_server import SSHD, Server, deep_recording_tar, free_port, keygen, recording_tar, script, unavailable
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,8 @@ def sshd(tmp_path_factory):
     user = getpass.getuser()
     host_key = keygen(d / "host_key")
     keys = {name: keygen(d / ("key_" + name)) for name in
-            ("good", "stranger", "junk", "cut", "sleep", "stall", "nopython", "hostile", "endless", "guarded")}
+            ("good", "stranger", "junk", "cut", "sleep", "stall", "nopython", "hostile", "endless", "guarded",
+                      "deep", "silent")}
     tar = recording_tar()
     (d / "cut.tar").write_bytes(tar[:len(tar) // 2 + 100])
     (d / "head.tar").write_bytes(tar[:3000])
@@ -38,6 +39,7 @@ def sshd(tmp_path_factory):
         info.size = 4
         t.addfile(info, io.BytesIO(b"evil"))
     (d / "hostile.tar").write_bytes(hostile.getvalue())
+    (d / "deep.tar").write_bytes(deep_recording_tar(tar))
     fakes = {
         "junk": script(d / "fake-junk", "echo 'Welcome! This is not a tar stream.'\n"),
         "cut": script(d / "fake-cut", "cat '%s'\n" % (d / "cut.tar")),
@@ -48,6 +50,9 @@ def sshd(tmp_path_factory):
         "nopython": script(d / "fake-nopython", 'PATH=/nonexistent\nexport PATH\nexec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n'),
         "hostile": script(d / "fake-hostile", "cat '%s'\n" % (d / "hostile.tar")),
         "endless": script(d / "fake-endless", "exec yes capsfast\n"),
+        # A well-formed tar whose scenario.json nests 5,000 levels deep.
+        "deep": script(d / "fake-deep", "cat '%s'\n" % (d / "deep.tar")),
+        "silent": script(d / "fake-silent", "exit 1\n"),
         # The collector as sent, run where importing capsfast fails outright.
         "guarded": script(d / "fake-guarded", "exec python3 -I -S -c \"import sys; sys.modules['capsfast'] = None; "
                           "exec(compile(sys.stdin.read(), 'collector', 'exec'), {'__name__': '__main__'})\"\n"),

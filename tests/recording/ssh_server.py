@@ -15,6 +15,7 @@ import io
 import os
 import socket
 import subprocess
+import tarfile
 import time
 
 import pytest
@@ -52,6 +53,27 @@ def recording_tar():
     """A real recording of this machine, as the collector writes it."""
     out = io.BytesIO()
     collector.write_tar(collector.collect(remote.plan("test")), out)
+    return out.getvalue()
+
+
+DEEP = 5000
+
+
+def deep_json(levels=DEEP):
+    """A recording's scenario.json with a value nested ``levels`` deep."""
+    return ('{"format": 1, "description": ' + "[" * levels + "]" * levels + "}").encode()
+
+
+def deep_recording_tar(tar):
+    """The recording ``tar`` with a deeply nested scenario.json."""
+    src, out = io.BytesIO(tar), io.BytesIO()
+    with tarfile.open(fileobj=src) as old, tarfile.open(fileobj=out, mode="w") as new:
+        for member in old:
+            data = old.extractfile(member).read() if member.isfile() else None
+            if member.name == "scenario.json":
+                data = deep_json()
+                member.size = len(data)
+            new.addfile(member, None if data is None else io.BytesIO(data))
     return out.getvalue()
 
 

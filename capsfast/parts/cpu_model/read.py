@@ -320,7 +320,10 @@ def read(source: "Source", arch: str) -> CpuModel:
     # caller is a directory of this machine.
     own = root != "/" and directory == under(root, DEFAULT_CPU_MAP)
     text = (source.cpuinfo_bytes() or b"").decode("utf-8", "replace")
-    return decode_host(source.walk(), source.cpu_device, directory, root if own else None, text)
+    # A recording's map (kept or temporary) is not this host's: the cache
+    # would only fill with entries no later run looks up.
+    return decode_host(source.walk(), source.cpu_device, directory, root if own else None, text,
+                       use_cache=source.kind != "replay")
 
 
 def fields(source: "Source", host: "Host") -> "dict[str, object]":

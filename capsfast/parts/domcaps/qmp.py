@@ -119,17 +119,10 @@ _S390 = ("s390", "s390x")
 
 def _too_deep(line: bytes) -> bool:
     """Whether the JSON text ``line`` nests deeper than MAX_DEPTH, found
-    without decoding it (the decoder recurses once per level): strings are
-    blanked, then the innermost brackets removed level by level, each pass
-    one regular expression over the text."""
-    import re
+    without decoding it (the decoder recurses once per level)."""
+    from capsfast import bounded_json
 
-    text = re.sub(rb'"(?:[^"\\]|\\.)*"', b'""', line)
-    for _level in range(MAX_DEPTH):
-        text, found = re.subn(rb"[\[{][^\[\]{}]*[\]}]", b"", text)
-        if not found:
-            return False
-    return re.search(rb"[\[\]{}]", text) is not None
+    return bounded_json.depth(line, MAX_DEPTH) > MAX_DEPTH
 
 
 class _Process:

@@ -48,16 +48,11 @@ class Transcript:
 
 def _check_depth(text: str) -> None:
     # json's decoder recurses per level; a hostile document of 5,000 levels
-    # ends in RecursionError.  Brackets inside strings are counted too,
-    # which can only refuse too early, never too late.
-    depth = 0
-    for ch in text:
-        if ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise CapsfastError("QMP transcript nested deeper than %d levels" % MAX_DEPTH)
-        elif ch in "]}":
-            depth -= 1
+    # ends in RecursionError.  One text of many objects: the deepest counts.
+    from capsfast import bounded_json
+
+    if bounded_json.depth(text.encode("utf-8", "surrogatepass"), MAX_DEPTH) > MAX_DEPTH:
+        raise CapsfastError("QMP transcript nested deeper than %d levels" % MAX_DEPTH)
 
 
 def parse(text: str) -> Transcript:

@@ -1,7 +1,7 @@
 """Machine types per emulator (``--machines``): runs ``<emulator> -machine
 help`` once per binary and keeps the answer in an on-disk cache.
 
-The cache lives in ``$XDG_CACHE_HOME/capsfast/machines-1.json`` (default
+The cache lives in ``$XDG_CACHE_HOME/capsfast/machines-2`` (default
 ``~/.cache``) and is keyed by the binary's path, size, mtime and inode, so
 an upgraded or replaced binary is asked again and a second call costs no
 process.  Off by default: it is the one part of capsfast that runs a
@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
     Machines = tuple[Machine, ...]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+# Every emulator's machine list: a few hundred KiB at most.
+_MAX_CACHE = 8 << 20
 # Seconds one `-machine help` may take.  QEMU answers in ~50 ms; one that
 # has not answered by then hangs (a wrapper waiting for something, a broken
 # build), and --machines must not hang with it.
@@ -82,33 +84,65 @@ def parse_help(text: str) -> "Machines":
 
 def cache_path() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "capsfast", "machines-%d.json" % CACHE_VERSION)
+    return os.path.join(base, "capsfast", "machines-%d" % CACHE_VERSION)
 
 
 def _key(path: str, st: os.stat_result) -> str:
     return "%s\0%d\0%d\0%d" % (path, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _load(path: str) -> dict[str, object]:
-    import json
+# The cache file: this header, then one record per emulator, every field
+# ended by a NUL (no path or machine name holds one): the key's four fields
+# (path, size, mtime, inode), the number of machines, then name, canonical
+# name ("" for none) and deprecated ("1" or "0") of each.  Read without the
+# json module, which alone would cost more than the rest of --machines.
+_HEADER = b"capsfast machine types %d\n" % CACHE_VERSION
 
+
+def _load(path: str) -> "dict[str, object]":
+    """The cache's entries by key, as ``_cached`` reads them; {} for a file
+    that is absent, unreadable or not wholly of the shape ``_save`` writes."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
+        with open(path, "rb") as f:
+            data = f.read(_MAX_CACHE + 1)
+    except OSError:
         return {}
-    return data if isinstance(data, dict) else {}
+    if len(data) > _MAX_CACHE or not data.startswith(_HEADER) or not data.endswith(b"\0"):
+        return {}
+    try:
+        fields = data[len(_HEADER):-1].decode("utf-8", "surrogateescape").split("\0")
+    except UnicodeDecodeError:  # pragma: no cover - surrogateescape decodes any bytes
+        return {}
+    cache: "dict[str, object]" = {}
+    at = 0
+    while at < len(fields):
+        head = fields[at:at + 5]
+        if len(head) < 5 or not head[4].isdigit():
+            return {}
+        count = int(head[4])
+        body = fields[at + 5:at + 5 + 3 * count]
+        if len(body) != 3 * count or any(flag not in ("0", "1") for flag in body[2::3]):
+            return {}
+        cache["\0".join(head[:4])] = [[name, canonical or None, flag == "1"]
+                                       for name, canonical, flag in zip(body[0::3], body[1::3], body[2::3])]
+        at += 5 + 3 * count
+    return cache
 
 
-def _save(path: str, data: dict[str, object]) -> None:
+def _save(path: str, data: "dict[str, object]") -> None:
     """Write the cache atomically; a read-only home just means no cache."""
-    import json
-
+    fields = []
+    for key, entry in sorted(data.items()):
+        machines = _cached(entry) or ()
+        fields += [key, str(len(machines))]
+        for machine in machines:
+            fields += [machine.name, machine.canonical or "", "1" if machine.deprecated else "0"]
+    text = _HEADER + "".join(field + "\0" for field in fields).encode("utf-8", "surrogateescape")
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = "%s.%d.tmp" % (path, os.getpid())
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, sort_keys=True)
+        with open(tmp, "wb") as f:
+            f.write(text)
         os.replace(tmp, path)
     except OSError:
         pass

@@ -18,7 +18,7 @@ from capsfast.model import CacheBank, CellCpu, CellDistance, CellPages, NumaCell
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
 
     from capsfast.sources.rounds import Fetch
 
@@ -218,11 +218,13 @@ def meminfo_total(value: "bytes | _Missing") -> "int | None":
 class _Reads:
     """The values read so far, by (path, op); ``ask`` runs one round."""
 
-    __slots__ = ("_fetch", "_got")
+    __slots__ = ("_fetch", "_got", "cache_readers")
 
     def __init__(self, fetch: "Fetch") -> None:
         self._fetch = fetch
         self._got: "dict[tuple[str, str], bytes | _Missing]" = {}
+        # Each online CPU -> the CPU whose caches were read for it (collect).
+        self.cache_readers: "dict[int, int]" = {}
 
     def ask(self, requests: "Iterable[tuple[str, str]]") -> None:
         wanted = [r for r in dict.fromkeys(requests) if r not in self._got]
@@ -232,13 +234,20 @@ class _Reads:
     def read(self, path: str) -> "bytes | _Missing":
         return self._got.get((path, READ), FAILED)
 
+    def same(self, path: str, like: str, op: str) -> None:
+        """``path`` holds what ``like`` held, when that was read: a file
+        the kernel makes identical, left unread."""
+        got = self._got.get((like, op))
+        if got is not None:
+            self._got.setdefault((path, op), got)
+
     def list(self, path: str) -> "bytes | _Missing":
         return self._got.get((path, LIST), FAILED)
 
 
 def _cpu_files(cpu: int) -> "list[tuple[str, str]]":
     base = "%s/cpu%d" % (CPU_DIR, cpu)
-    return [(base + "/online", READ), (base + "/cache", LIST)] + [
+    return [(base + "/online", READ)] + [
         ("%s/topology/%s" % (base, name), READ)
         for name in ("physical_package_id", "die_id", "core_id", "thread_siblings_list")]
 
@@ -246,8 +255,49 @@ def _cpu_files(cpu: int) -> "list[tuple[str, str]]":
 _CACHE_FILES = ("id", "type", "size", "shared_cpu_list")
 
 
+def _cache_dir(cpu: int) -> str:
+    return "%s/cpu%d/cache" % (CPU_DIR, cpu)
+
+
+def _core_readers(reads: _Reads, online: "Sequence[int]") -> "dict[int, int]":
+    """Each online CPU -> the CPU whose caches are read for it: the first
+    online CPU of its core.  The threads of a core share every cache, at
+    the same index: where two online CPUs' thread_siblings_list read the
+    same and name both, libvirt would read the same files twice.  Any
+    other CPU (its list unreadable, or not naming it) is read itself."""
+    first: "dict[bytes, int]" = {}
+    readers: "dict[int, int]" = {}
+    online_set = set(online)
+    for cpu in online:
+        raw = reads.read("%s/cpu%d/topology/thread_siblings_list" % (CPU_DIR, cpu))
+        reader = cpu
+        if isinstance(raw, bytes):
+            known = first.get(raw)
+            if known is None:
+                siblings = read_bitmap(raw)
+                if isinstance(siblings, tuple) and cpu in siblings:
+                    first[raw] = cpu
+            else:
+                siblings = read_bitmap(raw)
+                if isinstance(siblings, tuple) and cpu in siblings and known in siblings \
+                        and known in online_set:
+                    reader = known
+        readers[cpu] = reader
+    return readers
+
+
 def collect(fetch: "Fetch") -> _Reads:
-    """Every file the Layout needs, read through ``fetch`` in four rounds."""
+    """Every file the Layout needs, read through ``fetch`` in rounds.
+
+    Caches are read per core and per cache bank, as libvirt's answer
+    comes out the same: a thread's caches are its core's first online
+    thread's (``_core_readers``), and where cores list a level 3+ index
+    with the same name, level and shared_cpu_list, that bank's id, type and
+    size are read once.  The kernel makes sibling and sharing lists so; a
+    hand-made tree may not, and then libvirt could differ: CPUs that do not
+    name each other are read apart, offline CPUs are not read (libvirt
+    reads the caches of online CPUs only), and a file of a CPU or bank left
+    unread that would have failed to read does not fail the caches here."""
     reads = _Reads(fetch)
     R, L = READ, LIST
     # 1: the CPU and node lists, page sizes, IOMMU groups, UUID sources.
@@ -266,7 +316,7 @@ def collect(fetch: "Fetch") -> _Reads:
                for f in ("nr_hugepages", "free_hugepages")]
     reads.ask(second)
     # 3: CPUs a node lists that the CPU directory did not; huge pages per
-    # node; each cache index's level.
+    # node; the cache listing of each core's first online thread.
     third = []
     for node in nodes:
         base = "%s/node%d" % (NODE_DIR, node)
@@ -277,21 +327,42 @@ def collect(fetch: "Fetch") -> _Reads:
                   for f in ("nr_hugepages", "free_hugepages")]
     online = read_bitmap(reads.read(CPU_DIR + "/online"))
     online_ids = online if isinstance(online, tuple) else ()
-    for cpu in online_ids:
-        base = "%s/cpu%d/cache" % (CPU_DIR, cpu)
-        third += [("%s/%s/level" % (base, name), R) for name in listing(reads.list(base))
-                  if name.startswith("index")]
+    readers = _core_readers(reads, online_ids)
+    cores = sorted(set(readers.values()))
+    third += [(_cache_dir(cpu), L) for cpu in cores]
     reads.ask(third)
-    # 4: the rest of each cache index of a level libvirt lists.
-    fourth = []
-    for cpu in online_ids:
-        base = "%s/cpu%d/cache" % (CPU_DIR, cpu)
-        for name in listing(reads.list(base)):
-            if name.startswith("index"):
-                level = read_uint(reads.read("%s/%s/level" % (base, name)))
-                if isinstance(level, int) and level >= CACHE_MIN_LEVEL:
-                    fourth += [("%s/%s/%s" % (base, name, f), R) for f in _CACHE_FILES]
-    reads.ask(fourth)
+    # 4: each index's level; 5: the shared_cpu_list of those of level 3 and
+    # up; 6: id, type and size, once a bank.
+    indexes = [(cpu, name) for cpu in cores for name in listing(reads.list(_cache_dir(cpu)))
+               if name.startswith("index")]
+    reads.ask(("%s/%s/level" % (_cache_dir(cpu), name), R) for cpu, name in indexes)
+    listed = []
+    for cpu, name in indexes:
+        level = read_uint(reads.read("%s/%s/level" % (_cache_dir(cpu), name)))
+        if isinstance(level, int) and level >= CACHE_MIN_LEVEL:
+            listed.append((cpu, name))
+    reads.ask(("%s/%s/shared_cpu_list" % (_cache_dir(cpu), name), R) for cpu, name in listed)
+    bank_readers: "dict[tuple[str, bytes, bytes], int]" = {}
+    same_bank: "list[tuple[int, int, str]]" = []
+    sixth = []
+    for cpu, name in listed:
+        path = "%s/%s/" % (_cache_dir(cpu), name)
+        level_raw, shared_raw = reads.read(path + "level"), reads.read(path + "shared_cpu_list")
+        first = cpu
+        if isinstance(level_raw, bytes) and isinstance(shared_raw, bytes):
+            shared = read_bitmap(shared_raw)
+            if isinstance(shared, tuple) and cpu in shared:
+                # The same bytes: the first CPU was checked in this list too.
+                first = bank_readers.setdefault((name, level_raw, shared_raw), cpu)
+        if first == cpu:
+            sixth += [(path + f, R) for f in _CACHE_FILES[:3]]
+        else:
+            same_bank.append((cpu, first, name))
+    reads.ask(sixth)
+    for cpu, first, name in same_bank:
+        for f in _CACHE_FILES[:3]:
+            reads.same("%s/%s/%s" % (_cache_dir(cpu), name, f), "%s/%s/%s" % (_cache_dir(first), name, f), R)
+    reads.cache_readers = readers
     return reads
 
 
@@ -568,7 +639,12 @@ def _caches(reads: _Reads) -> "tuple[CacheBank, ...]":
     online = _ok(read_bitmap(reads.read(CPU_DIR + "/online")))
     assert isinstance(online, tuple)
     banks: "dict[tuple[object, ...], CacheBank]" = {}
+    readers = reads.cache_readers
     for cpu in online:
+        if readers.get(cpu, cpu) != cpu:
+            # A later thread of a core: the banks of its first thread,
+            # already counted (banks are kept once).
+            continue
         base = "%s/cpu%d/cache" % (CPU_DIR, cpu)
         listed = reads.list(base)
         if listed is ABSENT:
