@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from capsfast.sources.base import Batch, Leaves, Results
     from capsfast.parts.core.read import CpuFacts, DeviceFacts
     from capsfast.recording.remote import Recording
+    from capsfast.sources.boot import Store
     from collections.abc import Callable, Collection
+    from types import ModuleType
 
 # Host fields the probe fills (the core part's); a part fills each other
 # one when first read.
@@ -45,6 +47,7 @@ def assemble(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", source: "Callab
     made: list[Host] = []  # the Host itself: parts read its core facts
     read: dict[str, dict[str, object]] = {}
     opened: list[Source] = []
+    stores: "list[Store | None]" = []  # the per-boot file, opened on the first part that keeps facts there
 
     def value(field: str) -> object:
         part = parts.owner(field)
@@ -52,7 +55,7 @@ def assemble(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", source: "Callab
         if got is None:
             if not opened:
                 opened.append(source())
-            got = read[part.NAME] = parts.reader(part).fields(opened[0], made[0])
+            got = read[part.NAME] = _read_part(part, opened[0], made[0], stores)
         return got[field]
 
     def lazy(field: str) -> "Lazy[object]":
@@ -73,6 +76,33 @@ def assemble(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", source: "Callab
 
 def _live_kvm_group() -> "str | None":
     return live.live_group(KVM_DEVICE)
+
+
+def _read_part(part: "ModuleType", source: "Source", host: "Host", stores: "list[Store | None]") -> "dict[str, object]":
+    """The fields of ``part``: from the per-boot cache where the part keeps
+    facts there and the part's key read now is the kept one, else read
+    (and kept, where the host has a per-boot cache)."""
+    reader = parts.reader(part)
+    if not hasattr(reader, "boot_facts"):
+        return reader.fields(source, host)  # type: ignore[no-any-return]
+    if not stores:
+        from capsfast.sources.boot import open_store
+
+        stores.append(open_store(source))
+    store = stores[0]
+    if store is None:
+        return reader.fields(source, host)  # type: ignore[no-any-return]
+    kept = store.get(part.NAME)
+    if kept is not None:
+        key, facts = kept
+        try:
+            if reader.boot_key(source, facts) == key:
+                return reader.from_boot_facts(source, host, facts)  # type: ignore[no-any-return]
+        except ValueError:
+            pass  # facts of another shape: read again, and replace them
+    key, facts = reader.boot_facts(source, host)
+    store.put(part.NAME, key, facts)
+    return reader.from_boot_facts(source, host, facts)  # type: ignore[no-any-return]
 
 
 def _live_batch() -> "Batch":

@@ -18,9 +18,11 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-# Each registers its steps on import: capsfast's own first, then the alternatives.
+# Each registers its steps on import: capsfast's own first, domain
+# capabilities (capsfast's against libvirt's), then the alternatives.
 from capsfast.bench import steps  # noqa: F401
 from capsfast.bench import recordings  # noqa: F401
+from capsfast.bench import domcaps  # noqa: F401
 from capsfast.bench import alternatives  # noqa: F401
 from capsfast.bench.measure import STEPS, Bench, load_average
 from capsfast.bench.report import document, format_text

@@ -108,6 +108,16 @@ def targets(b: Bench) -> list[Target]:
             ratio_of(m("topology_1024_cpus"), m("topology_1024_cpus_floor")), 1.3),
         row("host topology of 1024 CPUs / 512 x that of 2 CPUs",
             ratio_of(m("topology_1024_cpus"), 512 * (m("topology_2_cpus") or 0)), 1.0),
+        # A daemon keeps its answer in memory; a warm capsfast process reads
+        # the cached transcript and must still not be slower.
+        row("capsfast domcapabilities, transcript cached / virsh domcapabilities, whole processes, interleaved",
+            ratio_of(m("domcaps_warm"), m("alt_virsh_domcaps")), 1.0),
+        # An agent asking many times a second gets the kept answer: about
+        # 5 us where an empty call into C costs 0.25 us.
+        row("capsfast.domain_capabilities() called again in-process / one empty call into C",
+            ratio_of(m("domcaps_repeat"), empty), 20.0),
+        row("first capsfast.domain_capabilities() in a fresh process / libvirt-python's warm "
+            "getDomainCapabilities()", ratio_of(m("domcaps_first"), m("alt_libvirt_python_domcaps")), 1.0),
     ]
 
 

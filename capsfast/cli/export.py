@@ -20,7 +20,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from capsfast.cli.options import Values
+    from capsfast.cpu_map.x86_map import CpuMap
     from capsfast.model import Host
+    from capsfast.parts.domcaps.cpu import CpuModes
+    from capsfast.parts.domcaps.replies import Transcript
 
     Prober = Callable[[], tuple[Host, float]]
 
@@ -162,6 +165,8 @@ def options(fmt: str) -> tuple[Option, ...]:
             Option(("--prefix",), "the label namespace (default %s)" % nfd.DEFAULT_NAMESPACE,
                    metavar="NAMESPACE", default=nfd.DEFAULT_NAMESPACE),
             Option(("--stdout",), "print the file instead of writing it"),
+            Option(("--domcaps",), "also the labels KubeVirt takes from domain capabilities: host-model CPU, "
+                   "its required features and vendor, usable CPU models (asks the host's QEMU once, then cached)"),
             EVERY_OPTION,
             WATCH_OPTION,
         )
@@ -202,10 +207,11 @@ def cmd_nfd(argv: list[str]) -> int:
         raise UsageError("--prefix %r: nfd-worker refuses labels under kubernetes.io and k8s.io "
                          "(except feature.node.kubernetes.io)" % namespace)
     interval = _every(values)
-    probe = _prober(values)
+    probe = _nfd_prober(values) if values["domcaps"] else _prober_with_modes(_prober(values))
     path = os.path.join(str(values["dir"]), nfd.FILE_NAME)
     if interval is None:
-        text = nfd.render(probe()[0], namespace)
+        host, modes = probe()[0]
+        text = nfd.render(host, namespace, cpu_modes=modes)
         if values["stdout"]:
             out(text)
         else:
@@ -217,13 +223,128 @@ def cmd_nfd(argv: list[str]) -> int:
     lifetime = interval * EXPIRY_BEATS
 
     def make() -> tuple[str, str]:
-        host = probe()[0]
+        host, modes = probe()[0]
         # NFD's stamp has whole seconds: round up, or a short lifetime
         # could be written already past.
         expiry = time.gmtime(-(-(time.time() + lifetime) // 1))
-        return nfd.render(host, namespace), nfd.render(host, namespace, expiry)
+        return (nfd.render(host, namespace, cpu_modes=modes),
+                nfd.render(host, namespace, expiry, cpu_modes=modes))
 
     return _keep_fresh(interval, path, make, lifetime / 2, _watching(values))
+
+
+def _prober_with_modes(probe: "Prober") -> "Callable[[], tuple[tuple[Host, CpuModes | None], float]]":
+    def run() -> "tuple[tuple[Host, CpuModes | None], float]":
+        host, seconds = probe()
+        return (host, None), seconds
+
+    return run
+
+
+def _nfd_prober(values: "Values") -> "Callable[[], tuple[tuple[Host, CpuModes | None], float]]":
+    """``_prober`` with domain capabilities' CPU modes: the live host's
+    emulator answers from the transcript cache; a recording (``--replay
+    DIR``) from the QEMU transcript it holds; a remote host (``--connect``)
+    is recorded with its QEMU's answers."""
+    from capsfast.cli.options import connects, is_live, optional_str
+
+    def run() -> "tuple[tuple[Host, CpuModes | None], float]":
+        from capsfast.host import check_recorded_inputs, replay_temporary
+
+        start = time.perf_counter()
+        uris = connects(values)
+        if uris:
+            from capsfast.recording import remote
+
+            if len(uris) > 1:
+                raise UsageError("--domcaps takes one --connect")
+            check_recorded_inputs(values["root"], values["cpuid_dump"], values["arch"], values["replay"], uris[0])
+            recording = remote.fetch(uris[0], deep=bool(values["deep"]), domcaps=True)
+            answers: "tuple[Transcript, CpuMap | None] | None"
+            try:
+                answers = recorded_answers(recording.path)  # read before the recording is removed
+            except BaseException:
+                recording.close()
+                raise
+            host = replay_temporary(recording, bool(values["deep"]))
+        else:
+            replay = optional_str(values["replay"])
+            if replay == "-":
+                raise UsageError("--domcaps reads the QEMU transcript of a recording directory, not a stream")
+            host = probe_inputs(values, refresh=True)
+            answers = None if is_live(values) else recorded_answers(str(replay))
+        return (host, domcaps_cpu_modes(host, answers)), time.perf_counter() - start
+
+    return run
+
+
+def recorded_answers(directory: str) -> "tuple[Transcript, CpuMap | None]":
+    """The QEMU transcript a recording holds (``capsfast record``'s, or
+    one fetched with ``--connect``), and the CPU map it kept."""
+    import json
+
+    from capsfast.errors import CapsfastError
+    from capsfast.parts.domcaps import replies
+
+    def unreadable(e: OSError) -> CapsfastError:
+        return CapsfastError("%s: %s" % (directory, e.strerror), errno=e.errno)
+
+    try:
+        with open(os.path.join(directory, "scenario.json"), encoding="utf-8") as f:
+            entry = json.load(f).get("qmp")
+    except OSError as e:
+        raise unreadable(e) from None
+    except ValueError as e:
+        raise CapsfastError("%s: scenario.json: %s" % (directory, e)) from None
+    name = entry.get("replies") if isinstance(entry, dict) else None
+    if not isinstance(name, str) or not name.startswith("qemu/") or "/" in name[5:] or name[5:] in ("", ".", ".."):
+        raise CapsfastError("%s: the recording holds no QEMU answers (domain capabilities need them)" % directory)
+    try:
+        with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as f:
+            transcript = replies.parse(f.read(replies.MAX_BYTES + 1))
+    except CapsfastError as e:
+        raise CapsfastError("%s: %s" % (name, e)) from None
+    except OSError as e:
+        raise unreadable(e) from None
+    return transcript, _cpu_map(os.path.join(directory, "root"))
+
+
+def _cpu_map(root: str) -> "CpuMap | None":
+    from capsfast.cpu_map import x86_map
+    from capsfast.sources.base import DEFAULT_CPU_MAP
+
+    directory = os.path.join(root, DEFAULT_CPU_MAP.lstrip("/"))
+    if not os.path.isdir(directory):
+        return None
+    return x86_map.load(directory, root)
+
+
+def domcaps_cpu_modes(host: "Host", answers: "tuple[Transcript, CpuMap | None] | None") -> "CpuModes":
+    """Domain capabilities' CPU modes for ``host``'s own architecture and
+    its default virt type (kvm where QEMU used it), as ``virsh
+    domcapabilities`` gives them without arguments; ``answers``: a
+    recording's transcript and CPU map, or None for the live host's
+    emulator (cached transcript)."""
+    from capsfast.errors import CapsfastError
+    from capsfast.parts.domcaps import decide
+    from capsfast.parts.domcaps.cpu import cpu_modes
+
+    if answers is None:
+        from capsfast.parts.domcaps import cache
+        from capsfast.sources.base import DEFAULT_CPU_MAP
+
+        emulator = next((guest.emulator for guest in host.guests
+                         if guest.arch == host.arch and guest.os_type == "hvm" and guest.emulator), None)
+        if emulator is None:
+            raise CapsfastError("domain capabilities: no QEMU emulator for %s on this host" % host.arch)
+        transcript = cache.transcript(emulator, cpu_map=DEFAULT_CPU_MAP)
+        cpu_map = _cpu_map("/")
+    else:
+        transcript, cpu_map = answers
+    if cpu_map is None:
+        raise CapsfastError("domain capabilities: no libvirt CPU map (the CPU models come from it)")
+    virttype = "kvm" if decide.kvm_used(transcript) else "qemu"
+    return cpu_modes(transcript, virttype=virttype, arch=host.arch, cpu_map=cpu_map)
 
 
 def cmd_prometheus(argv: list[str]) -> int:

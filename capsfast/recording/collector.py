@@ -6,8 +6,10 @@ of the parts' captures: ``capsfast.recording.capture``) as
 (format 1); over SSH, as a tar stream on stdout.
 
 ``capsfast.recording.remote`` sends this file's text with the plan written
-into the ``PLAN`` line below, so the plan has one source.  It must never
-import capsfast: the
+into the ``PLAN`` line below, so the plan has one source, and, where the
+plan asks QEMU (``qmp``), the text of ``capsfast.parts.domcaps.qmp`` in
+the ``QMP`` line, so one conversation serves local and remote hosts.  It
+must never import capsfast: the
 remote host has none, and the local side runs it with ``-I -S`` so that an
 installed one is not found either.
 
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 
 # The local side replaces this line's value with the plan as JSON.
 PLAN = ""
+# ... and this one's with the QMP conversation's module text, where the plan asks QEMU.
+QMP = ""
 
 # Fixed device numbers: <linux/miscdevice.h> KVM_MINOR, <asm/msr.h> and
 # <asm/cpuid.h> majors.  Opening any other device may act on it.
@@ -597,6 +601,54 @@ def _executable(path: str) -> bool:
     return stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o111)
 
 
+# -- QEMU's answers ----------------------------------------------------------------
+
+def qmp_module() -> "Any":
+    """The QMP conversation (capsfast.parts.domcaps.qmp) from the text the
+    local side sent in ``QMP``, as a module of its own."""
+    import types
+
+    if not QMP:
+        raise CollectorError("the plan asks QEMU, but no QMP conversation came with it")
+    module = types.ModuleType("capsfast_qmp")
+    exec(compile(QMP, "capsfast.parts.domcaps.qmp", "exec"), module.__dict__)
+    return module
+
+
+def qmp_emulator(spec: "dict[str, Any]", arch: str, found: "list[str]") -> "str | None":
+    """The emulator whose answers the recording keeps: the plan's
+    ``emulator`` where it names one, else the host architecture's own
+    ``qemu-system-<target>`` among the emulators ``found`` (``targets``
+    maps an architecture to its QEMU target where the two differ), else
+    qemu-kvm; None where there is none."""
+    if spec.get("emulator"):
+        return str(spec["emulator"])
+    want = "qemu-system-" + spec.get("targets", {}).get(arch, arch)
+    for path in found:
+        if os.path.basename(path) == want:
+            return path
+    qemu_kvm = spec.get("qemu_kvm")
+    if qemu_kvm and qemu_kvm in found:
+        return str(qemu_kvm)
+    return None
+
+
+def qmp_replies(spec: "dict[str, Any]", arch: str, found: "list[str]", qmp: "Any") -> "tuple[str, bytes]":
+    """(emulator, its transcript as ``.replies`` text): libvirt's
+    capabilities conversation with the chosen emulator, held by ``qmp``
+    (the conversation's module).  CollectorError where there is no
+    emulator or the conversation fails."""
+    emulator = qmp_emulator(spec, arch, found)
+    if emulator is None:
+        raise CollectorError("no QEMU emulator for %s (qemu-system-%s) in %s"
+                             % (arch, spec.get("targets", {}).get(arch, arch), os.environ.get("PATH", "")))
+    try:
+        processes = qmp.conversation(emulator, timeout=float(spec.get("timeout", qmp.DEFAULT_TIMEOUT)))
+    except qmp.QmpError as e:
+        raise CollectorError(str(e)) from None
+    return emulator, qmp.replies_text(processes).encode("utf-8")
+
+
 # -- the recording ----------------------------------------------------------------
 
 def normalize_arch(name: str, aliases: "dict[str, str]") -> str:
@@ -609,13 +661,17 @@ def normalize_arch(name: str, aliases: "dict[str, str]") -> str:
     raise CollectorError("unrecognised architecture %r" % name.strip()[:40])
 
 
-def collect(plan: "Plan", cpuid: "Callable[[], Walked | None] | None" = None) -> "dict[str, tuple[bytes | None, int]]":
+def collect(plan: "Plan", cpuid: "Callable[[], Walked | None] | None" = None,
+            qmp: "Any" = None) -> "dict[str, tuple[bytes | None, int]]":
     """The recording, as {relative path: (bytes or None for a directory,
     mode)}.  ``plan`` is the union of the parts' captures (see
     capsfast.parts): each kind of capture present is taken, so a part made
     of files, globs, listings or access checks needs nothing here.
     ``cpuid``: where the CPUID walk comes from (default: the cpuid driver's
-    node; ``capsfast record`` passes the CPU's own, through its C module)."""
+    node; ``capsfast record`` passes the CPU's own, through its C module).
+    ``qmp``: the QMP conversation's module, for a plan that asks QEMU
+    (default: the one sent in ``QMP``); its transcript is kept as
+    ``qemu/<emulator's name>.replies``, as libvirt keeps its test data."""
     entries = plan.get("files", [])
     results = run_plan(entries, plan.get("depends", {}))
     files: "dict[str, tuple[bytes | None, int]]" = {}
@@ -704,11 +760,18 @@ def collect(plan: "Plan", cpuid: "Callable[[], Walked | None] | None" = None) ->
         for name, data in cpu_map_files(plan["cpu_map"]):
             put(plan["cpu_map"] + "/" + name, data)
     found_emulators = plan.get("emulators")
+    binaries: "list[str]" = []
     if found_emulators:
         path_env = search_path(os.environ.get("PATH"), found_emulators["default_path"])
         scenario["path"] = path_env
-        for binary in emulators(path_env, found_emulators["prefix"], found_emulators["qemu_kvm"]):
+        binaries = emulators(path_env, found_emulators["prefix"], found_emulators["qemu_kvm"])
+        for binary in binaries:
             put(binary, b"", 0o755)  # the replay looks for an executable file
+    if plan.get("qmp"):
+        emulator, replies = qmp_replies(plan["qmp"], arch, binaries, qmp or qmp_module())
+        name = "qemu/%s.replies" % os.path.basename(emulator)
+        files[name] = (replies, 0o644)
+        scenario["qmp"] = {"emulator": emulator, "replies": name}
 
     text = json.dumps(scenario, indent=2, sort_keys=True) + "\n"
     files["scenario.json"] = (text.encode("utf-8"), 0o644)
@@ -760,6 +823,9 @@ def main(plan_text: str) -> int:
         out.flush()
     except BrokenPipeError:
         return 3  # the local side went away: nobody to tell
+    except CollectorError as e:  # says what went wrong itself
+        sys.stderr.write("capsfast collector: %s\n" % " ".join(str(e).split())[:400])
+        return 3
     except Exception as e:  # anything at all: one line, never a traceback
         sys.stderr.write("capsfast collector: %s: %s\n" % (type(e).__name__, " ".join(str(e).split())[:300]))
         return 3

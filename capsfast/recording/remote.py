@@ -45,8 +45,11 @@ COLLECTOR_FAILED = 3
 
 # Bounds of a reply, as for a hostile root: small files at most 16 KiB (the
 # /proc/cpuinfo block; 4 KiB for the others), the CPUID dump at most 1 MiB,
-# the whole stream at most 4 MiB and 2048 members (emulators included).
-MAX_REPLY = 4 << 20
+# a QMP transcript (qemu/<emulator>.replies; libvirt's x86_64 ones are
+# under 1 MiB) at most 8 MiB, the whole stream at most 12 MiB and 2048
+# members (emulators included).
+MAX_REPLIES = 8 << 20
+MAX_REPLY = (4 << 20) + MAX_REPLIES
 MAX_MEMBERS = 2048
 MAX_DUMP = 1 << 20
 MAX_SCENARIO = 64 << 10
@@ -196,24 +199,38 @@ def parse_uri(uri: str) -> Target:
 
 # -- the plan, in the collector's text ----------------------------------------
 
-def plan(target_name: str, deep: bool = False) -> "dict[str, Any]":
-    """What the collector is to record on ``target_name``: the capture plan."""
+def plan(target_name: str, deep: bool = False, domcaps: bool = False,
+         emulator: "str | None" = None) -> "dict[str, Any]":
+    """What the collector is to record on ``target_name``: the capture plan
+    (``domcaps``: with QEMU's answers, see capture.plan)."""
     from capsfast.recording import capture
 
     return capture.plan("recorded over SSH from %s by capsfast %s on %s"
-                        % (target_name, __version__, time.strftime("%Y-%m-%d")), deep)
+                        % (target_name, __version__, time.strftime("%Y-%m-%d")), deep, domcaps, emulator)
 
 
 def script(the_plan: "dict[str, Any]") -> bytes:
-    """The collector's source with ``the_plan`` in its ``PLAN`` line."""
-    source_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "collector.py")
-    with open(source_path, encoding="utf-8") as f:
-        source = f.read()
-    line = '\nPLAN = ""\n'
+    """The collector's source with ``the_plan`` in its ``PLAN`` line and,
+    where the plan asks QEMU, the QMP conversation's text in its ``QMP``
+    line."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    source = _source(os.path.join(here, "collector.py"))
+    source = _fill(source, "PLAN", json.dumps(the_plan, sort_keys=True))
+    if the_plan.get("qmp"):
+        source = _fill(source, "QMP", _source(os.path.join(os.path.dirname(here), "parts", "domcaps", "qmp.py")))
+    return source.encode("utf-8")
+
+
+def _source(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _fill(source: str, name: str, value: str) -> str:
+    line = '\n%s = ""\n' % name
     if source.count(line) != 1:  # pragma: no cover - a broken install
-        raise CapsfastError("capsfast/collector.py has no PLAN line: reinstall capsfast")
-    text = json.dumps(the_plan, sort_keys=True)
-    return source.replace(line, "\nPLAN = %r\n" % text).encode("utf-8")
+        raise CapsfastError("capsfast/collector.py has no %s line: reinstall capsfast" % name)
+    return source.replace(line, "\n%s = %r\n" % (name, value))
 
 
 # -- running ssh -------------------------------------------------------------------
@@ -497,6 +514,10 @@ def _member_limit(parts: "list[str]", is_dir: bool, where: str) -> int:
         return MAX_SCENARIO
     if len(parts) == 1 and not is_dir and top == "cpuid.txt":
         return MAX_DUMP
+    if len(parts) == 2 and not is_dir and top == "qemu" and parts[1].endswith(".replies"):
+        return MAX_REPLIES
+    if parts == ["qemu"] and is_dir:
+        return 0
     raise CapsfastError("%s: member %s has no place in a recording" % (where, printable("/".join(parts))))
 
 
@@ -677,13 +698,16 @@ def read_stream(stream: "BinaryIO", where: str) -> Recording:
     return Recording(directory, where)
 
 
-def fetch(uri: str, timeout: float = DEFAULT_TIMEOUT, deep: bool = False, *,
-          cancel: "threading.Event | None" = None) -> Recording:
+def fetch(uri: str, timeout: float = DEFAULT_TIMEOUT, deep: bool = False, *, domcaps: bool = False,
+          emulator: "str | None" = None, cancel: "threading.Event | None" = None) -> Recording:
     """Record the host ``uri`` names over SSH: a Recording in a temporary
     directory (use it as ``with fetch(uri) as directory:``).  ``timeout``
     is ssh's connect timeout; the whole exchange must end within it plus
-    GRACE seconds.  ``deep`` also tries KVM_CREATE_VM there; once
-    ``cancel`` is set, no ssh is started."""
+    GRACE seconds.  ``deep`` also tries KVM_CREATE_VM there.  ``domcaps``
+    also asks QEMU there, as libvirt does (``emulator``, default the host
+    architecture's own): its transcript is ``qemu/<emulator's
+    name>.replies`` in the recording, and the exchange has the QMP probe's
+    time more.  Once ``cancel`` is set, no ssh is started."""
     target = parse_uri(uri)
     if not timeout > 0:
         raise CapsfastError("%s: the timeout must be positive, not %r" % (target.name, timeout))
@@ -699,7 +723,9 @@ def fetch(uri: str, timeout: float = DEFAULT_TIMEOUT, deep: bool = False, *,
                     from None
     if shutil.which("ssh") is None:
         raise CapsfastError("%s: no ssh client on this machine (install OpenSSH's client)" % name)
-    status, out, err = _run(target.ssh_argv(timeout), script(plan(name, deep)), timeout + GRACE, name, cancel)
+    the_plan = plan(name, deep, domcaps, emulator)
+    seconds = timeout + GRACE + (the_plan["qmp"]["timeout"] if domcaps else 0)
+    status, out, err = _run(target.ssh_argv(timeout), script(the_plan), seconds, name, cancel)
     if status != 0:
         raise _explain(name, status, err)
     if not out:

@@ -42,6 +42,19 @@ Labels (under the namespace, ``feature.node.kubernetes.io`` by default)::
   capsfast-kvm-cap.<name>        KVM_CHECK_EXTENSION's answer, one per capability
                                  (lower case, _ as -: capsfast-kvm-cap.immediate-exit=1);
                                  none when /dev/kvm cannot be opened
+  capsfast-cpu-timer.tsc-frequency  the TSC frequency in Hz, and
+  capsfast-cpu-timer.tsc-scalable   true/false, where libvirt reports the TSC
+
+What KubeVirt's node labeller publishes from domain capabilities, with
+``--domcaps`` (the host architecture's emulator, asked over QMP once and
+then cached)::
+
+  capsfast-host-model-cpu.<model>   true   the host-model CPU's model
+  capsfast-host-model-required-features.<feature>  true, one per feature
+                                 the host-model CPU requires
+  capsfast-cpu-vendor.<vendor>      true   the host-model CPU's vendor (Intel, AMD)
+  capsfast-cpu-model.<model>        true   one per named CPU model QEMU can
+                                 run here (usable='yes')
 """
 from zlib import crc32
 
@@ -53,6 +66,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from capsfast.model import Host
+    from capsfast.parts.domcaps.cpu import CpuModes
 
 DEFAULT_NAMESPACE = "feature.node.kubernetes.io"
 DEFAULT_DIR = "/etc/kubernetes/node-feature-discovery/features.d"
@@ -167,6 +181,7 @@ def labels(host: "Host") -> list[tuple[str, str]]:
         if value is not None:
             pairs.append((label_name(("capsfast-kvm-cap", cap.lower().replace("_", "-"))), str(value)))
     pairs += platform_labels(host)
+    pairs += timer_labels(host)
     seen: set[str] = set()
     for guest in host.guests:
         for domain in guest.domains:
@@ -174,6 +189,33 @@ def labels(host: "Host") -> list[tuple[str, str]]:
             if name not in seen:
                 seen.add(name)
                 pairs.append((name, "true"))
+    return pairs
+
+
+def timer_labels(host: "Host") -> list[tuple[str, str]]:
+    """The TSC's frequency and scaling, where libvirt reports them (an
+    invariant TSC and a usable /dev/kvm)."""
+    tsc = host.cpu_model.tsc
+    if tsc is None:
+        return []
+    return [("capsfast-cpu-timer.tsc-frequency", str(tsc.frequency)),
+            ("capsfast-cpu-timer.tsc-scalable", _bool(tsc.scaling == "yes"))]
+
+
+def cpu_mode_labels(modes: "CpuModes") -> list[tuple[str, str]]:
+    """The labels KubeVirt's node labeller takes from domain capabilities'
+    CPU modes: the host-model CPU, its required features and its vendor,
+    and each named model QEMU can run here."""
+    pairs = []
+    host_model = modes.host_model
+    if host_model is not None:
+        pairs.append((label_name(("capsfast-host-model-cpu", host_model.model)), "true"))
+        if host_model.vendor:
+            pairs.append((label_name(("capsfast-cpu-vendor", host_model.vendor)), "true"))
+        pairs += [(label_name(("capsfast-host-model-required-features", name)), "true")
+                  for policy, name in host_model.features if policy == "require"]
+    pairs += [(label_name(("capsfast-cpu-model", model.name)), "true")
+              for model in modes.custom if model.usable == "yes"]
     return pairs
 
 
@@ -192,14 +234,16 @@ def platform_labels(host: "Host") -> list[tuple[str, str]]:
 
 
 def render(host: "Host", namespace: str = DEFAULT_NAMESPACE,
-           expiry: "time.struct_time | None" = None) -> str:
+           expiry: "time.struct_time | None" = None, cpu_modes: "CpuModes | None" = None) -> str:
     """The feature file's text.  ``expiry``: a UTC ``time.struct_time`` after
     which NFD drops the labels (written first: the directive applies to the
-    lines after it)."""
+    lines after it).  ``cpu_modes``: domain capabilities' CPU modes, for
+    the labels KubeVirt takes from them."""
     lines = ["# written by capsfast export nfd; rewritten in place, do not edit"]
     if expiry is not None:
         lines.insert(0, "# +expiry-time=%04d-%02d-%02dT%02d:%02d:%02dZ" % tuple(expiry[:6]))
-    lines += ["%s/%s=%s" % (namespace, name, value) for name, value in labels(host)]
+    pairs = labels(host) + ([] if cpu_modes is None else cpu_mode_labels(cpu_modes))
+    lines += ["%s/%s=%s" % (namespace, name, value) for name, value in pairs]
     text = "\n".join(lines) + "\n"
     if len(text.encode()) > MAX_FILE_SIZE:  # cannot happen with sane guest lists; never write what NFD skips
         raise CapsfastError("NFD feature file would exceed %d bytes" % MAX_FILE_SIZE)

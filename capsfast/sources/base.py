@@ -41,6 +41,7 @@ CPUINFO = "/proc/cpuinfo"
 ARCH_CAPABILITIES_MSR = 0x10A  # IA32_ARCH_CAPABILITIES
 CPUINFO_BLOCK = 16384  # one processor's block, with room for a long flags line
 DEFAULT_CPU_MAP = "/usr/share/libvirt/cpu_map"
+ENV_CPU_MAP = "CAPSFAST_CPU_MAP"
 
 _UNREAD = object()
 
@@ -135,6 +136,27 @@ def _group_name(group_file: str, gid: int) -> str:
         if len(fields) >= 3 and fields[2].strip() == str(gid) and fields[0]:
             return fields[0]
     return str(gid)
+
+
+def map_directory(root: str, cpu_map: "str | None") -> str:
+    """The CPU map directory to use for the host under ``root``: ``cpu_map``
+    given, else ``$CAPSFAST_CPU_MAP``, else the root's own."""
+    if cpu_map:
+        return cpu_map
+    import os
+
+    named = os.environ.get(ENV_CPU_MAP)
+    if named:
+        if not os.path.isdir(named):  # named by the user: a typo is bad input, not "no model"
+            raise CapsfastError("CPU map %s (%s): not a directory" % (named, ENV_CPU_MAP))
+        return named
+    return under(root, DEFAULT_CPU_MAP)
+
+
+def kvm_supported_cpuid(root: str) -> "tuple[Outcome, list[tuple[int, int, Registers]]]":
+    """KVM_GET_SUPPORTED_CPUID on the KVM device under ``root``: its
+    outcome, and (leaf, subleaf, registers) for each entry."""
+    return _native.kvm_supported_cpuid(under(root, KVM_DEVICE))
 
 
 def specs(root: str, plan: "Sequence[Entry]", depends: "Mapping[str, str]") -> "list[FileSpec]":

@@ -29,6 +29,8 @@ MAYBE_MEASURED = (
     "render_libvirt_first", "render_libvirt_cached", "cpuid_one", "cpuid_walk", "syscalls_cpu_files",
     "alt_cpuinfo_python", "alt_virsh", "alt_libvirt_python", "alt_kvm_ok", "alt_virt_host_validate", "alt_py_cpuinfo",
     "remote_query", "replay_directory", "replay_stream", "remote_ssh_floor",
+    "domcaps_cold", "alt_virsh_domcaps_cold", "domcaps_warm", "alt_virsh_domcaps",
+    "domcaps_repeat", "domcaps_first", "alt_libvirt_python_domcaps",
 )
 TIME_UNITS = {"us", "ms", "s", "ns", "seconds", "microseconds"}
 
@@ -154,9 +156,25 @@ def test_virsh_in_the_same_loop(monkeypatch):
     alternatives.whole_processes(b)
     assert len(b.results["alt_virsh"].samples) == b.process_runs
     assert b.alternatives == ["alt_virsh"]
-    rows = [t for t in report.targets(b) if "virsh" in t["target"]]
+    rows = [t for t in report.targets(b) if "virsh" in t["target"] and "domcapabilities" not in t["target"]]
     assert len(rows) == 2  # capabilities, and capabilities --machines with its caches warm
     assert all(row["value"] is not None and row["met"] in (True, False) for row in rows)
+
+
+def test_domcapabilities_paired_with_virsh(monkeypatch):
+    """With a domcapabilities command and a virsh to run, each capsfast
+    process is paired with a virsh one and the two are set against each
+    other; stand-ins run here (the tests start no daemon)."""
+    from capsfast.bench import domcaps
+
+    monkeypatch.setattr(domcaps, "has_command", lambda: True)
+    monkeypatch.setattr(domcaps, "capsfast_command", lambda: [sys.executable, "-c", "pass"])
+    monkeypatch.setattr(domcaps, "_virsh", lambda: ([sys.executable, "-c", "pass"], None))
+    b = bench.Bench(quick=True, slow=False)
+    domcaps.domcaps_warm(b)
+    assert len(b.results["domcaps_warm"].samples) == len(b.results["alt_virsh_domcaps"].samples) == b.process_runs
+    rows = [t for t in report.targets(b) if "virsh domcapabilities" in t["target"]]
+    assert len(rows) == 1 and rows[0]["value"] is not None and rows[0]["met"] in (True, False)
 
 
 def test_quick_json_behaviour_figures(quick_json):

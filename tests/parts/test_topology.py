@@ -337,8 +337,8 @@ def test_a_root_without_sysfs_says_nothing_of_it(tmp_path):
 def test_layout_is_lazy_and_read_once(tmp_path, monkeypatch):
     root = two_node_host(tmp_path / "root")
     calls = []
-    real = topology.read
-    monkeypatch.setattr(topology, "read", lambda *a: calls.append(a) or real(*a))
+    real = topology.read_keyed
+    monkeypatch.setattr(topology, "read_keyed", lambda *a: calls.append(a) or real(*a))
     host = capsfast.probe(root=str(root), arch="x86_64")
     host.kvm, host.guests
     assert calls == []

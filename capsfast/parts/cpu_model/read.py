@@ -22,14 +22,19 @@ The decoded model is kept in ``$XDG_CACHE_HOME/capsfast`` (as machine
 types are), keyed on the CPUID walk, the MSR value and each map file's
 identity (name, size, mtime, ctime, inode): any difference is a miss, and
 the map is read and decoded again.  A corrupt or foreign cache file is a
-miss too.
+miss too; ``CAPSFAST_CACHE=off`` turns the cache off
+(``capsfast.sources.cache``: what every cache shares).
 """
 import os
 
 from capsfast.constants import X86_ARCHS
-from capsfast.errors import CapsfastError
 from capsfast.model import CpuModel, Tsc
+from capsfast.sources import cache
 from capsfast.sources.base import DEFAULT_CPU_MAP, under
+# Where the CPU map is found, and a walk as cache key text: shared with the
+# QMP transcript cache, so they live below the parts.
+from capsfast.sources.base import ENV_CPU_MAP as ENV_CPU_MAP, map_directory as map_directory
+from capsfast.sources.cache import VOLATILE_CPUID as _VOLATILE, walk_key as _walk_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,22 +48,9 @@ if TYPE_CHECKING:
     # (MSR value or None, Tsc or None) for (MSR wanted, TSC wanted)
     DeviceReader = Callable[[bool, bool], "tuple[int | None, Tsc | None]"]
 
-ENV_CPU_MAP = "CAPSFAST_CPU_MAP"
 CACHE_VERSION = 1
-_CACHE_MAGIC = "capsfast cpu model cache %d" % CACHE_VERSION
+_CACHE_MAGIC = b"capsfast cpu model cache %d" % CACHE_VERSION
 _MAX_CACHE = 1 << 20
-
-
-def map_directory(root: str, cpu_map: "str | None") -> str:
-    """The CPU map directory to use for the host under ``root``."""
-    if cpu_map:
-        return cpu_map
-    named = os.environ.get(ENV_CPU_MAP)
-    if named:
-        if not os.path.isdir(named):  # named by the user: a typo is bad input, not "no model"
-            raise CapsfastError("CPU map %s (%s): not a directory" % (named, ENV_CPU_MAP))
-        return named
-    return under(root, DEFAULT_CPU_MAP)
 
 
 def map_present(directory: str) -> bool:
@@ -108,31 +100,7 @@ def no_device(want_msr: bool, want_tsc: bool) -> "tuple[int | None, Tsc | None]"
 # -- the cache --------------------------------------------------------------------
 
 def cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "capsfast")
-
-
-# What CPUID answers differently on each CPU (the APIC ids; AMD's compute
-# unit and node ids), as libvirt's virHostCPUGetCPUIDFilterVolatile lists
-# it: (leaf, subleaf or None for every subleaf) -> the registers' masks of
-# the bits kept in the cache key.  A process may run its walk on any CPU.
-_VOLATILE = {(0x1, 0): (0xFFFFFFFF, 0x00FFFFFF, 0xFFFFFFFF, 0xFFFFFFFF),
-             (0xB, None): (0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0),
-             (0x1F, None): (0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0),
-             (0x8000001E, None): (0, 0, 0, 0)}
-
-
-def _walk_text(walk: "Walk", stable: bool) -> str:
-    """The walk as cache key text; ``stable``: with the per-CPU bits masked
-    off (only where the CPU map defines no feature on them)."""
-    parts = []
-    for (leaf, sub), (a, b, c, d) in sorted(walk.items()):
-        if stable:
-            masks = _VOLATILE.get((leaf, sub)) or _VOLATILE.get((leaf, None))
-            if masks is not None:
-                a, b, c, d = a & masks[0], b & masks[1], c & masks[2], d & masks[3]
-        parts.append("%x:%x:%x:%x:%x:%x" % (leaf, sub, a, b, c, d))
-    return " ".join(parts)
+    return cache.directory()
 
 
 def _volatile_free(cpu_map: "CpuMap") -> bool:
@@ -173,17 +141,8 @@ def _identities(directory: str, names: "list[str]") -> "list[str | None]":
 
 
 def _cache_file(directory: str) -> str:
-    """One cache file per CPU map directory (its last walk): the name is the
-    directory's path made a file name, shortened past 120 characters with a
-    stable hash of the whole path, so two directories never share a file
-    name except by a hash collision, which the full key inside catches."""
-    name = directory.strip("/").replace("_", "__").replace("/", "_") or "_"
-    if len(name) > 120 or not name.isprintable():
-        digest = 0xCBF29CE484222325  # FNV-1a, 64 bits: no module to import for a few bytes
-        for byte in directory.encode("utf-8", "surrogateescape"):
-            digest = ((digest ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-        name = "%s-%016x" % ("".join(c for c in name[-80:] if c.isalnum() or c in "_-."), digest)
-    return os.path.join(cache_dir(), "cpumodel-%d-%s.txt" % (CACHE_VERSION, name))
+    """One cache file per CPU map directory (its last walk)."""
+    return os.path.join(cache.directory(), "cpumodel-%d-%s.txt" % (CACHE_VERSION, cache.file_name(directory)))
 
 
 class _Entry:
@@ -202,24 +161,19 @@ class _Entry:
 def _load(path: str, directory: str, walk: "Walk") -> "_Entry | None":
     """The cached entry at ``path`` when its map and walk are these and each
     map file is as it was; None otherwise (absent, corrupt, stale)."""
+    body = cache.load(path, _CACHE_MAGIC, _map_line(directory), _MAX_CACHE)
+    if body is None:
+        return None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-        try:
-            raw = os.read(fd, _MAX_CACHE)
-        finally:
-            os.close(fd)
-        lines = raw.decode("utf-8", "surrogateescape").split("\n")
         fields: dict[str, str] = {}
         files: list[str] = []
-        if lines[0] != _CACHE_MAGIC:
-            return None
-        for line in lines[1:]:
+        for line in body.decode("utf-8", "surrogateescape").split("\n"):
             key, _sep, value = line.partition(" ")
             if key == "file":
                 files.append(value)
             elif key:
                 fields[key] = value
-        if fields.get("map") != directory or not files:
+        if not files:
             return None
         if fields.get("walk") != _walk_text(walk, fields.get("stable") == "1"):
             return None
@@ -230,8 +184,12 @@ def _load(path: str, directory: str, walk: "Walk") -> "_Entry | None":
         return _Entry(fields["wants_msr"] == "1", None if msr == "-" else int(msr, 16), fields["wants_tsc"] == "1",
                       None if model == "-" else model, None if vendor == "-" else vendor,
                       tuple(fields["features"].split()))
-    except (OSError, KeyError, ValueError, IndexError):
+    except (KeyError, ValueError, IndexError):
         return None
+
+
+def _map_line(directory: str) -> bytes:
+    return ("map " + directory).encode("utf-8", "surrogateescape")
 
 
 def _save(path: str, directory: str, walk: "Walk", cpu_map: "CpuMap", entry: _Entry) -> None:
@@ -244,7 +202,7 @@ def _save(path: str, directory: str, walk: "Walk", cpu_map: "CpuMap", entry: _En
     identities = _identities(directory, list(cpu_map.files))
     if any(i is None for i in identities):
         return
-    lines = [_CACHE_MAGIC, "map " + directory] + ["file %s" % i for i in identities] + [
+    lines = ["file %s" % i for i in identities] + [
         "stable %d" % stable,
         "walk " + _walk_text(walk, stable),
         "wants_msr %d" % entry.wants_msr,
@@ -255,14 +213,7 @@ def _save(path: str, directory: str, walk: "Walk", cpu_map: "CpuMap", entry: _En
         "features " + " ".join(entry.features),
         "",
     ]
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = "%s.%d.tmp" % (path, os.getpid())
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write("\n".join(lines))
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    cache.save(path, _CACHE_MAGIC, _map_line(directory), "\n".join(lines).encode("utf-8", "surrogateescape"))
 
 
 # -- the decode -------------------------------------------------------------------
@@ -279,7 +230,7 @@ def decode_host(walk: "Walk | None", read_device: "DeviceReader", directory: str
     microcode, bits = cpuinfo_facts(cpuinfo)
     if not walk or (0, 0) not in walk or not map_present(directory):
         return _no_model(microcode, bits)
-    cache_path = _cache_file(directory) if use_cache else None
+    cache_path = _cache_file(directory) if use_cache and cache.enabled() else None
     entry = _load(cache_path, directory, walk) if cache_path is not None else None
     if entry is not None:
         msr, tsc = read_device(entry.wants_msr, entry.wants_tsc)
@@ -328,3 +279,31 @@ def read(source: "Source", arch: str) -> CpuModel:
 
 def fields(source: "Source", host: "Host") -> "dict[str, object]":
     return {"cpu_model": read(source, host.arch)}
+
+
+# -- per boot -------------------------------------------------------------------------
+# The decoded model, its TSC and MSR included, stays what it is until the
+# microcode, the CPU map or the CPU dump changes (the boot and the KVM
+# device are the per-boot file's own key): those are this part's key.
+
+def boot_facts(source: "Source", host: "Host") -> "tuple[str, object]":
+    """(the key, read before the model is), the model."""
+    key = boot_key(source, None)
+    return key, read(source, host.arch)
+
+
+def boot_key(source: "Source", facts: object) -> str:
+    from capsfast.sources import boot
+
+    if source.arch not in X86_ARCHS:
+        return "not x86"
+    directory = map_directory(source.root, source.cpu_map)
+    microcode, _bits = cpuinfo_facts((source.cpuinfo_bytes() or b"").decode("utf-8", "replace"))
+    dump = "-" if source.dump is None else boot.stamps([source.dump])
+    return "microcode %s\ndump %s\nmap %s\n%s" % (microcode, dump, directory, boot.directory_stamps(directory))
+
+
+def from_boot_facts(source: "Source", host: "Host", facts: object) -> "dict[str, object]":
+    if not isinstance(facts, CpuModel):
+        raise ValueError("not the cpu_model part's facts")
+    return {"cpu_model": facts}

@@ -29,6 +29,7 @@ import os
 
 from capsfast.errors import CapsfastError
 from capsfast.parts.domcaps import qmp, replies
+from capsfast.sources import cache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,8 +38,8 @@ if TYPE_CHECKING:
     Converse = Callable[..., replies.Transcript]
 
 CACHE_VERSION = 1
-_MAGIC = "capsfast qmp transcript cache %d" % CACHE_VERSION
-ENV_CACHE = "CAPSFAST_CACHE"
+_MAGIC = b"capsfast qmp transcript cache %d" % CACHE_VERSION
+ENV_CACHE = cache.ENV_CACHE
 
 # Where QEMU keeps its loadable modules (libvirt's QEMU_MODDIR, which
 # differs by distribution): Debian's multiarch directories, then the others.
@@ -54,7 +55,7 @@ _MAX_SMALL_FILE = 64 << 10
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV_CACHE, "").lower() != "off"
+    return cache.enabled()
 
 
 def cache_file(emulator: str) -> str:
@@ -62,11 +63,9 @@ def cache_file(emulator: str) -> str:
     and a digest of its whole path (two emulators never share a file)."""
     import hashlib
 
-    from capsfast.parts.cpu_model.read import cache_dir
-
     digest = hashlib.sha256(emulator.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     base = "".join(c for c in os.path.basename(emulator) if c.isalnum() or c in "-_.")[:64] or "emulator"
-    return os.path.join(cache_dir(), "qmp-%d-%s-%s.replies" % (CACHE_VERSION, base, digest))
+    return os.path.join(cache.directory(), "qmp-%d-%s-%s.replies" % (CACHE_VERSION, base, digest))
 
 
 # -- the key ------------------------------------------------------------------------
@@ -83,15 +82,6 @@ def _read(path: str) -> "str | None":
             return f.read(_MAX_SMALL_FILE).decode("utf-8", "replace")
     except OSError:
         return None
-
-
-def _stamp(path: str) -> str:
-    """A file's identity: size, mtime, ctime, inode; ``-`` where absent."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return "-"
-    return "%d %d %d %d" % (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _cpu_signature(root: str) -> str:
@@ -113,13 +103,12 @@ def _kvm_cpuid(root: str) -> str:
     masked, as libvirt masks them in the host CPUID it keys on."""
     import hashlib
 
-    from capsfast import _native
-    from capsfast.parts.cpu_model.read import _walk_text
+    from capsfast.sources.base import kvm_supported_cpuid
 
-    outcome, entries = _native.kvm_supported_cpuid(_under(root, "/dev/kvm"))
+    outcome, entries = kvm_supported_cpuid(root)
     if not outcome.ok:
         return "- " + outcome.code
-    text = _walk_text({(leaf, sub): regs for leaf, sub, regs in entries}, True)
+    text = cache.walk_key({(leaf, sub): regs for leaf, sub, regs in entries}, True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -164,7 +153,7 @@ def _cpu_map(directory: str) -> str:
         names = sorted(os.listdir(directory))
     except OSError:
         return "-"
-    return "; ".join("%s %s" % (name, _stamp(os.path.join(directory, name))) for name in names)
+    return "; ".join("%s %s" % (name, cache.stamp(os.path.join(directory, name))) for name in names)
 
 
 def key(emulator: str, *, root: str = "/", cpu_map: "str | None" = None) -> "list[tuple[str, str]]":
@@ -172,7 +161,7 @@ def key(emulator: str, *, root: str = "/", cpu_map: "str | None" = None) -> "lis
     with the CPU map in ``cpu_map`` (None: the host's own, as
     ``Host.cpu_model`` finds it), as (name, value) pairs."""
     from capsfast.constants import __version__
-    from capsfast.parts.cpu_model.read import map_directory
+    from capsfast.sources.base import map_directory
 
     try:
         st = os.stat(emulator)
@@ -201,10 +190,10 @@ def key(emulator: str, *, root: str = "/", cpu_map: "str | None" = None) -> "lis
     return pairs
 
 
-def _key_line(pairs: "list[tuple[str, str]]") -> str:
+def _key_line(pairs: "list[tuple[str, str]]") -> bytes:
     import json
 
-    return json.dumps(pairs, ensure_ascii=True)
+    return json.dumps(pairs, ensure_ascii=True).encode("ascii")
 
 
 # -- the file -----------------------------------------------------------------------
@@ -212,18 +201,11 @@ def _key_line(pairs: "list[tuple[str, str]]") -> str:
 def load(path: str, pairs: "list[tuple[str, str]]") -> "replies.Transcript | None":
     """The transcript kept at ``path`` when its key is ``pairs``; None
     where it is absent, stale, foreign or corrupt."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(replies.MAX_BYTES + (1 << 20))
-    except OSError:
-        return None
-    text = raw.decode("utf-8", "replace")
-    magic, _nl, rest = text.partition("\n")
-    stored, _nl, body = rest.partition("\n")
-    if magic != _MAGIC or stored != _key_line(pairs):
+    body = cache.load(path, _MAGIC, _key_line(pairs), replies.MAX_BYTES + (1 << 20))
+    if body is None:
         return None
     try:
-        transcript = replies.parse(body)
+        transcript = replies.parse(body.decode("utf-8", "replace"))
     except CapsfastError:
         return None
     return transcript if transcript.processes else None
@@ -231,24 +213,7 @@ def load(path: str, pairs: "list[tuple[str, str]]") -> "replies.Transcript | Non
 
 def save(path: str, pairs: "list[tuple[str, str]]", transcript: replies.Transcript) -> None:
     """Keep ``transcript`` at ``path`` under ``pairs``, atomically."""
-    import tempfile
-
-    text = "%s\n%s\n%s" % (_MAGIC, _key_line(pairs), replies.format(transcript))
-    directory = os.path.dirname(path)
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".qmp-", suffix=".tmp", dir=directory)
-    except OSError:
-        return  # a read-only or missing home: no cache
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    cache.save(path, _MAGIC, _key_line(pairs), replies.format(transcript).encode("utf-8"))
 
 
 def transcript(emulator: str, *, root: str = "/", cpu_map: "str | None" = None,

@@ -21,20 +21,24 @@ the whole probe) and size, a reply's nesting depth is bounded before it
 is decoded, each process runs in a session of its own and the whole
 process group is killed when the conversation ends, however it ends.  An
 error reply libvirt tolerates is kept in the transcript as it came; any
-other failure is one CapsfastError, naming the emulator's last line on
+other failure is one QmpError, naming the emulator's last line on
 stderr where it said something.
+
+This module imports nothing but the standard library at module level and
+runs on Python 3.6: ``--connect`` sends its text along with the recording
+collector, so that a remote host's QEMU is asked by the same code as a
+local one (``conversation`` and ``replies_text``).  ``converse`` maps its
+results and errors to capsfast's for the local side.
 """
 import os
 
-from capsfast.errors import CapsfastError, printable
-from capsfast.parts.domcaps.replies import MAX_BYTES, MAX_DEPTH, Transcript
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from typing import Any
 
-    from capsfast.parts.domcaps.replies import Exchange
+    # A command and its reply, as JSON objects.
+    Exchange = tuple[dict[str, Any], dict[str, Any]]
 
 DEFAULT_TIMEOUT = 30.0
 KVM_MACHINE = "none,accel=kvm:tcg"
@@ -46,6 +50,55 @@ MAX_STDERR = 64 << 10
 KVM_DEVICE = "/dev/kvm"
 # libvirt 9.0 refuses anything older (QEMU_MIN_MAJOR, QEMU_MIN_MINOR).
 MIN_VERSION = (4, 2, 0)
+# Bounds of a transcript, on the wire and in a file: all replies together,
+# and the nesting of one reply (the JSON decoder recurses once per level).
+MAX_BYTES = 64 << 20
+MAX_DEPTH = 64
+
+
+class QmpError(Exception):
+    """The conversation failed; the message is one line.  ``errno`` is the
+    system error where one caused it."""
+
+    def __init__(self, message: str, errno: "int | None" = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class Transcript:
+    """A probe's conversations: ``processes[0]`` the first (KVM where it
+    was used), ``processes[1]`` the TCG-only one, if any; each a list of
+    (command, reply) pairs in the order they were exchanged."""
+
+    __slots__ = ("processes",)
+
+    def __init__(self, processes: "list[list[Exchange]]") -> None:
+        self.processes = processes
+
+    def replies(self, command: str, process: int = 0) -> "Iterator[Exchange]":
+        """Each (command, reply) of ``command`` in ``process``, in order."""
+        if process < len(self.processes):
+            for exchange in self.processes[process]:
+                if exchange[0].get("execute") == command:
+                    yield exchange
+
+    def value(self, command: str, process: int = 0, arguments: "dict[str, Any] | None" = None) -> "Any":
+        """The ``return`` of the first ``command`` (with exactly these
+        ``arguments`` when given) in ``process``; None where it was not
+        asked or answered with an error."""
+        for sent, reply in self.replies(command, process):
+            if arguments is not None and sent.get("arguments") != arguments:
+                continue
+            return reply.get("return")
+        return None
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (as capsfast.errors.printable:
+    this module may not import capsfast)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 # -- libvirt 9.0's tables (src/qemu/qemu_capabilities.c) ---------------------------
 
@@ -119,10 +172,24 @@ _S390 = ("s390", "s390x")
 
 def _too_deep(line: bytes) -> bool:
     """Whether the JSON text ``line`` nests deeper than MAX_DEPTH, found
-    without decoding it (the decoder recurses once per level)."""
-    from capsfast import bounded_json
+    without decoding it (the decoder recurses once per level).  The rule of
+    ``capsfast.bounded_json.depth``, written here again because this module
+    also runs on a remote host, where there is no capsfast to import:
+    strings are text, their brackets do not nest."""
+    import re
 
-    return bounded_json.depth(line, MAX_DEPTH) > MAX_DEPTH
+    level = 0
+    for bracket in re.sub(rb'"[^"\\]*(?:\\.[^"\\]*)*"', b"", line).translate(None, _NOT_BRACKETS):
+        if bracket in b"[{":
+            level += 1
+            if level > MAX_DEPTH:
+                return True
+        else:
+            level -= 1
+    return False
+
+
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 
 
 class _Process:
@@ -152,8 +219,8 @@ class _Process:
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 start_new_session=True, close_fds=True, env=_environment())
         except OSError as e:
-            raise CapsfastError("cannot run emulator %s: %s" % (printable(emulator), e.strerror),
-                                errno=e.errno) from None
+            raise QmpError("cannot run emulator %s: %s" % (printable(emulator), e.strerror),
+                           errno=e.errno) from None
         assert self._proc.stdin is not None and self._proc.stdout is not None and self._proc.stderr is not None
         self._in = self._proc.stdin.fileno()
         self._out = self._proc.stdout.fileno()
@@ -162,8 +229,9 @@ class _Process:
             os.set_blocking(fd, False)
         # Readable once the emulator has exited: a child it left holding
         # stdout open must not make its exit look like silence.
+        pidfd_open = getattr(os, "pidfd_open", None)  # Python 3.9 and later
         try:
-            self._exit_fd: "int | None" = os.pidfd_open(self._proc.pid)
+            self._exit_fd: "int | None" = None if pidfd_open is None else pidfd_open(self._proc.pid)
         except OSError:  # pragma: no cover - kernels before 5.3: found at the deadline instead
             self._exit_fd = None
         self._exited = False
@@ -196,7 +264,7 @@ class _Process:
 
     # -- errors -------------------------------------------------------------------
 
-    def fail(self, what: str) -> CapsfastError:
+    def fail(self, what: str) -> QmpError:
         """The one-line error for ``what`` went wrong, with the emulator's
         last line on stderr when it wrote one."""
         said = ""
@@ -209,7 +277,7 @@ class _Process:
         message = "emulator %s (%s): %s" % (printable(self.emulator), self.machine, what)
         if said:
             message += ": " + printable(said)
-        return CapsfastError(message)
+        return QmpError(message)
 
     # -- the wire -----------------------------------------------------------------
 
@@ -363,7 +431,7 @@ class _Process:
             tolerated: "Sequence[str]" = ()) -> "Any":
         """``execute``'s ``return``; None for an error reply whose class is
         one of ``tolerated`` (libvirt reads it as "not there"); any other
-        error reply is a CapsfastError."""
+        error reply is a QmpError."""
         self.post(execute, arguments)
         reply = self.answer()
         if "error" in reply:
@@ -564,24 +632,26 @@ def _kvm_usable() -> bool:
         return False
 
 
-def converse(emulator: str, *, timeout: float = DEFAULT_TIMEOUT, tcg_early: "bool | None" = None) -> Transcript:
+def conversation(emulator: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 tcg_early: "bool | None" = None) -> "list[list[Exchange]]":
     """libvirt 9.0's capabilities conversation with ``emulator``: the
-    first process's exchanges, then, where KVM was enabled, the TCG-only
-    process's.  ``timeout`` bounds the whole probe, both processes;
-    ``tcg_early`` starts the TCG process along with the first (None: where
-    ``/dev/kvm`` is usable by this user, so KVM is likely to be enabled).
-    CapsfastError, one line, for an emulator that cannot be run, does not
-    answer in time, answers what libvirt would not accept, or exits."""
+    first process's (command, reply) exchanges, then, where KVM was
+    enabled, the TCG-only process's.  ``timeout`` bounds the whole probe,
+    both processes; ``tcg_early`` starts the TCG process along with the
+    first (None: where ``/dev/kvm`` is usable by this user, so KVM is
+    likely to be enabled).  QmpError, one line, for an emulator that cannot
+    be run, does not answer in time, answers what libvirt would not
+    accept, or exits."""
     import time
 
     if not os.path.isfile(emulator) or not os.access(emulator, os.X_OK):
-        raise CapsfastError("emulator %s: not an executable file" % printable(emulator))
+        raise QmpError("emulator %s: not an executable file" % printable(emulator))
     if not timeout > 0:
-        raise CapsfastError("QMP probe timeout must be positive, not %r" % timeout)
+        raise QmpError("QMP probe timeout must be positive, not %r" % timeout)
     if tcg_early is None:
         tcg_early = _kvm_usable()
     deadline = time.monotonic() + timeout
-    started: list[_Process] = []
+    started: "list[_Process]" = []
     try:
         first = _Process(emulator, KVM_MACHINE, deadline, timeout)
         started.append(first)
@@ -600,7 +670,44 @@ def converse(emulator: str, *, timeout: float = DEFAULT_TIMEOUT, tcg_early: "boo
                 started.append(second)
             _tcg_process(second, facts, posted)
             processes.append(second.exchanges)
-        return Transcript(processes)
+        return processes
     finally:
         for proc in started:
             proc.kill()
+
+
+def converse(emulator: str, *, timeout: float = DEFAULT_TIMEOUT, tcg_early: "bool | None" = None) -> Transcript:
+    """``conversation`` as a Transcript; its failures as one CapsfastError."""
+    from capsfast.errors import CapsfastError
+
+    try:
+        return Transcript(conversation(emulator, timeout=timeout, tcg_early=tcg_early))
+    except QmpError as e:
+        raise CapsfastError(str(e), errno=e.errno) from None
+
+
+# -- the transcript as text ------------------------------------------------------------
+
+def replies_text(processes: "Sequence[Sequence[Exchange]]") -> str:
+    """The exchanges as libvirt's ``.replies`` test data lays them out:
+    two-space indent, an empty object or array still opened and closed on
+    two lines, one blank line between objects."""
+    out = []
+    for process in processes:
+        for command, reply in process:
+            out.append(_dumps(command, ""))
+            out.append(_dumps(reply, ""))
+    return "\n\n".join(out) + "\n"
+
+
+def _dumps(value: "Any", indent: str) -> str:
+    import json
+
+    inner = indent + "  "
+    if isinstance(value, dict):
+        items = [inner + json.dumps(k) + ": " + _dumps(v, inner) for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + ("\n" if items else "") + indent + "}"
+    if isinstance(value, list):
+        items = [inner + _dumps(v, inner) for v in value]
+        return "[\n" + ",\n".join(items) + ("\n" if items else "") + indent + "]"
+    return json.dumps(value)

@@ -7,43 +7,12 @@ Read with a bound on size and nesting (a transcript may come from a remote
 host or a hostile emulator), written exactly as libvirt's test data is.
 """
 from capsfast.errors import CapsfastError
+from capsfast.parts.domcaps.qmp import MAX_BYTES as MAX_BYTES, MAX_DEPTH as MAX_DEPTH
+from capsfast.parts.domcaps.qmp import Transcript as Transcript, replies_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Iterator
-
-    Exchange = tuple[dict[str, Any], dict[str, Any]]
-
-MAX_BYTES = 64 << 20
-MAX_DEPTH = 64
-
-
-class Transcript:
-    """A probe's conversations: ``processes[0]`` the first (KVM where it
-    was used), ``processes[1]`` the TCG-only one, if any; each a list of
-    (command, reply) pairs in the order they were exchanged."""
-
-    __slots__ = ("processes",)
-
-    def __init__(self, processes: "list[list[Exchange]]") -> None:
-        self.processes = processes
-
-    def replies(self, command: str, process: int = 0) -> "Iterator[Exchange]":
-        """Each (command, reply) of ``command`` in ``process``, in order."""
-        if process < len(self.processes):
-            for exchange in self.processes[process]:
-                if exchange[0].get("execute") == command:
-                    yield exchange
-
-    def value(self, command: str, process: int = 0, arguments: "dict[str, Any] | None" = None) -> "Any":
-        """The ``return`` of the first ``command`` (with exactly these
-        ``arguments`` when given) in ``process``; None where it was not
-        asked or answered with an error."""
-        for sent, reply in self.replies(command, process):
-            if arguments is not None and sent.get("arguments") != arguments:
-                continue
-            return reply.get("return")
-        return None
+    from capsfast.parts.domcaps.qmp import Exchange as Exchange
 
 
 def _check_depth(text: str) -> None:
@@ -90,25 +59,6 @@ def parse(text: str) -> Transcript:
 
 
 def format(transcript: Transcript) -> str:
-    """``.replies`` text, as libvirt's test data lays it out: two-space
-    indent, an empty object or array still opened and closed on two lines,
-    one blank line between objects."""
-    out = []
-    for process in transcript.processes:
-        for command, reply in process:
-            out.append(_dumps(command, ""))
-            out.append(_dumps(reply, ""))
-    return "\n\n".join(out) + "\n"
-
-
-def _dumps(value: "Any", indent: str) -> str:
-    import json
-
-    inner = indent + "  "
-    if isinstance(value, dict):
-        items = [inner + json.dumps(k) + ": " + _dumps(v, inner) for k, v in value.items()]
-        return "{\n" + ",\n".join(items) + ("\n" if items else "") + indent + "}"
-    if isinstance(value, list):
-        items = [inner + _dumps(v, inner) for v in value]
-        return "[\n" + ",\n".join(items) + ("\n" if items else "") + indent + "]"
-    return json.dumps(value)
+    """``.replies`` text, as libvirt's test data lays it out (the layout
+    is ``qmp.replies_text``'s, which a remote host's collector runs too)."""
+    return replies_text(transcript.processes)

@@ -36,7 +36,7 @@ ARCHES = (
 WORDSIZE = dict(ARCHES)
 
 # QEMU's target name where it differs from libvirt's arch name.
-_QEMU_TARGET = {"i686": "i386", "armv6l": "arm", "armv7l": "arm", "openrisc": "or32"}
+QEMU_TARGET = {"i686": "i386", "armv6l": "arm", "armv7l": "arm", "openrisc": "or32"}
 
 # Guest features as libvirt's QEMU driver adds them; printed in libvirt's
 # feature order (pae, nonpae, ia64_be, acpi, apic, cpuselection, deviceboot,
@@ -58,7 +58,7 @@ _XEN_TOKEN_ARCH = {"x86_32": "i686", "x86_64": "x86_64", "ia64": "ia64", "powerp
 
 def qemu_target(arch: str) -> str:
     """The ``qemu-system-<target>`` name libvirt looks for first."""
-    return _QEMU_TARGET.get(arch, arch)
+    return QEMU_TARGET.get(arch, arch)
 
 
 def is_native(host: str, guest: str) -> bool:

@@ -186,11 +186,13 @@ _last: "tuple[Emulators, str, Kvm, Kqemu, Xen, tuple[Guest, ...]] | None" = None
 
 
 def host_guests(root: str, arch: str, kvm: "Kvm", kqemu: "Kqemu", xen: "Xen",
-                path_env: "str | None" = None) -> "tuple[Guest, ...]":
-    """The guests of the host under ``root``: discovery (cached) plus the
-    pure rules of ``capsfast.parts.guests.decide``, memoised on their inputs."""
+                path_env: "str | None" = None, found: "Emulators | None" = None) -> "tuple[Guest, ...]":
+    """The guests of the host under ``root``: discovery (cached; ``found``
+    where the caller has it) plus the pure rules of
+    ``capsfast.parts.guests.decide``, memoised on their inputs."""
     global _last
-    found = discover(root, path_env)
+    if found is None:
+        found = discover(root, path_env)
     last = _last
     if last is not None and last[0] is found and last[1] == arch and (
         # The probe reuses its fact objects while nothing changed: try
@@ -203,3 +205,58 @@ def host_guests(root: str, arch: str, kvm: "Kvm", kqemu: "Kqemu", xen: "Xen",
     result = guests.for_host(arch, found.binaries, found.qemu_kvm, kvm, kqemu, xen)
     _last = (found, arch, kvm, kqemu, xen, result)
     return result
+
+
+# -- per boot ---------------------------------------------------------------------
+# What discovery found is kept per boot (``capsfast.sources.boot``) under a
+# key of the PATH, each watched directory's (mtime, inode) and each
+# emulator's identity and mode: installing, removing, replacing or
+# chmod-ing one changes it.  A stamp too recent to be trusted (see
+# _RACY_NS) is written "racy", which no later reading repeats.
+
+def _watch_key(watch: "tuple[Stamp, ...]") -> str:
+    return "\n".join("%s %s" % (path, "-" if mtime is None or ino is None else "racy" if mtime == -1
+                                 else "%d %d" % (mtime, ino)) for path, mtime, ino in watch)
+
+
+def _emulators_key(root: str, found: "Emulators", now_ns: int) -> str:
+    out = []
+    for path in sorted(found.binaries.values()) + ([found.qemu_kvm] if found.qemu_kvm else []):
+        try:
+            st = _stat_in_root(root, _under(root, path))
+        except OSError:
+            out.append(path + " -")
+            continue
+        if now_ns - st.st_ctime_ns < _RACY_NS or now_ns - st.st_mtime_ns < _RACY_NS:
+            out.append(path + " racy")
+        else:
+            out.append("%s %o %d %d %d %d" % (path, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                              st.st_ino))
+    return "\n".join(out)
+
+
+def boot_scan(root: str, path_env: "str | None") -> "tuple[str, tuple[dict[str, str], str | None, tuple[str, ...]]]":
+    """(key, (binaries, qemu-kvm, the watched directories)) of a discovery
+    made now."""
+    if path_env is None:
+        path_env = search_path()
+    entry = _scan(root, path_env)
+    found = entry.found
+    key = "PATH %s\n%s\n%s" % (path_env, _watch_key(entry.watch), _emulators_key(root, found, time.time_ns()))
+    return key, (found.binaries, found.qemu_kvm, tuple(path for path, _m, _i in entry.watch))
+
+
+def boot_key(root: str, path_env: "str | None", binaries: "dict[str, str]", qemu_kvm: "str | None",
+             watched: "tuple[str, ...]") -> str:
+    """``boot_scan``'s key of the same discovery, read now."""
+    if path_env is None:
+        path_env = search_path()
+    now_ns = time.time_ns()
+    watch: list[Stamp] = []
+    for path in watched:
+        try:
+            watch.append(_stamp(path, _stat_in_root(root, path), now_ns))
+        except OSError:
+            watch.append((path, None, None))
+    return "PATH %s\n%s\n%s" % (path_env, _watch_key(tuple(watch)),
+                                _emulators_key(root, Emulators(binaries, qemu_kvm), now_ns))

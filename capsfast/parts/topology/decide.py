@@ -366,6 +366,56 @@ def collect(fetch: "Fetch") -> _Reads:
     return reads
 
 
+def _live_requests(reads: _Reads) -> "list[list[tuple[str, str]]]":
+    """The rounds that read what of the layout can change while the system
+    runs: the CPU lists, the nodes with their memory and huge page pools,
+    the host's memory and pools, the IOMMU groups and the machine id."""
+    R, L = READ, LIST
+    first = [(CPU_DIR + "/present", R), (CPU_DIR + "/online", R), (NODE_DIR, L), (HUGEPAGES_DIR, L),
+             (IOMMU_GROUPS_DIR, L), (MEMINFO, R), (MACHINE_ID, R)]
+    reads.ask(first)
+    nodes = ["%s/node%d" % (NODE_DIR, n) for n, _name in names(reads.list(NODE_DIR), "node") if n <= MAX_NODE_ID]
+    second = [(base + "/meminfo", R) for base in nodes] + [(base + "/hugepages", L) for base in nodes]
+    second += [("%s/%s/%s" % (HUGEPAGES_DIR, name, f), R) for name in listing(reads.list(HUGEPAGES_DIR))
+               for f in ("nr_hugepages", "free_hugepages")]
+    reads.ask(second)
+    third = [("%s/hugepages/%s/%s" % (base, name, f), R) for base in nodes
+             for name in listing(reads.list(base + "/hugepages")) for f in ("nr_hugepages", "free_hugepages")]
+    reads.ask(third)
+    return [first, second, third]
+
+
+def _live_digest(reads: _Reads) -> "tuple[str, tuple[tuple[str, str], ...]]":
+    """The live inputs as the layout uses them, and the requests that read
+    them: a meminfo file by its total (its free counts move all the time),
+    a pool's free count by whether it parses, everything else byte for
+    byte."""
+    requests = tuple(request for batch in _live_requests(reads) for request in batch)
+    out = []
+    for path, op in requests:
+        value = reads.read(path) if op == READ else reads.list(path)
+        if path.endswith("meminfo"):
+            shown: object = meminfo_total(value)
+        elif path.endswith("/free_hugepages"):
+            text = _text(value)
+            shown = text is not None and text.endswith("\n") and text[:-1].isdigit() and len(text) <= 21
+        else:
+            shown = value
+        out.append("%s %s %r" % (op, path, shown))
+    return "\n".join(out), requests
+
+
+def live_inputs(fetch: "Fetch", known: "Iterable[tuple[str, str]]" = ()) -> str:
+    """What of the layout can change while the system runs, read now:
+    ``known`` (the requests of an earlier reading) in one round, then
+    whatever the listings read show is still missing (nothing while the
+    nodes and pools are the same).  Equal to ``read_keyed``'s digest while
+    none of it changed."""
+    reads = _Reads(fetch)
+    reads.ask(known)
+    return _live_digest(reads)[0]
+
+
 # -- deciding: libvirt's rules -------------------------------------------------
 
 class _Failed(Exception):
@@ -792,4 +842,14 @@ except (ValueError, OSError, AttributeError):  # pragma: no cover - no sysconf
 def read(fetch: "Fetch", arch: "str | None" = None) -> Layout:
     """The Layout of the host ``fetch`` reads (of architecture ``arch``:
     on s390 libvirt counts each CPU as a core)."""
-    return decide(collect(fetch), s390=bool(arch) and str(arch).startswith("s390"))
+    return read_keyed(fetch, arch)[0]
+
+
+def read_keyed(fetch: "Fetch", arch: "str | None" = None) -> "tuple[Layout, str, tuple[tuple[str, str], ...]]":
+    """``read``'s Layout with the digest of its live inputs (``live_inputs``)
+    taken from the same reads, so the two always agree, and the requests
+    that read them."""
+    reads = collect(fetch)
+    layout = decide(reads, s390=bool(arch) and str(arch).startswith("s390"))
+    digest, requests = _live_digest(reads)
+    return layout, digest, requests
