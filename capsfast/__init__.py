@@ -20,7 +20,9 @@ from capsfast.host import kvm_usable, probe
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast import watch as watch
-    from capsfast.model import Format, Host, Readiness, VmmName
+    # Format and VmmName: the literal types of capabilities()'s format and
+    # ready()'s name, for a caller's annotations too.
+    from capsfast.model import Format as Format, Host, Readiness, VmmName as VmmName
 
 __all__ = ["CapsfastError", "FORMATS", "capabilities", "kvm_usable", "probe", "ready", "__version__"]
 
