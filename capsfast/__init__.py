@@ -20,7 +20,9 @@ from capsfast.host import kvm_usable, probe
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast import watch as watch
-    from capsfast.model import Host, Readiness
+    # Format and VmmName: the literal types of capabilities()'s format and
+    # ready()'s name, for a caller's annotations too.
+    from capsfast.model import Format as Format, Host, Readiness, VmmName as VmmName
 
 __all__ = ["CapsfastError", "FORMATS", "capabilities", "domain_capabilities", "kvm_usable", "probe", "ready",
            "__version__"]
@@ -29,7 +31,7 @@ __all__ = ["CapsfastError", "FORMATS", "capabilities", "domain_capabilities", "k
 _rendered: "dict[str, tuple[Host, str]]" = {}  # format -> the last rendering of it
 
 
-def capabilities(host: "Host | None" = None, *, format: str = "libvirt") -> str:
+def capabilities(host: "Host | None" = None, *, format: "Format" = "libvirt") -> str:
     """The host's capabilities as text: ``libvirt`` XML, the seed's
     ``draft`` XML, or ``json``.  ``host`` defaults to the cached live probe.
 
@@ -119,10 +121,11 @@ def domain_capabilities(host: "Host | None" = None, *, emulator: "str | None" = 
     return text
 
 
-def ready(name: str, host: "Host | None" = None) -> "Readiness":
+def ready(name: "VmmName", host: "Host | None" = None) -> "Readiness":
     """Whether the VMM ``name`` (firecracker, cloud-hypervisor, qemu, kata)
     can start on ``host`` (default: the cached live probe), by the checks
-    it makes itself; see ``capsfast.readiness``."""
+    it makes itself; see ``capsfast.readiness``.  The answer tests true
+    exactly when it can."""
     from capsfast.readiness import ready as decide  # imported on first use
 
     return decide(name, host)

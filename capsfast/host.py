@@ -15,7 +15,7 @@ import _thread
 
 from capsfast import parts
 from capsfast.parts.core import read as facts
-from capsfast.constants import X86_ARCHS
+from capsfast.constants import KVM_DEVICE, X86_ARCHS
 from capsfast.errors import CapsfastError
 from capsfast.model import Host, Lazy, guests_pending, resolve
 from capsfast.sources import live
@@ -72,6 +72,10 @@ def assemble(arch: str, cpu: "CpuFacts", devices: "DeviceFacts", source: "Callab
     host: Host = Host(**fields)  # type: ignore[arg-type]  # Lazy fields resolve on read
     made.append(host)
     return host
+
+
+def _live_kvm_group() -> "str | None":
+    return live.live_group(KVM_DEVICE)
 
 
 def _read_part(part: "ModuleType", source: "Source", host: "Host", stores: "list[Store | None]") -> "dict[str, object]":
@@ -181,7 +185,8 @@ class LiveCache:
 
     def _decode(self, cpu: "CpuFacts", results: "Results", deep: bool) -> "DeviceFacts":
         assert results.kvm is not None  # the live plan always asks for the device
-        return facts.device_facts(cpu, results.kvm, facts.keyed(facts.DEVICE_FILES, results.files), deep, "/")
+        return facts.device_facts(cpu, results.kvm, facts.keyed(facts.DEVICE_FILES, results.files), deep, "/",
+                                  _live_kvm_group)
 
     def _remember(self, snapshot: bytes, cpu: "CpuFacts", devices: "DeviceFacts", deep: bool) -> "Host":
         assert self.arch is not None and self.source is not None
@@ -249,7 +254,11 @@ def _replay(directory: str, deep: bool, cpu_map: "str | None" = None) -> "Host":
         raise CapsfastError("replay %s: the recording was made without --deep (KVM_CREATE_VM was not tried)"
                             % directory)
     replay.cpu_map = cpu_map
-    return _probe_other(replay, replay.deep)
+    try:
+        return _probe_other(replay, replay.deep)
+    except CapsfastError as e:  # the recording's fault: said as such
+        raise e if str(e).startswith("replay ") else CapsfastError("replay %s: %s" % (directory, e),
+                                                                    errno=e.errno) from None
 
 
 def check_recorded_inputs(root: object, cpuid: object, arch: object, replay: object, connect: object,
@@ -272,7 +281,15 @@ def replay_temporary(recording: "Recording", deep: bool = False, cpu_map: "str |
     stream) captured; its lazy parts, but those named in ``skip`` (which
     then cannot be read), are resolved before it is removed."""
     with recording as directory:
-        return resolve(_replay(directory, deep, cpu_map), skip)
+        try:
+            return resolve(_replay(directory, deep, cpu_map), skip)
+        except CapsfastError as e:
+            # Named by where it came from, not by a directory gone with it;
+            # a file of its root by its path on the recorded host, its own
+            # files (cpuid.txt) by their names.
+            base = directory.rstrip("/")
+            text = str(e).replace(base + "/root/", "/").replace(base + "/", "").replace(base, recording.name)
+            raise CapsfastError(text, errno=e.errno) from None
 
 
 def connect_host(uri: str, deep: bool, cpu_map: "str | None" = None, skip: "Collection[str]" = ()) -> "Host":

@@ -16,9 +16,24 @@ from _operator import itemgetter
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
-    from typing import Any, Generic, NamedTuple as Record, TypeVar
+    from typing import Any, Generic, Literal, NamedTuple as Record, TypeVar
 
     _T = TypeVar("_T")
+
+    # The values a text field or argument can take, for a checker: a
+    # misspelt format or VMM name fails there.  Type-checking names only:
+    # import them under ``if TYPE_CHECKING:``.
+    Format = Literal["libvirt", "draft", "json"]
+    VmmName = Literal["firecracker", "cloud-hypervisor", "qemu", "kata"]
+    HvmStatus = Literal["enabled", "disabled_by_firmware", "not_exposed", "unsupported", "unknown"]
+    TechStatus = Literal["enabled", "disabled_by_firmware", "disabled_in_kernel", "not_exposed", "unsupported",
+                         "unknown"]
+    IommuStatus = Literal["enabled", "disabled_in_kernel", "absent", "unknown"]
+    Confidence = Literal["certain", "likely", "unknown"]
+    BiosSetting = Literal["enabled", "disabled"]
+    CpuSource = Literal["cpuid", "dump", "cpuinfo", "none"]
+    XenRole = Literal["dom0", "domU"]
+    CgroupVersion = Literal["v1", "v2", "hybrid"]
 else:
     # Lazy's base ``Generic[_T]`` is the checker's; at run time that
     # subscript is this lookup, and the base is plain object.
@@ -188,7 +203,7 @@ class Cpu(Record):
     model: "int | None"
     stepping: "int | None"
     features: "tuple[str, ...]"
-    source: "str"
+    source: "CpuSource"
     max_leaf: "int | None"
     max_ext_leaf: "int | None"
 
@@ -214,7 +229,10 @@ class Kvm(Record):
     12 (and with ``deep``, ``KVM_CREATE_VM`` worked).  ``create_vm`` is None
     unless ``deep``.  ``failure`` is the first failing step as a stable code
     (see ``KVM_FAILURES`` in ``capsfast.parts.core.decide``), ``error`` the same for
-    people, with the system's reason; both None when usable."""
+    people, with the system's reason; both None when usable.  ``mode``: the
+    permission bits of the character device (None for anything else);
+    ``group``: the name of its group, looked up only where this process may
+    not open it (``not_accessible``), else None."""
 
     exists: "bool"
     char_device: "bool"
@@ -226,6 +244,8 @@ class Kvm(Record):
     create_vm: "bool | None"
     failure: "str | None"
     error: "str | None"
+    mode: "int | None"
+    group: "str | None"
 
     def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
@@ -245,7 +265,7 @@ class Xen(Record):
     ``domU`` or None; ``capabilities`` the hypervisor's tokens."""
 
     present: "bool"
-    role: "str | None"
+    role: "XenRole | None"
     hypervisor_type: "str | None"
     capabilities: "tuple[str, ...]"
 
@@ -260,10 +280,10 @@ class Hvm(Record):
     enabled, disabled or None; ``evidence`` the codes of the facts that
     decided it (README, "The verdict")."""
 
-    type: "str | None"
-    status: "str"
-    confidence: "str"
-    bios_setting: "str | None"
+    type: "Literal['vmx', 'svm'] | None"
+    status: "HvmStatus"
+    confidence: "Confidence"
+    bios_setting: "BiosSetting | None"
     evidence: "tuple[str, ...]"
 
     def as_dict(self) -> "dict[str, Any]":
@@ -476,8 +496,8 @@ class Tech(Record):
     unknown; ``evidence`` the codes of the facts that decided it; ``hint``
     what to do (None when enabled and nothing is missing)."""
 
-    status: "str"
-    confidence: "str"
+    status: "TechStatus"
+    confidence: "Confidence"
     evidence: "tuple[str, ...]"
     hint: "str | None"
 
@@ -490,8 +510,8 @@ class Sev(Record):
     without it): the C-bit position, the physical address bits lost, and
     the SEV and SEV-ES guests the ASIDs allow, as libvirt computes them."""
 
-    status: "str"
-    confidence: "str"
+    status: "TechStatus"
+    confidence: "Confidence"
     evidence: "tuple[str, ...]"
     hint: "str | None"
     cbitpos: "int | None"
@@ -508,8 +528,8 @@ class Sgx(Record):
     without them): SGX1, SGX2, flexible launch control, and the EPC
     sections as ``(base, size)`` byte pairs."""
 
-    status: "str"
-    confidence: "str"
+    status: "TechStatus"
+    confidence: "Confidence"
     evidence: "tuple[str, ...]"
     hint: "str | None"
     sgx1: "bool | None"
@@ -545,8 +565,8 @@ class Iommu(Record):
     command line; ``vfio`` and ``iommufd`` whether /dev/vfio/vfio and
     /dev/iommu exist (None: cannot be told)."""
 
-    status: "str"
-    confidence: "str"
+    status: "IommuStatus"
+    confidence: "Confidence"
     evidence: "tuple[str, ...]"
     hint: "str | None"
     groups: "int | None"
@@ -572,7 +592,7 @@ class Devices(Record):
     tun: "bool | None"
     vhost_vsock: "bool | None"
     kvm_hv: "bool | None"
-    cgroup_version: "str | None"
+    cgroup_version: "CgroupVersion | None"
     cgroup_controllers: "tuple[tuple[str, bool | None], ...]"
 
     def as_dict(self) -> "dict[str, Any]":
@@ -582,7 +602,8 @@ class Devices(Record):
 class Requirement(Record):
     """One requirement of a VMM on a host (``capsfast.readiness``): its name
     (``kvm``, ``cpu.vmx-or-svm``, ``KVM_CAP_...``, ``arch``), whether it is
-    met, what was found, and (when not met) what to do."""
+    met, what was found, and (when not met) what to do.  It tests true
+    exactly when met (``ok``)."""
 
     name: "str"
     ok: "bool"
@@ -592,13 +613,17 @@ class Requirement(Record):
     def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
 
+    def __bool__(self) -> bool:
+        return self.ok
+
 
 class Readiness(Record):
     """A VMM's verdict for a host (``capsfast.ready``): ``ok`` when every
     requirement is met; ``requirements`` all of them in profile order,
-    ``failed`` those not met."""
+    ``failed`` those not met.  It tests true exactly when the VMM can run
+    (``ok``): ``if capsfast.ready("kata"):``."""
 
-    vmm: "str"
+    vmm: "VmmName"
     title: "str"
     ok: "bool"
     failed: "tuple[Requirement, ...]"
@@ -606,6 +631,9 @@ class Readiness(Record):
 
     def as_dict(self) -> "dict[str, Any]":
         return _as_dict(self)
+
+    def __bool__(self) -> bool:
+        return self.ok
 
 
 class Capabilities(Record):

@@ -11,11 +11,12 @@ read (``/dev/kvm`` does not open for this user) fail as unknown, never as
 """
 from capsfast.parts.core import read as facts
 from capsfast.errors import CapsfastError
+from capsfast.constants import KVM_DEVICE
 from capsfast.model import Readiness, Requirement
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from capsfast.model import Host
+    from capsfast.model import Host, VmmName
 
 
 class Profile:
@@ -53,7 +54,7 @@ class KataChecks:
         self.create_vm = create_vm
 
 
-PROFILES: "dict[str, Profile]" = {
+PROFILES: "dict[VmmName, Profile]" = {
     "firecracker": Profile("Firecracker", {
         # src/vmm/src/arch/x86_64/kvm.rs, Kvm::DEFAULT_CAPABILITIES
         # (firecracker-microvm/firecracker at commit b9ee939).
@@ -103,7 +104,7 @@ PROFILES: "dict[str, Profile]" = {
         "aarch64": KataChecks({None: ()}, ("kvm", "vhost", "vhost_net"), {}, ("vhost_vsock",)),
     }),
 }
-NAMES = tuple(PROFILES)
+NAMES: "tuple[VmmName, ...]" = tuple(PROFILES)
 
 # The Linux release that added a capability (its KVM_CAP_ number in
 # include/uapi/linux/kvm.h arrived with it), for the hint of one missing:
@@ -118,8 +119,30 @@ KERNEL_SINCE = {
 # The detail of a capability that could not be asked: no usable /dev/kvm.
 UNASKED = "unknown: /dev/kvm cannot be opened"
 
-_KVM_ACCESS_HINT = ("add this user to the group owning /dev/kvm (usually: sudo usermod -aG kvm $USER) and "
-                    "log in again")
+def mode_text(mode: int) -> str:
+    """A character device's mode as ``ls -l`` prints it (``crw-rw----``)."""
+    bits = "".join(flag if mode & (1 << (8 - i)) else "-" for i, flag in enumerate("rwxrwxrwx"))
+    return "c" + bits
+
+
+def kvm_access_hint(mode: "int | None", group: "str | None") -> str:
+    """What to do where /dev/kvm exists but this user may not open it
+    read-write, from its mode (permission bits; None: not known) and the
+    name of its group (None: not known).  Joining the group helps only
+    where the group may read and write it; otherwise a udev rule (what
+    distributions ship for group kvm) or an ACL must grant access first."""
+    if mode is None:
+        return ("add this user to the group owning %s if that group may read and write it (ls -l %s; "
+                "sudo usermod -aG GROUP $USER) and log in again" % (KVM_DEVICE, KVM_DEVICE))
+    node = "%s is %s%s" % (KVM_DEVICE, mode_text(mode), "" if group is None else ", group %s" % group)
+    if mode & 0o060 == 0o060:
+        return "%s: add this user to group %s (sudo usermod -aG %s $USER) and log in again" % (
+            node, group or "GROUP", group or "GROUP")
+    return ("%s, and the group may not read and write it: a udev rule such as KERNEL==\"kvm\", GROUP=\"kvm\", "
+            "MODE=\"0660\" (in /etc/udev/rules.d/65-kvm.rules; then udevadm trigger --name-match=kvm) lets "
+            "group kvm in, then add this user to it (sudo usermod -aG kvm $USER) and log in again; or "
+            "grant this user alone with an ACL (sudo setfacl -m u:$USER:rw %s; lost when the node is made again)"
+            % (node, KVM_DEVICE))
 
 
 def known() -> str:
@@ -131,7 +154,7 @@ def _kvm(host: "Host") -> "Requirement":
     kvm = host.kvm
     if kvm.usable:
         return Requirement("kvm", True, "usable", None)
-    hint = _KVM_ACCESS_HINT if kvm.failure == "not_accessible" else "run 'capsfast check' for the way to a usable /dev/kvm"
+    hint = kvm_access_hint(kvm.mode, kvm.group) if kvm.failure == "not_accessible" else "run 'capsfast check' for the way to a usable /dev/kvm"
     return Requirement("kvm", False, "%s: %s" % (kvm.failure, kvm.error), hint)
 
 
@@ -198,13 +221,20 @@ def _kata(checks: "KataChecks", host: "Host") -> "list[Requirement]":
     return out
 
 
-def ready(name: str, host: "Host | None" = None) -> "Readiness":
+def vmm_name(text: str) -> "VmmName":
+    """``text`` as a VMM name (one of NAMES); CapsfastError for another."""
+    for name in NAMES:
+        if name == text:
+            return name
+    raise CapsfastError("unknown VMM %r: known ones are %s" % (text, known()))
+
+
+def ready(name: "VmmName", host: "Host | None" = None) -> "Readiness":
     """Whether the VMM ``name`` (one of NAMES) can run on ``host`` (the
     live host by default; for Kata, probed with ``deep``, as kata-runtime
     creates a VM); CapsfastError for an unknown name."""
-    profile = PROFILES.get(name)
-    if profile is None:
-        raise CapsfastError("unknown VMM %r: known ones are %s" % (name, known()))
+    name = vmm_name(name)  # a caller without a checker may pass any text
+    profile = PROFILES[name]
     if host is None:
         from capsfast.host import probe
 

@@ -284,3 +284,105 @@ def test_capabilities_that_cannot_be_asked_are_one_skipped_line():
     assert skipped[0].split(" : ")[1].strip() == "SKIP skipped"
     doc = json.loads(run("check", "--for", "firecracker", "--json", "--replay", str(HOSTS / "kvm-no-access")).stdout)
     assert len(doc["vmm"]["requirements"]) == 15
+
+
+TRUTH = """
+import sys
+import capsfast
+host = capsfast.probe(replay=sys.argv[1])
+for vmm in ("kata", "qemu"):
+    verdict = capsfast.ready(vmm, host)
+    print(vmm, verdict.ok, bool(verdict), [bool(r) for r in verdict.requirements] == [r.ok for r in verdict.requirements],
+          "taken" if verdict else "refused")
+"""
+
+
+@pytest.mark.parametrize("recorded", ["kvm-no-access", "intel-enabled"])
+def test_a_readiness_tests_as_its_verdict(recorded):
+    """``if capsfast.ready("kata"):`` means "Kata can run here", and each
+    requirement tests as met or not: in a program of its own."""
+    done = subprocess.run([sys.executable, "-c", TRUTH, str(HOSTS / recorded)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [line.split() for line in done.stdout.splitlines()]
+    assert [line[0] for line in lines] == ["kata", "qemu"]
+    for _vmm, ok, truth, requirements, branch in lines:
+        assert truth == ok and requirements == "True"
+        assert branch == ("taken" if ok == "True" else "refused")
+    if recorded == "kvm-no-access":
+        assert [line[1] for line in lines] == ["False", "False"]
+
+
+@pytest.mark.parametrize("mode,group,says,not_says", [
+    # The group may read and write: joining it is the way.
+    (0o660, "kvm", ["crw-rw----, group kvm", "usermod -aG kvm"], ["udev", "setfacl"]),
+    (0o666, "kvm", ["crw-rw-rw-"], ["udev"]),
+    # It may not (this machine's crw------- root root): joining helps nothing.
+    (0o600, "root", ["crw-------, group root", "may not read and write", "GROUP=\"kvm\", MODE=\"0660\"",
+                     "setfacl -m u:$USER:rw /dev/kvm"], ["usermod -aG root"]),
+    (0o640, "kvm", ["crw-r-----", "may not read and write", "udev"], ["add this user to group kvm ("]),
+    (None, None, ["ls -l /dev/kvm", "if that group may read and write it"], ["usually"]),
+])
+def test_the_access_hint_names_mode_and_group_and_the_way_that_helps(mode, group, says, not_says):
+    hint = readiness.kvm_access_hint(mode, group)
+    for text in says:
+        assert text in hint, hint
+    for text in not_says:
+        assert text not in hint, hint
+
+
+def test_an_unprivileged_users_hint_names_this_nodes_mode_and_group():
+    """uid 65534 on this machine: ``capsfast check`` names /dev/kvm's mode
+    and group, and where the group may not read and write it (crw-------
+    root root here), the udev rule or ACL, not "join the group"."""
+    if os.geteuid() != 0:
+        pytest.skip("dropping to uid 65534 needs root")
+    st = os.stat("/dev/kvm")
+    import grp
+    group = grp.getgrgid(st.st_gid).gr_name
+
+    def work():
+        probing.forget_live()
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            status = cli.main(["check", "--json"])
+        return status, json.loads(stdout.getvalue())
+
+    answer = in_child(work, user=NOBODY)
+    assert answer[0] == "ok", answer
+    status, doc = answer[1]
+    if doc["host"]["kvm"]["accessible"]:
+        pytest.skip("/dev/kvm is open to uid 65534 here")
+    assert status == 1
+    kvm = doc["host"]["kvm"]
+    assert (kvm["mode"], kvm["group"]) == (st.st_mode & 0o7777, group)
+    hint = doc["vmm"]["requirements"][0]["hint"]
+    assert readiness.mode_text(st.st_mode) in hint and "group %s" % group in hint, hint
+    if st.st_mode & 0o060 != 0o060:
+        assert "udev" in hint and "setfacl" in hint and "usermod -aG %s " % group not in hint, hint
+    else:
+        assert "usermod -aG %s " % group in hint, hint
+
+
+def recording_with_node(tmp_path, mode, group):
+    directory = tmp_path / "recording"
+    shutil.copytree(HOSTS / "kvm-no-access", directory, symlinks=True)
+    scenario = json.loads((directory / "scenario.json").read_text())
+    scenario["devices"]["/dev/kvm"].update(mode=oct(0o20000 | mode), group=group)
+    (directory / "scenario.json").write_text(json.dumps(scenario))
+    return directory
+
+
+@pytest.mark.parametrize("mode,group,says,not_says", [
+    (0o660, "kvm", ["crw-rw----, group kvm: add this user to group kvm"], ["udev"]),
+    (0o600, "root", ["crw-------, group root, and the group may not read and write it", "udev", "setfacl"],
+     ["usermod -aG root"]),
+])
+def test_the_check_report_of_a_recorded_closed_node_names_mode_and_group(tmp_path, mode, group, says, not_says):
+    done = run("check", "--replay", str(recording_with_node(tmp_path, mode, group)))
+    assert done.returncode == 1, done.stderr
+    for text in says:
+        assert text in done.stdout, done.stdout
+    for text in not_says:
+        assert text not in done.stdout, done.stdout
+    assert "the group owning /dev/kvm (usually" not in done.stdout

@@ -73,6 +73,10 @@ import capsfast
 capsfast.capabilities("json")
 capsfast.probe().kvm.usabel
 capsfast.kvm_usabel()
+capsfast.capabilities(format="yaml")
+capsfast.ready("bochs")
+if capsfast.probe().hvm.status == "enabeld":
+    pass
 '''
 
 
@@ -98,7 +102,10 @@ def test_a_users_checker_sees_the_types(tmp_path):
     # Older mypy spells builtins out ("builtins.bool"), newer does not.
     revealed = [line.split('Revealed type is "', 1)[1].rstrip('"').replace("builtins.", "")
                 for line in done.stdout.splitlines() if "Revealed type is" in line]
-    assert revealed == ["bool", "str", "tuple[str, ...]", "str", "dict[str, Any]", "bool"], done.stdout
+    # Older mypy prints a union of literals, newer one Literal[...].
+    status = revealed[1].replace("] | Literal[", ", ")
+    assert status == "Literal['enabled', 'disabled_by_firmware', 'not_exposed', 'unsupported', 'unknown']", revealed
+    assert revealed[:1] + revealed[2:] == ["bool", "tuple[str, ...]", "str", "dict[str, Any]", "bool"], done.stdout
     assert "error" not in done.stdout, done.stdout
 
 
@@ -108,3 +115,6 @@ def test_a_users_checker_catches_mistakes(tmp_path):
     assert 'Argument 1 to "capabilities" has incompatible type "str"' in done.stdout, done.stdout
     assert '"Kvm" has no attribute "usabel"' in done.stdout, done.stdout
     assert 'Module has no attribute "kvm_usabel"' in done.stdout, done.stdout
+    assert 'Argument "format" to "capabilities" has incompatible type "Literal[\'yaml\']"' in done.stdout, done.stdout
+    assert 'Argument 1 to "ready" has incompatible type "Literal[\'bochs\']"' in done.stdout, done.stdout
+    assert 'Non-overlapping equality check' in done.stdout and "enabeld" in done.stdout, done.stdout

@@ -181,7 +181,7 @@ def kvm_usable_cached(b: Bench) -> None:
     b.keep(Result("kvm_usable_cached", "kvm_usable(), cached", b.per_call(capsfast.kvm_usable, times=10)))
 
 
-def _render_cached(b: Bench, fmt: str) -> None:
+def _render_cached(b: Bench, fmt: "capsfast.Format") -> None:
     key, what = "render_%s_cached" % fmt, "capabilities(format=%r), cached probe" % fmt
     try:
         capsfast.capabilities(format=fmt)

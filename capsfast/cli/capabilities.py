@@ -1,7 +1,7 @@
 """``capsfast capabilities``: the host's capabilities as libvirt XML, the
 draft XML or JSON; several remote hosts at once, one document each."""
-from capsfast.cli.options import INPUT_OPTIONS, PROG, Option, UsageError, connects, error, format_options, out, \
-    parse_or_help, probe_inputs
+from capsfast.cli.options import CONNECT_HELP, INPUT_OPTIONS, PROG, Option, UsageError, connects, error, \
+    format_options, out, parse_or_help, probe_inputs, was_given
 from capsfast.constants import FORMATS
 from capsfast.errors import CapsfastError
 
@@ -13,15 +13,19 @@ if TYPE_CHECKING:
 def main(argv: list[str]) -> int:
     summary = (
         "Print what this host offers for virtualization, as libvirt capabilities XML, the draft XML,\n"
-        "or JSON.  Several --connect (or --hosts FILE) probe those hosts concurrently and print one\n"
-        "document per host (JSON lines with --format json), each tagged with its URI."
+        "or JSON.  One --connect prints that host's document, as for this host.  --connect given\n"
+        "more than once, or --hosts FILE (even of one line), probes those hosts concurrently and\n"
+        "prints one document per host, each tagged with its URI (JSON lines with --format json)."
     )
     machines = Option(("--machines",), "also list each emulator's machine types (runs each emulator once; "
                       "cached on disk)")
-    hosts = Option(("--hosts",), "a file of remote URIs, one a line ('#' comments), as if each were a --connect",
-                   metavar="FILE")
-    parallel = Option(("--parallel",), "at most N remote hosts at once (default 8)", metavar="N", default="8")
-    options = INPUT_OPTIONS + format_options(FORMATS, FORMATS[0]) + (machines, hosts, parallel)
+    hosts = Option(("--hosts",), "a file of remote URIs, one a line ('#' comments), as if each were a --connect; "
+                   "it must name at least one", metavar="FILE")
+    parallel = Option(("--parallel",), "at most N remote hosts at once (default 8); with several hosts only",
+                      metavar="N")
+    connect = Option(("--connect",), CONNECT_HELP + "; again for more hosts", metavar="URI", many=True)
+    inputs = tuple(connect if o.dest == "connect" else o for o in INPUT_OPTIONS)
+    options = inputs + format_options(FORMATS, FORMATS[0]) + (machines, hosts, parallel)
     values = parse_or_help("%s capabilities" % PROG, options, (), argv, summary)
     if values is None:
         return 0
@@ -30,6 +34,8 @@ def main(argv: list[str]) -> int:
     uris = connects(values) + _hosts_file(values["hosts"])
     if len(uris) > 1 or values["hosts"] is not None:
         return _many_hosts(uris, values)
+    if values["parallel"] is not None:
+        raise UsageError("--parallel applies to several hosts (--connect given more than once, or --hosts FILE)")
     host = probe_inputs(values)
     if values["machines"]:
         from capsfast.parts.guests.machines import attach
@@ -48,7 +54,10 @@ def _hosts_file(path: object) -> "list[str]":
     except OSError as e:
         raise CapsfastError("--hosts %s: %s" % (path, e.strerror), errno=e.errno) from None
     uris = [line.split("#", 1)[0].strip() for line in text.splitlines()]
-    return [uri for uri in uris if uri]
+    uris = [uri for uri in uris if uri]
+    if not uris:
+        raise CapsfastError("--hosts %s names no host (one URI a line)" % path)
+    return uris
 
 
 def _many_hosts(uris: "list[str]", values: "Values") -> int:
@@ -60,11 +69,12 @@ def _many_hosts(uris: "list[str]", values: "Values") -> int:
     from capsfast.host import replay_temporary
     from capsfast.render import render
 
-    if values["replay"] is not None or values["root"] != "/" or values["cpuid_dump"] is not None \
-            or values["arch"] is not None or values["machines"]:
-        raise UsageError("several hosts take no --replay, --root, --cpuid-dump, --arch or --machines")
+    refused = [flag for dest, flag in was_given(values).items()
+               if dest in ("replay", "root", "cpuid_dump", "arch", "machines")]
+    if refused:
+        raise UsageError("several hosts take no %s" % " or ".join(refused))
     try:
-        parallel = int(str(values["parallel"]))
+        parallel = int(str(8 if values["parallel"] is None else values["parallel"]))
     except ValueError:
         parallel = 0
     if parallel < 1:

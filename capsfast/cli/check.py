@@ -27,9 +27,10 @@ def main(argv: list[str]) -> int:
     values = parse_or_help("%s check" % PROG, options, (), argv, SUMMARY)
     if values is None:
         return 0
-    vmm = str(values["vmm"])
-    if vmm not in readiness.PROFILES:  # before probing: a typo is bad usage
-        raise CapsfastError("--for %s: unknown VMM; known ones are %s" % (vmm, readiness.known()))
+    try:  # before probing: a typo is bad usage
+        vmm = readiness.vmm_name(str(values["vmm"]))
+    except CapsfastError:
+        raise CapsfastError("--for %s: unknown VMM; known ones are %s" % (values["vmm"], readiness.known())) from None
     if readiness.PROFILES[vmm].kata and is_live(values):
         values["deep"] = True  # kata-runtime check creates a VM: so does this
     host = probe_inputs(values, skip=("cpu_model",))  # check never decodes the CPU model

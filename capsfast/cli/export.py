@@ -12,7 +12,7 @@ import time
 
 from capsfast.cli.options import (
     INPUT_OPTIONS, Option, UsageError, dispatch, error, format_options, input_args, out, parse_or_help, probe_inputs,
-    local_inputs,
+    local_inputs, seconds_option,
 )
 
 TYPE_CHECKING = False
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 PROG = "capsfast export"
 
 EVERY_OPTION = Option(
-    ("--every",), "stay running: probe again every SECONDS and rewrite the file when "
-    "its content changes; stop cleanly on SIGTERM", metavar="SECONDS",
+    ("--every",), "stay running: probe again every SECONDS (more than 0, less than 1e9) and rewrite the "
+    "file when its content changes; stop cleanly on SIGTERM", metavar="SECONDS",
 )
 
 WATCH_OPTION = Option(
@@ -56,13 +56,7 @@ _SUMMARIES = {
 
 
 def _seconds(text: object) -> float:
-    try:
-        value = float(str(text))
-    except ValueError:
-        value = None
-    if value is None or not (0 < value < 1e9):
-        raise UsageError("--every needs a positive number of seconds, not %r" % text)
-    return value
+    return seconds_option("--every", text)
 
 
 def _prober(values: "Values") -> "Prober":
@@ -376,8 +370,11 @@ def cmd_prometheus(argv: list[str]) -> int:
                          % ("--watch" if values["watch"] else "--every"))
 
     def make() -> tuple[str, str]:
+        # Every probe's duration is a new fact: the file says how long the
+        # latest probe took, so each beat writes it.
         host, seconds = probe()
-        return prometheus.render(host), prometheus.render(host, seconds)
+        text = prometheus.render(host, seconds)
+        return text, text
 
     return _keep_fresh(interval, path, make, watch=_watching(values))
 
@@ -392,7 +389,8 @@ def cmd_ansible(argv: list[str]) -> int:
     if values is None:
         return 0
     if values["install"]:
-        script = ansible.fact_script(sys.executable, input_args(values))
+        package = os.path.dirname(os.path.dirname(os.path.abspath(ansible.__file__)))  # .../capsfast
+        script = ansible.fact_script(sys.executable, os.path.dirname(package), input_args(values))
         path = os.path.join(str(values["dir"]), ansible.FACT_NAME)
         atomic.write(path, script, mode=0o755)
         out("installed %s\n" % path)

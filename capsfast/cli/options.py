@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 
 PROG = "capsfast"
+GIVEN = "given"  # the key of parse()'s answer that holds the flags given
 
 
 class UsageError(Exception):
@@ -40,13 +41,15 @@ class UsageError(Exception):
 class Option:
     """One flag.  ``metavar`` None makes a switch; a switch with ``const``
     stores that value in ``dest`` (``--json`` is ``--format json``); an
-    option with ``many`` may be given again and collects a list."""
+    option with ``many`` may be given again and collects a list; ``once``
+    is said where one without is given twice."""
 
-    __slots__ = ("flags", "dest", "metavar", "choices", "help", "default", "const", "many")
+    __slots__ = ("flags", "dest", "metavar", "choices", "help", "default", "const", "many", "once")
 
     def __init__(self, flags: tuple[str, ...], help: str, metavar: "str | None" = None,
                  choices: "tuple[str, ...] | None" = None, default: object = None,
-                 dest: "str | None" = None, const: object = None, many: bool = False) -> None:
+                 dest: "str | None" = None, const: object = None, many: bool = False,
+                 once: "str | None" = None) -> None:
         self.flags = flags
         self.dest = dest or flags[-1].lstrip("-").replace("-", "_")
         self.metavar = metavar
@@ -54,8 +57,12 @@ class Option:
         self.help = help
         self.const = True if const is None else const
         self.many = many
+        self.once = once  # said when the option is given twice
         self.default = default if metavar is not None or const is not None else False
 
+
+CONNECT_HELP = ("a remote host over SSH: ssh://[user@]host[:port] or qemu+ssh://[user@]host[:port]/system "
+                "(nothing but python3 needed there)")
 
 INPUT_OPTIONS = (
     Option(("--root",), "probe the host whose files are under DIR (default /)", metavar="DIR", default="/"),
@@ -65,9 +72,7 @@ INPUT_OPTIONS = (
     Option(("--deep",), "also create a VM with KVM_CREATE_VM (costs hundreds of microseconds)"),
     Option(("--replay",), "the host a recording captured (capsfast record DIR, or - for a tar stream "
            "on stdin)", metavar="DIR"),
-    Option(("--connect",), "a remote host over SSH: ssh://[user@]host[:port] or "
-           "qemu+ssh://[user@]host[:port]/system (nothing but python3 needed there)", metavar="URI",
-           many=True),
+    Option(("--connect",), CONNECT_HELP, metavar="URI", once="'capsfast capabilities' takes several"),
     Option(("--cpu-map",), "libvirt's CPU map to name the host CPU with (default $CAPSFAST_CPU_MAP, else "
            "the host's /usr/share/libvirt/cpu_map)", metavar="DIR"),
 )
@@ -85,12 +90,17 @@ def format_options(choices: tuple[str, ...], default: str) -> "tuple[Option, Opt
 def parse(options: "Sequence[Option]", positionals: "Sequence[str]", argv: "Sequence[str]") -> "Values":
     """``argv`` against the ``options`` table and the names of the required
     ``positionals``.  Returns a dict with every dest, ``help`` True when
-    -h/--help was given.  Raises UsageError."""
+    -h/--help was given, and under ``GIVEN`` the flags given, by dest.
+    An option given twice, or two spellings of one (``--json`` and
+    ``--format``), is bad usage unless it collects a list: the last one
+    never silently wins.  Raises UsageError."""
     by_flag = {flag: opt for opt in options for flag in opt.flags}
     values: Values = {}
     for opt in options:
         values.setdefault(opt.dest, [] if opt.many else opt.default)
     values["help"] = False
+    given: dict[str, str] = {}
+    values[GIVEN] = given
     rest: list[str] = []
     args = list(argv)
     while args:
@@ -109,6 +119,12 @@ def parse(options: "Sequence[Option]", positionals: "Sequence[str]", argv: "Sequ
         if found is None:
             raise UsageError("unrecognised option %r" % name)
         opt = found
+        if opt.dest in given and not opt.many:
+            earlier = given[opt.dest]
+            raise UsageError("%s given twice: give it once%s" % (name, opt.once and " (%s)" % opt.once)
+                             if earlier == name else "%s and %s say the same thing: give one of them"
+                             % (earlier, name))
+        given[opt.dest] = name
         if opt.metavar is None:
             if eq:
                 raise UsageError("option %s takes no value" % name)
@@ -142,12 +158,39 @@ def parse(options: "Sequence[Option]", positionals: "Sequence[str]", argv: "Sequ
 
 def parse_or_help(prog: str, options: "Sequence[Option]", positionals: "Sequence[str]",
                   argv: "Sequence[str]", summary: str) -> "Values | None":
-    """Parsed values, or None after printing the help."""
+    """Parsed values, or None after printing the help.  The input options'
+    rules (``INPUT_RULES``) hold for every command that takes them."""
     values = parse(options, positionals, argv)
     if values["help"]:
         out(usage(prog, options, positionals, summary))
         return None
+    _input_rules(values)
     return values
+
+
+# What the help of a command with the input options says of them.
+INPUT_RULES = ("a recording (--replay) or a remote host (--connect) brings its own root, CPUID and "
+               "architecture: neither takes --root, --cpuid-dump or --arch, nor the other")
+
+
+def _input_rules(values: "Values") -> None:
+    given = was_given(values)
+    brought = [flag for dest, flag in given.items() if dest in ("replay", "connect")]
+    if not brought:
+        return
+    if len(brought) > 1:
+        raise UsageError("replay a recording or connect to a host, not both (%s)" % " and ".join(brought))
+    others = [flag for dest, flag in given.items() if dest in ("root", "cpuid_dump", "arch")]
+    if others:
+        raise UsageError("%s brings its own root, CPUID and architecture: it takes no %s"
+                         % (brought[0], " or ".join(others)))
+
+
+def was_given(values: "Values") -> "dict[str, str]":
+    """The options given on the command line: {dest: the flag as given}."""
+    given = values.get(GIVEN)
+    assert isinstance(given, dict)
+    return given
 
 
 def usage(prog: str, options: "Sequence[Option]", positionals: "Sequence[str]", summary: str) -> str:
@@ -156,7 +199,21 @@ def usage(prog: str, options: "Sequence[Option]", positionals: "Sequence[str]", 
     rows = [(_flag_text(o), o.help) for o in options] + [("-h, --help", "show this help")]
     width = max(len(r[0]) for r in rows)
     body = "\n".join("  %s  %s" % (left.ljust(width), right) for left, right in rows)
-    return "usage: %s\n\n%s\n\noptions:\n%s\n" % (line, summary, body)
+    many = [o.flags[-1] for o in options if o.many]
+    rules = ["Each option is given once%s." % (" (%s may be given again)" % ", ".join(many) if many else "")]
+    if any(o.dest == "replay" for o in options):
+        rules.append(INPUT_RULES[0].upper() + INPUT_RULES[1:] + ".")
+    return "usage: %s\n\n%s\n\noptions:\n%s\n\n%s\n" % (line, summary, body, _wrap(" ".join(rules)))
+
+
+def _wrap(text: str, width: int = 92) -> str:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "\n".join(lines)
 
 
 def _flag_text(opt: "Option") -> str:
@@ -261,17 +318,17 @@ def error(message: object) -> None:
 # -- the input options' values ---------------------------------------------------
 
 def connects(values: "Values") -> "list[str]":
-    """The remote hosts the options name (``--connect``, given again for more)."""
-    given = values.get("connect") or []
-    assert isinstance(given, list)
-    return [str(uri) for uri in given]
+    """The remote hosts the options name (``--connect``; where a command
+    takes several, given again for more)."""
+    given = values.get("connect")
+    if given is None:
+        return []
+    return [str(uri) for uri in given] if isinstance(given, list) else [str(given)]
 
 
 def one_connect(values: "Values") -> "str | None":
-    """The one remote host named, if any; several are bad input here."""
+    """The one remote host named, if any."""
     uris = connects(values)
-    if len(uris) > 1:
-        raise UsageError("--connect names one host here; 'capsfast capabilities' takes several")
     return uris[0] if uris else None
 
 
@@ -336,3 +393,20 @@ def local_inputs(values: "Values") -> "dict[str, Any]":
 def optional_str(value: object) -> "str | None":
     """A value given, as text; None where the option was not given."""
     return None if value is None else str(value)
+
+
+# A SECONDS option's values lie below this (about 31 years: past any
+# use, and within what the system's timers take); messages say "1e9".
+MAX_SECONDS = 1e9
+
+
+def seconds_option(flag: str, text: object) -> float:
+    """The value of a SECONDS option: a number more than 0 and less than
+    ``MAX_SECONDS``; UsageError saying so for anything else."""
+    try:
+        value = float(str(text))
+    except ValueError:
+        value = -1.0
+    if not 0 < value < MAX_SECONDS:  # also refuses nan and inf
+        raise UsageError("%s needs a number of seconds more than 0 and less than 1e9, not %r" % (flag, text))
+    return value

@@ -1,11 +1,24 @@
 """``capsfast record DIR``: this host, or a remote one, kept as a recording
 that replays as the host it captured."""
-from capsfast.cli.options import PROG, Option, out, output_failed, parse_or_help
+from capsfast.cli.options import PROG, Option, UsageError, out, output_failed, parse_or_help
 from capsfast.errors import CapsfastError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from capsfast.cli.options import Values
+
+
+# The input flags of the other commands that record does not take, and why.
+_LIVE = "it captures this host as it runs now (or with --connect, a remote one)"
+NOT_TAKEN = {
+    "--root": _LIVE, "--cpuid-dump": _LIVE, "--arch": _LIVE,
+    "--replay": "a recording is kept as it is (copy its directory)",
+    "--cpu-map": "a recording keeps the CPUID walk, not a CPU model's name; name the model when it is "
+                 "replayed (--replay DIR --cpu-map MAP)",
+}
+NOT_TAKEN_HELP = ("Of the other commands' input flags, record takes --deep and --connect only: no\n"
+                  "--root, --cpuid-dump or --arch (it captures this host as it runs), no --replay, and no\n"
+                  "--cpu-map (give it when the recording is replayed).")
 
 
 def main(argv: list[str]) -> int:
@@ -22,7 +35,13 @@ def main(argv: list[str]) -> int:
         Option(("--redact",), "leave out the host's ids (machine-id, DMI UUID), the kernel arguments capsfast "
                               "does not read and the PATH entries without an emulator: for a bug report"),
     )
-    values = parse_or_help("%s record" % PROG, options, ("DIR",), argv, summary)
+    for arg in argv:
+        if arg == "--":
+            break
+        reason = NOT_TAKEN.get(arg.partition("=")[0])
+        if reason is not None:
+            raise UsageError("record takes no %s: %s" % (arg.partition("=")[0], reason))
+    values = parse_or_help("%s record" % PROG, options, ("DIR",), argv, summary + "\n\n" + NOT_TAKEN_HELP)
     if values is None:
         return 0
     directory = str(values["DIR"])

@@ -1,7 +1,7 @@
 """``capsfast watch``: one line per change of the host's facts, until
 SIGTERM or SIGINT, or until the reader of its output goes away."""
-from capsfast.cli.options import INPUT_OPTIONS, PROG, Option, UsageError, connects, flush, format_options, \
-    local_inputs, out, parse_or_help, reader_left
+from capsfast.cli.options import INPUT_OPTIONS, PROG, Option, flush, format_options, local_inputs, out, \
+    parse_or_help, reader_left, seconds_option
 
 
 def main(argv: list[str]) -> int:
@@ -12,21 +12,17 @@ def main(argv: list[str]) -> int:
         "'TIME path: old -> new'; --format json: one JSON object a line.  SIGTERM or SIGINT stops\n"
         "it (exit status 0), and so does its reader going away (capsfast watch | head -1)."
     )
-    safety = Option(("--safety",), "re-probe after SECONDS without an event (default 60)", metavar="SECONDS",
+    safety = Option(("--safety",), "re-probe after SECONDS without an event (default 60; more than 0, less "
+                    "than 1e9)", metavar="SECONDS",
                     default="60")
-    options = INPUT_OPTIONS + format_options(("text", "json"), "text") + (safety,)
+    # Watch follows this host or a root on it, and reports changes of the
+    # facts it reads: no recording, remote host or CPU map to name.
+    local = tuple(o for o in INPUT_OPTIONS if o.dest not in ("replay", "connect", "cpu_map"))
+    options = local + format_options(("text", "json"), "text") + (safety,)
     values = parse_or_help("%s watch" % PROG, options, (), argv, summary)
     if values is None:
         return 0
-    if values["replay"] is not None or connects(values):
-        raise UsageError("watch follows this host or a root on it: not a recording (--replay) or a remote "
-                         "host (--connect)")
-    try:
-        seconds = float(str(values["safety"]))
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds < 1e9:
-        raise UsageError("--safety needs a positive number of seconds, not %r" % values["safety"])
+    seconds = seconds_option("--safety", values["safety"])
     import json
     import sys
     import time

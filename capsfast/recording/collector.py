@@ -122,6 +122,17 @@ def kvm_caps(path: str, caps: "list[list[Any]]") -> "dict[str, int | None] | Non
     return answers
 
 
+def _group_name(gid: int) -> str:
+    """The group's name (its number where the group database has none):
+    a hint for a user who may not open the node names it."""
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
+
+
 def kvm_device(path: str, deep: bool, caps: "list[list[Any]] | None" = None) -> "dict[str, Any]":
     """The device node's steps, as C's probe_kvm takes them, and (given
     ``caps``) its KVM_CHECK_EXTENSION answers."""
@@ -135,6 +146,7 @@ def kvm_device(path: str, deep: bool, caps: "list[list[Any]] | None" = None) -> 
         facts["stat"] = step(e.errno or errno.EIO)
         return facts
     facts["mode"] = oct(st.st_mode)
+    facts["group"] = _group_name(st.st_gid)
     if not stat.S_ISCHR(st.st_mode):
         return facts  # a placeholder file: never opened
     if not _is_device(st, KVM_MAJOR, KVM_MINOR):

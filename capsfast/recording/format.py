@@ -325,6 +325,11 @@ def read(directory: str) -> Replay:
     cpu_msr = cpu_tsc = None
     if "cpu_model" in doc:
         cpu_msr, cpu_tsc = _cpu_device(doc["cpu_model"], "replay %s: cpu_model" % directory)
-    return Replay(directory, root, dump if os.path.exists(dump) else None, arch, path,
-                  bool(doc.get("deep", False)), msr, kvm, recorded, caps, frozenset(captured), access,
-                  cpu_msr, cpu_tsc)
+    group = observed.get("group") if isinstance(observed, dict) else None
+    if group is not None and not (isinstance(group, str) and group.isprintable() and 0 < len(group) <= 64):
+        raise CapsfastError("replay %s: devices %s.group %r is not a group name" % (directory, KVM_DEVICE, group))
+    replay = Replay(directory, root, dump if os.path.exists(dump) else None, arch, path,
+                    bool(doc.get("deep", False)), msr, kvm, recorded, caps, frozenset(captured), access,
+                    cpu_msr, cpu_tsc)
+    replay.kvm_group = group
+    return replay

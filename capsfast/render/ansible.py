@@ -28,11 +28,17 @@ def _sh_quote(word: str) -> str:
     return "'" + word.replace("'", "'\"'\"'") + "'"
 
 
-def fact_script(python: str, extra_args: "Iterable[str]" = ()) -> str:
+def fact_script(python: str, package_parent: str, extra_args: "Iterable[str]" = ()) -> str:
     """The executable fact: it runs capsfast with the absolute path of the
     interpreter that installed it (``python``), so it works whatever PATH
-    the setup module runs it with (a virtualenv's ``bin`` is rarely on it)."""
-    words = [python, "-m", "capsfast", "export", "ansible"] + list(extra_args)
+    the setup module runs it with (a virtualenv's ``bin`` is rarely on it),
+    and imports the installed package from ``package_parent`` (the
+    directory holding ``capsfast/``) whatever the caller's working directory
+    and environment: isolated mode (``-I``) leaves out the current
+    directory, ``PYTHONPATH`` and the like, where a capsfast source tree or
+    another package of the same name would be found first."""
+    code = "import sys; sys.path.insert(0, %r); from capsfast.cli import run; run()" % package_parent
+    words = [python, "-I", "-c", code, "export", "ansible"] + list(extra_args)
     return (
         "#!/bin/sh\n"
         "# Ansible fact: ansible_local.capsfast.  Installed by\n"

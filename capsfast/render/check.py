@@ -1,7 +1,7 @@
 """``capsfast check``: the steps to a usable KVM, each with its reason and,
 where it failed, a hint.  Pure functions of the Host."""
 from capsfast.constants import KVM_API_VERSION, KVM_DEVICE, X86_ARCHS
-from capsfast.readiness import UNASKED
+from capsfast.readiness import UNASKED, kvm_access_hint
 from capsfast.render.json import dumps, host_dict
 
 TYPE_CHECKING = False
@@ -61,6 +61,7 @@ def _missing_hint(host: "Host") -> str:
         return _hvm_hint(host)
     if not host.kvm.modules:
         arch = host.arch
+        key: str
         if arch in X86_ARCHS:
             key = host.hvm.type or "x86"
         elif arch in ("aarch64", "armv7l"):
@@ -96,8 +97,7 @@ def steps(host: "Host") -> "list[Step]":
         ("%s is a character device" % KVM_DEVICE, kvm.char_device, "yes" if kvm.char_device else kvm.error,
          "%s is not the KVM device node; reload the kvm module so udev recreates it" % KVM_DEVICE),
         ("%s is readable and writable" % KVM_DEVICE, kvm.accessible, "yes" if kvm.accessible else "no",
-         "add this user to the group owning %s (usually: sudo usermod -aG kvm $USER) and log in again"
-         % KVM_DEVICE),
+         kvm_access_hint(kvm.mode, kvm.group)),
         ("%s opens and speaks KVM API %d" % (KVM_DEVICE, KVM_API_VERSION), kvm.api_version == KVM_API_VERSION,
          "API version %s" % kvm.api_version if kvm.api_version is not None else kvm.error,
          "the kernel's KVM is unusable here; check dmesg for kvm errors"),

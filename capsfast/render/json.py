@@ -114,6 +114,8 @@ def host_dict(host: "Host", layout: bool = True, cpu_model: bool = True) -> dict
                 "create_vm": kvm.create_vm,
                 "failure": kvm.failure,
                 "error": kvm.error,
+                "mode": kvm.mode,
+                "group": kvm.group,
                 # KVM_CHECK_EXTENSION answers; null where /dev/kvm cannot be
                 # opened (never zeros, which would read as "unsupported").
                 "caps": None if caps is None else dict(caps),

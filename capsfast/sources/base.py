@@ -12,6 +12,8 @@ whichever parts ask.
 or none; no device); ``capsfast.sources.live`` is the running host,
 ``capsfast.sources.replay`` a recording.
 """
+import os as _os  # loaded with the interpreter: importing it costs nothing
+
 from capsfast import _native
 # What a source answers with, named for the parts and the recording (which
 # never reach the C module themselves).
@@ -48,8 +50,95 @@ _UNREAD = object()
 
 
 def under(root: str, path: str) -> str:
-    """``path`` (absolute, as on the probed host) inside ``root``."""
-    return path if root == "/" else root.rstrip("/") + path
+    """``path`` (absolute, as on the probed host) inside ``root``, its links
+    followed inside the root as a chroot would (``inside``)."""
+    return path if root == "/" else inside(root, path)
+
+
+# -- paths under a root ---------------------------------------------------------
+#
+# Paths of a host whose files are under a root directory (``--root``, a
+# recording's ``root/``), looked up as a chroot would look them up.
+#
+# A symbolic link inside the root is followed inside it: an absolute target
+# starts again at the root, ``..`` stops at the root, so ``ln -s
+# /proc/cpuinfo ROOT/proc/cpuinfo`` names the root's own /proc/cpuinfo (here
+# itself: a loop), never this machine's.  The C batch and every Python read
+# get the resolved path, whose every component below the root is then no
+# link.  (A tree that changes between the lookup and the read is not
+# guarded against: a root is the caller's own directory, not an adversary
+# racing it.)  The live host (root "/") pays nothing: its paths are used as
+# they are.
+
+# Linux's MAXSYMLINKS: a lookup following more links fails with ELOOP.
+MAX_LINKS = 40
+# What a path becomes whose links loop through an absolute target or a
+# '..' stopped at the root (which the kernel, given the path, would follow
+# out of the root): every system call fails on the empty path with
+# ENOENT, so it reads as absent, and nothing outside the root is looked
+# at.  A loop of relative links that stay inside the root is left to the
+# kernel, which says ELOOP as a chroot would.
+UNRESOLVABLE = ""
+
+
+def inside(root: str, path: str) -> str:
+    """``path`` (absolute, as on the probed host) as a path on this machine
+    inside ``root``, with its links followed inside the root; the part of
+    it from the first component that does not exist on is kept as given
+    (a lookup fails there anyway).  ``UNRESOLVABLE`` for a link loop."""
+    if root == "/":
+        return path
+    base = root.rstrip("/")
+    pending = path.split("/")
+    pending.reverse()  # popped from the end: the next component last
+    resolved: list[str] = []
+    links = 0
+    kernel_safe = True  # no link so far that the kernel would follow out of the root
+    while pending:
+        name = pending.pop()
+        if name in ("", "."):
+            continue
+        if name == "..":
+            if resolved:
+                resolved.pop()
+            elif links:
+                kernel_safe = False  # a link's '..' at the root: the kernel would climb out
+            continue  # at the root: stays there, as in a chroot
+        here = base + "/" + "/".join(resolved + [name])
+        try:
+            st = _os.lstat(here)
+        except OSError:
+            # Absent (or below something that is no directory): the
+            # kernel's lookup fails right here too, whatever follows, so
+            # the rest is kept as it is.
+            pending.reverse()
+            return "/".join([here] + pending)
+        if st.st_mode & 0o170000 != 0o120000:  # not a symbolic link
+            resolved.append(name)
+            continue
+        links += 1
+        if links > MAX_LINKS:
+            return base + path if kernel_safe else UNRESOLVABLE
+        try:
+            target = _os.readlink(here)
+        except OSError:
+            return UNRESOLVABLE
+        if target.startswith("/"):
+            resolved = []
+            kernel_safe = False
+        parts = target.split("/")
+        parts.reverse()
+        pending.extend(parts)
+    return base + "/" + "/".join(resolved) if resolved else base + "/"
+
+
+def _group_name(group_file: str, gid: int) -> str:
+    """The name /etc/group text gives ``gid``, else the number as text."""
+    for line in group_file.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[2].strip() == str(gid) and fields[0]:
+            return fields[0]
+    return str(gid)
 
 
 def map_directory(root: str, cpu_map: "str | None") -> str:
@@ -92,9 +181,9 @@ class _Pool:
     __slots__ = ("_free",)
 
     def __init__(self) -> None:
-        self._free: "dict[tuple[str, int], list[Batch]]" = {}
+        self._free: "dict[tuple[object, ...], list[Batch]]" = {}
 
-    def take(self, key: "tuple[str, int]") -> "Batch | None":
+    def take(self, key: "tuple[object, ...]") -> "Batch | None":
         free = self._free.get(key)
         if free:
             try:
@@ -105,7 +194,7 @@ class _Pool:
             self._free.clear()
         return None
 
-    def give(self, key: "tuple[str, int]", batch: "Batch") -> None:
+    def give(self, key: "tuple[object, ...]", batch: "Batch") -> None:
         self._free.setdefault(key, []).append(batch)
 
     def plans(self) -> int:
@@ -173,8 +262,15 @@ class Source:
 
     def cross(self, plan: "tuple[Entry, ...]", depends: "Mapping[str, str]", want_cpu: bool,
               deep: bool) -> "Results":
-        key = (self.root, id(plan))
-        batch = POOL.take(key) or _native.Batch(self.under(KVM_DEVICE), specs(self.root, plan, depends))
+        if self.root == "/":
+            key: "tuple[object, ...]" = (self.root, id(plan))
+            batch = POOL.take(key) or _native.Batch(KVM_DEVICE, specs("/", plan, depends))
+        else:
+            # Under a root the paths are resolved afresh each time (a link
+            # may have changed): a pooled Batch serves only the same paths.
+            device, entries = self.under(KVM_DEVICE), specs(self.root, plan, depends)
+            key = (self.root, id(plan), device, tuple(entry[0] for entry in entries))
+            batch = POOL.take(key) or _native.Batch(device, entries)
         try:
             return batch.run(want_cpu and self.has_cpu, deep)
         finally:
@@ -211,7 +307,8 @@ class Source:
         """Rounds of (path, op) reads, one crossing a round."""
         from capsfast.sources import rounds
 
-        return rounds.fetch(self.root)
+        root = self.root
+        return rounds.fetch(root, None if root == "/" else lambda path: inside(root, path))
 
     def cpuinfo(self) -> "FileResult":
         """The first processor's block of /proc/cpuinfo, read once."""
@@ -268,6 +365,21 @@ class Source:
             return os.access(path, os.R_OK | os.W_OK, effective_ids=os.access in os.supports_effective_ids)
         except (OSError, ValueError):
             return None
+
+    def device_group(self, path: str) -> "str | None":
+        """The name of the group of the device node ``path``, as the probed
+        host names it (its own /etc/group; the number where it has no
+        name); None where the node cannot be looked at."""
+        try:
+            gid = _os.stat(self.under(path)).st_gid
+        except (OSError, ValueError):
+            return None
+        try:
+            with open(self.under("/etc/group"), "rb") as f:
+                text = f.read(1 << 20).decode("utf-8", "replace")
+        except (OSError, ValueError):
+            text = ""
+        return _group_name(text, gid)
 
     def recorded_msr(self) -> "dict[int, int] | None":
         """The MSR values a recording holds (None: read the msr driver)."""

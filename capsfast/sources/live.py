@@ -24,6 +24,25 @@ def batch(plan: "Sequence[Entry]", depends: "Mapping[str, str]", device: bool = 
     return _native.Batch(KVM_DEVICE if device else None, specs("/", plan, depends))
 
 
+def live_group(path: str) -> "str | None":
+    """The name of the group of this machine's device node ``path`` (the
+    number where the group database has none); None where it cannot be
+    looked at.  Asked only on the way to a hint, never on a probe that
+    succeeds."""
+    import os
+
+    try:
+        gid = os.stat(path).st_gid
+    except OSError:
+        return None
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
+
+
 class Live(Source):
     """The host this process runs on (``arch``: its architecture, or the
     one the caller forces)."""
@@ -33,6 +52,9 @@ class Live(Source):
 
     def __init__(self, arch: str, cpu_map: "str | None" = None) -> None:
         super().__init__("/", arch, None, cpu_map)
+
+    def device_group(self, path: str) -> "str | None":
+        return live_group(path)
 
     def _read_walk(self) -> "Walk | None":
         if not _native.HAS_CPUID:

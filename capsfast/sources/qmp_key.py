@@ -24,7 +24,9 @@ _MAX_SMALL_FILE = 64 << 10
 # -- the key ------------------------------------------------------------------------
 
 def _under(root: str, path: str) -> str:
-    return path if root == "/" else root.rstrip("/") + path
+    from capsfast.sources.base import under  # links followed inside the root
+
+    return under(root, path)
 
 
 def _read(path: str) -> "str | None":

@@ -45,6 +45,12 @@ class Replay(Source):
         self.access_facts = access or {}
         self.cpu_msr = cpu_msr
         self.cpu_tsc = cpu_tsc
+        self.kvm_group: "str | None" = None  # the KVM node's group, where recorded
+
+    def device_group(self, path: str) -> "str | None":
+        # The recorded host's name for the group, where the recording
+        # kept it; a hand-made root's placeholder is asked as a root's.
+        return self.kvm_group if self.kvm is not None else super().device_group(path)
 
     def files(self, plan: "Sequence[Entry]", depends: "Mapping[str, str]" = {}) -> "list[FileResult]":
         # The msr driver's answers are the recorded values, not the files.

@@ -73,25 +73,37 @@ def _c_op(path: str, op: str) -> str:
     return _native.READ_ONCE if op == READ and path.startswith("/sys/") else op
 
 
-def batch_specs(root: str, requests: "Sequence[tuple[str, str]]") -> "list[FileSpec]":
+def _placer(root: str, place: "Callable[[str], str] | None") -> "Callable[[str], str]":
+    """Where a path of the probed host is on this machine: ``place``'s
+    answer (a source's, which follows links inside its root), else the
+    path under the ``root`` prefix."""
+    if place is not None:
+        return place
+    prefix = "" if root in ("", "/") else root.rstrip("/")
+    return lambda path: prefix + path
+
+
+def batch_specs(root: str, requests: "Sequence[tuple[str, str]]",
+                place: "Callable[[str], str] | None" = None) -> "list[FileSpec]":
     """The Batch entries of one round's first try (the benchmark's floor)."""
-    prefix = "" if root in ("", "/") else root.rstrip("/")
-    return [(prefix + path, _c_op(path, op), 0, _size(path, op), None) for path, op in requests]
+    where = _placer(root, place)
+    return [(where(path), _c_op(path, op), 0, _size(path, op), None) for path, op in requests]
 
 
-def fetch(root: str) -> "Fetch":
-    """A fetch of (path, op) requests under ``root``, one crossing a round;
-    an entry that did not fit is asked again, bigger."""
-    prefix = "" if root in ("", "/") else root.rstrip("/")
+def fetch(root: str, place: "Callable[[str], str] | None" = None) -> "Fetch":
+    """A fetch of (path, op) requests under ``root`` (placed by ``place``
+    where given), one crossing a round; an entry that did not fit is asked
+    again, bigger."""
+    place = _placer(root, place)
 
     def fetch(requests: "Sequence[tuple[str, str]]") -> "list[bytes | Missing]":
         known = _SIZES.get
         sizes = [known(op + path[path.rfind("/"):]) or _size(path, op) for path, op in requests]
         out: "list[bytes | Missing]" = [FAILED] * len(requests)
         pending = list(range(len(requests)))
+        placed = [place(path) for path, _op in requests]
         while pending:
-            results = _native.read_files([(prefix + requests[i][0], _c_op(*requests[i]), sizes[i])
-                                          for i in pending])
+            results = _native.read_files([(placed[i], _c_op(*requests[i]), sizes[i]) for i in pending])
             again = []
             for i, (outcome, data, truncated) in zip(pending, results):
                 if data is not None:

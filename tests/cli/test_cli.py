@@ -245,3 +245,87 @@ def test_record_to_a_stream_that_fails_is_one_line(shell, tmp_path):
     lines = done.stderr.splitlines()
     assert lines[-1] == "status=2", done.stderr
     assert len(lines) == 2 and lines[0].startswith("capsfast: cannot write to standard output: "), done.stderr
+
+
+# -- one rule per oddity, said in one line and in the help ---------------------
+
+def capsfast_run(*argv, stdin=None):
+    return subprocess.run([sys.executable, "-m", "capsfast", *argv], capture_output=True, text=True, timeout=120,
+                          stdin=stdin)
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["check", "--json", "--format", "text"], ["--json and --format say the same thing"]),
+    (["check", "--format", "json", "--json"], ["--format and --json say the same thing"]),
+    (["check", "--for", "kata", "--for", "qemu"], ["--for given twice"]),
+    (["check", "--connect", "ssh://a", "--connect", "ssh://b"], ["--connect given twice", "takes several"]),
+    (["check", "--replay", str(INTEL), "--root", "/"], ["--replay", "takes no --root"]),
+    (["capabilities", "--replay", str(INTEL), "--cpuid-dump", str(INTEL / "cpuid.txt")],
+     ["--replay", "takes no --cpuid-dump"]),
+    (["capabilities", "--replay", str(INTEL), "--connect", "ssh://a"], ["not both"]),
+    (["capabilities", "--parallel", "2"], ["--parallel applies to several hosts"]),
+    (["export", "prometheus", "--every", "1e9", "--file", "x.prom"], ["less than 1e9, not '1e9'"]),
+    (["watch", "--replay", str(INTEL)], ["unrecognised option '--replay'"]),
+    (["watch", "--connect", "ssh://a"], ["unrecognised option '--connect'"]),
+    (["record", "--cpu-map", str(HOSTS), "out"], ["record takes no --cpu-map", "--replay DIR --cpu-map MAP"]),
+])
+def test_each_conflict_or_misfit_is_one_line_exit_2(argv, words):
+    done = capsfast_run(*argv)
+    assert done.stdout == ""
+    assert_one_line_error(done.returncode, done.stderr, *words)
+
+
+def test_a_hosts_file_that_names_no_host_is_bad_input(tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# nothing yet\n\n")
+    done = capsfast_run("capabilities", "--hosts", str(hosts))
+    assert done.stdout == ""
+    assert_one_line_error(done.returncode, done.stderr, "names no host")
+
+
+@pytest.mark.parametrize("command", [["check"], ["capabilities"], ["watch"], ["export", "prometheus"]])
+def test_the_help_states_the_rules(command):
+    done = capsfast_run(*command, "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "Each option is given once" in text
+    if command != ["watch"]:
+        assert "neither takes --root, --cpuid-dump or --arch" in text
+    else:
+        assert "--replay" not in text and "--connect" not in text and "--cpu-map" not in text
+
+
+def test_capabilities_help_states_the_output_shape_and_bounds():
+    text = " ".join(capsfast_run("capabilities", "--help").stdout.split())
+    assert "One --connect prints that host's document" in text
+    assert "--hosts FILE (even of one line)" in text and "tagged with its URI" in text
+    assert "with several hosts only" in text
+
+
+def test_record_help_says_which_input_flags_it_takes():
+    text = " ".join(capsfast_run("record", "--help").stdout.split())
+    assert "record takes --deep and --connect only" in text and "--cpu-map" in text
+
+
+# -- every input is read once ---------------------------------------------------
+
+@pytest.mark.parametrize("command", [["check"], ["check", "--json"], ["capabilities"], ["capabilities", "--json"],
+                                     ["export", "prometheus"], ["export", "nfd", "--stdout"]])
+def test_a_dump_on_a_pipe_is_read_once(command):
+    """``--cpuid-dump <(cpuid -r -1)`` and ``--cpuid-dump /dev/stdin``: a
+    pipe gives its text once, so every part must share one reading; the
+    answer is the one a regular file gives."""
+    root, dump = INTEL / "root", INTEL / "cpuid.txt"
+    expected = capsfast_run(*command, "--cpuid-dump", str(dump), "--root", str(root))
+    assert expected.returncode in (0, 1) and expected.stderr == ""
+    substituted = subprocess.run(
+        ["bash", "-c", 'exec "$0" -m capsfast "$@" --cpuid-dump <(cat "$DUMP") --root "$ROOT"', sys.executable,
+         *command], capture_output=True, text=True, timeout=120, env=dict(os.environ, DUMP=str(dump), ROOT=str(root)))
+    assert (substituted.returncode, substituted.stderr) == (expected.returncode, "")
+    with open(dump, "rb") as source:
+        piped = subprocess.run(["bash", "-c", 'cat | "$0" -m capsfast "$@" --cpuid-dump /dev/stdin --root "$ROOT"',
+                                sys.executable, *command], stdin=source, capture_output=True, text=True,
+                               timeout=120, env=dict(os.environ, ROOT=str(root)))
+    assert (piped.returncode, piped.stderr) == (expected.returncode, "")
+    if "prometheus" not in command:  # its probe duration differs from run to run
+        assert substituted.stdout == piped.stdout == expected.stdout

@@ -39,12 +39,33 @@ def test_cli_prints_the_json(capsys):
 
 
 def test_fact_script_quotes_any_interpreter_path():
-    script = ansible.fact_script("/opt/it's here/bin/python3", ["--root", "/a b"])
+    script = ansible.fact_script("/opt/it's here/bin/python3", "/opt/it's \"there\"/site", ["--root", "/a b"])
     assert script.startswith("#!/bin/sh\n")
     exec_line = [line for line in script.splitlines() if line.startswith("exec ")][0]
-    assert shlex.split(exec_line)[1:] == [
-        "/opt/it's here/bin/python3", "-m", "capsfast", "export", "ansible", "--root", "/a b",
-    ]
+    words = shlex.split(exec_line)[1:]
+    assert words[:3] == ["/opt/it's here/bin/python3", "-I", "-c"]
+    assert words[4:] == ["export", "ansible", "--root", "/a b"]
+    assert "sys.path.insert(0, %r)" % "/opt/it's \"there\"/site" in words[3]
+
+
+# A capsfast source tree without its compiled module, as a checkout is
+# before it is built: importing it fails.
+DECOY = "raise SystemExit('the capsfast of the working directory or PYTHONPATH was imported')\n"
+
+
+def test_the_installed_fact_runs_the_installed_package_from_any_directory_and_environment(tmp_path, capsys):
+    facts = tmp_path / "facts.d"
+    assert main(["export", "ansible", "--install", "--dir", str(facts)]) == 0
+    capsys.readouterr()
+    decoy = tmp_path / "checkout"
+    (decoy / "capsfast").mkdir(parents=True)
+    (decoy / "capsfast" / "__init__.py").write_text(DECOY)
+    (decoy / "capsfast" / "__main__.py").write_text(DECOY)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(decoy), "PYTHONSTARTUP": str(decoy / "x")}
+    run = subprocess.run([str(facts / "capsfast.fact")], capture_output=True, env=env, cwd=decoy)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == b""
+    assert json.loads(run.stdout) == capsfast_json(env={"PATH": env["PATH"]})
 
 
 def test_install_writes_an_executable_fact_that_names_this_interpreter(tmp_path, capsys):

@@ -70,7 +70,7 @@ def sample_host(**changes):
         arch="x86_64",
         cpu=Cpu("GenuineIntel", 6, 58, 9, ("lm", "nx", "pae", "vmx"), "dump", 13, 0x80000008),
         hypervisor=Hypervisor(None, None),
-        kvm=Kvm(True, True, True, True, 12, ("kvm_intel", "kvm"), False, None, None, None),
+        kvm=Kvm(True, True, True, True, 12, ("kvm_intel", "kvm"), False, None, None, None, 0o660, None),
         kqemu=Kqemu(False),
         xen=Xen(False, None, None, ()),
         hvm=Hvm("vmx", "enabled", "certain", "enabled", ("cpuid.vmx",)),
@@ -160,7 +160,7 @@ def test_readiness_and_capabilities_as_labels():
 
 def test_explicit_false_where_kvm_is_off_in_firmware():
     host = sample_host(
-        kvm=Kvm(False, False, False, False, None, (), None, None, "missing", "missing"),
+        kvm=Kvm(False, False, False, False, None, (), None, None, "missing", "missing", None, None),
         hvm=Hvm("vmx", "disabled_by_firmware", "certain", "disabled", ("msr.feature-control-locked-off",)),
         guests=(Guest("hvm", "x86_64", 64, "/usr/bin/qemu-system-x86_64", ("qemu",), (), None, None),),
     )
@@ -293,8 +293,10 @@ def test_cli_prefix_and_stdout(capsys):
 @pytest.mark.parametrize("argv,message", [
     (["--prefix", "Bad Prefix"], "is not a DNS subdomain"),
     (["--prefix", "node.kubernetes.io"], "nfd-worker refuses"),
-    (["--every", "0"], "positive number"),
-    (["--every", "soon"], "positive number"),
+    (["--every", "0"], "more than 0 and less than 1e9, not '0'"),
+    (["--every", "soon"], "more than 0 and less than 1e9, not 'soon'"),
+    (["--every", "1e9"], "more than 0 and less than 1e9, not '1e9'"),
+    (["--every", "nan"], "more than 0 and less than 1e9, not 'nan'"),
     (["--every", "5", "--stdout"], "cannot be combined"),
     (["--bogus"], "unrecognised option"),
 ])

@@ -90,7 +90,8 @@ def test_readiness_and_capabilities_as_metrics():
 
 def test_unusable_kvm_and_odd_signature_survive_the_parser():
     host = sample_host(
-        kvm=Kvm(True, True, False, False, None, (), None, None, "not_accessible", "open: Permission denied"),
+        kvm=Kvm(True, True, False, False, None, (), None, None, "not_accessible", "open: Permission denied", 0o600,
+                "root"),
         hypervisor=Hypervisor('od"d\\sig\n', 'od"d\\sig\n'),
         guests=(),
     )
@@ -165,23 +166,28 @@ def test_every_needs_a_file(capsys):
     assert "--every needs --file" in capsys.readouterr().err
 
 
-def test_every_rewrites_only_on_change_and_stops_on_sigterm(tmp_path):
+def test_every_writes_each_probes_duration_and_stops_on_sigterm(tmp_path):
     path = tmp_path / "capsfast.prom"
     proc, root = start_every(tmp_path, "prometheus", "0.05", "--file", str(path))
     try:
         wait_for(path.exists, "the first write")
         first = os.stat(path)
-        text = path.read_text()
-        # Unchanged facts: the same file (inode), only its mtime moves, so
-        # node_textfile_mtime_seconds shows the exporter is alive.
-        wait_for(lambda: os.stat(path).st_mtime_ns != first.st_mtime_ns, "a beat to touch the file")
-        assert os.stat(path).st_ino == first.st_ino
-        assert path.read_text() == text
-        # A fact changes: a new file replaces it.
+        durations = set()
+
+        def several_durations():
+            # Each beat's probe took its own time, and the file says so:
+            # the duration is not the first probe's forever.
+            fams = check_format(path.read_text())
+            durations.add(value(fams, "capsfast_probe_duration_seconds"))
+            return len(durations) >= 3
+
+        wait_for(several_durations, "three beats with their own probe durations")
+        assert os.stat(path).st_mtime_ns != first.st_mtime_ns
+        assert all(0 < d < 60 for d in durations)
+        # A fact changes: the next file says so.
         (root / "dev" / "kvm").unlink()
-        wait_for(lambda: os.stat(path).st_ino != first.st_ino, "the rewrite after /dev/kvm went away")
-        fams = check_format(path.read_text())
-        assert value(fams, "capsfast_kvm_exists") == 0
+        wait_for(lambda: value(check_format(path.read_text()), "capsfast_kvm_exists") == 0,
+                 "the rewrite after /dev/kvm went away")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

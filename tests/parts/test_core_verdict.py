@@ -17,7 +17,7 @@ def cpu(*features, source="cpuid"):
 
 def kvm(usable=False):
     failure = None if usable else "missing"
-    return Kvm(usable, usable, usable, usable, 12 if usable else None, (), None, None, failure, failure)
+    return Kvm(usable, usable, usable, usable, 12 if usable else None, (), None, None, failure, failure, None, None)
 
 
 NO_XEN = Xen(False, None, None, ())

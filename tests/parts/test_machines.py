@@ -136,3 +136,50 @@ def test_children_left_behind_by_an_emulator_that_answered_are_killed(tmp_path):
         assert survivors(read_pids(pids)) == []
     finally:
         kill_all(pids)
+
+
+# An emulator that answers with something other than a machine list: 2 MB
+# of random bytes, a list far longer than any QEMU prints, text of another
+# shape.  Each exits 0.
+NOT_A_MACHINE_LIST = {
+    "random bytes": "head -c 2000000 /dev/urandom",
+    "endless list": "echo 'Supported machines are:'\n"
+                    "i=0; while [ $i -lt 20000 ]; do echo \"m$i                 Machine $i\"; i=$((i+1)); done",
+    "other text": "echo 'usage: qemu [options]'\necho 'pc  Standard PC'",
+    "binary lines": "echo 'Supported machines are:'\nprintf 'pc\\001\\002  x\\n'",
+}
+
+
+@pytest.mark.parametrize("script", NOT_A_MACHINE_LIST.values(), ids=list(NOT_A_MACHINE_LIST))
+def test_an_answer_that_is_no_machine_list_is_refused_named_and_not_cached(tmp_path, monkeypatch, capsys,
+                                                                            script):
+    root = tmp_path / "root"
+    binary = root / "usr/bin/qemu-system-x86_64"
+    binary.parent.mkdir(parents=True)
+    binary.write_text("#!/bin/sh\necho run >> %s\n%s\n" % (tmp_path / "runs", script))
+    binary.chmod(0o755)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    emulators.forget()
+    try:
+        status, _elapsed = capabilities_with_machines(root)
+    finally:
+        emulators.forget()
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert "/usr/bin/qemu-system-x86_64" in out and "<machine" not in out
+    assert len(out) < 100_000
+    assert err.count("\n") == 1 and err.startswith("capsfast: ") and str(binary) in err
+    assert "machine types are left out" in err
+    cache = tmp_path / ("cache/capsfast/machines-%d.json" % machines.CACHE_VERSION)
+    assert not cache.exists() or json.loads(cache.read_text()) == {}
+
+
+def test_a_real_shaped_list_within_the_bound_is_taken(tmp_path):
+    binary = tmp_path / "qemu-system-x86_64"
+    binary.write_text("#!/bin/sh\necho 'Supported machines are:'\n"
+                      "echo 'pc                   Standard PC (alias of pc-i440fx-7.2)'\n"
+                      "echo 'pc-i440fx-7.2        Standard PC (default)'\n")
+    binary.chmod(0o755)
+    found = machines.machines_for([str(binary)], cache_file=str(tmp_path / "m.json"), report=pytest.fail)
+    assert [m.name for m in found[str(binary)]] == ["pc", "pc-i440fx-7.2"]

@@ -32,7 +32,9 @@ def root_with_system(tmp_path, system):
     point SYSFS_SYSTEM_PATH at such a tree)."""
     root = tmp_path / "root"
     (root / "sys" / "devices").mkdir(parents=True)
-    os.symlink(os.path.abspath(system), root / "sys" / "devices" / "system")
+    # A copy: a link out of the root would be followed inside it, as a
+    # chroot would (it would name the root's own /sys/devices/system).
+    shutil.copytree(system, root / "sys" / "devices" / "system", symlinks=True)
     return root
 
 

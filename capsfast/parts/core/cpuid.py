@@ -17,6 +17,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from capsfast.model import CpuSource
+
     # (eax, ebx, ecx, edx) of one leaf
     Registers = tuple[int, int, int, int]
     # the five gated leaves, in the order of LEAVES
@@ -78,7 +80,7 @@ def _text(*registers: int) -> str:
     return raw.translate(_PRINTABLE).decode("ascii", "replace")
 
 
-def decode(leaves: "Sequence[Sequence[int]]", source: str) -> Cpu:
+def decode(leaves: "Sequence[Sequence[int]]", source: "CpuSource") -> Cpu:
     """Cpu facts from the five gated leaves."""
     basic0, basic1, ext0 = leaves[BASIC0], leaves[BASIC1], leaves[EXT0]
     features = sorted(

@@ -11,12 +11,17 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from typing import Literal
+
     from capsfast.sources.base import KvmDevice
-    from capsfast.model import Cpu, Xen
+    from capsfast.model import BiosSetting, Confidence, Cpu, HvmStatus, Xen
 
-    Decided = tuple[str, str, tuple[str, ...]]
+    Decided = tuple[HvmStatus, Confidence, tuple[str, ...]]
+    HvmType = Literal["vmx", "svm"]
 
-CERTAIN, LIKELY, UNKNOWN = "certain", "likely", "unknown"
+CERTAIN: "Confidence" = "certain"
+LIKELY: "Confidence" = "likely"
+UNKNOWN: "Confidence" = "unknown"
 
 # Kvm.failure: the first step on the way to a usable /dev/kvm that failed.
 KVM_FAILURES = (
@@ -32,10 +37,12 @@ KVM_FAILURES = (
 )
 
 
-def kvm(device: "KvmDevice", modules: tuple[str, ...], nested: "bool | None", deep: bool) -> Kvm:
+def kvm(device: "KvmDevice", modules: tuple[str, ...], nested: "bool | None", deep: bool,
+        group: "str | None" = None) -> Kvm:
     """Kvm from the device's steps: usable when every step up to the API
     version (and, with ``deep``, KVM_CREATE_VM) worked; else the first
-    failing step as a code and in words."""
+    failing step as a code and in words.  ``group``: the node's group's
+    name, where it was looked up."""
     exists = device.stat.ok
     char_device = exists and device.mode & 0o170000 == 0o020000
     accessible = char_device and device.access.ok
@@ -70,10 +77,12 @@ def kvm(device: "KvmDevice", modules: tuple[str, ...], nested: "bool | None", de
         create_vm=device.create_vm.ok if deep and char_device and api is not None else None,
         failure=failure,
         error=error,
+        mode=device.mode & 0o7777 if char_device else None,
+        group=group,
     )
 
 
-def _type(cpu: "Cpu | None") -> "str | None":
+def _type(cpu: "Cpu | None") -> "HvmType | None":
     if cpu is None:
         return None
     if "vmx" in cpu.features:
@@ -157,6 +166,7 @@ def decide(cpu: "Cpu | None", kvm: Kvm, xen: "Xen", kernel_flags: "tuple[str, ..
             or _bare_metal(hvm_type, cpu, kernel_flags)
         )
     status, confidence, evidence = decided
+    bios: "BiosSetting | None"
     on_the_metal = cpu is not None and ("hypervisor" not in cpu.features or xen.role == "dom0")
     if status == "disabled_by_firmware":
         bios = "disabled"

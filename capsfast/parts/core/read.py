@@ -11,17 +11,17 @@ import os
 
 from capsfast.parts.core import cpuid
 from capsfast.parts.core import decide as verdict
-from capsfast.constants import MSR_DEVICE, MSR_FEATURE_CONTROL, MSR_VM_CR, X86_ARCHS
+from capsfast.constants import KVM_DEVICE, MSR_DEVICE, MSR_FEATURE_CONTROL, MSR_VM_CR, X86_ARCHS
 from capsfast.errors import CapsfastError
 from capsfast.model import Cpu, Hypervisor, Kqemu, Xen
 from capsfast.sources.base import CPUINFO_BLOCK, MSR, READ, READ_BLOCK, STAT, under
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from capsfast.sources.base import FileResult, KvmDevice, Leaves
-    from capsfast.model import Hvm, Kvm
+    from capsfast.model import CpuSource, Hvm, Kvm, XenRole
     from capsfast.model import Host
     from capsfast.sources.base import Entry, Source
 
@@ -113,6 +113,16 @@ def normalize_arch(name: str) -> str:
     raise CapsfastError("unrecognised architecture %r" % name.strip()[:40])
 
 
+# The architectures one CPU runs natively (a 64-bit x86 CPU runs i686
+# too, and so on): an --arch of the live host must be of its CPU's family.
+_FAMILIES = {"i686": "x86_64", "armv7l": "aarch64", "armv6l": "aarch64", "ppc64le": "ppc64", "ppc": "ppc64",
+             "ppcle": "ppc64", "s390": "s390x"}
+
+
+def _cpu_family(arch: str) -> str:
+    return _FAMILIES.get(arch, arch)
+
+
 def arch_from_cpuinfo(block: "Mapping[str, str] | None") -> "str | None":
     """The architecture a /proc/cpuinfo block was written by, where its
     keys tell (for a root without proc/sys/kernel/arch); None otherwise."""
@@ -199,7 +209,7 @@ def xen_facts(proc_xen: bool, xen_caps: "str | None", hv_type: "str | None", hv_
     """Xen from /proc/xen and /sys/hypervisor."""
     hv_type = hv_type.strip() if hv_type is not None else None
     present_ = proc_xen or hv_type == "xen"
-    role = None
+    role: "XenRole | None" = None
     if proc_xen and xen_caps is not None:
         role = "dom0" if "control_d" in xen_caps.split() else "domU"
     tokens = tuple(hv_caps.split()) if hv_caps is not None else ()
@@ -229,7 +239,7 @@ class CpuFacts:
         self.msr_items = tuple(sorted(msr.items()))  # Host.msr, made once
 
 
-def cpu_facts(root: str, arch: str, leaves: "Leaves | None", source: str, files: "Files",
+def cpu_facts(root: str, arch: str, leaves: "Leaves | None", source: "CpuSource", files: "Files",
               msr: "dict[int, int] | None" = None) -> "CpuFacts":
     """CPU, hypervisor, kernel flags and MSRs from CPUID leaves (or, with
     none, the root's /proc/cpuinfo) and the CPU files' results; ``msr``
@@ -285,9 +295,11 @@ def _cpu_from_cpuinfo(block: "Mapping[str, str]", flags: tuple[str, ...]) -> Cpu
                number("stepping"), features, "cpuinfo", None, None)
 
 
-def device_facts(cpu: "CpuFacts", kvm_device: "KvmDevice", files: "Files", deep: bool, root: str) -> "DeviceFacts":
+def device_facts(cpu: "CpuFacts", kvm_device: "KvmDevice", files: "Files", deep: bool, root: str,
+                 group: "Callable[[], str | None]" = lambda: None) -> "DeviceFacts":
     """(kvm, kqemu, xen, hvm): what the device and file results mean, with
-    the decisions on them."""
+    the decisions on them; ``group`` names the device's group, asked only
+    where this process may not open it (the hint for that case names it)."""
     def is_present(key: str) -> bool:
         path, result = files[key]
         return present(root, path, result)
@@ -301,7 +313,8 @@ def device_facts(cpu: "CpuFacts", kvm_device: "KvmDevice", files: "Files", deep:
     for value in (read("nested.kvm_intel"), read("nested.kvm_amd")):
         if value is not None:
             nested = bool(nested) or value.strip() in ("Y", "y", "1")
-    kvm = verdict.kvm(kvm_device, modules, nested, deep)
+    denied = kvm_device.stat.ok and kvm_device.open.code == "denied"
+    kvm = verdict.kvm(kvm_device, modules, nested, deep, group() if denied else None)
     xen = xen_facts(is_present("proc_xen"), read("xen_caps"), read("hv_type"), read("hv_caps"))
     kqemu = Kqemu(exists=is_present("kqemu"))
     hvm = verdict.decide(cpu.cpu, kvm, xen, cpu.kernel_flags, cpu.msr)
@@ -320,8 +333,17 @@ def read_core(source: "Source", deep: bool) -> "tuple[CpuFacts, DeviceFacts]":
     which learns the host's architecture."""
     root, dump = source.root, source.dump
     arch = normalize_arch(source.arch) if source.arch else None
+    recorded = source.kind == "replay"  # its arch and dump are the recording's, not flags
     if arch is not None and dump is not None and arch not in X86_ARCHS:
-        raise CapsfastError("--arch %s contradicts the CPUID dump %s: CPUID exists on x86 only" % (arch, dump))
+        raise CapsfastError(("its architecture %s contradicts its CPUID walk (cpuid.txt): CPUID exists on x86 only"
+                             if recorded else "--arch %s contradicts the CPUID dump %s: CPUID exists on x86 only")
+                            % ((arch,) if recorded else (arch, dump)))
+    if arch is not None and source.kind == "live":
+        machine = normalize_arch(os.uname().machine)
+        if _cpu_family(arch) != _cpu_family(machine):
+            raise CapsfastError("--arch %s contradicts this machine (%s), whose live CPU is probed: give another "
+                                "host's files with --root, a dump with --cpuid-dump, or a recording with --replay"
+                                % (arch, machine))
     if arch is None and root == "/":
         arch = normalize_arch(os.uname().machine)
     plan = PLAN if arch is not None else PLAN_WITH_ARCH
@@ -335,13 +357,14 @@ def read_core(source: "Source", deep: bool) -> "tuple[CpuFacts, DeviceFacts]":
             arch_text = arch_from_cpuinfo(cpuinfo_first_block(data(root, path, result)))
         arch = normalize_arch(arch_text or os.uname().machine)
         if dump is not None and arch not in X86_ARCHS:
-            raise CapsfastError("the CPUID dump %s is of an x86 CPU, but the host under %s is %s"
+            raise CapsfastError("its CPUID walk (cpuid.txt) is of an x86 CPU, but its root is of %s" % arch
+                                if recorded else "the CPUID dump %s is of an x86 CPU, but the host under %s is %s"
                                 % (dump, root, arch))
     source.arch = arch
     leaves: "Leaves | None" = results.cpu  # the running CPU's, where the source has one
-    kind = "cpuid"
+    kind: "CpuSource" = "cpuid"
     if walk is not None:
         leaves, kind = cpuid.gate(lambda leaf: walk.get((leaf, 0), cpuid.ZERO)), "dump"
     cpu = cpu_facts(root, arch, leaves, kind, files, source.recorded_msr())
     assert results.kvm is not None  # the plan asks for the device
-    return cpu, device_facts(cpu, results.kvm, files, deep, root)
+    return cpu, device_facts(cpu, results.kvm, files, deep, root, lambda: source.device_group(KVM_DEVICE))

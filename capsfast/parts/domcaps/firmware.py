@@ -181,11 +181,15 @@ def search(root: str, *, privileged: bool, xdg_config_home: "str | None",
     cannot be read."""
     import os
 
-    prefix = "" if root in ("", "/") else root.rstrip("/")
+    from capsfast.sources.base import under  # links followed inside the root
+
+    def place(path: str) -> str:
+        return path if root in ("", "/") else under(root, path)
+
     chosen: "dict[bytes, str]" = {}
     for directory in search_dirs(privileged=privileged, xdg_config_home=xdg_config_home, home=home):
         try:
-            names = os.listdir(prefix + directory)
+            names = os.listdir(place(directory))
         except FileNotFoundError:
             continue
         except OSError as e:
@@ -198,7 +202,7 @@ def search(root: str, *, privileged: bool, xdg_config_home: "str | None",
                 continue
             path = directory + "/" + name
             try:
-                info = os.stat(prefix + path)  # follows a symlink, as libvirt does
+                info = os.stat(place(path))  # follows a symlink, as libvirt does
             except OSError as e:
                 raise CapsfastError("cannot access firmware descriptor %s: %s"
                                     % (printable(path), e.strerror), errno=e.errno) from None
@@ -208,7 +212,7 @@ def search(root: str, *, privileged: bool, xdg_config_home: "str | None",
     found = []
     for key in sorted(chosen):  # strcmp order of the names
         path = chosen[key]
-        data = _read_bounded(prefix + path, path)
+        data = _read_bounded(place(path), path)
         if data:  # an empty file only masks
             found.append((path, data))
     return found

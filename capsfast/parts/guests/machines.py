@@ -7,8 +7,11 @@ an upgraded or replaced binary is asked again and a second call costs no
 process.  Off by default: it is the one part of capsfast that runs a
 program (libvirt's equivalent QMP probe is what makes it slow).
 
-Each run is bounded by ``TIMEOUT`` and made in a session of its own: a
-hung emulator is killed with every process it started, named in one
+Each run is bounded by ``TIMEOUT`` and ``OUTPUT_LIMIT`` and made in a
+session of its own; its answer must have the shape of QEMU's ``-machine
+help`` (a ``Supported machines are:`` line, then one ``NAME  description``
+line per machine).  An emulator that hangs, prints too much or prints
+something else is killed with every process it started, named in one
 ``capsfast: ...`` line on stderr, and left out (its machines unknown), never
 cached, so the next call asks it again.
 """
@@ -33,6 +36,12 @@ _MAX_CACHE = 8 << 20
 # has not answered by then hangs (a wrapper waiting for something, a broken
 # build), and --machines must not hang with it.
 TIMEOUT = 5.0
+# Bytes one `-machine help` may print.  QEMU 7.2's longest list (x86_64)
+# is about 3 KB; an emulator printing more is not answering the question.
+OUTPUT_LIMIT = 256 * 1024
+HEADER = "Supported machines are:"
+# The characters of a QEMU machine type name (pc-i440fx-7.2, virt-7.2, s390-ccw-virtio).
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+")
 
 
 def warn(message: str) -> None:
@@ -44,15 +53,22 @@ def warn(message: str) -> None:
 def parse_help(text: str) -> "Machines":
     """Machines from QEMU's ``-machine help`` output, in its order.
 
-    Lines look like ``pc   Standard PC (...) (alias of pc-i440fx-7.2)`` or
-    ``pc-i440fx-1.4   Standard PC (...) (deprecated)``.  ``none`` (the empty
-    machine) is left out, as libvirt does."""
+    The first line is ``Supported machines are:``; the others look like
+    ``pc   Standard PC (...) (alias of pc-i440fx-7.2)`` or ``pc-i440fx-1.4
+    Standard PC (...) (deprecated)``.  ``none`` (the empty machine) is left
+    out, as libvirt does.  Raises CapsfastError for text of another shape."""
+    lines = text.splitlines()
+    if not lines or lines[0].rstrip() != HEADER:
+        raise CapsfastError("its -machine help does not start with %r" % HEADER)
     machines: list[Machine] = []
     seen: set[str] = set()
-    for line in text.splitlines():
-        if not line.strip() or line.startswith("Supported machines"):
+    for number, line in enumerate(lines[1:], 2):
+        if not line.strip():
             continue
         name, _sep, rest = line.strip().partition(" ")
+        if not set(name) <= _NAME_CHARS or not line[0].isalnum() or not line.isprintable():
+            raise CapsfastError("line %d of its -machine help is not a machine type: %r"
+                                % (number, line[:60]))
         if name == "none" or name in seen:
             continue
         seen.add(name)
@@ -134,8 +150,9 @@ def _save(path: str, data: "dict[str, object]") -> None:
 
 def run_help(binary: str) -> str:
     """``binary -machine help`` as text; CapsfastError if it cannot run,
-    fails, or has not answered within ``TIMEOUT`` seconds.  Whatever is left
-    of its process group afterwards (itself after a timeout, children it
+    fails, prints more than ``OUTPUT_LIMIT`` bytes or text that is not
+    UTF-8, or has not answered within ``TIMEOUT`` seconds.  Whatever is left
+    of its process group afterwards (itself after a failure, children it
     forked in any case) is killed: nothing it started outlives the call."""
     import subprocess
 
@@ -150,14 +167,44 @@ def run_help(binary: str) -> str:
         raise CapsfastError("cannot run %s -machine help: %s" % (binary, e.strerror), errno=e.errno) from None
     with proc:  # closes the pipe and reaps the emulator on every way out
         try:
-            output = proc.communicate(timeout=TIMEOUT)[0]
+            assert proc.stdout is not None
+            output = _read_bounded(proc.stdout.fileno(), binary)
+            proc.wait(timeout=TIMEOUT)  # its output ended: it is exiting
         except subprocess.TimeoutExpired:
             raise CapsfastError("%s -machine help gave no answer within %g s" % (binary, TIMEOUT)) from None
         finally:
             _kill_group(proc.pid)
     if proc.returncode != 0:
         raise CapsfastError("%s -machine help exited with status %d" % (binary, proc.returncode))
-    return output.decode("utf-8", "replace")
+    try:
+        return output.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CapsfastError("%s -machine help printed text that is not UTF-8" % binary) from None
+
+
+def _read_bounded(fd: int, binary: str) -> bytes:
+    """Everything on ``fd`` up to its end, within ``TIMEOUT`` seconds and
+    ``OUTPUT_LIMIT`` bytes; CapsfastError past either bound."""
+    import selectors
+    import time
+
+    deadline = time.monotonic() + TIMEOUT
+    chunks: list[bytes] = []
+    size = 0
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                raise CapsfastError("%s -machine help gave no answer within %g s" % (binary, TIMEOUT))
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > OUTPUT_LIMIT:
+                raise CapsfastError("%s -machine help printed more than %d bytes"
+                                    % (binary, OUTPUT_LIMIT))
+            chunks.append(chunk)
 
 
 def _kill_group(pgid: int) -> None:
@@ -207,9 +254,15 @@ def machines_for(binaries: "Iterable[str]", runner: "Callable[[str], str]" = run
             result[binary] = machines
             continue
         try:
-            machines = parse_help(runner(binary))
+            text = runner(binary)
         except CapsfastError as e:
             report("%s; its machine types are left out" % e)
+            result[binary] = None
+            continue
+        try:
+            machines = parse_help(text)
+        except CapsfastError as e:
+            report("%s: %s; its machine types are left out" % (binary, e))
             result[binary] = None
             continue
         # Drop stale entries of the same path (an upgraded binary).

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from capsfast.sources.base import Registers
-    from capsfast.model import Host
+    from capsfast.model import CgroupVersion, Confidence, Host, IommuStatus, TechStatus
 
     # ("ok" | "absent" | "unreadable" | "truncated", bytes or None)
     FileFact = tuple[str, "bytes | None"]
@@ -173,7 +173,7 @@ def _leaf(walk: "Walk | None", leaf: int, subleaf: int = 0) -> "Registers | None
 
 # -- the verdicts -----------------------------------------------------------------
 
-def _tech(status: str, confidence: str, evidence: "list[str]", hint: "str | None") -> Tech:
+def _tech(status: "TechStatus", confidence: "Confidence", evidence: "list[str]", hint: "str | None") -> Tech:
     return Tech(status=status, confidence=confidence, evidence=tuple(evidence), hint=hint)
 
 
@@ -211,7 +211,7 @@ def _amd(tech: str, facts: Facts, host: "Host", flags: "frozenset[str] | None", 
             evidence.append("msr.syscfg-%s" % ("snp-off" if syscfg & SYSCFG_MEM_ENCRYPT else "mem-encrypt-off"))
             return _tech("disabled_by_firmware", "certain", evidence, _firmware_hint(tech))
         evidence.append("msr.syscfg-on")
-    confidence = "certain" if in_cpuid else "likely"
+    confidence: "Confidence" = "certain" if in_cpuid else "likely"
     if flags is None:
         evidence.append("cpuinfo.unread")
         confidence = "likely"
@@ -526,7 +526,7 @@ def _iommu(facts: Facts, host: "Host", cmd: "list[str] | None") -> Iommu:
     vfio = facts.present.get("dev.vfio")
     iommufd = facts.present.get("dev.iommu")
 
-    def done(status: str, confidence: str, hint: "str | None") -> Iommu:
+    def done(status: "IommuStatus", confidence: "Confidence", hint: "str | None") -> Iommu:
         return Iommu(status, confidence, tuple(evidence), hint, groups, table, units, args, vfio, iommufd)
 
     for t in tables:
@@ -584,7 +584,7 @@ def _iommu_arg_hint(table: str, cmd: "list[str] | None") -> str:
 
 # -- the other devices and cgroups --------------------------------------------------
 
-def _cgroups(facts: Facts) -> "tuple[str | None, tuple[tuple[str, bool | None], ...]]":
+def _cgroups(facts: Facts) -> "tuple[CgroupVersion | None, tuple[tuple[str, bool | None], ...]]":
     proc = facts.text("proc_cgroups")
     v1: dict[str, bool] = {}
     if proc is not None:
@@ -601,7 +601,7 @@ def _cgroups(facts: Facts) -> "tuple[str | None, tuple[tuple[str, bool | None], 
         v2_words = set((v2_text or "").split()) | set((hybrid_text or "").split())
     mounted_v1 = any(v1.values())
     if v2_text is not None and not mounted_v1:
-        version: "str | None" = "v2"
+        version: "CgroupVersion | None" = "v2"
     elif mounted_v1:
         version = "hybrid" if v2_words is not None else "v1"
     else:
