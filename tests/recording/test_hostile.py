@@ -137,8 +137,13 @@ def test_a_signal_ends_the_ssh_children(sshd, tmp_path, number, hosts):
 
 @pytest.fixture
 def recording_tar(tmp_path):
-    """This machine recorded (its CPU map included) as a tar stream."""
-    done = cli("record", "-", tmp=tmp_path)
+    """This machine recorded (its CPU map included) as a tar stream.
+    Recording the live host may fill the live host's own caches (its QEMU
+    transcripts): those are kept apart from the caches the replays below
+    must leave empty."""
+    recorder = tmp_path / "recorder"
+    recorder.mkdir()
+    done = cli("record", "-", tmp=recorder)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
