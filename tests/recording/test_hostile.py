@@ -220,6 +220,7 @@ def test_a_dump_and_a_stream_through_pipes_are_read_once(recording_tar, tmp_path
 
 def test_sigterm_mid_stream_leaves_no_temporary_recording(recording_tar, tmp_path):
     env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    (tmp_path / "tmp").mkdir(exist_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "capsfast", "check", "--replay", "-"], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
