@@ -14,7 +14,7 @@ from capsfast.parts.core import decide as verdict
 from capsfast.constants import KVM_DEVICE, MSR_DEVICE, MSR_FEATURE_CONTROL, MSR_VM_CR, X86_ARCHS
 from capsfast.errors import CapsfastError
 from capsfast.model import Cpu, Hypervisor, Kqemu, Xen
-from capsfast.sources.base import CPUINFO_BLOCK, MSR, READ, READ_BLOCK, STAT, under
+from capsfast.sources.base import CPUINFO_BLOCK, MSR, READ, READ_BLOCK, STAT
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -147,6 +147,13 @@ def decode(data: bytes) -> str:
     return data.translate(CONTROL_TO_FF).decode("utf-8", "replace")
 
 
+def shown(root: str, path: str) -> str:
+    """``path`` of the probed host as the user named it, for a message:
+    under the root given, links not followed (the source follows them
+    inside the root when it reads)."""
+    return path if root == "/" else root.rstrip("/") + path
+
+
 def present(root: str, path: str, result: "FileResult") -> bool:
     """True if the stat found the path, False if it is absent.  A device
     node this process cannot even stat (a /dev it may not search) counts as
@@ -156,7 +163,7 @@ def present(root: str, path: str, result: "FileResult") -> bool:
         return True
     if code == "absent" or path.startswith("/dev/"):
         return False
-    raise result.outcome.error("cannot read %s" % under(root, path))
+    raise result.outcome.error("cannot read %s" % shown(root, path))
 
 
 def data(root: str, path: str, result: "FileResult") -> "bytes | None":
@@ -166,7 +173,7 @@ def data(root: str, path: str, result: "FileResult") -> "bytes | None":
     if outcome.code == "absent":
         return None
     if not outcome.ok:
-        raise outcome.error("cannot read %s" % under(root, path))
+        raise outcome.error("cannot read %s" % shown(root, path))
     return result.data
 
 
@@ -178,7 +185,7 @@ def text(root: str, path: str, result: "FileResult") -> "str | None":
     if raw is None:
         return None
     if result.truncated:
-        raise CapsfastError("cannot read %s: larger than %d bytes" % (under(root, path), SMALL))
+        raise CapsfastError("cannot read %s: larger than %d bytes" % (shown(root, path), SMALL))
     return decode(raw)
 
 
