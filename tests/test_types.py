@@ -3,6 +3,7 @@ mypy reads and checks, and a user's script type-checked against the
 installed package sees real types, not Any."""
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,8 @@ def test_records_are_tuples_with_their_declared_fields():
     assert cpu._replace(vendor="x") == ("x",) + tuple(range(1, 8))
 
 
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="the package's annotations are Python 3.10 syntax to a "
+                    "checker (X | Y): mypy --strict checks the package under CI's newer Python")
 def test_a_type_error_in_the_model_fails_the_check(tmp_path):
     """mypy reads model.py itself: a type error put into it fails the
     strict check of a copy of the package (and the untouched copy passes)."""
@@ -104,6 +107,8 @@ def test_a_users_checker_sees_the_types(tmp_path):
                 for line in done.stdout.splitlines() if "Revealed type is" in line]
     # Older mypy prints a union of literals, newer one Literal[...].
     status = revealed[1].replace("] | Literal[", ", ")
+    if status.startswith("Union[Literal["):  # mypy on Python 3.9: Union[Literal['a'], Literal['b']]
+        status = "Literal[%s]" % ", ".join(re.findall(r"Literal\[('[^']*')\]", status))
     assert status == "Literal['enabled', 'disabled_by_firmware', 'not_exposed', 'unsupported', 'unknown']", revealed
     assert revealed[:1] + revealed[2:] == ["bool", "tuple[str, ...]", "str", "dict[str, Any]", "bool"], done.stdout
     assert "error" not in done.stdout, done.stdout
