@@ -447,40 +447,30 @@ class _Cpus:
             known = self._sockets[cpu] = self._socket(cpu)
         return known
 
-    def _socket(self, cpu: int) -> int:
-        value = read_int(self._file(cpu, "physical_package_id"))
+    def _id(self, cpu: int, name: str, parse: "Callable[[bytes | _Missing], int | _Missing]") -> int:
+        """A topology id file as libvirt reads it: absent is 0, unreadable
+        or malformed fails the part."""
+        value = parse(self._file(cpu, name))
         if value is ABSENT:
             return 0
         number = _ok(value)
         assert isinstance(number, int)
-        return max(number, 0)  # -1: no sockets, so all one socket
+        return number
+
+    def _socket(self, cpu: int) -> int:
+        return max(self._id(cpu, "physical_package_id", read_int), 0)  # -1: no sockets, so all one socket
 
     def die(self, cpu: int) -> int:
-        value = read_int(self._file(cpu, "die_id"))
-        if value is ABSENT:
-            return 0
-        number = _ok(value)
-        assert isinstance(number, int)
-        return max(number, 0)
+        return max(self._id(cpu, "die_id", read_int), 0)
 
     def core(self, cpu: int) -> int:
         if self.s390:
             return cpu  # a logical CPU is a core on s390
-        value = read_uint(self._file(cpu, "core_id"))
-        if value is ABSENT:
-            return 0
-        number = _ok(value)
-        assert isinstance(number, int)
-        return number
+        return self._id(cpu, "core_id", read_uint)
 
     def core_id(self, cpu: int) -> int:
         """The core_id file as the NUMA cells print it (s390 included)."""
-        value = read_uint(self._file(cpu, "core_id"))
-        if value is ABSENT:
-            return 0
-        number = _ok(value)
-        assert isinstance(number, int)
-        return number
+        return self._id(cpu, "core_id", read_uint)
 
     def siblings(self, cpu: int) -> "tuple[int, ...]":
         value = read_bitmap(self._file(cpu, "thread_siblings_list"))
