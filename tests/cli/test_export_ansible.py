@@ -61,13 +61,14 @@ def test_the_installed_fact_runs_the_installed_package_from_any_directory_and_en
     (decoy / "capsfast").mkdir(parents=True)
     (decoy / "capsfast" / "__init__.py").write_text(DECOY)
     (decoy / "capsfast" / "__main__.py").write_text(DECOY)
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(decoy), "PYTHONSTARTUP": str(decoy / "x")}
     # The sanitizer run's own needs (an ASan build wants its runtime first), not the caller's.
-    env.update({k: v for k, v in os.environ.items() if k in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")})
+    plain = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    plain.update({k: v for k, v in os.environ.items() if k in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")})
+    env = dict(plain, PYTHONPATH=str(decoy), PYTHONSTARTUP=str(decoy / "x"))
     run = subprocess.run([str(facts / "capsfast.fact")], capture_output=True, env=env, cwd=decoy)
     assert run.returncode == 0, run.stderr
     assert run.stderr == b""
-    assert json.loads(run.stdout) == capsfast_json(env={"PATH": env["PATH"]})
+    assert json.loads(run.stdout) == capsfast_json(env=plain)
 
 
 def test_install_writes_an_executable_fact_that_names_this_interpreter(tmp_path, capsys):
