@@ -25,7 +25,7 @@ def replay_stream(b: Bench) -> None:
     with tempfile.TemporaryDirectory(prefix="capsfast-bench-") as directory:
         kept = os.path.join(directory, "kept")
         with remote.read_stream(io.BytesIO(tar), "bench") as extracted:
-            recording.copy(extracted, kept)
+            recording.write(recording.files_of(extracted), kept)
         kept_samples, stream_samples = [], []
         for _ in range(b.alt_runs * 3):
             start = time.perf_counter_ns()

@@ -68,12 +68,13 @@ def _record(directory: str, values: "Values") -> "list[str]":
 
         with remote.ending_cleanly(), remote.fetch(str(values["connect"]), deep=bool(values["deep"])) as fetched:
             recording.read(fetched)  # a malformed reply is an error here, not a saved recording
+            files = recording.files_of(fetched)
             if values["redact"]:
                 from capsfast.recording.redact import redact
 
-                lines = recording.write(redact(recording.files_of(fetched)), directory)
-            else:
-                lines = recording.copy(fetched, directory)
+                files = redact(files)
+            # The one writer a local recording goes through too.
+            lines = recording.write(files, directory)
     else:
         lines = recording.record(directory, deep=bool(values["deep"]), redact=bool(values["redact"]))
     return lines

@@ -21,7 +21,6 @@ then what they are, "exists, not a character device".
 """
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -152,36 +151,6 @@ def files_of(directory: str) -> "dict[str, tuple[bytes | None, int]]":
             with open(path, "rb") as f:
                 files[os.path.normpath(os.path.join(relative, name))] = (f.read(), os.stat(path).st_mode & 0o777)
     return files
-
-
-def copy(source: str, directory: str) -> "list[str]":
-    """Save the recording in ``source`` (a temporary one, fetched from a
-    remote host) as ``directory``, or as a tar stream for ``-``."""
-    if directory == "-":
-        _write_tar(source)
-        return []
-    if not directory:
-        raise CapsfastError("record: the directory name is empty")
-    if os.path.isdir(directory) and os.listdir(directory):
-        raise CapsfastError("record: %s is not empty" % directory)
-    try:
-        shutil.copytree(source, directory, symlinks=True, dirs_exist_ok=True)
-    except OSError as e:
-        raise CapsfastError("record: cannot write %s: %s" % (getattr(e, "filename", None) or directory,
-                                                           getattr(e, "strerror", None) or e)) from None
-    return ["recorded %s" % directory]
-
-
-def _write_tar(directory: str) -> None:
-    import tarfile
-
-    out = sys.stdout.buffer if sys.stdout is not None else None
-    if out is None:
-        raise CapsfastError("cannot write to standard output: it is closed")
-    with tarfile.open(fileobj=out, mode="w|") as tar:
-        for name in sorted(os.listdir(directory)):
-            tar.add(os.path.join(directory, name), arcname=name)
-    out.flush()
 
 
 # -- reading ---------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """The command line with ``--connect``, end to end."""
+import io
 import json
 import os
 import subprocess
@@ -69,10 +70,36 @@ def test_record_over_ssh_pipes_into_a_replay(sshd):
 def test_record_connect_saves_the_remote_recording(sshd, tmp_path):
     done = cli("record", "--connect", sshd.uri(), str(tmp_path / "rec"))
     assert done.returncode == 0, done.stderr
-    source = json.loads((tmp_path / "rec" / "scenario.json").read_text())["cpu_source"]
+    scenario = json.loads((tmp_path / "rec" / "scenario.json").read_text())
+    source = scenario["cpu_source"]
+    # Said as a local recording says it: one writer for both.
+    files = sum(1 for _top, _dirs, names in os.walk(tmp_path / "rec" / "root") for _name in names)
+    assert done.stdout.startswith("recorded %s: %d files, " % (tmp_path / "rec", files)), done.stdout
+    assert done.stdout.rstrip().endswith("arch %s" % scenario["arch"]), done.stdout
     replayed = json.loads(cli("capabilities", "--format", "json", "--replay", str(tmp_path / "rec")).stdout)
     live = json.loads(cli("capabilities", "--format", "json").stdout)
     assert comparable(replayed, source) == comparable(live, source)
+
+
+def test_record_connect_to_a_stream_holds_what_a_directory_holds(sshd, tmp_path):
+    import tarfile
+
+    streamed = subprocess.run([sys.executable, "-m", "capsfast", "record", "--connect", sshd.uri(), "-"],
+                              capture_output=True, timeout=120)
+    assert streamed.returncode == 0, streamed.stderr
+    saved = cli("record", "--connect", sshd.uri(), str(tmp_path / "rec"))
+    assert saved.returncode == 0, saved.stderr
+    with tarfile.open(fileobj=io.BytesIO(streamed.stdout), mode="r|") as tar:
+        members = {m.name: m.type for m in tar}
+    on_disk = {}
+    for top, dirs, names in os.walk(tmp_path / "rec"):
+        relative = os.path.relpath(top, tmp_path / "rec")
+        for name in dirs:
+            on_disk[os.path.normpath(os.path.join(relative, name))] = tarfile.DIRTYPE
+        for name in names:
+            on_disk[os.path.normpath(os.path.join(relative, name))] = tarfile.REGTYPE
+    # The same names, each directory a member of its own before what it holds.
+    assert members == on_disk
 
 
 def test_many_hosts_one_dead(sshd, tmp_path):
