@@ -33,18 +33,3 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-
-
-def say(message: object) -> None:
-    """One ``capsfast: ...`` line on standard error (control characters
-    escaped, so it stays one line); nothing where there is no stderr."""
-    import sys
-
-    stream = sys.stderr
-    if stream is None:
-        return
-    try:
-        stream.write("capsfast: %s\n" % printable(str(message)))
-        stream.flush()
-    except OSError:
-        pass
