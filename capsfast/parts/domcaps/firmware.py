@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
+# The descriptor directories every daemon searches (read.descriptor_dirs):
+# the packages', then the administrator's.
 DATA_DIR = "/usr/share/qemu/firmware"
 CONF_DIR = "/etc/qemu/firmware"
 
