@@ -38,11 +38,11 @@ def test_the_machine_cache_survives_a_hostile_file(tmp_path):
 
 
 def test_qmp_transcripts_and_replies_use_the_same_bound():
-    from capsfast.parts.domcaps import qmp, replies
+    from capsfast.parts.domcaps import parse, qmp
 
     text = '{"execute": "x", "id": "a"}\n\n{"return": {"help": "%s"}, "id": "a"}\n' % ("[" * 100)
-    assert replies.parse(text).value("x") == {"help": "[" * 100}  # brackets in a string are text
+    assert parse.transcript(text).value("x") == {"help": "[" * 100}  # brackets in a string are text
     with pytest.raises(CapsfastError, match="nested deeper"):
-        replies.parse('{"execute": "x"}\n\n{"return": %s}\n' % ("[" * 65 + "]" * 65))
+        parse.transcript('{"execute": "x"}\n\n{"return": %s}\n' % ("[" * 65 + "]" * 65))
     assert qmp._too_deep(b'{"return": ' + b"[" * 70 + b"]" * 70 + b"}")
     assert not qmp._too_deep(b'{"return": "' + b"[" * 70 + b'"}')

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from capsfast.cpu_map.x86_map import CpuMap
     from capsfast.model import Host
     from capsfast.parts.domcaps.cpu import CpuModes
-    from capsfast.parts.domcaps.replies import Transcript
+    from capsfast.parts.domcaps.parse import Transcript
 
     Prober = Callable[[], tuple[Host, float]]
 
@@ -284,7 +284,7 @@ def recorded_answers(directory: str) -> "tuple[Transcript, CpuMap | None]":
     import json
 
     from capsfast.errors import CapsfastError
-    from capsfast.parts.domcaps import replies
+    from capsfast.parts.domcaps import parse
 
     def unreadable(e: OSError) -> CapsfastError:
         return CapsfastError("%s: %s" % (directory, e.strerror), errno=e.errno)
@@ -301,7 +301,7 @@ def recorded_answers(directory: str) -> "tuple[Transcript, CpuMap | None]":
         raise CapsfastError("%s: the recording holds no QEMU answers (domain capabilities need them)" % directory)
     try:
         with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as f:
-            transcript = replies.parse(f.read(replies.MAX_BYTES + 1))
+            transcript = parse.transcript(f.read(parse.MAX_BYTES + 1))
     except CapsfastError as e:
         raise CapsfastError("%s: %s" % (name, e)) from None
     except OSError as e:

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from capsfast.errors import CapsfastError
-from capsfast.parts.domcaps import qmp, replies
+from capsfast.parts.domcaps import parse, qmp
 from capsfast.recording import capture, collector, remote
 
 from ssh_server import TIMEOUT
@@ -109,8 +109,8 @@ def test_remote_transcript_is_the_local_one(sshd, own_tmp):
         assert scenario["qmp"] == {"emulator": QEMU, "replies": name}
         with open(os.path.join(directory, name)) as f:
             text = f.read()
-    there = replies.parse(text)
-    assert replies.format(there) == text  # libvirt's layout, as a local transcript is written
+    there = parse.transcript(text)
+    assert parse.transcript_text(there) == text  # libvirt's layout, as a local transcript is written
     assert _sequence(there) == _sequence(local)
     assert len(there.processes[0]) >= 40
     # Nothing in QEMU's answers depends on when they were asked.
@@ -179,5 +179,5 @@ def test_qemu_is_asked_from_old_pythons(tmp_path, own_tmp):
         assert proc.returncode == 0 and proc.stderr == b"", (version, proc.stderr)
         with remote.read_stream(io.BytesIO(proc.stdout), version) as directory:
             with open(os.path.join(directory, "qemu", os.path.basename(QEMU) + ".replies")) as f:
-                there = replies.parse(f.read())
+                there = parse.transcript(f.read())
         assert _sequence(there) == _sequence(local), version

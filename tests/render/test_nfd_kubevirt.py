@@ -10,7 +10,7 @@ import pytest
 
 import capsfast
 from capsfast.cli import main
-from capsfast.parts.domcaps import replies
+from capsfast.parts.domcaps import parse
 from capsfast.parts.domcaps.cpu import cpu_modes
 from capsfast.render import nfd
 
@@ -39,7 +39,7 @@ def test_labels_are_those_kubevirt_reads_from_libvirt(libvirt_src, version):
     from capsfast.cpu_map import x86_map
 
     with open(os.path.join(libvirt_src, "tests", "qemucapabilitiesdata", "caps_%s.x86_64.replies" % version)) as f:
-        transcript = replies.parse(f.read())
+        transcript = parse.transcript(f.read())
     cpu_map = x86_map.load(os.path.join(libvirt_src, "src", "cpu_map"))
     modes = cpu_modes(transcript, virttype="kvm", arch="x86_64", cpu_map=cpu_map)
     with open(os.path.join(libvirt_src, "tests", "domaincapsdata", "qemu_%s.x86_64.xml" % version)) as f:

@@ -1,5 +1,13 @@
-"""Domain capabilities (``virsh domcapabilities``): what a VM may use here
-for one emulator, arch, machine and virt type.
+"""Domain capabilities (``virsh domcapabilities``), the part's
+declarations (pure data): what a VM may use here for one emulator, arch,
+machine and virt type.
+
+Its files: ``read`` (I/O through the source), ``parse`` (QMP transcripts,
+firmware descriptors and swtpm's answer, text to values), ``decide`` (the
+QMP rules) with ``cpu``, ``firmware`` and ``qapi`` (pure rules of one
+subject each), ``model`` (the records); ``qmp`` runs QEMU (sent alone to
+a remote host, so standard library only) and ``cache`` keeps its
+transcripts (I/O, live host only).
 
 Not a Host field (it is asked per emulator, arch, machine and virt type):
 ``capsfast.domain_capabilities`` reads it through ``read``.  What a

@@ -1,4 +1,7 @@
-"""The QMP transcript cache: one file per emulator in
+"""I/O: the QMP transcript and document caches, files of this user's,
+apart from ``read`` because they serve the live host alone, not a source.
+
+The transcript cache: one file per emulator in
 ``$XDG_CACHE_HOME/capsfast`` (default ``~/.cache``), so that a second
 ``domcapabilities`` runs no emulator.
 
@@ -28,7 +31,7 @@ itself, so tests can give a fake host.
 import os
 
 from capsfast.errors import CapsfastError
-from capsfast.parts.domcaps import qmp, replies
+from capsfast.parts.domcaps import parse, qmp
 from capsfast.sources import cache
 # The key is host facts: read on the source side, as every fact is.
 from capsfast.sources.qmp_key import key
@@ -37,7 +40,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    Converse = Callable[..., replies.Transcript]
+    Converse = Callable[..., parse.Transcript]
 
 CACHE_VERSION = 2  # 2: an i386 emulator's conversation expands its host CPU, as libvirt's does
 _MAGIC = b"capsfast qmp transcript cache %d" % CACHE_VERSION
@@ -47,7 +50,7 @@ ENV_CACHE = cache.ENV_CACHE
 # The last transcript of each emulator this process read: its key, its
 # cache file and that file's identity then (a file replaced or damaged
 # since is read again).
-_in_memory: "dict[str, tuple[list[tuple[str, str]], str, tuple[int, int, int], replies.Transcript]]" = {}
+_in_memory: "dict[str, tuple[list[tuple[str, str]], str, tuple[int, int, int], parse.Transcript]]" = {}
 
 
 def enabled() -> bool:
@@ -72,26 +75,26 @@ def _key_line(pairs: "list[tuple[str, str]]") -> bytes:
 
 # -- the file -----------------------------------------------------------------------
 
-def load(path: str, pairs: "list[tuple[str, str]]") -> "replies.Transcript | None":
+def load(path: str, pairs: "list[tuple[str, str]]") -> "parse.Transcript | None":
     """The transcript kept at ``path`` when its key is ``pairs``; None
     where it is absent, stale, foreign or corrupt."""
-    body = cache.load(path, _MAGIC, _key_line(pairs), replies.MAX_BYTES + (1 << 20))
+    body = cache.load(path, _MAGIC, _key_line(pairs), parse.MAX_BYTES + (1 << 20))
     if body is None:
         return None
     try:
-        transcript = replies.parse(body.decode("utf-8", "replace"))
+        transcript = parse.transcript(body.decode("utf-8", "replace"))
     except CapsfastError:
         return None
     return transcript if transcript.processes else None
 
 
-def save(path: str, pairs: "list[tuple[str, str]]", transcript: replies.Transcript) -> None:
+def save(path: str, pairs: "list[tuple[str, str]]", transcript: parse.Transcript) -> None:
     """Keep ``transcript`` at ``path`` under ``pairs``, atomically."""
-    cache.save(path, _MAGIC, _key_line(pairs), replies.format(transcript).encode("utf-8"))
+    cache.save(path, _MAGIC, _key_line(pairs), parse.transcript_text(transcript).encode("utf-8"))
 
 
 def transcript(emulator: str, *, root: str = "/", cpu_map: "str | None" = None,
-               timeout: float = qmp.DEFAULT_TIMEOUT, converse: "Converse | None" = None) -> replies.Transcript:
+               timeout: float = qmp.DEFAULT_TIMEOUT, converse: "Converse | None" = None) -> parse.Transcript:
     """``emulator``'s QMP transcript: from the cache where the key still
     matches, else from a new conversation (``converse``, default
     ``qmp.converse``), then kept.  A failed conversation raises its
@@ -126,7 +129,7 @@ def _file_identity(path: str) -> "tuple[int, int, int] | None":
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _remember(emulator: str, pairs: "list[tuple[str, str]]", path: str, transcript: replies.Transcript) -> None:
+def _remember(emulator: str, pairs: "list[tuple[str, str]]", path: str, transcript: parse.Transcript) -> None:
     identity = _file_identity(path)
     if identity is not None:  # nothing kept on disk (a read-only home): nothing kept here either
         _in_memory[emulator] = (pairs, path, identity, transcript)
@@ -154,7 +157,7 @@ def _document_key(inputs_key: str) -> str:
 def load_document(path: str, inputs_key: str) -> "str | None":
     """The document kept at ``path`` if it was rendered from inputs equal
     to ``inputs_key`` by this capsfast; None otherwise."""
-    body = cache.load(path, _DOCUMENT_MAGIC, _document_key(inputs_key).encode("ascii"), replies.MAX_BYTES)
+    body = cache.load(path, _DOCUMENT_MAGIC, _document_key(inputs_key).encode("ascii"), parse.MAX_BYTES)
     if body is None:
         return None
     text = body.decode("utf-8", "surrogateescape")

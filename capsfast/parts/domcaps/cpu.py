@@ -1,7 +1,10 @@
-"""The ``<cpu>`` of domain capabilities: which CPU modes a guest of one
-emulator and virt type may use, decided as libvirt 9.0 decides them
-(``virQEMUCapsFillDomainCPUCaps`` in ``src/qemu/qemu_capabilities.c``) from
-the emulator's QMP transcript and libvirt's CPU map.  Pure: no I/O.
+"""Pure rules (no I/O) for the ``<cpu>`` of domain capabilities, apart
+from ``decide`` because they need libvirt's CPU map and nothing else does.
+
+Which CPU modes a guest of one emulator and virt type may use, decided as
+libvirt 9.0 decides them (``virQEMUCapsFillDomainCPUCaps`` in
+``src/qemu/qemu_capabilities.c``) from the emulator's QMP transcript and
+libvirt's CPU map (loaded by ``read``).
 
 - host-passthrough: an accelerated virt type on a host of the emulator's
   own arch; ``migratable='on'`` where QEMU's max CPU has that property.
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from capsfast.cpu_map.x86_map import CpuMap, Data
-    from capsfast.parts.domcaps.replies import Transcript
+    from capsfast.parts.domcaps.parse import Transcript
 
 X86_ARCHES = ("x86_64", "i686")
 

@@ -1,11 +1,11 @@
-"""Domain capabilities decided from a QMP transcript and the host facts
-read on every call: pure functions, no I/O.
+"""Pure rules (no I/O): domain capabilities decided from a QMP transcript
+and the host facts read on every call.
 
 The rules are libvirt 9.0's (its QEMU driver fills the same document from
 the same QEMU answers): which QEMU capability each reply grants, which
 machine is preferred, and how each element of ``<domainCapabilities>``
-follows from those.  ``<os>`` comes from the firmware part and ``<cpu>``
-from the CPU part; ``domain_caps`` joins them.
+follows from those.  ``<os>`` comes from ``firmware`` and ``<cpu>``
+from ``cpu``; ``domain_caps`` joins them.
 """
 from capsfast.errors import CapsfastError, printable
 from capsfast.parts.domcaps import qapi
@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterable
 
-    from capsfast.parts.domcaps.replies import Transcript
+    from capsfast.parts.domcaps.parse import Transcript
 
 ARCHES = ("x86_64", "i686")
 VIRTTYPES = ("kvm", "qemu")

@@ -1,4 +1,6 @@
-"""Firmware descriptors and the ``<os>`` of domain capabilities.
+"""Firmware descriptors and the ``<os>`` of domain capabilities: records
+and libvirt's rules, pure (a subject of its own: the QMP rules in
+``decide`` never look at firmware, and ``<os>`` needs nothing else).
 
 QEMU's firmware descriptors (``docs/interop/firmware.json`` in QEMU) are
 small JSON files that packages such as OVMF and SeaBIOS install: which
@@ -6,28 +8,29 @@ firmware image serves which architecture and machine types, through which
 interface (BIOS or UEFI), with which features (Secure Boot, SMM).  libvirt
 9.0 reads them on every ``domcapabilities`` call to fill ``<os>``: the
 ``firmware`` enum, the ``<loader>`` images and whether secure boot is on
-offer.  This module does the same in three steps:
+offer.  The part does the same in three steps:
 
-* ``search``: the descriptor files in libvirt's order (I/O, under a root);
-* ``load``: each parsed as libvirt parses it (pure; a file that does not
-  parse is one CapsfastError naming it);
-* ``os_caps``: libvirt's decision for one arch and machine (pure).
+* ``read.search_descriptors``: the descriptor files in libvirt's order
+  (I/O, under a root);
+* ``parse.descriptors``: each parsed as libvirt parses it into a
+  ``Descriptor`` (a file that does not parse is one CapsfastError naming
+  it);
+* ``os_caps`` here: libvirt's decision for one arch and machine.
 """
 from capsfast.errors import CapsfastError, printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
+# The descriptor directories every daemon searches (read.descriptor_dirs):
+# the packages', then the administrator's.
 DATA_DIR = "/usr/share/qemu/firmware"
 CONF_DIR = "/etc/qemu/firmware"
 
 # libvirt refuses a descriptor larger than this ("1MiB should be enough").
 MAX_BYTES = 1 << 20
-# A bound on one directory's listing, so a hostile tree cannot make the
-# search read without end; real trees hold a dozen files.
-MAX_FILES = 4096
 
 # libvirt 9.0's built-in loader:nvram pairs (its DEFAULT_LOADER_NVRAM, as
 # Debian builds it too): the loaders offered where no descriptor gives one
@@ -38,22 +41,6 @@ BUILTIN_LOADERS = (
     ("/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"),
     ("/usr/share/AAVMF/AAVMF32_CODE.fd", "/usr/share/AAVMF/AAVMF32_VARS.fd"),
 )
-
-_INTERFACES = ("bios", "openfirmware", "uboot", "uefi")
-_DEVICES = ("flash", "kernel", "memory")
-_FLASH_MODES = ("split", "combined", "stateless")
-# Features libvirt knows; it drops any other name without a word.
-_FEATURES = ("acpi-s3", "acpi-s4", "amd-sev", "amd-sev-es", "enrolled-keys",
-             "requires-smm", "secure-boot", "verbose-dynamic", "verbose-static")
-# libvirt's architecture names, and QEMU's three that differ from them.
-_ARCHES = frozenset((
-    "alpha", "armv6l", "armv7l", "armv7b", "aarch64", "cris", "i686", "ia64", "lm32",
-    "m68k", "microblaze", "microblazeel", "mips", "mipsel", "mips64", "mips64el",
-    "openrisc", "parisc", "parisc64", "ppc", "ppcle", "ppc64", "ppc64le", "ppcemb",
-    "riscv32", "riscv64", "s390", "s390x", "sh4", "sh4eb", "sparc", "sparc64",
-    "unicore32", "x86_64", "xtensa", "xtensaeb",
-))
-_QEMU_ARCHES = {"i386": "i686", "arm": "armv7l", "or32": "openrisc"}
 
 # The <os> enums libvirt's QEMU driver always offers, in its enum order.
 LOADER_TYPES = ("rom", "pflash")
@@ -146,209 +133,6 @@ class OsCaps(_Value):
         return OsCaps(fields.pop("firmware"), fields.pop("loaders"), **fields)
 
 
-# --- search: the files, in libvirt's order (I/O) ---------------------------
-
-def search_dirs(*, privileged: bool, xdg_config_home: "str | None",
-                home: "str | None" = None) -> "list[str]":
-    """The descriptor directories, lowest priority first, as seen on the
-    host: a system daemon (``privileged``) reads no user's configuration."""
-    dirs = [DATA_DIR, CONF_DIR]
-    if not privileged:
-        if xdg_config_home is None:
-            xdg_config_home = (home if home is not None else _user_home()) + "/.config"
-        dirs.append(xdg_config_home + "/qemu/firmware")
-    return dirs
-
-
-def _user_home() -> str:
-    # libvirt asks the password database, not $HOME.
-    import os
-    import pwd
-
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_dir
-    except KeyError:
-        return os.path.expanduser("~")
-
-
-def search(root: str, *, privileged: bool, xdg_config_home: "str | None",
-           home: "str | None" = None) -> "list[tuple[str, bytes]]":
-    """(path on the host, contents) of each descriptor that counts, in the
-    order libvirt reads them: a file in a later directory replaces the
-    same-named one of an earlier directory, an empty one masks it (and is
-    dropped), hidden files and non-regular files are skipped, then name
-    order.  Paths are looked up under ``root``; CapsfastError where one
-    cannot be read."""
-    import os
-
-    from capsfast.sources.base import under  # links followed inside the root
-
-    def place(path: str) -> str:
-        return path if root in ("", "/") else under(root, path)
-
-    chosen: "dict[bytes, str]" = {}
-    for directory in search_dirs(privileged=privileged, xdg_config_home=xdg_config_home, home=home):
-        try:
-            names = os.listdir(place(directory))
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            raise CapsfastError("cannot list firmware descriptors in %s: %s"
-                                % (printable(directory), e.strerror), errno=e.errno) from None
-        if len(names) > MAX_FILES:
-            raise CapsfastError("more than %d files in %s" % (MAX_FILES, printable(directory)))
-        for name in names:
-            if name.startswith("."):
-                continue
-            path = directory + "/" + name
-            try:
-                info = os.stat(place(path))  # follows a symlink, as libvirt does
-            except OSError as e:
-                raise CapsfastError("cannot access firmware descriptor %s: %s"
-                                    % (printable(path), e.strerror), errno=e.errno) from None
-            if (info.st_mode & 0o170000) != 0o100000:
-                continue
-            chosen[os.fsencode(name)] = path
-    found = []
-    for key in sorted(chosen):  # strcmp order of the names
-        path = chosen[key]
-        data = _read_bounded(place(path), path)
-        if data:  # an empty file only masks
-            found.append((path, data))
-    return found
-
-
-def _read_bounded(real_path: str, path: str) -> bytes:
-    try:
-        with open(real_path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except OSError as e:
-        raise CapsfastError("cannot read firmware descriptor %s: %s"
-                            % (printable(path), e.strerror), errno=e.errno) from None
-    if len(data) > MAX_BYTES:
-        raise CapsfastError("firmware descriptor %s is larger than %d bytes"
-                            % (printable(path), MAX_BYTES))
-    return data
-
-
-# --- load: each file parsed as libvirt parses it (pure) -------------------
-
-def load(files: "Iterable[tuple[str, bytes]]") -> "list[Descriptor]":
-    """Each (path, contents) parsed; CapsfastError naming the first file
-    libvirt would refuse (it then refuses the whole answer)."""
-    return [parse(path, data) for path, data in files]
-
-
-def parse(path: str, data: bytes) -> Descriptor:
-    """One descriptor, read as libvirt 9.0 reads it: unknown interface
-    types, devices, flash modes and architectures are errors, unknown
-    features are ignored."""
-    import json
-
-    def fail(what: str) -> CapsfastError:
-        return CapsfastError("firmware descriptor %s: %s" % (printable(path), what))
-
-    if len(data) > MAX_BYTES:
-        raise fail("larger than %d bytes" % MAX_BYTES)
-    # libvirt reads the file as a C string: it ends at a NUL byte
-    text = data.split(b"\0", 1)[0]
-    try:
-        doc = json.loads(text.decode("utf-8"), object_pairs_hook=_object_once, parse_constant=_no_constant)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        raise fail("not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise fail("not a JSON object")
-
-    interfaces = _array(doc, "interface-types", fail)
-    for interface in interfaces:
-        if interface not in _INTERFACES:
-            raise fail("unknown interface type %s" % _shown(interface))
-
-    mapping = doc.get("mapping")
-    if not isinstance(mapping, dict):
-        raise fail("missing 'mapping'")
-    device = mapping.get("device")
-    if not isinstance(device, str):
-        raise fail("missing 'device' in 'mapping'")
-    if device not in _DEVICES:
-        raise fail("unknown device type %s" % _shown(device))
-    mode = executable = nvram_template = filename = None
-    if device == "flash":
-        mode = mapping.get("mode", "split")  # absent: the historical layout
-        if not isinstance(mode, str):
-            raise fail("flash mode is not a string")
-        if mode not in _FLASH_MODES:
-            raise fail("unknown flash mode %s" % _shown(mode))
-        executable = _flash_file(mapping, "executable", fail)
-        if mode == "split":
-            nvram_template = _flash_file(mapping, "nvram-template", fail)
-    else:
-        # libvirt complains of a missing filename here yet keeps the file;
-        # such a descriptor then offers no image.
-        value = mapping.get("filename")
-        filename = _c_string(value) if isinstance(value, str) else None
-
-    targets = []
-    for target in _array(doc, "targets", fail):
-        arch = target.get("architecture") if isinstance(target, dict) else None
-        if not isinstance(arch, str):
-            raise fail("missing 'architecture' in a target")
-        libvirt_arch = _QEMU_ARCHES.get(arch, arch)
-        if libvirt_arch not in _ARCHES:
-            raise fail("unknown architecture %s" % _shown(arch))
-        machines = target.get("machines")
-        if not isinstance(machines, list):
-            raise fail("missing 'machines' in a target")
-        if not all(isinstance(m, str) for m in machines):
-            raise fail("a machine type is not a string")
-        targets.append((libvirt_arch, tuple(_c_string(m) for m in machines)))
-
-    features = tuple(f for f in _array(doc, "features", fail) if f in _FEATURES)
-    return Descriptor(path, tuple(interfaces), device, mode=mode, executable=executable,
-                      nvram_template=nvram_template, filename=filename,
-                      targets=tuple(targets), features=features)
-
-
-def _object_once(pairs: "list[tuple[str, Any]]") -> "dict[str, Any]":
-    # libvirt's JSON parser refuses an object naming a key twice
-    doc = dict(pairs)
-    if len(doc) != len(pairs):
-        raise ValueError("duplicate key")
-    return doc
-
-
-def _no_constant(name: str) -> object:
-    # NaN and Infinity are no JSON, and libvirt's parser refuses them
-    raise ValueError(name)
-
-
-def _array(doc: "dict[str, Any]", key: str, fail: "Callable[[str], CapsfastError]") -> "list[Any]":
-    value = doc.get(key)
-    if not isinstance(value, list):
-        raise fail("missing '%s'" % key)
-    return value
-
-
-def _flash_file(mapping: "dict[str, Any]", key: str,
-                fail: "Callable[[str], CapsfastError]") -> str:
-    entry = mapping.get(key)
-    if not isinstance(entry, dict):
-        raise fail("missing '%s' in 'mapping'" % key)
-    for field in ("filename", "format"):
-        if not isinstance(entry.get(field), str):
-            raise fail("missing '%s' in '%s'" % (field, key))
-    return _c_string(entry["filename"])
-
-
-def _c_string(value: str) -> str:
-    # libvirt keeps a JSON string as a C string: it ends at a "\u0000".
-    return value.split("\0", 1)[0]
-
-
-def _shown(value: object) -> str:
-    return printable(repr(value)) if isinstance(value, str) else "(not a string)"
-
-
 def _glob_match(glob: str, name: str) -> bool:
     """GLib's g_pattern_match_simple: ``*`` any run, ``?`` one character,
     nothing else special."""
@@ -358,7 +142,7 @@ def _glob_match(glob: str, name: str) -> bool:
     return re.fullmatch(pattern, name, re.DOTALL) is not None
 
 
-# --- os_caps: libvirt's choice for one arch and machine (pure) ------------
+# --- os_caps: libvirt's choice for one arch and machine ------------------
 
 def supported(descriptors: "Sequence[Descriptor]", *, arch: str, machine: str
               ) -> "tuple[tuple[str, ...], bool, list[tuple[str, str | None]]]":

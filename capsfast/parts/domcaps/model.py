@@ -1,5 +1,6 @@
-"""Domain capabilities as records: what one emulator, arch, machine and
-virt type let a guest use, and the few host facts read on every call.
+"""Domain capabilities as records, pure (no I/O): what one emulator,
+arch, machine and virt type let a guest use, and the few host facts read
+on every call.
 
 Plain slotted classes, immutable once built, compared by value; each has
 ``as_dict()`` giving data ``json.dumps`` accepts.  Importing them costs

@@ -1,8 +1,11 @@
-"""QEMU's QAPI schema (``query-qmp-schema``), queried as libvirt 9.0
-queries it to tell what a QEMU build offers: a path of slash-separated
-steps from a command or event, ``arg-type``/``ret-type``, then ``member``,
-``*member`` (optional), ``+variant``, and a last ``^enumvalue``,
-``$feature`` or ``!jsontype``.  Arrays are looked through; an alternate
+"""Pure queries (no I/O) of QEMU's QAPI schema, apart from ``decide`` as
+a query language of their own, which ``decide``'s flags are asked in.
+
+``query-qmp-schema``'s reply is queried as libvirt 9.0 queries it to tell
+what a QEMU build offers: a path of slash-separated steps from a command
+or event, ``arg-type``/``ret-type``, then ``member``, ``*member``
+(optional), ``+variant``, and a last ``^enumvalue``, ``$feature`` or
+``!jsontype``.  Arrays are looked through; an alternate
 matches where any of its members does."""
 TYPE_CHECKING = False
 if TYPE_CHECKING:

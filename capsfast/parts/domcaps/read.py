@@ -1,8 +1,9 @@
-"""Domain capabilities read from a Source: the emulator libvirt would pick,
-its QMP transcript (the source runs it, or answers from a recording), and
-the host facts libvirt reads on every call (KVM's vCPU limit, SEV's ASIDs,
-VFIO, swtpm, the firmware descriptors and which loader images exist).
-Then ``decide`` and the CPU map make the document's record."""
+"""I/O: domain capabilities' inputs read from a Source: the emulator
+libvirt would pick, its QMP transcript (the source runs it, or answers
+from a recording), and the host facts libvirt reads on every call (KVM's
+vCPU limit, SEV's ASIDs, VFIO, swtpm, the firmware descriptor files and
+which loader images exist).  ``parse`` turns what was read into values,
+then ``decide`` and the CPU map make the document's record."""
 import os
 
 from capsfast.errors import CapsfastError, printable
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from capsfast.cpu_map.x86_map import CpuMap
     from capsfast.cpu_map.x86_decode import GuestCpu
     from capsfast.parts.domcaps.firmware import Descriptor
-    from capsfast.parts.domcaps.replies import Transcript
+    from capsfast.parts.domcaps.parse import Transcript
     from capsfast.sources.base import Entry, Source
 
 # KVM_CHECK_EXTENSION numbers (named as Host.kvm_caps names them, so a
@@ -33,6 +34,9 @@ QEMU_KVM = "/usr/libexec/qemu-kvm"
 # virQEMUCapsArchToString: QEMU's name for a guest arch.
 _QEMU_ARCH = {"i686": "i386"}
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+# A bound on one firmware descriptor directory's listing, so a hostile tree
+# cannot make the search read without end; real trees hold a dozen files.
+MAX_DESCRIPTOR_FILES = 4096
 
 
 def _path_env(source: "Source") -> str:
@@ -79,12 +83,12 @@ def _check_emulator(source: "Source", emulator: str) -> str:
 def transcript(source: "Source", emulator: str) -> "Transcript":
     """``emulator``'s transcript: live, the QMP conversation (or the disk
     cache that saves it); from a recording or a root, what it kept."""
-    from capsfast.parts.domcaps import cache, replies
+    from capsfast.parts.domcaps import cache, parse
 
     def converse(path: str) -> "Transcript":
         return cache.transcript(path, cpu_map=source.cpu_map)
 
-    return source.qmp_transcript(emulator, converse, replies.parse)
+    return source.qmp_transcript(emulator, converse, parse.transcript)
 
 
 def _kvm_max_vcpus(source: "Source") -> "int | None":
@@ -112,21 +116,6 @@ def _vfio(source: "Source") -> bool:
     return bool(vfio.outcome.ok and groups.outcome.ok and groups.data)
 
 
-def tpm_versions(printed: bytes) -> "tuple[str, ...]":
-    """The TPM versions ``swtpm_setup --print-capabilities`` lists among
-    its features (tpm-1.2, tpm-2.0); () where it printed nothing usable."""
-    import json
-
-    try:
-        doc = json.loads(printed.decode("utf-8", "replace"))
-    except ValueError:
-        return ()
-    features = doc.get("features") if isinstance(doc, dict) else None
-    if not isinstance(features, list):
-        return ()
-    return tuple(version for version in ("1.2", "2.0") if "tpm-" + version in features)
-
-
 def privileged(source: "Source") -> bool:
     """Whose view: live, libvirt's system daemon where this process is
     root, else the user's session daemon; a recording or a root is read
@@ -136,19 +125,108 @@ def privileged(source: "Source") -> bool:
 
 def environment(source: "Source") -> Environment:
     """The host facts libvirt reads on every call."""
+    from capsfast.parts.domcaps import parse
+
     printed = source.swtpm_capabilities()
     return Environment(kvm_max_vcpus=_kvm_max_vcpus(source), sev_asids=_sev_asids(source),
                        vfio=_vfio(source), swtpm=printed is not None,
-                       swtpm_versions=tpm_versions(printed or b""), privileged=privileged(source))
+                       swtpm_versions=parse.tpm_versions(printed or b""), privileged=privileged(source))
 
 
 def descriptors(source: "Source", is_privileged: bool) -> "list[Descriptor]":
     """The firmware descriptors that count, parsed (CapsfastError naming
     the first one libvirt would refuse)."""
-    from capsfast.parts.domcaps import firmware
+    from capsfast.parts.domcaps import parse
 
     xdg = os.environ.get("XDG_CONFIG_HOME") if source.kind == "live" else None
-    return firmware.load(firmware.search(source.root, privileged=is_privileged, xdg_config_home=xdg or None))
+    return parse.descriptors(search_descriptors(source.root, privileged=is_privileged,
+                                                xdg_config_home=xdg or None))
+
+
+# -- the firmware descriptor files, in libvirt's order ----------------------
+
+def descriptor_dirs(*, privileged: bool, xdg_config_home: "str | None",
+                    home: "str | None" = None) -> "list[str]":
+    """The descriptor directories, lowest priority first, as seen on the
+    host: a system daemon (``privileged``) reads no user's configuration."""
+    from capsfast.parts.domcaps.firmware import CONF_DIR, DATA_DIR
+
+    dirs = [DATA_DIR, CONF_DIR]
+    if not privileged:
+        if xdg_config_home is None:
+            xdg_config_home = (home if home is not None else _user_home()) + "/.config"
+        dirs.append(xdg_config_home + "/qemu/firmware")
+    return dirs
+
+
+def _user_home() -> str:
+    # libvirt asks the password database, not $HOME.
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_dir
+    except KeyError:
+        return os.path.expanduser("~")
+
+
+def search_descriptors(root: str, *, privileged: bool, xdg_config_home: "str | None",
+                       home: "str | None" = None) -> "list[tuple[str, bytes]]":
+    """(path on the host, contents) of each descriptor that counts, in the
+    order libvirt reads them: a file in a later directory replaces the
+    same-named one of an earlier directory, an empty one masks it (and is
+    dropped), hidden files and non-regular files are skipped, then name
+    order.  Paths are looked up under ``root``; CapsfastError where one
+    cannot be read."""
+    from capsfast.sources.base import under  # links followed inside the root
+
+    def place(path: str) -> str:
+        return path if root in ("", "/") else under(root, path)
+
+    chosen: "dict[bytes, str]" = {}
+    for directory in descriptor_dirs(privileged=privileged, xdg_config_home=xdg_config_home, home=home):
+        try:
+            names = os.listdir(place(directory))
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise CapsfastError("cannot list firmware descriptors in %s: %s"
+                                % (printable(directory), e.strerror), errno=e.errno) from None
+        if len(names) > MAX_DESCRIPTOR_FILES:
+            raise CapsfastError("more than %d files in %s" % (MAX_DESCRIPTOR_FILES, printable(directory)))
+        for name in names:
+            if name.startswith("."):
+                continue
+            path = directory + "/" + name
+            try:
+                info = os.stat(place(path))  # follows a symlink, as libvirt does
+            except OSError as e:
+                raise CapsfastError("cannot access firmware descriptor %s: %s"
+                                    % (printable(path), e.strerror), errno=e.errno) from None
+            if (info.st_mode & 0o170000) != 0o100000:
+                continue
+            chosen[os.fsencode(name)] = path
+    found = []
+    for key in sorted(chosen):  # strcmp order of the names
+        path = chosen[key]
+        data = _read_bounded(place(path), path)
+        if data:  # an empty file only masks
+            found.append((path, data))
+    return found
+
+
+def _read_bounded(real_path: str, path: str) -> bytes:
+    from capsfast.parts.domcaps.firmware import MAX_BYTES
+
+    try:
+        with open(real_path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise CapsfastError("cannot read firmware descriptor %s: %s"
+                            % (printable(path), e.strerror), errno=e.errno) from None
+    if len(data) > MAX_BYTES:
+        raise CapsfastError("firmware descriptor %s is larger than %d bytes"
+                            % (printable(path), MAX_BYTES))
+    return data
 
 
 def cpu_map(source: "Source") -> "CpuMap":
@@ -305,7 +383,7 @@ def recorded_extras(source: "Source", path_env: str, descriptor_files: "dict[str
     ``swtpm_setup --print-capabilities`` printed, and a placeholder for
     each loader image or NVRAM template the recorded descriptors
     (``descriptor_files``: host path -> contents) name that exists."""
-    from capsfast.parts.domcaps import firmware
+    from capsfast.parts.domcaps import parse
     from capsfast.sources.base import SWTPM_CAPABILITIES
 
     extras: "dict[str, bytes]" = {}
@@ -324,7 +402,7 @@ def recorded_extras(source: "Source", path_env: str, descriptor_files: "dict[str
         extras[SWTPM_CAPABILITIES] = printed
     for path, data in sorted(descriptor_files.items()):
         try:
-            descriptor = firmware.parse(path, data)
+            descriptor = parse.descriptor(path, data)
         except CapsfastError:
             continue  # recorded as it is: the replay refuses it as libvirt would
         for image in (descriptor.executable, descriptor.nvram_template, descriptor.filename):
@@ -334,14 +412,14 @@ def recorded_extras(source: "Source", path_env: str, descriptor_files: "dict[str
 
 
 def _keep_transcript(source: "Source", emulator: str, extras: "dict[str, bytes]") -> None:
-    from capsfast.parts.domcaps import replies
+    from capsfast.parts.domcaps import parse
     from capsfast.sources.base import QEMU_DIR, replies_name
 
     try:
         said = transcript(source, emulator)
     except CapsfastError:
         return  # an emulator that does not answer: its replay says the recording holds nothing of it
-    extras[QEMU_DIR + "/" + replies_name(emulator)] = replies.format(said).encode("utf-8")
+    extras[QEMU_DIR + "/" + replies_name(emulator)] = parse.transcript_text(said).encode("utf-8")
 
 
 def fields(source: "Source", host: object) -> "dict[str, object]":

@@ -9,7 +9,7 @@ import pytest
 
 from capsfast import _native
 from capsfast.errors import CapsfastError
-from capsfast.parts.domcaps import cache, replies
+from capsfast.parts.domcaps import cache, parse
 
 # A QEMU of 7.2 without KVM, as little as libvirt's conversation needs:
 # one process.  Each run appends its -machine argument to runs.log beside
@@ -82,7 +82,7 @@ def test_warm_cache_runs_no_process(host):
     assert second.processes == first.processes
     # the file is the transcript in libvirt's .replies format, under a key
     text = open(cache.cache_file(host[0])).read()
-    assert text.split("\n", 2)[2] == replies.format(first)
+    assert text.split("\n", 2)[2] == parse.transcript_text(first)
 
 
 def _touch_binary(emulator, root, cpu_map):

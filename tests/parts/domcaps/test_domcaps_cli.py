@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from capsfast.parts import domcaps
-from capsfast.parts.domcaps import firmware, read
+from capsfast.parts.domcaps import firmware, parse, read
 
 VERSION = "7.2.0"  # a QEMU of libvirt's corpus
 
@@ -137,10 +137,10 @@ def test_capture_names_the_paths_the_reader_reads():
 
 def test_tpm_versions_from_swtpm_setup():
     printed = b'{ "type": "swtpm_setup", "features": [ "tpm-1.2", "tpm-2.0", "cmdarg-keyfile-fd" ] }'
-    assert read.tpm_versions(printed) == ("1.2", "2.0")
-    assert read.tpm_versions(b'{"features": ["tpm-2.0"]}') == ("2.0",)
-    assert read.tpm_versions(b"") == ()
-    assert read.tpm_versions(b"[1]") == ()
+    assert parse.tpm_versions(printed) == ("1.2", "2.0")
+    assert parse.tpm_versions(b'{"features": ["tpm-2.0"]}') == ("2.0",)
+    assert parse.tpm_versions(b"") == ()
+    assert parse.tpm_versions(b"[1]") == ()
 
 
 def test_one_escape_for_the_whole_document_and_it_is_well_formed():

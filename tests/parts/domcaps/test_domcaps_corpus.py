@@ -11,7 +11,7 @@ import pytest
 from libvirt_data import libvirt_source
 
 from capsfast.cpu_map import x86_map
-from capsfast.parts.domcaps import decide, firmware, replies
+from capsfast.parts.domcaps import decide, parse, read
 from capsfast.parts.domcaps.model import Environment
 from capsfast.render.domcaps_libvirt import render
 
@@ -51,7 +51,7 @@ def corpus_env(version):
 def transcript_of(src, version):
     path = os.path.join(src, "tests", "qemucapabilitiesdata", "caps_%s.x86_64.replies" % version)
     with open(path) as f:
-        return replies.parse(f.read())
+        return parse.transcript(f.read())
 
 
 @pytest.mark.parametrize("version", corpus_versions())
@@ -65,7 +65,8 @@ def test_libvirt_domaincaps_x86_64(libvirt_src, version, suffix, machine, virtty
     # user's configuration in /home/user/.config; the loader images it
     # found replaced by a fixed list.
     tree = os.path.join(libvirt_src, "tests", "qemufirmwaredata")
-    descriptors = firmware.load(firmware.search(tree, privileged=False, xdg_config_home="/home/user/.config"))
+    files = read.search_descriptors(tree, privileged=False, xdg_config_home="/home/user/.config")
+    descriptors = parse.descriptors(files)
     caps = decide.domain_caps(transcript, corpus_env(version), arch="x86_64", machine=machine,
                               virttype=virttype, emulator=EMULATOR,
                               cpu_map=x86_map.load(os.path.join(libvirt_src, "src", "cpu_map")),
@@ -122,7 +123,7 @@ def test_a_live_hosts_answers(answer):
     with open(os.path.join(host, "environment.json")) as f:
         facts = json.load(f)
     with gzip.open(os.path.join(host, "qmp.replies.gz"), "rt") as f:
-        transcript = replies.parse(f.read())
+        transcript = parse.transcript(f.read())
     with open(os.path.join(host, answer + ".xml")) as f:
         expected = f.read()
     env = Environment(kvm_max_vcpus=facts["kvm_max_vcpus"], sev_asids=tuple(facts["sev_asids"]),

@@ -9,7 +9,7 @@ from xml.etree.ElementTree import fromstring
 import pytest
 
 from capsfast.errors import CapsfastError
-from capsfast.parts.domcaps import replies
+from capsfast.parts.domcaps import parse
 from capsfast.cpu_map.x86_decode import GuestCpu
 from capsfast.parts.domcaps.cpu import CustomModel, cpu_modes, host_model
 from capsfast.render.domcaps_cpu import cpu_lines
@@ -39,7 +39,7 @@ def transcripts(libvirt_src):
         path = os.path.join(libvirt_src, "tests", "qemucapabilitiesdata", "caps_%s.x86_64.replies" % version)
         if path not in _loaded:
             with open(path) as f:
-                _loaded[path] = replies.parse(f.read())
+                _loaded[path] = parse.transcript(f.read())
         return _loaded[path]
     return get
 
@@ -89,7 +89,7 @@ def test_libvirt_cputest_host_model_decodes(libvirt_src, libvirt_cpu_map):
         vendor = cpu.find("vendor")
         expected = GuestCpu(cpu.findtext("model"), None if vendor is None else vendor.text,
                              tuple((feature.get("policy"), feature.get("name")) for feature in cpu.findall("feature")))
-        assert host_model(replies.Transcript([process]), 0, libvirt_cpu_map) == expected, host
+        assert host_model(parse.Transcript([process]), 0, libvirt_cpu_map) == expected, host
         checked += 1
     assert checked >= 40
 
@@ -104,7 +104,7 @@ def _transcript(kvm, definitions, expansions=(), max_props=("unavailable-feature
         ({"execute": "query-cpu-definitions"}, {"return": definitions}),
     ]
     process += [({"execute": "query-cpu-model-expansion"}, reply) for reply in expansions]
-    return replies.Transcript([process])
+    return parse.Transcript([process])
 
 
 def _expansion(props):

@@ -10,7 +10,7 @@ import pytest
 from capsfast.cpu_map.x86_baseline import baseline, expand
 from capsfast.cpu_map.x86_decode import GuestCpu
 from capsfast.errors import CapsfastError
-from capsfast.parts.domcaps import replies
+from capsfast.parts.domcaps import parse
 from capsfast.parts.domcaps.cpu import CpuModes, CustomModel, cpu_modes, expand_features
 from capsfast.render.domcaps_cpu import cpu_lines, guest_cpu_lines
 from test_domcaps_cpu import libvirt_cpu_map  # noqa: F401 (a fixture: libvirt 9.0's CPU map, loaded once)
@@ -62,7 +62,7 @@ def test_libvirt_cputest_incompatible_vendors_are_refused(libvirt_src, libvirt_c
 @pytest.mark.parametrize("virttype", ["kvm", "qemu"])
 def test_live_host_equals_libvirtd(libvirt_cpu_map, virttype):
     with open(os.path.join(LIVE, "qmp.replies")) as f:
-        transcript = replies.parse(f.read())
+        transcript = parse.transcript(f.read())
     modes = cpu_modes(transcript, virttype=virttype, arch="x86_64", cpu_map=libvirt_cpu_map)
     with open(os.path.join(LIVE, "cpu-%s.xml" % virttype)) as f:
         assert "\n".join(cpu_lines(modes)) + "\n" == f.read()

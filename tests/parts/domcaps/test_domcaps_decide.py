@@ -6,7 +6,7 @@ import pytest
 from capsfast.errors import CapsfastError
 from capsfast.parts.domcaps import decide
 from capsfast.parts.domcaps.model import Environment
-from capsfast.parts.domcaps.replies import Transcript
+from capsfast.parts.domcaps.parse import Transcript
 from capsfast.render.domcaps_libvirt import render
 
 EMULATOR = "/usr/bin/qemu-system-x86_64"

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from capsfast.errors import CapsfastError
-from capsfast.parts.domcaps import firmware
+from capsfast.parts.domcaps import firmware, parse, read
 from capsfast.render.domcaps_os import os_lines
 
 
@@ -23,16 +23,16 @@ def firmware_tree(libvirt_src):
 def libvirt_test_descriptors(libvirt_src):
     # qemufirmwaretest and domaincapstest run unprivileged, with the user's
     # configuration in /home/user/.config
-    files = firmware.search(firmware_tree(libvirt_src), privileged=False,
-                            xdg_config_home="/home/user/.config")
-    return firmware.load(files)
+    files = read.search_descriptors(firmware_tree(libvirt_src), privileged=False,
+                                    xdg_config_home="/home/user/.config")
+    return parse.descriptors(files)
 
 
 # --- qemufirmwaretest -------------------------------------------------------
 
 def test_precedence_as_libvirt_finds_it(libvirt_src):
-    files = firmware.search(firmware_tree(libvirt_src), privileged=False,
-                            xdg_config_home="/home/user/.config")
+    files = read.search_descriptors(firmware_tree(libvirt_src), privileged=False,
+                                    xdg_config_home="/home/user/.config")
     # etc's 40-ovmf-sb-keys.json is a symlink to usr's 50; etc's empty
     # 60-ovmf-sb.json masks usr's; the user's empty 10-bios.json masks nothing
     assert [path for path, _ in files] == [
@@ -58,7 +58,7 @@ def test_parse_as_libvirt_formats_it_back(libvirt_src, name):
     tree = firmware_tree(libvirt_src)
     path = "/usr/share/qemu/firmware/" + name
     with open(tree + path, "rb") as f:
-        descriptor = firmware.parse(path, f.read())
+        descriptor = parse.descriptor(path, f.read())
     # libvirt's expected re-formatting where it differs from the input
     out = os.path.join(tree, "out") + path
     with open(out if os.path.exists(out) else tree + path) as f:
@@ -165,7 +165,7 @@ def fake_descriptor(name, interfaces, machines, *, executable, nvram="/fw/VARS.f
         mapping["mode"] = "combined"
     doc = {"interface-types": interfaces, "mapping": mapping,
            "targets": [{"architecture": arch, "machines": machines}], "features": list(features)}
-    return firmware.parse("/usr/share/qemu/firmware/" + name, json.dumps(doc).encode())
+    return parse.descriptor("/usr/share/qemu/firmware/" + name, json.dumps(doc).encode())
 
 
 def test_builtin_loaders_where_no_descriptor_serves_the_machine():
@@ -235,7 +235,7 @@ def test_search_skips_hidden_and_directories_and_reads_the_users_config_unprivil
     write(tmp_path, "/xdg/qemu/firmware/05-c.json", "{}")
 
     def paths(**kwargs):
-        return [path for path, _ in firmware.search(str(tmp_path), **kwargs)]
+        return [path for path, _ in read.search_descriptors(str(tmp_path), **kwargs)]
 
     assert paths(privileged=True, xdg_config_home=None) == [
         "/etc/qemu/firmware/10-b.json", "/usr/share/qemu/firmware/50-a.json"]
@@ -247,20 +247,20 @@ def test_search_skips_hidden_and_directories_and_reads_the_users_config_unprivil
 
 
 def test_search_of_an_empty_root_finds_nothing(tmp_path):
-    assert firmware.search(str(tmp_path), privileged=True, xdg_config_home=None) == []
+    assert read.search_descriptors(str(tmp_path), privileged=True, xdg_config_home=None) == []
 
 
 def test_a_dangling_symlink_is_one_error_naming_it(tmp_path):
     os.makedirs(str(tmp_path / "etc/qemu/firmware"))
     os.symlink("/nonexistent/x.json", str(tmp_path / "etc/qemu/firmware/50-x.json"))
     with pytest.raises(CapsfastError, match="^cannot access firmware descriptor /etc/qemu/firmware/50-x.json: "):
-        firmware.search(str(tmp_path), privileged=True, xdg_config_home=None)
+        read.search_descriptors(str(tmp_path), privileged=True, xdg_config_home=None)
 
 
 def test_an_oversized_descriptor_is_refused(tmp_path):
     write(tmp_path, "/usr/share/qemu/firmware/50-big.json", " " * (firmware.MAX_BYTES + 1))
     with pytest.raises(CapsfastError, match="50-big.json is larger than"):
-        firmware.search(str(tmp_path), privileged=True, xdg_config_home=None)
+        read.search_descriptors(str(tmp_path), privileged=True, xdg_config_home=None)
 
 
 GOOD = {"interface-types": ["uefi"],
@@ -317,21 +317,21 @@ MALFORMED = [
 def test_a_malformed_descriptor_is_one_error_line_naming_it(data):
     path = "/etc/qemu/firmware/50-bad\n.json"
     with pytest.raises(CapsfastError) as caught:
-        firmware.load([("/usr/share/qemu/firmware/40-fine.json", json.dumps(GOOD).encode()), (path, data)])
+        parse.descriptors([("/usr/share/qemu/firmware/40-fine.json", json.dumps(GOOD).encode()), (path, data)])
     message = str(caught.value)
     assert message.startswith("firmware descriptor /etc/qemu/firmware/50-bad\\n.json: ")
     assert "\n" not in message
 
 
 def test_the_good_descriptor_loads_as_libvirt_reads_it():
-    (descriptor,) = firmware.load([("/p.json", json.dumps(GOOD).encode())])
+    (descriptor,) = parse.descriptors([("/p.json", json.dumps(GOOD).encode())])
     assert descriptor.loader() == ("/fw/CODE.fd", "/fw/VARS.fd")
     assert descriptor.mode == "split"  # the historical default
     assert descriptor.features == ("requires-smm",)  # unknown ones dropped
     # libvirt stops reading at a NUL byte
-    assert firmware.parse("/p.json", json.dumps(GOOD).encode() + b"\0junk") == descriptor
+    assert parse.descriptor("/p.json", json.dumps(GOOD).encode() + b"\0junk") == descriptor
     combined = json.loads(json.dumps(GOOD))
     combined["mapping"] = {"device": "memory", "filename": "/fw/bios.bin"}
-    assert firmware.parse("/q.json", json.dumps(combined).encode()).loader() == ("/fw/bios.bin", None)
+    assert parse.descriptor("/q.json", json.dumps(combined).encode()).loader() == ("/fw/bios.bin", None)
     combined["mapping"] = {"device": "kernel"}  # libvirt keeps it, with no image
-    assert firmware.parse("/q.json", json.dumps(combined).encode()).loader() is None
+    assert parse.descriptor("/q.json", json.dumps(combined).encode()).loader() is None

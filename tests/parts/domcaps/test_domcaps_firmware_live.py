@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from capsfast.parts.domcaps import firmware
+from capsfast.parts.domcaps import firmware, parse, read
 from capsfast.render.domcaps_os import os_lines
 
 # q35 and pc have descriptors here; isapc has none, so libvirt falls back to
@@ -46,6 +46,6 @@ def test_os_equals_virsh_domcapabilities_here(libvirt_answers, machine):
     canonical = re.search(r"^  <machine>(.*)</machine>$", text, re.M).group(1)
     expected = re.search(r"^  <os supported='yes'>\n(.*\n)*?  </os>\n", text, re.M).group(0)
     # the system daemon is privileged: no user's configuration is read
-    descriptors = firmware.load(firmware.search("/", privileged=True, xdg_config_home=None))
+    descriptors = parse.descriptors(read.search_descriptors("/", privileged=True, xdg_config_home=None))
     caps = firmware.os_caps(descriptors, arch="x86_64", machine=canonical, exists=os.path.exists)
     assert "\n".join(os_lines(caps)) + "\n" == expected

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from capsfast.errors import CapsfastError
-from capsfast.parts.domcaps import cache, qmp, replies
+from capsfast.parts.domcaps import cache, parse, qmp
 
 QEMU = shutil.which("qemu-system-x86_64")
 
@@ -33,7 +33,7 @@ def test_real_qemu_holds_libvirts_conversation(libvirt_src, tcg_early):
     if _qemu_version(QEMU) != (7, 2):
         pytest.skip("this QEMU is not 7.2: libvirt's caps_7.2.0 conversation is not its own")
     transcript = qmp.converse(QEMU, timeout=30, tcg_early=tcg_early)
-    reference = replies.parse(open(os.path.join(
+    reference = parse.transcript(open(os.path.join(
         libvirt_src, "tests", "qemucapabilitiesdata", "caps_7.2.0.x86_64.replies")).read())
 
     kvm = transcript.value("query-kvm")
@@ -49,10 +49,10 @@ def test_real_qemu_holds_libvirts_conversation(libvirt_src, tcg_early):
         assert all(r["id"] == c["id"] for c, r in ours)
     assert [len(p) for p in reference.processes] == [51, 5]
 
-    text = replies.format(transcript)
-    again = replies.parse(text)
+    text = parse.transcript_text(transcript)
+    again = parse.transcript(text)
     assert again.processes == transcript.processes
-    assert replies.format(again) == text
+    assert parse.transcript_text(again) == text
     assert transcript.value("query-target") == {"arch": "x86_64"}
 
 
@@ -190,8 +190,8 @@ def test_not_executable_is_one_error(tmp_path):
 REPLAY = r'''#!%(python)s
 import json, sys
 sys.path[:0] = %(path)r
-from capsfast.parts.domcaps import replies
-process = replies.parse(open(%(replies)r).read()).processes[0 if "kvm" in sys.argv[sys.argv.index("-machine") + 1] else 1]
+from capsfast.parts.domcaps import parse
+process = parse.transcript(open(%(replies)r).read()).processes[0 if "kvm" in sys.argv[sys.argv.index("-machine") + 1] else 1]
 print(json.dumps({"QMP": {"version": {}, "capabilities": []}}), flush=True)
 for (expected, reply), line in zip(process, sys.stdin):
     command = json.loads(line)
@@ -215,7 +215,7 @@ def test_every_recorded_qemu_gets_libvirts_conversation(libvirt_src, tmp_path, a
     assert files
     package = os.path.dirname(os.path.dirname(os.path.abspath(qmp.__file__)))
     for path in files:
-        recorded = replies.parse(open(path).read())
+        recorded = parse.transcript(open(path).read())
         emulator = _script(tmp_path, "qemu-" + os.path.basename(path), REPLAY % {
             "python": sys.executable, "path": [os.path.dirname(package)], "replies": path})
         transcript = qmp.converse(emulator, timeout=60, tcg_early=False)

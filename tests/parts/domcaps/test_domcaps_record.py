@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from capsfast.parts.domcaps import replies
+from capsfast.parts.domcaps import parse
 
 EMULATOR = shutil.which("qemu-system-x86_64")
 pytestmark = pytest.mark.skipif(EMULATOR is None, reason="qemu-system-x86_64 is not installed "
@@ -39,10 +39,10 @@ def virttypes():
 def test_transcripts_kept_in_libvirts_format(recorded):
     directory, _env = recorded
     path = directory / "qemu" / "qemu-system-x86_64.replies"
-    transcript = replies.parse(path.read_text())
+    transcript = parse.transcript(path.read_text())
     assert transcript.value("query-target")["arch"] == "x86_64"
     # written as libvirt writes its tests/qemucapabilitiesdata files: parsing and formatting round-trip
-    assert replies.format(transcript) == path.read_text()
+    assert parse.transcript_text(transcript) == path.read_text()
 
 
 def test_descriptors_kept(recorded):

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from capsfast.errors import CapsfastError
-from capsfast.parts.domcaps import replies
+from capsfast.parts.domcaps import parse
 
 
 def test_libvirt_x86_64_replies_round_trip(libvirt_src):
@@ -14,11 +14,11 @@ def test_libvirt_x86_64_replies_round_trip(libvirt_src):
     assert len(files) >= 11
     for path in files:
         text = open(path).read()
-        transcript = replies.parse(text)
+        transcript = parse.transcript(text)
         # the KVM process and the TCG-only one libvirt starts after it
         assert len(transcript.processes) == 2, path
         assert transcript.value("query-target")["arch"] == "x86_64"
-        assert replies.format(transcript) == text, path
+        assert parse.transcript_text(transcript) == text, path
 
 
 @pytest.mark.parametrize("text", [
@@ -30,4 +30,4 @@ def test_libvirt_x86_64_replies_round_trip(libvirt_src):
 ])
 def test_hostile_transcripts_are_one_error(text):
     with pytest.raises(CapsfastError):
-        replies.parse(text)
+        parse.transcript(text)
