@@ -283,7 +283,7 @@ def kvm_host_cpu(path: str, msr_index: "int | None", want_tsc: bool) -> "KvmHost
 
 def read_files(files: "Sequence[tuple[str, str, int]]") -> "list[tuple[Outcome, bytes | None, bool]]":
     """Each ``(path, op, size)`` (READ, READ_ONCE or LIST) in one crossing, for a
-    caller that reads many files once (capsfast.parts.topology.decide): the Outcome, the
+    caller that reads many files once (capsfast.parts.topology.read): the Outcome, the
     bytes (None unless ok) and whether they were truncated.  Leaner than a
     Batch: no device or CPU structs, no FileResult objects; thousands of
     entries are packed and unpacked in bulk."""

@@ -446,7 +446,7 @@ class Host(Record):
     VMMs want besides KVM's (``capsfast.parts.vmm_modules.VMM_MODULES``), loaded None
     where it cannot be told, or None where a recording did not capture
     them.
-    Read from sysfs on first access, all together (``capsfast.parts.topology.decide``):
+    Read from sysfs on first access, all together (``capsfast.parts.topology.read``):
     ``topology`` (a Topology), ``cache`` (CacheBank tuple), ``pages`` (the
     page sizes in KiB), ``uuid`` (the DMI product UUID, else /etc/machine-id
     as a UUID), ``iommu_groups`` (whether the kernel lists an IOMMU group);

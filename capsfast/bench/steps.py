@@ -371,11 +371,11 @@ def fake_root_1024_cpus(b: Bench) -> None:
     _fake_root_probe(b, 1024)
 
 
-# the host topology (capsfast.parts.topology.decide): a fake sysfs of many CPUs
+# the host topology (capsfast.parts.topology.read): a fake sysfs of many CPUs
 
 def _topology_read(b: Bench, cpus: int) -> None:
     from capsfast import _native
-    from capsfast.parts.topology import decide as topology
+    from capsfast.parts.topology import read as topology
     from capsfast.sources import rounds as reads
 
     with tempfile.TemporaryDirectory(prefix="capsfast-bench-") as tmp:

@@ -1,5 +1,5 @@
 """The host topology, NUMA cells, cache banks, page sizes, UUID and IOMMU
-support (capsfast.parts.topology.decide) against libvirt's rules.
+support (capsfast.parts.topology: read, parse, decide) against libvirt's rules.
 
 The honest reference is libvirt's own test data (tests/data/libvirt, see
 its README): each sysfs tree of virhostcputest with the topology libvirt
@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 import capsfast
-from capsfast.parts.topology import decide as topology
+from capsfast.parts.topology import DMI_UUID_FILES
+from capsfast.parts.topology import decide as topology_decide, parse as topology_parse, read as topology_read
 from capsfast.sources import rounds
 from capsfast.render import libvirt as render_libvirt
 
@@ -39,7 +40,7 @@ def root_with_system(tmp_path, system):
 
 
 def layout_reads(root):
-    return topology.collect(rounds.fetch(str(root)))
+    return topology_read.collect(rounds.fetch(str(root)))
 
 
 # -- libvirt's virhostcputest data ----------------------------------------------
@@ -54,7 +55,7 @@ def test_node_info_equals_libvirts(expected, tmp_path):
     text = (DATA / "virhostcpudata" / expected).read_text()
     cpus, maxcpus, nodes, sockets, cores, threads = map(int, EXPECTED.match(text).groups())
     root = root_with_system(tmp_path, DATA / "virhostcpudata" / ("linux-" + name))
-    got = topology.node_info(layout_reads(root), s390=arch.startswith("s390"))
+    got = topology_decide.node_info(layout_reads(root), s390=arch.startswith("s390"))
     assert got[:5] == (cpus, nodes, sockets, cores, threads)
     assert got[1] * got[2] * got[3] * got[4] == maxcpus
     # And as a probe of that root shows it (dies: always 1 for the host).
@@ -337,8 +338,8 @@ def test_a_root_without_sysfs_says_nothing_of_it(tmp_path):
 def test_layout_is_lazy_and_read_once(tmp_path, monkeypatch):
     root = two_node_host(tmp_path / "root")
     calls = []
-    real = topology.read_keyed
-    monkeypatch.setattr(topology, "read_keyed", lambda *a: calls.append(a) or real(*a))
+    real = topology_read.read_keyed
+    monkeypatch.setattr(topology_read, "read_keyed", lambda *a: calls.append(a) or real(*a))
     host = capsfast.probe(root=str(root), arch="x86_64")
     host.kvm, host.guests
     assert calls == []
@@ -441,7 +442,7 @@ def test_product_uuid_of_equal_bytes_is_not_a_uuid(tmp_path):
     ("1 2", None),
 ])
 def test_parse_cpulist(text, ids):
-    assert topology.parse_cpulist(text) == ids
+    assert topology_parse.parse_cpulist(text) == ids
 
 
 @pytest.mark.parametrize("size, shown", [
@@ -597,7 +598,7 @@ def test_the_collectors_recording_replays_the_same_layout(tmp_path):
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-    live = topology.read(rounds.fetch("/"))
+    live = topology_read.read(rounds.fetch("/"))
     replayed = capsfast.probe(replay=str(tmp_path))
     assert replayed.topology.cells and replayed.cache is not None and replayed.pages is not None
     assert (replayed.topology.sockets, replayed.topology.cores, replayed.topology.threads) == (
@@ -613,7 +614,7 @@ def test_an_unprivileged_user_reads_the_same_layout():
     from forked import in_child
 
     def layout():
-        got = topology.read(rounds.fetch("/"))
+        got = topology_read.read(rounds.fetch("/"))
         return got.topology, got.cache, got.pages, got.uuid, got.iommu_groups
 
     before = node_memory()
@@ -628,7 +629,7 @@ def test_an_unprivileged_user_reads_the_same_layout():
     assert theirs[1:3] == ours[1:3]
     assert theirs[4] == ours[4]
     # The DMI UUID is root's to read: without it, /etc/machine-id.
-    dmi = [p for p in topology.DMI_UUID_FILES if os.path.exists(p)]
+    dmi = [p for p in DMI_UUID_FILES if os.path.exists(p)]
     if not dmi:
         assert theirs[3] == ours[3]
     else:
@@ -662,7 +663,7 @@ def test_cache_files_are_read_once_a_core_and_once_a_bank(tmp_path):
         asked.extend(path for path, _op in requests)
         return fetch(requests)
 
-    layout = topology.decide(topology.collect(spy))
+    layout = topology_decide.decide(topology_read.collect(spy), topology_read.PAGE_KIB)
     cache_paths = [p for p in asked if "/cache" in p]
     assert cache_paths and not [p for p in cache_paths if int(p.split("/cpu")[2].split("/")[0]) % 2]
     assert len([p for p in asked if p.endswith("index3/id")]) == 2  # CPUs 0-127 and 128-255

@@ -1,6 +1,7 @@
 """The ``topology`` part of Host: CPU topology, NUMA cells, cache banks,
 page sizes, the UUID and whether IOMMU groups exist, read from sysfs and
-procfs as libvirt reads them (``decide``: the reads and libvirt's rules)."""
+procfs as libvirt reads them (``read``: the rounds of reads; ``parse``:
+the files' text to values; ``decide``: libvirt's rules)."""
 SYSTEM = "/sys/devices/system"
 CPU_DIR = SYSTEM + "/cpu"
 NODE_DIR = SYSTEM + "/node"
@@ -14,7 +15,7 @@ MEMINFO = "/proc/meminfo"
 # What a recording keeps so that a replay reads the same (``capsfast
 # record`` and the remote collector expand these globs on the recorded
 # host): ("file", pattern) files as read, ("dir", pattern) directories as
-# present (their listings are what ``decide`` reads).
+# present (their listings are what ``read`` reads).
 _CPU = CPU_DIR + "/cpu[0-9]*"
 _NODE = NODE_DIR + "/node[0-9]*"
 RECORD_GLOBS: "tuple[tuple[str, str], ...]" = (
