@@ -81,7 +81,6 @@ def decode_host(walk: "Walk | None", read_device: "DeviceReader", directory: str
             entry = None  # the MSR is part of the key
     if entry is None:
         from capsfast.cpu_map import x86_map as cpumap
-
         from capsfast.cpu_map import x86_decode as cpumodel
 
         loaded = cpumap.load(directory, root)
