@@ -453,7 +453,7 @@ def host_cpu(kvm_path: str, walked: "Walked | None") -> "dict[str, Any]":
     shows arch-capabilities (leaf 7 EDX bit 29), from the msr driver when it
     opens, else KVM_GET_MSRS on the KVM device; the TSC where CPUID shows
     invariant TSC (leaf 0x80000007 EDX bit 8): a VM, a vCPU,
-    KVM_GET_TSC_KHZ, KVM_CAP_TSC_CONTROL (capsfast.parts.cpu_model.read.device_wants)."""
+    KVM_GET_TSC_KHZ, KVM_CAP_TSC_CONTROL (capsfast.parts.cpu_model.read.decode_host)."""
     table = {(leaf, sub): regs for leaf, sub, regs in walked or []}
     want_msr = bool(table.get((7, 0), (0, 0, 0, 0))[3] >> 29 & 1)
     want_tsc = bool(table.get((0x80000007, 0), (0, 0, 0, 0))[3] >> 8 & 1)
@@ -521,7 +521,7 @@ def _kvm_tsc(fd: int) -> "dict[str, Any] | None":
 
 
 def cpu_map_files(directory: str) -> "list[tuple[str, bytes]]":
-    """The CPU map's regular ``*.xml`` files, bounded (capsfast.parts.cpu_model.read.map_files)."""
+    """The CPU map's regular ``*.xml`` files, bounded as capsfast.cpu_map.x86_map reads them."""
     try:
         names = sorted(os.listdir(directory))
     except OSError:

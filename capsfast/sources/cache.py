@@ -128,13 +128,19 @@ VOLATILE_CPUID = {(0x1, 0): (0xFFFFFFFF, 0x00FFFFFF, 0xFFFFFFFF, 0xFFFFFFFF),
                   (0x8000001E, None): (0, 0, 0, 0)}
 
 
+def volatile_masks(leaf: int, sub: int) -> "tuple[int, int, int, int] | None":
+    """The masks of the bits of ``(leaf, sub)`` kept in a key, None where
+    every bit is."""
+    return VOLATILE_CPUID.get((leaf, sub)) or VOLATILE_CPUID.get((leaf, None))
+
+
 def walk_key(walk: "Mapping[tuple[int, int], tuple[int, int, int, int]]", stable: bool) -> str:
     """A CPUID walk as cache key text; ``stable``: with the per-CPU bits
     masked off (only where nothing read from the walk depends on them)."""
     parts = []
     for (leaf, sub), (a, b, c, d) in sorted(walk.items()):
         if stable:
-            masks = VOLATILE_CPUID.get((leaf, sub)) or VOLATILE_CPUID.get((leaf, None))
+            masks = volatile_masks(leaf, sub)
             if masks is not None:
                 a, b, c, d = a & masks[0], b & masks[1], c & masks[2], d & masks[3]
         parts.append("%x:%x:%x:%x:%x:%x" % (leaf, sub, a, b, c, d))

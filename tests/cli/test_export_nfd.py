@@ -84,9 +84,9 @@ def sample_host(**changes):
         cpu_model=CpuModel("IvyBridge", "Intel", ("vme", "ss"), (6, 58, 9), 0x21, 36, None, None),
     )
     # The platform part as a host with none of its files read decides it.
-    from capsfast.parts.platform import decide as security
+    from capsfast.parts.platform import decide, parse
 
-    sec, iommu, devices = security.decide(security.Facts({}, {}, {}, {}, None, None), host)
+    sec, iommu, devices = decide.decide(parse.Facts({}, {}, {}, {}, None, None), host)
     host = host._replace(security=sec, iommu=iommu, devices=devices)
     return host._replace(**changes)
 

@@ -18,6 +18,7 @@ import capsfast
 from capsfast import _native
 from capsfast.recording import collector
 from capsfast.parts.core import cpuid
+from capsfast.parts.cpu_model import parse
 from capsfast.parts.cpu_model import read as hostcpu
 from capsfast.cli import main
 from capsfast.errors import CapsfastError
@@ -107,7 +108,7 @@ def test_no_map_no_model(tmp_path):
     ("", (None, None)),
 ])
 def test_cpuinfo_facts(text, expected):
-    assert hostcpu.cpuinfo_facts(text) == expected
+    assert parse.cpuinfo_facts(text) == expected
 
 
 # -- the disk cache ---------------------------------------------------------------

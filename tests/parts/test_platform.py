@@ -18,6 +18,7 @@ from capsfast.parts.platform import read as platform
 from capsfast import host as probing
 from capsfast.render import check as report
 from capsfast.parts.platform import decide as security
+from capsfast.parts.platform import parse as facts_parse
 from capsfast.cli import main
 
 NOBODY = (65534, 65534)
@@ -92,8 +93,8 @@ def test_a_huge_misc_capacity_is_ignored_not_an_error(tmp_path):
     sev = capsfast.probe(replay=str(rec)).security.sev
     assert sev.status == "enabled" and not any(e.startswith("misc.") for e in sev.evidence)
     (rec / "root/sys/fs/cgroup/misc.capacity").write_bytes(b"sev 99999999999999999999999999\n")
-    assert security.misc_capacity(security.Facts({"misc.capacity": ("ok", b"sev 99999999999999999999999999\n")},
-                                                 {}, {}, {}, None, None)) is None
+    assert facts_parse.misc_capacity(facts_parse.Facts({"misc.capacity": ("ok", b"sev 99999999999999999999999999\n")},
+                                                       {}, {}, {}, None, None)) is None
 
 
 def test_prot_virt_host_a_directory_is_unknown(tmp_path, capsys):
@@ -313,9 +314,10 @@ def test_check_as_a_process_piped():
 
 
 def test_import_and_the_default_probe_load_none_of_it():
-    """capsfast.parts.platform.read and capsfast.parts.platform.decide are imported on first use."""
+    """capsfast.parts.platform.read, parse and decide are imported on first use."""
     code = ("import sys, capsfast; capsfast.probe(); capsfast.kvm_usable(); "
-            "print(sorted(m for m in sys.modules if m in ('capsfast.parts.platform.read', 'capsfast.parts.platform.decide')))")
+            "print(sorted(m for m in sys.modules if m in ('capsfast.parts.platform.read', "
+            "'capsfast.parts.platform.parse', 'capsfast.parts.platform.decide')))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.stdout.strip() == "[]", run.stdout + run.stderr
 

@@ -1,7 +1,8 @@
 """The ``cpu_model`` part of Host: the host CPU as libvirt names it, decoded
 from the full CPUID walk against libvirt's CPU map (``read``: the inputs
-through the source and the disk cache; the map and the decoder are
-``capsfast.cpu_map``'s)."""
+through the source; ``parse``: /proc/cpuinfo's values, pure; ``decide``:
+the model a decode gives, pure; ``cache``: the disk cache of decoded
+models; the map and the decoder are ``capsfast.cpu_map``'s)."""
 from capsfast.sources.base import DEFAULT_CPU_MAP
 
 NAME = "cpu_model"

@@ -21,36 +21,35 @@ device of its own, and a recording brings the values it read.
 The decoded model is kept in ``$XDG_CACHE_HOME/capsfast`` (as machine
 types are), keyed on the CPUID walk, the MSR value and each map file's
 identity (name, size, mtime, ctime, inode): any difference is a miss, and
-the map is read and decoded again.  A corrupt or foreign cache file is a
-miss too; ``CAPSFAST_CACHE=off`` turns the cache off
-(``capsfast.sources.cache``: what every cache shares).
+the map is read and decoded again (``capsfast.parts.cpu_model.cache``).  A
+corrupt or foreign cache file is a miss too; ``CAPSFAST_CACHE=off`` turns
+the cache off (``capsfast.sources.cache``: what every cache shares).
+/proc/cpuinfo's values are ``capsfast.parts.cpu_model.parse``'s, the
+CpuModel a decode gives ``capsfast.parts.cpu_model.decide``'s.
 """
 import os
 
 from capsfast.constants import X86_ARCHS
-from capsfast.model import CpuModel, Tsc
+from capsfast.model import CpuModel
+from capsfast.parts.cpu_model import cache as model_cache
+from capsfast.parts.cpu_model import decide
+from capsfast.parts.cpu_model.parse import cpuinfo_facts
 from capsfast.sources import cache
 from capsfast.sources.base import DEFAULT_CPU_MAP, under
-# Where the CPU map is found, and a walk as cache key text: shared with the
-# QMP transcript cache, so they live below the parts.
+# Where the CPU map is found: shared with the QMP transcript cache, so it
+# lives below the parts.
 from capsfast.sources.base import ENV_CPU_MAP as ENV_CPU_MAP, map_directory as map_directory
-from capsfast.sources.cache import VOLATILE_CPUID as _VOLATILE, walk_key as _walk_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from capsfast.cpu_map.x86_map import CpuMap
-    from capsfast.model import Host
+    from capsfast.model import Host, Tsc
     from capsfast.sources.base import Source
 
     Walk = Mapping[tuple[int, int], tuple[int, int, int, int]]
     # (MSR value or None, Tsc or None) for (MSR wanted, TSC wanted)
     DeviceReader = Callable[[bool, bool], "tuple[int | None, Tsc | None]"]
-
-CACHE_VERSION = 1
-_CACHE_MAGIC = b"capsfast cpu model cache %d" % CACHE_VERSION
-_MAX_CACHE = 1 << 20
 
 
 def map_present(directory: str) -> bool:
@@ -59,168 +58,12 @@ def map_present(directory: str) -> bool:
     return os.path.exists(os.path.join(directory, "index.xml"))
 
 
-# -- /proc/cpuinfo ----------------------------------------------------------------
-
-def cpuinfo_facts(text: str) -> "tuple[int | None, int | None]":
-    """(microcode, physical address bits) as libvirt reads them: the first
-    ``microcode`` value (strtoul base 0; 0 means unknown) and the first
-    ``address sizes`` number."""
-    microcode = bits = None
-    at = text.find("microcode")
-    if at >= 0:
-        colon = text.find(":", at)
-        if colon >= 0:
-            words = text[colon + 1:].split(None, 1)
-            word = words[0] if words else ""
-            try:
-                value = int(word[2:], 16) if word[:2].lower() == "0x" else int(word, 10)
-            except ValueError:
-                value = 0
-            microcode = value if 0 < value < 1 << 32 else None
-    for line in text.splitlines():
-        if line.startswith("address sizes"):
-            colon = line.find(":")
-            digits = line[colon + 1:].lstrip() if colon >= 0 else ""
-            end = 0
-            while end < len(digits) and digits[end].isdigit():
-                end += 1
-            if end and int(digits[:end]) < 1 << 32:
-                bits = int(digits[:end])
-            break
-    return microcode, bits
-
-
-
-
 def no_device(want_msr: bool, want_tsc: bool) -> "tuple[int | None, Tsc | None]":
     """A DeviceReader for a CPU with no device to ask (a dump, a fake root)."""
     return None, None
 
 
-# -- the cache --------------------------------------------------------------------
-
-def cache_dir() -> str:
-    return cache.directory()
-
-
-def _volatile_free(cpu_map: "CpuMap") -> bool:
-    """Whether no feature of the map reads a per-CPU bit: only then may the
-    key leave them out."""
-    for _name, data in cpu_map.features:
-        for (kind, leaf, sub), value in data.items():
-            if kind != 0:
-                continue
-            masks = _VOLATILE.get((leaf, sub)) or _VOLATILE.get((leaf, None))
-            if masks is None:
-                continue
-            kept = masks[0] | masks[1] << 32 | masks[2] << 64 | masks[3] << 96
-            if value & ~kept:
-                return False
-    return True
-
-
-def _identities(directory: str, names: "list[str]") -> "list[str | None]":
-    """Each map file's identity (name, size, mtime, ctime, inode), or None
-    where it cannot be stat'ed; the names resolved in the directory once."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return [None] * len(names)
-    out: list[str | None] = []
-    try:
-        for name in names:
-            try:
-                st = os.stat(name, dir_fd=fd)
-            except OSError:
-                out.append(None)
-                continue
-            out.append("%s %d %d %d %d" % (name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
-    finally:
-        os.close(fd)
-    return out
-
-
-def _cache_file(directory: str) -> str:
-    """One cache file per CPU map directory (its last walk)."""
-    return os.path.join(cache.directory(), "cpumodel-%d-%s.txt" % (CACHE_VERSION, cache.file_name(directory)))
-
-
-class _Entry:
-    __slots__ = ("wants_msr", "msr", "wants_tsc", "model", "vendor", "features")
-
-    def __init__(self, wants_msr: bool, msr: "int | None", wants_tsc: bool, model: "str | None",
-                 vendor: "str | None", features: "tuple[str, ...]") -> None:
-        self.wants_msr = wants_msr
-        self.msr = msr
-        self.wants_tsc = wants_tsc
-        self.model = model
-        self.vendor = vendor
-        self.features = features
-
-
-def _load(path: str, directory: str, walk: "Walk") -> "_Entry | None":
-    """The cached entry at ``path`` when its map and walk are these and each
-    map file is as it was; None otherwise (absent, corrupt, stale)."""
-    body = cache.load(path, _CACHE_MAGIC, _map_line(directory), _MAX_CACHE)
-    if body is None:
-        return None
-    try:
-        fields: dict[str, str] = {}
-        files: list[str] = []
-        for line in body.decode("utf-8", "surrogateescape").split("\n"):
-            key, _sep, value = line.partition(" ")
-            if key == "file":
-                files.append(value)
-            elif key:
-                fields[key] = value
-        if not files:
-            return None
-        if fields.get("walk") != _walk_text(walk, fields.get("stable") == "1"):
-            return None
-        if _identities(directory, [recorded.split(" ", 1)[0] for recorded in files]) != files:
-            return None
-        msr = fields["msr"]
-        model, vendor = fields["model"], fields["vendor"]
-        return _Entry(fields["wants_msr"] == "1", None if msr == "-" else int(msr, 16), fields["wants_tsc"] == "1",
-                      None if model == "-" else model, None if vendor == "-" else vendor,
-                      tuple(fields["features"].split()))
-    except (KeyError, ValueError, IndexError):
-        return None
-
-
-def _map_line(directory: str) -> bytes:
-    return ("map " + directory).encode("utf-8", "surrogateescape")
-
-
-def _save(path: str, directory: str, walk: "Walk", cpu_map: "CpuMap", entry: _Entry) -> None:
-    """Write the entry atomically; a read-only home just means no cache."""
-    names = ([entry.model or "-", entry.vendor or "-"] + list(entry.features) + [directory]
-             + list(cpu_map.files))
-    if any(not n or any(c.isspace() for c in n) for n in names[:-len(cpu_map.files) - 1]) or "\n" in directory:
-        return  # names a line format cannot hold: decode again next time
-    stable = _volatile_free(cpu_map)
-    identities = _identities(directory, list(cpu_map.files))
-    if any(i is None for i in identities):
-        return
-    lines = ["file %s" % i for i in identities] + [
-        "stable %d" % stable,
-        "walk " + _walk_text(walk, stable),
-        "wants_msr %d" % entry.wants_msr,
-        "msr %s" % ("-" if entry.msr is None else "%x" % entry.msr),
-        "wants_tsc %d" % entry.wants_tsc,
-        "model " + (entry.model or "-"),
-        "vendor " + (entry.vendor or "-"),
-        "features " + " ".join(entry.features),
-        "",
-    ]
-    cache.save(path, _CACHE_MAGIC, _map_line(directory), "\n".join(lines).encode("utf-8", "surrogateescape"))
-
-
 # -- the decode -------------------------------------------------------------------
-
-def _no_model(microcode: "int | None", bits: "int | None") -> CpuModel:
-    return CpuModel(None, None, (), None, microcode, bits, None, None)
-
 
 def decode_host(walk: "Walk | None", read_device: "DeviceReader", directory: str, root: "str | None",
                 cpuinfo: str, use_cache: bool = True) -> CpuModel:
@@ -229,9 +72,9 @@ def decode_host(walk: "Walk | None", read_device: "DeviceReader", directory: str
     there is no map there; CapsfastError for a map that is there but bad)."""
     microcode, bits = cpuinfo_facts(cpuinfo)
     if not walk or (0, 0) not in walk or not map_present(directory):
-        return _no_model(microcode, bits)
-    cache_path = _cache_file(directory) if use_cache and cache.enabled() else None
-    entry = _load(cache_path, directory, walk) if cache_path is not None else None
+        return decide.no_model(microcode, bits)
+    cache_path = model_cache.path(directory) if use_cache and cache.enabled() else None
+    entry = model_cache.load(cache_path, directory, walk) if cache_path is not None else None
     if entry is not None:
         msr, tsc = read_device(entry.wants_msr, entry.wants_tsc)
         if msr != entry.msr:
@@ -247,15 +90,10 @@ def decode_host(walk: "Walk | None", read_device: "DeviceReader", directory: str
         msr, tsc = read_device(wants_msr, wants_tsc)
         msrs = {} if msr is None else {cpumodel.ARCH_CAPABILITIES_MSR: msr}
         decoded = cpumodel.decode(cpumodel.cpu_data(walk, msrs), loaded)
-        entry = _Entry(wants_msr, msr, wants_tsc, decoded.model, decoded.vendor, decoded.features)
+        entry = model_cache.Entry(wants_msr, msr, wants_tsc, decoded.model, decoded.vendor, decoded.features)
         if cache_path is not None:
-            _save(cache_path, directory, walk, loaded, entry)
-    eax1 = walk.get((1, 0), (0, 0, 0, 0))[0] & 0x0FFF3FFF
-    family = ((eax1 >> 20) & 0xFF) + ((eax1 >> 8) & 0xF)
-    signature = (family, ((eax1 >> 12) & 0xF0) + ((eax1 >> 4) & 0xF), eax1 & 0xF) if entry.model else None
-    # As libvirt: the counter does not depend on a model being found.
-    return CpuModel(entry.model, entry.vendor if entry.model else None, entry.features, signature,
-                    microcode, bits, tsc, directory)
+            model_cache.save(cache_path, directory, walk, loaded.files, loaded.features, entry)
+    return decide.host_model(walk, entry.model, entry.vendor, entry.features, microcode, bits, tsc, directory)
 
 
 def read(source: "Source", arch: str) -> CpuModel:
@@ -264,7 +102,7 @@ def read(source: "Source", arch: str) -> CpuModel:
     CPU map (an overlay, else the host's own).  libvirt decodes x86 CPUs
     only."""
     if arch not in X86_ARCHS:
-        return CpuModel(None, None, (), None, None, None, None, None)
+        return decide.no_model(None, None)
     root = source.root
     directory = map_directory(root, source.cpu_map)
     # The root's own copy must stay inside the root; a map named by the

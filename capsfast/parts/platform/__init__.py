@@ -1,8 +1,9 @@
 """The platform part of Host: confidential computing (``security``),
 device assignment (``iommu``) and the other devices and cgroup controllers
 (``devices``) virt-host-validate checks (``read``: the facts through the
-source; ``decide``: what they mean, pure).  The first block of
-/proc/cpuinfo and the CPUID walk come from the source too."""
+source; ``parse``: their values, pure; ``decide``: what they mean, pure).
+The first block of /proc/cpuinfo and the CPUID walk come from the source
+too."""
 from capsfast.constants import MSR_DEVICE, MSR_SYSCFG
 from capsfast.sources.base import LIST, MSR, READ, STAT
 

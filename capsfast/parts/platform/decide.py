@@ -2,7 +2,8 @@
 verdicts (AMD SEV, SEV-ES, SEV-SNP, Intel TDX, SGX, IBM Secure Execution),
 device assignment (the IOMMU), and the other devices and cgroup
 controllers virt-host-validate checks.  The facts come from
-``capsfast.parts.platform.read``; nothing here reads a file.
+``capsfast.parts.platform.read``, their values from
+``capsfast.parts.platform.parse``; nothing here reads a file.
 
 Each technology goes down the same ladder as hardware virtualization,
 stronger evidence first: the CPU offers it (CPUID) but the firmware turned
@@ -15,19 +16,15 @@ the CPU lacks it (``unsupported``); cannot tell (``unknown``).  An
 unreadable or malformed file never decides "no": it gives ``unknown``.
 """
 from capsfast.model import Devices, Iommu, Security, Sev, Sgx, Tech
+from capsfast.parts.platform.parse import (
+    Facts, cgroup_v1, cgroup_v2, cmdline, cmdline_value, cpuid_leaf, cpuinfo_block, kernel_flags, misc_capacity,
+    parameter,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from capsfast.sources.base import Registers
     from capsfast.model import CgroupVersion, Confidence, Host, IommuStatus, TechStatus
-
-    # ("ok" | "absent" | "unreadable" | "truncated", bytes or None)
-    FileFact = tuple[str, "bytes | None"]
-    Walk = dict[tuple[int, int], Registers]
-
-ABSENT: "FileFact" = ("absent", None)
+    from capsfast.parts.platform.parse import Walk
 
 STATUSES = ("enabled", "disabled_by_firmware", "disabled_in_kernel", "not_exposed", "unsupported", "unknown")
 IOMMU_STATUSES = ("enabled", "disabled_in_kernel", "absent", "unknown")
@@ -51,124 +48,6 @@ FEAT_CTL_LOCKED = 1 << 0
 FEAT_CTL_SGX = 1 << 18
 # KVM_CAP_VM_TYPES bits (linux/kvm.h KVM_X86_*_VM).
 VM_TYPE = {"sev": 2, "sev_es": 3, "sev_snp": 4, "tdx": 5}
-_TRUE = ("Y", "y", "1")
-_FALSE = ("N", "n", "0")
-
-
-class Facts:
-    """What ``capsfast.parts.platform.read`` gathered: ``files`` key -> FileFact of the
-    files read; ``present`` key -> True, False or None (unreadable) of the
-    paths looked at; ``listed`` the entries of /sys/kernel/iommu_groups and
-    /sys/class/iommu (None: unreadable); ``access`` device path -> read-write
-    for this process (None: unknown); ``syscfg`` the AMD SYSCFG MSR or None;
-    ``walk`` the CPUID walk or None."""
-
-    __slots__ = ("files", "present", "listed", "access", "syscfg", "walk")
-
-    def __init__(self, files: "Mapping[str, FileFact]", present: "Mapping[str, bool | None]",
-                 listed: "Mapping[str, list[str] | None]", access: "Mapping[str, bool | None]",
-                 syscfg: "int | None", walk: "Walk | None") -> None:
-        self.files = files
-        self.present = present
-        self.listed = listed
-        self.access = access
-        self.syscfg = syscfg
-        self.walk = walk
-
-    def text(self, key: str) -> "str | None":
-        """The file's text when it was read whole, else None."""
-        state, data = self.files.get(key, ABSENT)
-        if state != "ok" or data is None:
-            return None
-        return data.decode("utf-8", "replace")
-
-    def state(self, key: str) -> str:
-        return self.files.get(key, ABSENT)[0]
-
-
-# -- small readers (pure) ---------------------------------------------------------
-
-def parameter(facts: Facts, key: str) -> "tuple[str, bool | None]":
-    """A module parameter: ("absent"|"unreadable"|"malformed"|"ok", value).
-    ``Y``, ``y``, ``1`` are on, ``N``, ``n``, ``0`` off (bool parameters
-    print Y/N, older int ones 1/0); anything else is malformed."""
-    state = facts.state(key)
-    if state == "absent":
-        return "absent", None
-    text = facts.text(key)
-    if text is None:
-        return "unreadable", None
-    value = text.strip()
-    if value in _TRUE:
-        return "ok", True
-    if value in _FALSE:
-        return "ok", False
-    return "malformed", None
-
-
-def cpuinfo_block(facts: Facts) -> "dict[str, str] | None":
-    """The first block of /proc/cpuinfo as {key: value}; None if unread."""
-    state, data = facts.files.get("cpuinfo", ABSENT)
-    if state not in ("ok", "truncated") or data is None:
-        return None
-    end = data.find(b"\n\n")
-    fields: dict[str, str] = {}
-    for line in (data if end < 0 else data[:end]).decode("utf-8", "replace").splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip(), value.strip())
-    return fields
-
-
-def kernel_flags(facts: Facts) -> "frozenset[str] | None":
-    block = cpuinfo_block(facts)
-    if block is None or "flags" not in block:
-        return None
-    return frozenset(block["flags"].split())
-
-
-def cmdline(facts: Facts) -> "list[str] | None":
-    text = facts.text("cmdline")
-    return None if text is None else text.split()
-
-
-def cmdline_value(args: "list[str] | None", name: str) -> "str | None":
-    """The value of the first ``name=`` argument (libvirt's search-first), or None."""
-    for arg in args or ():
-        if arg == "--":
-            break
-        key, sep, value = arg.partition("=")
-        if key == name:
-            return value if sep else ""
-    return None
-
-
-def misc_capacity(facts: Facts) -> "dict[str, int] | None":
-    """The misc cgroup's capacities (``sev``, ``sev_es``, ``tdx``: ASIDs or
-    KeyIDs); None where unread or not a list of ``name number`` lines."""
-    text = facts.text("misc.capacity")
-    if text is None:
-        return None
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        words = line.split()
-        if not words:
-            continue
-        if len(words) != 2 or not words[1].isdigit() or len(words[1]) > 19:
-            return None
-        out[words[0]] = int(words[1])
-    return out
-
-
-def _leaf(walk: "Walk | None", leaf: int, subleaf: int = 0) -> "Registers | None":
-    """A leaf of the walk where the CPU's maximum leaf of its range allows it."""
-    if walk is None:
-        return None
-    base = leaf & 0xFFFF0000
-    top = walk.get((base, 0))
-    if top is None or top[0] < leaf:
-        return None
-    return walk.get((leaf, subleaf), (0, 0, 0, 0))
 
 
 # -- the verdicts -----------------------------------------------------------------
@@ -189,7 +68,7 @@ def _amd(tech: str, facts: Facts, host: "Host", flags: "frozenset[str] | None", 
         return _tech("unsupported", "certain", ["arch.not-x86"], None)
     if host.cpu.vendor not in (None, "AuthenticAMD", "HygonGenuine"):
         return _tech("unsupported", "certain", ["cpu.not-amd"], None)
-    leaf = _leaf(facts.walk, 0x8000001F)
+    leaf = cpuid_leaf(facts.walk, 0x8000001F)
     in_cpuid = None if leaf is None else bool(leaf[0] >> _AMD_BITS[tech] & 1)
     if facts.walk is not None and leaf is None:
         in_cpuid = False  # the CPU has no leaf 0x8000001F at all
@@ -309,7 +188,7 @@ def _vm_types(host: "Host") -> "int | None":
 
 def _sev(facts: Facts, host: "Host", flags: "frozenset[str] | None", x86: bool) -> Sev:
     verdict = _amd("sev", facts, host, flags, x86)
-    leaf = _leaf(facts.walk, 0x8000001F) if x86 else None
+    leaf = cpuid_leaf(facts.walk, 0x8000001F) if x86 else None
     cbitpos = reduced = max_guests = max_es = None
     if leaf is not None and leaf[0] >> 1 & 1:
         cbitpos = leaf[1] & 0x3F
@@ -384,12 +263,12 @@ def _sgx(facts: Facts, host: "Host", flags: "frozenset[str] | None", cmd: "list[
 
 
 def _sgx_details(walk: "Walk | None") -> "tuple[bool | None, bool | None, bool | None, tuple[tuple[int, int], ...] | None]":
-    leaf7 = _leaf(walk, 7)
+    leaf7 = cpuid_leaf(walk, 7)
     if leaf7 is None:
         return None, None, None, None
     if not leaf7[1] >> 2 & 1:
         return False, False, bool(leaf7[2] >> 30 & 1), ()
-    leaf12 = _leaf(walk, 0x12) or (0, 0, 0, 0)
+    leaf12 = cpuid_leaf(walk, 0x12) or (0, 0, 0, 0)
     sections = []
     assert walk is not None
     for sub in range(2, 64):
@@ -410,7 +289,7 @@ def _sgx_verdict(facts: Facts, host: "Host", flags: "frozenset[str] | None", cmd
     if host.cpu.vendor not in (None, "GenuineIntel"):
         return _tech("unsupported", "certain", ["cpu.not-intel"], None), details
     evidence: list[str] = []
-    leaf7 = _leaf(facts.walk, 7)
+    leaf7 = cpuid_leaf(facts.walk, 7)
     in_cpuid = facts.walk is not None and leaf7 is not None and bool(leaf7[1] >> 2 & 1)
     guest = host.hypervisor.vendor is not None
     if facts.walk is not None and not in_cpuid:
@@ -585,22 +464,15 @@ def _iommu_arg_hint(table: str, cmd: "list[str] | None") -> str:
 # -- the other devices and cgroups --------------------------------------------------
 
 def _cgroups(facts: Facts) -> "tuple[CgroupVersion | None, tuple[tuple[str, bool | None], ...]]":
-    proc = facts.text("proc_cgroups")
-    v1: dict[str, bool] = {}
-    if proc is not None:
-        for line in proc.splitlines():
-            words = line.split()
-            if len(words) < 4 or line.startswith("#") or not words[1].isdigit():
-                continue
-            # A controller on a v1 hierarchy has a non-zero hierarchy ID.
-            v1[words[0]] = words[1] != "0" and words[3] == "1"
-    v2_text = facts.text("cgroup2")
-    hybrid_text = facts.text("cgroup2.unified")
+    proc = cgroup_v1(facts)
+    v1 = proc or {}
+    v2 = cgroup_v2(facts, "cgroup2")
+    hybrid = cgroup_v2(facts, "cgroup2.unified")
     v2_words: "set[str] | None" = None
-    if v2_text is not None or hybrid_text is not None:
-        v2_words = set((v2_text or "").split()) | set((hybrid_text or "").split())
+    if v2 is not None or hybrid is not None:
+        v2_words = (v2 or set()) | (hybrid or set())
     mounted_v1 = any(v1.values())
-    if v2_text is not None and not mounted_v1:
+    if v2 is not None and not mounted_v1:
         version: "CgroupVersion | None" = "v2"
     elif mounted_v1:
         version = "hybrid" if v2_words is not None else "v1"

@@ -5,13 +5,14 @@ controllers virt-host-validate checks.  Never on the default probe path.
 One crossing reads every file of ``ENTRIES`` and the ``LISTINGS``; the first
 block of /proc/cpuinfo and the full CPUID walk (leaves 7, 0x12 and
 0x8000001F) are the source's, read once for every part that wants them.
-What the facts mean is ``capsfast.parts.platform.decide``'s (pure).
+Their values are ``capsfast.parts.platform.parse``'s, what they mean
+``capsfast.parts.platform.decide``'s (both pure).
 
 An unreadable file is a fact of its own ("unreadable"), never "absent":
 a verdict built on it says ``unknown``.
 """
 from capsfast.parts.platform import ACCESS, DEPENDS, DEVICE_NODES, ENTRIES, LISTINGS, NAME
-from capsfast.parts.platform import decide as security
+from capsfast.parts.platform import decide, parse
 from capsfast.sources.base import LIST, MSR, STAT, specs
 
 TYPE_CHECKING = False
@@ -25,10 +26,10 @@ def plan(root: str) -> "list[FileSpec]":
     return specs(root, ENTRIES + LISTINGS, DEPENDS)
 
 
-def _file(result: "FileResult") -> "security.FileFact":
+def _file(result: "FileResult") -> "parse.FileFact":
     code = result.outcome.code
     if code == "absent":
-        return security.ABSENT
+        return parse.ABSENT
     if code != "ok":
         return ("unreadable", None)
     if result.truncated:
@@ -48,7 +49,7 @@ def _names(result: "FileResult") -> "list[str] | None":
     return sorted(name for name in names if name and not name.startswith("."))
 
 
-def gather(source: "Source") -> "security.Facts":
+def gather(source: "Source") -> "parse.Facts":
     """The raw facts of the host ``source`` reads: one crossing for the
     files and listings, its /proc/cpuinfo block and CPUID walk, the device
     nodes' access as it tells it."""
@@ -56,11 +57,11 @@ def gather(source: "Source") -> "security.Facts":
     if not source.captured(NAME):
         # A recording that did not capture these files (an older capsfast's,
         # or a hand-made tree without them) cannot tell: unknown, never "no".
-        return security.Facts({key: ("unreadable", None) for key in keys + ["cpuinfo"]},
+        return parse.Facts({key: ("unreadable", None) for key in keys + ["cpuinfo"]},
                               {key: None for key in keys}, {key[len("list."):]: None for key, *_ in LISTINGS},
                               {path: None for path in ACCESS}, None, source.walk())
     results = source.files(ENTRIES + LISTINGS, DEPENDS)
-    files: dict[str, security.FileFact] = {"cpuinfo": _file(source.cpuinfo())}
+    files: dict[str, parse.FileFact] = {"cpuinfo": _file(source.cpuinfo())}
     present: dict[str, bool | None] = {}
     msr_value = None
     listed: dict[str, list[str] | None] = {}
@@ -76,13 +77,13 @@ def gather(source: "Source") -> "security.Facts":
             files[key] = _file(result)
     by_path = {path: key for key, path in DEVICE_NODES.items()}
     rw = {path: source.access(path) if present.get(by_path[path]) else None for path in ACCESS}
-    return security.Facts(files, present, listed, rw, msr_value, source.walk())
+    return parse.Facts(files, present, listed, rw, msr_value, source.walk())
 
 
 def read(source: "Source", host: "Host") -> "tuple[Security, Iommu, Devices]":
     """The platform part of ``host``: its facts gathered and decided; the
     Host's CPU, hypervisor, MSRs and KVM capabilities count too."""
-    return security.decide(gather(source), host)
+    return decide.decide(gather(source), host)
 
 
 def fields(source: "Source", host: "Host") -> "dict[str, object]":
