@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st  
 
 from capsfast import CapsfastError, _native  # noqa: E402
 from capsfast.recording import collector
-from capsfast.parts.core import cpuid
+from capsfast.parts.core import parse
 from capsfast.parts.core import read as facts
 from capsfast import host as probing
 from capsfast.render import json as render_json  # noqa: E402
@@ -46,7 +46,7 @@ def dump_line(leaf, subleaf, r):
 
 # Text that looks like a dump half of the time: real lines mixed with junk.
 dump_words = st.one_of(
-    st.builds(dump_line, st.sampled_from(cpuid.LEAVES + (2, 7, 0x80000008)), st.integers(0, 3), regs),
+    st.builds(dump_line, st.sampled_from(parse.LEAVES + (2, 7, 0x80000008)), st.integers(0, 3), regs),
     st.sampled_from(["CPU:", "CPU 0:", "CPU 1:", "CPU", "", "   ", "0x1 0x0:", "eax=0x1",
                      "0x00000000 0x00: eax=0x1 ebx=0x2 ecx=0x3 edx=0x100000000",
                      "0x00000000 0x00: eax=0x1 ebx=0x2 ecx=0x3 edx=-0x1",
@@ -62,17 +62,17 @@ dump_text = st.lists(dump_words, max_size=30).map("\n".join)
 @given(dump_text)
 def test_dump_reader_raises_only_capsfast_error(text):
     try:
-        leaves = cpuid.leaves_from_dump(text, "fuzz")
+        leaves = parse.leaves_from_dump(text, "fuzz")
     except CapsfastError as e:
         assert "\n" not in str(e)
         return
-    assert len(leaves) == len(cpuid.LEAVES)
+    assert len(leaves) == len(parse.LEAVES)
     assert all(len(r) == 4 and all(0 <= v <= 0xFFFFFFFF for v in r) for r in leaves)
     # What we render parses back to the same leaves.
-    assert cpuid.leaves_from_dump(collector.format_walk([(leaf, 0, r) for leaf, r in zip(cpuid.LEAVES, leaves)]), "again") == leaves
+    assert parse.leaves_from_dump(collector.format_walk([(leaf, 0, r) for leaf, r in zip(parse.LEAVES, leaves)]), "again") == leaves
     # Decoding never fails and yields text every output format can carry.
-    cpu = cpuid.decode(leaves, "dump")
-    vendor = cpuid.hypervisor_vendor(cpuid.hypervisor_signature(leaves))
+    cpu = parse.decode(leaves, "dump")
+    vendor = parse.hypervisor_vendor(parse.hypervisor_signature(leaves))
     for s in (cpu.vendor, vendor):
         assert s is None or all(ch == "\ufffd" or " " <= ch <= "~" for ch in s)
 
@@ -82,13 +82,13 @@ def test_dump_reader_raises_only_capsfast_error(text):
 def test_dump_reader_on_arbitrary_bytes(data):
     text = data.decode("utf-8", "replace")
     try:
-        cpuid.leaves_from_dump(text, "fuzz")
+        parse.leaves_from_dump(text, "fuzz")
     except CapsfastError:
         pass
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.sampled_from(cpuid.LEAVES + (2, 7, 0x80000008, 0x40000001)), regs), max_size=12),
+@given(st.lists(st.tuples(st.sampled_from(parse.LEAVES + (2, 7, 0x80000008, 0x40000001)), regs), max_size=12),
        st.integers(0, 3), st.sampled_from(["CPU:", "CPU 0:", None]))
 def test_dump_round_trip_of_generated_dumps(rows, other_cpus, header):
     """A dump we generate (leaf 0 first, any leaves, more CPUs after)
@@ -105,9 +105,9 @@ def test_dump_round_trip_of_generated_dumps(rows, other_cpus, header):
         lines.append(dump_line(0, 0, (n, n, n, n)))
     if other_cpus and not header:
         return  # without a first header, the second CPU's lines are not told apart
-    leaves = cpuid.leaves_from_dump("\n".join(lines) + "\n")
-    assert leaves == cpuid.gate(lambda leaf: table.get(leaf, cpuid.ZERO))
-    assert cpuid.leaves_from_dump(collector.format_walk([(leaf, 0, r) for leaf, r in zip(cpuid.LEAVES, leaves)])) == leaves
+    leaves = parse.leaves_from_dump("\n".join(lines) + "\n")
+    assert leaves == parse.gate(lambda leaf: table.get(leaf, parse.ZERO))
+    assert parse.leaves_from_dump(collector.format_walk([(leaf, 0, r) for leaf, r in zip(parse.LEAVES, leaves)])) == leaves
 
 
 # ----------------------------------------------------------- /proc/cpuinfo

@@ -17,7 +17,7 @@ import pytest
 import capsfast
 from capsfast import _native
 from capsfast.recording import collector
-from capsfast.parts.core import cpuid
+from capsfast.parts.core import parse
 from capsfast.parts.cpu_model import read as hostcpu
 from capsfast.cli import main
 from capsfast.errors import CapsfastError

@@ -1,6 +1,6 @@
 """The core part of Host: the CPU, the hypervisor, KVM, kqemu, Xen and the
 HVM verdict, read by every probe in one crossing (``read``: the plan and
-what its results mean; ``cpuid``: the five leaves; ``decide``: KVM
+what its results mean; ``parse``: the five CPUID leaves; ``decide``: KVM
 usability and the verdict).  Its one lazy field is the kernel's CPU flags,
 where the probe did not need them."""
 from capsfast.constants import KVM_DEVICE

@@ -9,7 +9,7 @@ should be readable is bad input and raises CapsfastError.
 """
 import os
 
-from capsfast.parts.core import cpuid
+from capsfast.parts.core import parse
 from capsfast.parts.core import decide as verdict
 from capsfast.constants import KVM_DEVICE, MSR_DEVICE, MSR_FEATURE_CONTROL, MSR_VM_CR, X86_ARCHS
 from capsfast.errors import CapsfastError
@@ -226,7 +226,7 @@ def xen_facts(proc_xen: bool, xen_caps: "str | None", hv_type: "str | None", hv_
 def shows_vmx_or_svm(leaves: "Leaves") -> bool:
     """Whether CPUID offers hardware virtualization: only then can the
     kernel's flags or an MSR tell that the firmware locked it off."""
-    return bool(leaves[cpuid.BASIC1][cpuid.ECX] >> 5 & 1 or leaves[cpuid.EXT1][cpuid.ECX] >> 2 & 1)
+    return bool(leaves[parse.BASIC1][parse.ECX] >> 5 & 1 or leaves[parse.EXT1][parse.ECX] >> 2 & 1)
 
 
 class CpuFacts:
@@ -278,9 +278,9 @@ def cpu_facts(root: str, arch: str, leaves: "Leaves | None", source: "CpuSource"
     if arch not in X86_ARCHS:
         return CpuFacts(None, NO_HYPERVISOR, flags, msr, None)
     if leaves is not None:
-        cpu = cpuid.decode(leaves, source)
-        signature = cpuid.hypervisor_signature(leaves)
-        hypervisor = Hypervisor(cpuid.hypervisor_vendor(signature), signature)
+        cpu = parse.decode(leaves, source)
+        signature = parse.hypervisor_signature(leaves)
+        hypervisor = Hypervisor(parse.hypervisor_vendor(signature), signature)
         return CpuFacts(cpu, hypervisor, flags, msr, leaves)
     if block is None or flags is None:
         return CpuFacts(None, NO_HYPERVISOR, flags, msr, None)
@@ -297,7 +297,7 @@ def _cpu_from_cpuinfo(block: "Mapping[str, str]", flags: tuple[str, ...]) -> Cpu
         except ValueError:
             return None
 
-    features = tuple(sorted(cpuid.FEATURE_NAMES.intersection(flags)))
+    features = tuple(sorted(parse.FEATURE_NAMES.intersection(flags)))
     return Cpu(block.get("vendor_id") or None, number("cpu family"), number("model"),
                number("stepping"), features, "cpuinfo", None, None)
 
@@ -371,7 +371,7 @@ def read_core(source: "Source", deep: bool) -> "tuple[CpuFacts, DeviceFacts]":
     leaves: "Leaves | None" = results.cpu  # the running CPU's, where the source has one
     kind: "CpuSource" = "cpuid"
     if walk is not None:
-        leaves, kind = cpuid.gate(lambda leaf: walk.get((leaf, 0), cpuid.ZERO)), "dump"
+        leaves, kind = parse.gate(lambda leaf: walk.get((leaf, 0), parse.ZERO)), "dump"
     cpu = cpu_facts(root, arch, leaves, kind, files, source.recorded_msr())
     assert results.kvm is not None  # the plan asks for the device
     return cpu, device_facts(cpu, results.kvm, files, deep, root, lambda: source.device_group(KVM_DEVICE))
