@@ -20,7 +20,7 @@ def one_input(data):
         assert "\n" not in str(e)
         return
     assert parse.leaves_from_dump(parse.format_dump([(leaf, 0, r) for leaf, r in zip(parse.LEAVES, leaves)])) == leaves
-    parse.decode(leaves, "dump")
+    parse.cpu_from_leaves(leaves, "dump")
     parse.hypervisor_vendor(parse.hypervisor_signature(leaves))
 
 

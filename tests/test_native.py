@@ -32,7 +32,7 @@ def cpuinfo_first_block():
 def test_cpuid_leaves_agree_with_kernel_flags():
     leaves, _kvm, _files = run_files([], want_cpu=True)
     assert leaves is not None
-    decoded = parse.decode(leaves, "cpuid")
+    decoded = parse.cpu_from_leaves(leaves, "cpuid")
     block = cpuinfo_first_block()
     flags = set(block["flags"].split())
     assert decoded.vendor == block["vendor_id"]
