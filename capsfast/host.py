@@ -14,6 +14,7 @@ import os
 import _thread
 
 from capsfast import parts
+from capsfast.parts.core import parse
 from capsfast.parts.core import read as facts
 from capsfast.constants import KVM_DEVICE, X86_ARCHS
 from capsfast.errors import CapsfastError
@@ -171,7 +172,7 @@ class LiveCache:
     def _first(self, deep: bool) -> "Host":
         """The first live probe of the process (the caller holds the lock):
         CPUID and the devices in one crossing."""
-        arch = self.arch = facts.normalize_arch(os.uname().machine)
+        arch = self.arch = parse.normalize_arch(os.uname().machine)
         self.source = lambda: Live(arch)
         want_cpu = live.HAS_CPUID and arch in X86_ARCHS
         batch = self.batches.pop() if self.batches else _live_batch()
@@ -204,7 +205,7 @@ def _live_cpu_facts(arch: str, leaves: "Leaves | None") -> "CpuFacts":
     """CPU facts of the running host from its first crossing's CPUID."""
     # Kernel flags and MSRs matter only where CPUID shows vmx or svm (a
     # firmware lock); elsewhere the second crossing is saved.
-    if leaves is not None and not facts.shows_vmx_or_svm(leaves):
+    if leaves is not None and not parse.shows_vmx_or_svm(leaves):
         return facts.cpu_facts("/", arch, leaves, "cpuid", {})
     plan = facts.CPU_FILES
     return facts.cpu_facts("/", arch, leaves, "cpuid", facts.keyed(plan, Live(arch).files(plan, facts.DEPENDS)))
@@ -377,7 +378,7 @@ def live_leaves() -> "Leaves | None":
 
 def first_probe_wants_cpu() -> bool:
     """Whether the first live probe of a process runs CPUID."""
-    return live.HAS_CPUID and facts.normalize_arch(os.uname().machine) in X86_ARCHS
+    return live.HAS_CPUID and parse.normalize_arch(os.uname().machine) in X86_ARCHS
 
 
 def live_batch() -> "Batch":

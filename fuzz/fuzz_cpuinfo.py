@@ -8,18 +8,18 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from capsfast import devices
+    from capsfast.parts.core import parse
 
 
 def one_input(data):
-    block = devices.cpuinfo_first_block(data)
+    block = parse.cpuinfo_first_block(data)
     for key, value in block.items():
         assert key == key.strip() and value == value.strip()
         assert not any(ord(ch) < 32 and ch != "\t" for ch in key + value), (key, value)
-    flags = devices.kernel_flags(block)
+    flags = parse.kernel_flags(block)
     assert flags is None or all(flags)
     if b"\n\n" not in data:
-        assert devices.cpuinfo_first_block(data + b"\n\nflags\t: vmx\n") == block
+        assert parse.cpuinfo_first_block(data + b"\n\nflags\t: vmx\n") == block
 
 
 if __name__ == "__main__":

@@ -8,20 +8,20 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from capsfast.parts.core import cpuid
+    from capsfast.parts.core import parse
     from capsfast.errors import CapsfastError
 
 
 def one_input(data):
     text = data.decode("utf-8", "replace")
     try:
-        leaves = cpuid.leaves_from_dump(text, "fuzz")
+        leaves = parse.leaves_from_dump(text, "fuzz")
     except CapsfastError as e:
         assert "\n" not in str(e)
         return
-    assert cpuid.leaves_from_dump(cpuid.format_dump([(leaf, 0, r) for leaf, r in zip(cpuid.LEAVES, leaves)])) == leaves
-    cpuid.decode(leaves, "dump")
-    cpuid.hypervisor_vendor(cpuid.hypervisor_signature(leaves))
+    assert parse.leaves_from_dump(parse.format_dump([(leaf, 0, r) for leaf, r in zip(parse.LEAVES, leaves)])) == leaves
+    parse.cpu_from_leaves(leaves, "dump")
+    parse.hypervisor_vendor(parse.hypervisor_signature(leaves))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st  
 
 from capsfast import CapsfastError, _native  # noqa: E402
 from capsfast.recording import collector
-from capsfast.parts.core import cpuid
+from capsfast.parts.core import parse
 from capsfast.parts.core import read as facts
 from capsfast import host as probing
 from capsfast.render import json as render_json  # noqa: E402
@@ -46,7 +46,7 @@ def dump_line(leaf, subleaf, r):
 
 # Text that looks like a dump half of the time: real lines mixed with junk.
 dump_words = st.one_of(
-    st.builds(dump_line, st.sampled_from(cpuid.LEAVES + (2, 7, 0x80000008)), st.integers(0, 3), regs),
+    st.builds(dump_line, st.sampled_from(parse.LEAVES + (2, 7, 0x80000008)), st.integers(0, 3), regs),
     st.sampled_from(["CPU:", "CPU 0:", "CPU 1:", "CPU", "", "   ", "0x1 0x0:", "eax=0x1",
                      "0x00000000 0x00: eax=0x1 ebx=0x2 ecx=0x3 edx=0x100000000",
                      "0x00000000 0x00: eax=0x1 ebx=0x2 ecx=0x3 edx=-0x1",
@@ -62,17 +62,17 @@ dump_text = st.lists(dump_words, max_size=30).map("\n".join)
 @given(dump_text)
 def test_dump_reader_raises_only_capsfast_error(text):
     try:
-        leaves = cpuid.leaves_from_dump(text, "fuzz")
+        leaves = parse.leaves_from_dump(text, "fuzz")
     except CapsfastError as e:
         assert "\n" not in str(e)
         return
-    assert len(leaves) == len(cpuid.LEAVES)
+    assert len(leaves) == len(parse.LEAVES)
     assert all(len(r) == 4 and all(0 <= v <= 0xFFFFFFFF for v in r) for r in leaves)
     # What we render parses back to the same leaves.
-    assert cpuid.leaves_from_dump(collector.format_walk([(leaf, 0, r) for leaf, r in zip(cpuid.LEAVES, leaves)]), "again") == leaves
+    assert parse.leaves_from_dump(collector.format_walk([(leaf, 0, r) for leaf, r in zip(parse.LEAVES, leaves)]), "again") == leaves
     # Decoding never fails and yields text every output format can carry.
-    cpu = cpuid.decode(leaves, "dump")
-    vendor = cpuid.hypervisor_vendor(cpuid.hypervisor_signature(leaves))
+    cpu = parse.cpu_from_leaves(leaves, "dump")
+    vendor = parse.hypervisor_vendor(parse.hypervisor_signature(leaves))
     for s in (cpu.vendor, vendor):
         assert s is None or all(ch == "\ufffd" or " " <= ch <= "~" for ch in s)
 
@@ -82,13 +82,13 @@ def test_dump_reader_raises_only_capsfast_error(text):
 def test_dump_reader_on_arbitrary_bytes(data):
     text = data.decode("utf-8", "replace")
     try:
-        cpuid.leaves_from_dump(text, "fuzz")
+        parse.leaves_from_dump(text, "fuzz")
     except CapsfastError:
         pass
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.sampled_from(cpuid.LEAVES + (2, 7, 0x80000008, 0x40000001)), regs), max_size=12),
+@given(st.lists(st.tuples(st.sampled_from(parse.LEAVES + (2, 7, 0x80000008, 0x40000001)), regs), max_size=12),
        st.integers(0, 3), st.sampled_from(["CPU:", "CPU 0:", None]))
 def test_dump_round_trip_of_generated_dumps(rows, other_cpus, header):
     """A dump we generate (leaf 0 first, any leaves, more CPUs after)
@@ -105,9 +105,9 @@ def test_dump_round_trip_of_generated_dumps(rows, other_cpus, header):
         lines.append(dump_line(0, 0, (n, n, n, n)))
     if other_cpus and not header:
         return  # without a first header, the second CPU's lines are not told apart
-    leaves = cpuid.leaves_from_dump("\n".join(lines) + "\n")
-    assert leaves == cpuid.gate(lambda leaf: table.get(leaf, cpuid.ZERO))
-    assert cpuid.leaves_from_dump(collector.format_walk([(leaf, 0, r) for leaf, r in zip(cpuid.LEAVES, leaves)])) == leaves
+    leaves = parse.leaves_from_dump("\n".join(lines) + "\n")
+    assert leaves == parse.gate(lambda leaf: table.get(leaf, parse.ZERO))
+    assert parse.leaves_from_dump(collector.format_walk([(leaf, 0, r) for leaf, r in zip(parse.LEAVES, leaves)])) == leaves
 
 
 # ----------------------------------------------------------- /proc/cpuinfo
@@ -125,16 +125,16 @@ cpuinfo_lines = st.one_of(
 @FUZZ
 @given(st.one_of(st.binary(max_size=2000), st.lists(cpuinfo_lines, max_size=20).map(lambda ls: "\n".join(ls).encode("utf-8", "surrogateescape"))))
 def test_cpuinfo_reader_never_fails(data):
-    block = facts.cpuinfo_first_block(data)
+    block = parse.cpuinfo_first_block(data)
     assert isinstance(block, dict)
     for key, value in block.items():
         assert key == key.strip() and value == value.strip()
         assert not any(ord(ch) < 32 and ch not in "\t" for ch in key + value)
-    flags = facts.kernel_flags(block)
+    flags = parse.kernel_flags(block)
     assert flags is None or all(f and not f.isspace() for f in flags)
     # Only the first block counts: more blocks change nothing.
     if b"\n\n" not in data:
-        assert facts.cpuinfo_first_block(data + b"\n\nflags\t: vmx svm\n") == block
+        assert parse.cpuinfo_first_block(data + b"\n\nflags\t: vmx svm\n") == block
 
 
 flag_names = st.lists(st.text(alphabet=string.ascii_lowercase + string.digits + "_", min_size=1, max_size=12),
@@ -147,8 +147,8 @@ def test_cpuinfo_flags_round_trip(flags, vendor, cpus):
     """The flags we put in a first block are the flags we read back."""
     block = "processor\t: 0\nvendor_id\t: %s\nflags\t\t: %s\n" % (vendor, " ".join(flags))
     others = "".join("\nprocessor\t: %d\nflags\t\t: other\n" % n for n in range(1, cpus))
-    fields = facts.cpuinfo_first_block((block + others).encode())
-    assert facts.kernel_flags(fields) == tuple(flags)
+    fields = parse.cpuinfo_first_block((block + others).encode())
+    assert parse.kernel_flags(fields) == tuple(flags)
     assert fields["vendor_id"] == vendor.strip()
 
 
@@ -176,7 +176,7 @@ def as_result(text):
 @given(st.booleans(), st.one_of(st.none(), xen_text), st.one_of(st.none(), xen_text), st.one_of(st.none(), xen_text))
 def test_xen_tokens(proc_xen, caps, hv_type, hv_caps):
     read = [facts.text("/", "/x", as_result(t)) for t in (caps, hv_type, hv_caps)]
-    xen = facts.xen_facts(proc_xen, *read)
+    xen = parse.xen_facts(proc_xen, *read)
     assert xen.role in (None, "dom0", "domU")
     assert all(t and not any(ch.isspace() for ch in t) for t in xen.capabilities)
     assert all(ord(ch) >= 32 for t in xen.capabilities for ch in t)
@@ -282,7 +282,7 @@ def test_xen_guests_from_any_tokens_round_trip_through_libvirt_xml(tokens, arch)
     from capsfast.render import libvirt as render_libvirt
 
     text = facts.text("/", "/x", as_result(" ".join(tokens)))
-    xen = facts.xen_facts(True, "control_d\n", "xen", text)
+    xen = parse.xen_facts(True, "control_d\n", "xen", text)
     got = guests.xen_guests(arch, Xen(xen.present, "dom0", xen.hypervisor_type, xen.capabilities))
     assert all(g.os_type in ("xen", "hvm") and g.domains == ("xen",) for g in got)
     host = probing.probe(root=_empty_root(), arch=arch)._replace(guests=got)

@@ -35,6 +35,7 @@ from forked import in_child
 import capsfast
 from scenarios import HOSTS
 from capsfast import CapsfastError
+from capsfast.parts.core import parse
 from capsfast.parts.core import read as facts
 from capsfast import host as probing
 from capsfast.render import json as render_json
@@ -547,7 +548,7 @@ def test_real_proc_files_are_still_read():
     """The control for the look-before-open: the live /proc/cpuinfo (a
     regular file) is read, its first block's flags reach the host."""
     with open("/proc/cpuinfo", "rb") as f:
-        block = facts.cpuinfo_first_block(f.read())
+        block = parse.cpuinfo_first_block(f.read())
     if "flags" not in block:
         pytest.skip("this kernel's /proc/cpuinfo has no flags line")
     # Not the cache, and a dump with vmx: the kernel's flags then count.

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from capsfast import _native
-from capsfast.parts.core import cpuid
+from capsfast.parts.core import parse
 from capsfast import host as probing
 
 X86 = os.uname().machine in ("x86_64", "i686", "i586", "i386")
@@ -32,7 +32,7 @@ def cpuinfo_first_block():
 def test_cpuid_leaves_agree_with_kernel_flags():
     leaves, _kvm, _files = run_files([], want_cpu=True)
     assert leaves is not None
-    decoded = cpuid.decode(leaves, "cpuid")
+    decoded = parse.cpu_from_leaves(leaves, "cpuid")
     block = cpuinfo_first_block()
     flags = set(block["flags"].split())
     assert decoded.vendor == block["vendor_id"]
@@ -50,15 +50,15 @@ def test_cpuid_leaves_agree_with_kernel_flags():
 def test_cpuid_leaves_agree_with_the_cpuid_tool():
     leaves, _kvm, _files = run_files([], want_cpu=True)
     out = subprocess.run(["cpuid", "-r", "-1"], capture_output=True, text=True, check=True).stdout
-    table = cpuid.parse_dump(out, "cpuid -r -1")
-    tool = cpuid.gate(lambda leaf: table.get(leaf, cpuid.ZERO))
-    for slot in range(len(cpuid.LEAVES)):
-        if slot == cpuid.BASIC1:
+    table = parse.parse_dump(out, "cpuid -r -1")
+    tool = parse.gate(lambda leaf: table.get(leaf, parse.ZERO))
+    for slot in range(len(parse.LEAVES)):
+        if slot == parse.BASIC1:
             # EBX holds the APIC id of whichever CPU ran the instruction.
             mine, theirs = leaves[slot], tool[slot]
             assert (mine[0], mine[2], mine[3]) == (theirs[0], theirs[2], theirs[3])
         else:
-            assert leaves[slot] == tool[slot], hex(cpuid.LEAVES[slot])
+            assert leaves[slot] == tool[slot], hex(parse.LEAVES[slot])
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/kvm"), reason="this machine has no /dev/kvm")
@@ -152,7 +152,7 @@ def test_cpuid_count_is_what_design_allows(fresh_process_state):
     leaves = probing.live_leaves()
     # Leaves 0, 1 and 0x80000000 always; 0x80000001 only if 0x80000000
     # allows it; 0x40000000 only with the hypervisor bit.
-    expected = 3 + (leaves[cpuid.EXT0][0] >= 0x80000001) + ("hypervisor" in host.cpu.features)
+    expected = 3 + (leaves[parse.EXT0][0] >= 0x80000001) + ("hypervisor" in host.cpu.features)
     assert first == expected <= 5
     probing.probe(refresh=True)
     probing.probe(deep=True)

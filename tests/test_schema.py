@@ -290,11 +290,11 @@ def test_fixed_objects_are_closed_and_fully_required(schema):
 
 
 def test_enumerations_match_the_code(schema):
-    from capsfast.parts.core import cpuid
+    from capsfast.parts.core import parse
     from capsfast.parts.guests import decide as guests
 
     defs = schema["$defs"]
-    assert set(defs["cpu"]["properties"]["features"]["items"]["enum"]) == set(cpuid.FEATURE_NAMES)
+    assert set(defs["cpu"]["properties"]["features"]["items"]["enum"]) == set(parse.FEATURE_NAMES)
     assert defs["guest"]["properties"]["features"]["items"]["enum"] == list(guests.FEATURE_ORDER)
     failure = defs["kvm"]["properties"]["failure"]["enum"]
     assert None in failure and set(failure) - {None} == KVM_FAILURES

@@ -652,7 +652,7 @@ def qmp_replies(spec: "dict[str, Any]", arch: str, found: "list[str]", qmp: "Any
 # -- the recording ----------------------------------------------------------------
 
 def normalize_arch(name: str, aliases: "dict[str, str]") -> str:
-    """libvirt's name for an architecture (as capsfast.parts.core.read.normalize_arch)."""
+    """libvirt's name for an architecture (as capsfast.parts.core.parse.normalize_arch)."""
     key = name.strip().lower()
     if key in aliases:
         return aliases[key]

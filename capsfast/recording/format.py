@@ -28,7 +28,7 @@ from capsfast import bounded_json
 from capsfast.constants import KVM_DEVICE, __version__
 from capsfast.errors import CapsfastError
 from capsfast.model import Tsc
-from capsfast.parts.core import read as facts
+from capsfast.parts.core import parse
 from capsfast.parts.guests import DEFAULT_PATH
 from capsfast.recording import capture, collector
 from capsfast.sources.base import NOT_TRIED, OK, KvmDevice, Outcome
@@ -109,7 +109,7 @@ def collect(deep: bool = False) -> "dict[str, tuple[bytes | None, int]]":
 
     description = "recorded by capsfast record on %s" % time.strftime("%Y-%m-%d")
     plan = capture.plan(description, deep)
-    arch = facts.normalize_arch(os.uname().machine)
+    arch = parse.normalize_arch(os.uname().machine)
 
     def walk() -> "list[tuple[int, int, tuple[int, int, int, int]]] | None":
         table = Live(arch).walk()

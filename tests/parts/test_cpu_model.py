@@ -17,7 +17,6 @@ import pytest
 import capsfast
 from capsfast import _native
 from capsfast.recording import collector
-from capsfast.parts.core import cpuid
 from capsfast.parts.cpu_model import parse
 from capsfast.parts.cpu_model import read as hostcpu
 from capsfast.cli import main

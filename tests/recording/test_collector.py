@@ -142,10 +142,10 @@ def test_walk_follows_libvirt():
     lines = collector.format_walk(walked).splitlines()[1:]
     assert lines == sorted(lines)
     # The dump reads back as the five leaves capsfast decodes.
-    from capsfast.parts.core import cpuid
+    from capsfast.parts.core import parse
 
-    leaves = cpuid.leaves_from_dump(collector.format_walk(walked))
-    assert leaves[cpuid.HV0][1] == 0x4B4D564B
+    leaves = parse.leaves_from_dump(collector.format_walk(walked))
+    assert leaves[parse.HV0][1] == 0x4B4D564B
 
 
 def test_walk_without_sgx_or_hypervisor():

@@ -20,7 +20,7 @@ import pytest
 from capsfast import _native
 from capsfast.sources import cpuid_dump
 from capsfast.recording import collector
-from capsfast.parts.core import cpuid
+from capsfast.parts.core import parse
 from capsfast._capsfast import lib
 from capsfast.errors import CapsfastError
 
@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent.parent  # tests/
 X86 = os.uname().machine in ("x86_64", "i686", "i586", "i386")
 HAVE_TOOL = shutil.which("cpuid") is not None
 EAX, EBX, ECX, EDX = range(4)
-ZERO = cpuid.ZERO
+ZERO = parse.ZERO
 ONES = (0xFFFFFFFF,) * 4
 HV, EXT = 0x40000000, 0x80000000
 
@@ -63,9 +63,9 @@ def dropped(entries):
     count = {}
     for leaf, _sub, _regs in entries:
         count[leaf] = count.get(leaf, 0) + 1
-    top = min(entries[0][2][EAX], cpuid.WALK_LEAVES - 1)
-    return ((top >= 0xB and count.get(0xB, 0) < cpuid.WALK_SUBLEAVES)
-            + (top >= 0x12 and count.get(0x12, 0) < cpuid.WALK_SUBLEAVES)
+    top = min(entries[0][2][EAX], parse.WALK_LEAVES - 1)
+    return ((top >= 0xB and count.get(0xB, 0) < parse.WALK_SUBLEAVES)
+            + (top >= 0x12 and count.get(0x12, 0) < parse.WALK_SUBLEAVES)
             + (top >= 0x17 and 0x17 not in count))
 
 
@@ -297,7 +297,7 @@ def test_host_dumps(path):
     entries, table, read = walk_dump(path.read_text(), str(path))
     order = [0 if leaf < HV else 2 if leaf < EXT else 1 for leaf, _sub, _regs in entries]
     assert entries[0][:2] == (0, 0) and order == sorted(order)
-    assert len(set(keys(entries))) == len(entries) <= cpuid.WALK_MAX
+    assert len(set(keys(entries))) == len(entries) <= parse.WALK_MAX
     for leaf, sub, regs in entries:
         assert regs == table.get((leaf, sub), ZERO)
     top = min(table[(0, 0)][EAX], 0xFF)
@@ -450,7 +450,7 @@ def hostile(name):
 @pytest.mark.parametrize("name, entries, reads, last", [
     # Every bound at once: 3 x 256 leaves, 64 subleaves for 0x4, 0x7, 0xb,
     # 0xd, 0x12, 0x14 and 0x17, 32 for 0xf and 0x10; nothing dropped.
-    ("all_ones", cpuid.WALK_MAX, cpuid.WALK_MAX, (HV + 0xFF, 0)),
+    ("all_ones", parse.WALK_MAX, parse.WALK_MAX, (HV + 0xFF, 0)),
     # A maximum leaf of 0xffffffff: leaves 0..0xff (0xb, 0x12, 0x17
     # dropped, 0xd subleaf 1 added), then 0x80000000 alone.
     ("huge_max", 256 - 3 + 1 + 1, 256 + 1 + 1, (EXT, 0)),
@@ -467,11 +467,11 @@ def test_hostile_cpus_stay_bounded(name, entries, reads, last):
     assert keys(walked)[-1] == last
     assert len(read.calls) == len(walked) + dropped(walked)
     for leaf, sub, _regs in walked:
-        assert leaf & 0x3FFFFFFF < cpuid.WALK_LEAVES and sub < cpuid.WALK_SUBLEAVES
+        assert leaf & 0x3FFFFFFF < parse.WALK_LEAVES and sub < parse.WALK_SUBLEAVES
 
 
 def test_bounds_are_the_headers():
-    assert (cpuid.WALK_LEAVES, cpuid.WALK_SUBLEAVES, cpuid.WALK_MAX) == (
+    assert (parse.WALK_LEAVES, parse.WALK_SUBLEAVES, parse.WALK_MAX) == (
         lib.CAPSFAST_WALK_LEAVES, lib.CAPSFAST_WALK_SUBLEAVES, lib.CAPSFAST_WALK_MAX)
 
 
@@ -483,7 +483,7 @@ def test_format_dump_parses_back(text):
     written = collector.format_walk(entries)
     assert cpuid_dump.parse_dump_walk(written, "written") == {(leaf, sub): regs for leaf, sub, regs in entries}
     # The probe's view of it: subleaf 0 of each leaf.
-    assert cpuid.parse_dump(written, "written") == {leaf: regs for leaf, sub, regs in entries if sub == 0}
+    assert parse.parse_dump(written, "written") == {leaf: regs for leaf, sub, regs in entries if sub == 0}
 
 
 def test_format_dump_is_the_tools_layout():
@@ -513,9 +513,9 @@ def test_parse_dump_walk_takes_the_first_cpu_and_the_first_line():
     ("", "no leaf 0x00000000"),
 ])
 def test_parse_dump_walk_errors_are_one_line(text, says):
-    for parse in (cpuid.parse_dump, cpuid_dump.parse_dump_walk):
+    for parser in (parse.parse_dump, cpuid_dump.parse_dump_walk):
         with pytest.raises(CapsfastError) as e:
-            parse(text, "the dump")
+            parser(text, "the dump")
         assert says in str(e.value) and "the dump" in str(e.value) and "\n" not in str(e.value)
 
 

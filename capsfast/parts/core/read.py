@@ -1,19 +1,21 @@
 """What a probe reads and what the results mean: the plans for one
-crossing (data), ``read_core`` asking the source for them, and pure
-functions from the named results to model values.  No I/O but through the
-source; decisions (is KVM usable, the HVM verdict) are
-``capsfast.parts.core.decide``'s.
+crossing (data), ``read_core`` asking the source for them, and the
+functions that turn the named results into model values (whether a file
+is there, its bytes or text; the CPU and device facts).  No I/O but
+through the source; decoding bytes and CPUID leaves is
+``capsfast.parts.core.parse``'s, decisions (is KVM usable, the HVM
+verdict) are ``capsfast.parts.core.decide``'s.
 
 A missing file is data (absent); any other failure to read a file that
 should be readable is bad input and raises CapsfastError.
 """
 import os
 
-from capsfast.parts.core import cpuid
+from capsfast.parts.core import parse
 from capsfast.parts.core import decide as verdict
 from capsfast.constants import KVM_DEVICE, MSR_DEVICE, MSR_FEATURE_CONTROL, MSR_VM_CR, X86_ARCHS
 from capsfast.errors import CapsfastError
-from capsfast.model import Cpu, Hypervisor, Kqemu, Xen
+from capsfast.model import Cpu, Hypervisor, Kqemu
 from capsfast.sources.base import CPUINFO_BLOCK, MSR, READ, READ_BLOCK, STAT
 
 TYPE_CHECKING = False
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from capsfast.sources.base import FileResult, KvmDevice, Leaves
-    from capsfast.model import CpuSource, Hvm, Kvm, XenRole
+    from capsfast.model import CpuSource, Hvm, Kvm, Xen
     from capsfast.model import Host
     from capsfast.sources.base import Entry, Source
 
@@ -85,67 +87,6 @@ def keyed(plan: "Sequence[Entry]", results: "Sequence[FileResult]") -> "Files":
 NO_HYPERVISOR = Hypervisor(None, None)
 NO_CPU = Cpu(None, None, None, None, (), "none", None, None)
 
-# Kernel and uname spellings -> libvirt's architecture names.
-ARCH_ALIASES = {
-    "i386": "i686", "i486": "i686", "i586": "i686", "i686": "i686", "x86": "i686",
-    "amd64": "x86_64", "x86_64": "x86_64",
-    "arm64": "aarch64", "aarch64": "aarch64",
-    "armv6l": "armv6l", "armv7l": "armv7l", "armv7": "armv7l", "arm": "armv7l",
-    "ppc64": "ppc64", "ppc64le": "ppc64le", "ppc": "ppc",
-    "s390x": "s390x", "riscv64": "riscv64", "mips64": "mips64", "ia64": "ia64",
-}
-
-# Control bytes other than tab, newline and carriage return become 0xFF,
-# which never starts a UTF-8 sequence, so decoding with "replace" turns them
-# into U+FFFD: facts then hold no character that XML or a terminal rejects.
-CONTROL_TO_FF = bytes(
-    0xFF if (b < 0x20 and b not in (9, 10, 13)) or b == 0x7F else b for b in range(256)
-)
-
-
-def normalize_arch(name: str) -> str:
-    """libvirt's name for an architecture; CapsfastError for nonsense."""
-    key = name.strip().lower()
-    if key in ARCH_ALIASES:
-        return ARCH_ALIASES[key]
-    if key and len(key) <= 32 and key.replace("_", "").isalnum() and key.isascii():
-        return key
-    raise CapsfastError("unrecognised architecture %r" % name.strip()[:40])
-
-
-# The architectures one CPU runs natively (a 64-bit x86 CPU runs i686
-# too, and so on): an --arch of the live host must be of its CPU's family.
-_FAMILIES = {"i686": "x86_64", "armv7l": "aarch64", "armv6l": "aarch64", "ppc64le": "ppc64", "ppc": "ppc64",
-             "ppcle": "ppc64", "s390": "s390x"}
-
-
-def _cpu_family(arch: str) -> str:
-    return _FAMILIES.get(arch, arch)
-
-
-def arch_from_cpuinfo(block: "Mapping[str, str] | None") -> "str | None":
-    """The architecture a /proc/cpuinfo block was written by, where its
-    keys tell (for a root without proc/sys/kernel/arch); None otherwise."""
-    if not block:
-        return None
-    if "flags" in block and "vendor_id" in block:  # x86: lm is long mode
-        return "x86_64" if "lm" in block["flags"].split() else "i686"
-    arm = block.get("CPU architecture", "").strip()
-    if arm:
-        # An AArch32 kernel on an ARMv8 CPU says 8 too, but names an ARMv7 model.
-        v7 = "ARMv7" in block.get("model name", "") or "ARMv7" in block.get("Processor", "")
-        return "aarch64" if arm in ("8", "AArch64") and not v7 else "armv7l"
-    if block.get("vendor_id", "").startswith("IBM/S390"):
-        return "s390x"
-    if block.get("isa", "").startswith("rv64"):
-        return "riscv64"
-    return None
-
-
-def decode(data: bytes) -> str:
-    """File bytes as text: invalid UTF-8 and control characters as U+FFFD."""
-    return data.translate(CONTROL_TO_FF).decode("utf-8", "replace")
-
 
 def shown(root: str, path: str) -> str:
     """``path`` of the probed host as the user named it, for a message:
@@ -186,47 +127,7 @@ def text(root: str, path: str, result: "FileResult") -> "str | None":
         return None
     if result.truncated:
         raise CapsfastError("cannot read %s: larger than %d bytes" % (shown(root, path), SMALL))
-    return decode(raw)
-
-
-def cpuinfo_first_block(data: "bytes | None") -> "dict[str, str] | None":
-    """``{key: value}`` of the first processor block of /proc/cpuinfo bytes
-    (keys such as ``flags``, ``vendor_id``, ``cpu family``); None if ``data``
-    is None."""
-    if data is None:
-        return None
-    end = data.find(b"\n\n")
-    block = data if end < 0 else data[:end]
-    fields: dict[str, str] = {}
-    for line in decode(block).splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip(), value.strip())
-    return fields
-
-
-def kernel_flags(block: "Mapping[str, str] | None") -> "tuple[str, ...] | None":
-    """The kernel's CPU flags (x86's ``flags`` line), or None if absent."""
-    if not block or "flags" not in block:
-        return None
-    return tuple(block["flags"].split())
-
-
-def xen_facts(proc_xen: bool, xen_caps: "str | None", hv_type: "str | None", hv_caps: "str | None") -> Xen:
-    """Xen from /proc/xen and /sys/hypervisor."""
-    hv_type = hv_type.strip() if hv_type is not None else None
-    present_ = proc_xen or hv_type == "xen"
-    role: "XenRole | None" = None
-    if proc_xen and xen_caps is not None:
-        role = "dom0" if "control_d" in xen_caps.split() else "domU"
-    tokens = tuple(hv_caps.split()) if hv_caps is not None else ()
-    return Xen(present=present_, role=role, hypervisor_type=hv_type or None, capabilities=tokens)
-
-
-def shows_vmx_or_svm(leaves: "Leaves") -> bool:
-    """Whether CPUID offers hardware virtualization: only then can the
-    kernel's flags or an MSR tell that the firmware locked it off."""
-    return bool(leaves[cpuid.BASIC1][cpuid.ECX] >> 5 & 1 or leaves[cpuid.EXT1][cpuid.ECX] >> 2 & 1)
+    return parse.decode(raw)
 
 
 class CpuFacts:
@@ -259,8 +160,8 @@ def cpu_facts(root: str, arch: str, leaves: "Leaves | None", source: "CpuSource"
     if "cpuinfo" in files:
         path, result = files["cpuinfo"]
         # Only the first block is read: a cut-off rest is expected, not an error.
-        block = cpuinfo_first_block(data(root, path, result))
-    flags = kernel_flags(block)
+        block = parse.cpuinfo_first_block(data(root, path, result))
+    flags = parse.kernel_flags(block)
     if msr is not None:
         # A recording holds every MSR read (the security facts' too): only
         # these two are the CPU facts'.
@@ -273,33 +174,21 @@ def cpu_facts(root: str, arch: str, leaves: "Leaves | None", source: "CpuSource"
                 value = files[key][1].value
                 if value is not None:
                     msr[number] = value
-    if leaves is not None and not shows_vmx_or_svm(leaves):
+    if leaves is not None and not parse.shows_vmx_or_svm(leaves):
         flags, msr = None, {}
     if arch not in X86_ARCHS:
         return CpuFacts(None, NO_HYPERVISOR, flags, msr, None)
     if leaves is not None:
-        cpu = cpuid.decode(leaves, source)
-        signature = cpuid.hypervisor_signature(leaves)
-        hypervisor = Hypervisor(cpuid.hypervisor_vendor(signature), signature)
+        cpu = parse.cpu_from_leaves(leaves, source)
+        signature = parse.hypervisor_signature(leaves)
+        hypervisor = Hypervisor(parse.hypervisor_vendor(signature), signature)
         return CpuFacts(cpu, hypervisor, flags, msr, leaves)
     if block is None or flags is None:
         return CpuFacts(None, NO_HYPERVISOR, flags, msr, None)
-    cpu = _cpu_from_cpuinfo(block, flags)
+    cpu = parse.cpu_from_cpuinfo(block, flags)
     # /proc/cpuinfo has the hypervisor bit but not the signature.
     hypervisor = Hypervisor("unknown", None) if "hypervisor" in flags else NO_HYPERVISOR
     return CpuFacts(cpu, hypervisor, flags, msr, None)
-
-
-def _cpu_from_cpuinfo(block: "Mapping[str, str]", flags: tuple[str, ...]) -> Cpu:
-    def number(key: str) -> "int | None":
-        try:
-            return int(block.get(key, ""))
-        except ValueError:
-            return None
-
-    features = tuple(sorted(cpuid.FEATURE_NAMES.intersection(flags)))
-    return Cpu(block.get("vendor_id") or None, number("cpu family"), number("model"),
-               number("stepping"), features, "cpuinfo", None, None)
 
 
 def device_facts(cpu: "CpuFacts", kvm_device: "KvmDevice", files: "Files", deep: bool, root: str,
@@ -322,7 +211,7 @@ def device_facts(cpu: "CpuFacts", kvm_device: "KvmDevice", files: "Files", deep:
             nested = bool(nested) or value.strip() in ("Y", "y", "1")
     denied = kvm_device.stat.ok and kvm_device.open.code == "denied"
     kvm = verdict.kvm(kvm_device, modules, nested, deep, group() if denied else None)
-    xen = xen_facts(is_present("proc_xen"), read("xen_caps"), read("hv_type"), read("hv_caps"))
+    xen = parse.xen_facts(is_present("proc_xen"), read("xen_caps"), read("hv_type"), read("hv_caps"))
     kqemu = Kqemu(exists=is_present("kqemu"))
     hvm = verdict.decide(cpu.cpu, kvm, xen, cpu.kernel_flags, cpu.msr)
     return kvm, kqemu, xen, hvm
@@ -331,7 +220,7 @@ def device_facts(cpu: "CpuFacts", kvm_device: "KvmDevice", files: "Files", deep:
 def fields(source: "Source", host: "Host") -> "dict[str, object]":
     """The core part's lazy field: the kernel's flags, from the first
     processor's /proc/cpuinfo block."""
-    return {"kernel_flags": kernel_flags(cpuinfo_first_block(source.cpuinfo_bytes()))}
+    return {"kernel_flags": parse.kernel_flags(parse.cpuinfo_first_block(source.cpuinfo_bytes()))}
 
 
 def read_core(source: "Source", deep: bool) -> "tuple[CpuFacts, DeviceFacts]":
@@ -339,20 +228,20 @@ def read_core(source: "Source", deep: bool) -> "tuple[CpuFacts, DeviceFacts]":
     dump, a forced arch, a recording), in one crossing through ``source``,
     which learns the host's architecture."""
     root, dump = source.root, source.dump
-    arch = normalize_arch(source.arch) if source.arch else None
+    arch = parse.normalize_arch(source.arch) if source.arch else None
     recorded = source.kind == "replay"  # its arch and dump are the recording's, not flags
     if arch is not None and dump is not None and arch not in X86_ARCHS:
         raise CapsfastError(("its architecture %s contradicts its CPUID walk (cpuid.txt): CPUID exists on x86 only"
                              if recorded else "--arch %s contradicts the CPUID dump %s: CPUID exists on x86 only")
                             % ((arch,) if recorded else (arch, dump)))
     if arch is not None and source.kind == "live":
-        machine = normalize_arch(os.uname().machine)
-        if _cpu_family(arch) != _cpu_family(machine):
+        machine = parse.normalize_arch(os.uname().machine)
+        if parse.cpu_family(arch) != parse.cpu_family(machine):
             raise CapsfastError("--arch %s contradicts this machine (%s), whose live CPU is probed: give another "
                                 "host's files with --root, a dump with --cpuid-dump, or a recording with --replay"
                                 % (arch, machine))
     if arch is None and root == "/":
-        arch = normalize_arch(os.uname().machine)
+        arch = parse.normalize_arch(os.uname().machine)
     plan = PLAN if arch is not None else PLAN_WITH_ARCH
     results, walk = source.probe(plan, DEPENDS, dump is None and arch in X86_ARCHS, deep)
     files = keyed(plan, results.files)
@@ -361,8 +250,8 @@ def read_core(source: "Source", deep: bool) -> "tuple[CpuFacts, DeviceFacts]":
         arch_text = text(root, path, result)
         if not arch_text:
             path, result = files["cpuinfo"]
-            arch_text = arch_from_cpuinfo(cpuinfo_first_block(data(root, path, result)))
-        arch = normalize_arch(arch_text or os.uname().machine)
+            arch_text = parse.arch_from_cpuinfo(parse.cpuinfo_first_block(data(root, path, result)))
+        arch = parse.normalize_arch(arch_text or os.uname().machine)
         if dump is not None and arch not in X86_ARCHS:
             raise CapsfastError("its CPUID walk (cpuid.txt) is of an x86 CPU, but its root is of %s" % arch
                                 if recorded else "the CPUID dump %s is of an x86 CPU, but the host under %s is %s"
@@ -371,7 +260,7 @@ def read_core(source: "Source", deep: bool) -> "tuple[CpuFacts, DeviceFacts]":
     leaves: "Leaves | None" = results.cpu  # the running CPU's, where the source has one
     kind: "CpuSource" = "cpuid"
     if walk is not None:
-        leaves, kind = cpuid.gate(lambda leaf: walk.get((leaf, 0), cpuid.ZERO)), "dump"
+        leaves, kind = parse.gate(lambda leaf: walk.get((leaf, 0), parse.ZERO)), "dump"
     cpu = cpu_facts(root, arch, leaves, kind, files, source.recorded_msr())
     assert results.kvm is not None  # the plan asks for the device
     return cpu, device_facts(cpu, results.kvm, files, deep, root, lambda: source.device_group(KVM_DEVICE))
