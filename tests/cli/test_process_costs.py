@@ -142,12 +142,18 @@ def test_machines_cache_round_trip_and_corruption(tmp_path):
     again = machines.machines_for([str(binary)], runner, cache)
     assert first == again == {str(binary): (Machine("pc", "pc-q35", False), Machine("pc-q35", None, True))}
     assert len(runs) == 1
-    for garbage in (b"", b"{}", b"capsfast machine types 2\n" + b"x\0", open(cache, "rb").read()[:-3]):
+    written = open(cache, "rb").read()
+    head = machines._MAGIC + b"\n" + machines._KEY + b"\n"
+    assert written.startswith(head)
+    # The last: the entries whole, in the file of version 2 (a header line
+    # of its own): another cache's file, never read as this one.
+    for garbage in (b"", b"{}", head + b"x\0", written[:-3],
+                    b"capsfast machine types 2\n" + written[len(head):]):
         with open(cache, "wb") as f:
             f.write(garbage)
         assert machines._load(cache) == {}
         assert machines.machines_for([str(binary)], runner, cache) == first  # a miss, asked again
-    assert len(runs) == 5
+    assert len(runs) == 6
 
 
 @pytest.mark.parametrize("argv", [["check"], ["check", "-q"], ["check", "--json"], ["capabilities"],

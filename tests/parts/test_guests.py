@@ -1,6 +1,7 @@
 """Guests per architecture: each rule on plain data, the
 emulator discovery on temporary roots, and the optional machine types."""
 import os
+import sys
 
 import pytest
 
@@ -8,6 +9,8 @@ import capsfast
 from capsfast.parts.guests import discover as emulators
 from capsfast.parts.guests import decide as guests
 from capsfast.parts.guests import machines
+from capsfast.parts.guests.parse import parse_help
+from capsfast.sources.base import Source
 from capsfast.model import Machine
 from capsfast.model import Xen
 
@@ -200,6 +203,11 @@ def make_emulator(path, body="exit 0", mode=0o755):
     return path
 
 
+def discover(root):
+    """Discovery in the host under ``root``, asked of a root's source."""
+    return emulators.discover(Source(root, "x86_64"))
+
+
 @pytest.fixture
 def fake_path(monkeypatch):
     monkeypatch.setenv("PATH", "/usr/local/bin:/usr/bin:/bin:relative/bin")
@@ -215,7 +223,7 @@ def test_discovery_first_path_dir_wins_and_needs_an_executable(tmp_path, fake_pa
     make_emulator(tmp_path / "usr/bin/qemu-system-aarch64")
     (tmp_path / "usr/bin/qemu-system-s390x").mkdir()
     make_emulator(tmp_path / "relative/bin/qemu-system-ppc64")
-    found = emulators.discover(str(tmp_path))
+    found = discover(str(tmp_path))
     assert found.binaries == {
         "x86_64": "/usr/local/bin/qemu-system-x86_64",
         "aarch64": "/usr/bin/qemu-system-aarch64",
@@ -229,28 +237,87 @@ def test_discovery_symlinks_are_read_inside_the_root(tmp_path, fake_path):
     os.symlink("/opt/qemu/bin/qemu-system-x86_64", tmp_path / "usr/bin/qemu-system-x86_64")
     os.symlink("/nonexistent/qemu", tmp_path / "usr/bin/qemu-system-arm")
     os.symlink("usr/bin", tmp_path / "bin")
-    found = emulators.discover(str(tmp_path))
+    found = discover(str(tmp_path))
     assert found.binaries == {"x86_64": "/usr/bin/qemu-system-x86_64"}
     # /bin is the same directory as /usr/bin: watched once.
     watched = [w[0] for w in emulators._cache[(str(tmp_path), os.environ["PATH"])].watch]
-    assert watched.count(str(tmp_path) + "/usr/bin") == 1
-    assert str(tmp_path) + "/bin" not in watched
+    assert watched.count("/usr/bin") == 1
+    assert "/bin" not in watched
+
+
+def test_discovery_never_looks_outside_the_root(tmp_path, fake_path, monkeypatch):
+    """A relative link climbing past the root stops at the root, as in a
+    chroot: this machine's own executable is not the root's emulator,
+    and no file outside the root is stat'ed or listed."""
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    real = os.path.realpath(sys.executable)  # an executable this machine surely has
+    os.symlink("../" * 64 + real.lstrip("/"), root / "usr/bin/qemu-system-x86_64")
+    os.symlink(real, root / "usr/bin/qemu-system-aarch64")  # absolute: read inside the root too
+    looked_at = []
+    with monkeypatch.context() as patch:
+        for name in ("stat", "lstat", "listdir"):
+            def recorded(path, *args, real_call=getattr(os, name), **kwargs):
+                looked_at.append(os.path.normpath(os.fsdecode(path)) if path else "")
+                return real_call(path, *args, **kwargs)
+
+            patch.setattr(os, name, recorded)
+        found = discover(str(root))
+    assert found.binaries == {} and found.qemu_kvm is None
+    assert looked_at and [p for p in looked_at if p and not (p + "/").startswith(str(root) + "/")] == []
+
+
+class TableHost(Source):
+    """A host known only from a table of (path -> mode), nothing of it on
+    disk: discovery must ask the source's ``stat`` and ``listdir``."""
+
+    def __init__(self, table):
+        super().__init__("/nonexistent-host-for-discovery", "x86_64", path_env="/usr/local/bin:/usr/bin")
+        self.table = table
+
+    def stat(self, path):
+        mode = self.table.get(path)
+        if mode is None:
+            return None
+        ino = sorted(self.table).index(path) + 1
+        return os.stat_result((mode, ino, 1, 1, 0, 0, 0, 0, 0, 0), {"st_mtime_ns": 1, "st_ctime_ns": 1})
+
+    def listdir(self, path):
+        if self.stat(path) is None:
+            return None
+        prefix = path.rstrip("/") + "/"
+        return [p[len(prefix):] for p in self.table if p.startswith(prefix) and "/" not in p[len(prefix):]]
+
+
+def test_discovery_asks_the_source():
+    emulators.forget()
+    host = TableHost({"/usr/bin": 0o40755, "/usr/bin/qemu-system-x86_64": 0o100755,
+                      "/usr/bin/qemu-system-arm": 0o100644, "/usr/libexec": 0o40755,
+                      "/usr/libexec/qemu-kvm": 0o100755})
+    found = emulators.discover(host)
+    assert found == emulators.Emulators({"x86_64": "/usr/bin/qemu-system-x86_64"}, "/usr/libexec/qemu-kvm")
+    assert emulators.discover(host) is found  # its stamps unchanged: no second scan
+    host.table["/usr/local/bin"] = 0o40755
+    host.table["/usr/local/bin/qemu-system-arm"] = 0o100755
+    assert emulators.discover(host).binaries == {"x86_64": "/usr/bin/qemu-system-x86_64",
+                                                 "arm": "/usr/local/bin/qemu-system-arm"}
+    emulators.forget()
 
 
 def test_discovery_sees_installs_and_removals(tmp_path, fake_path):
     root = str(tmp_path)
     make_emulator(tmp_path / "usr/bin/qemu-system-x86_64")
-    first = emulators.discover(root)
-    assert emulators.discover(root) == first
+    first = discover(root)
+    assert discover(root) == first
     make_emulator(tmp_path / "usr/bin/qemu-system-i386")
-    assert "i386" in emulators.discover(root).binaries
+    assert "i386" in discover(root).binaries
     (tmp_path / "usr/bin/qemu-system-x86_64").unlink()
-    assert emulators.discover(root).binaries == {"i386": "/usr/bin/qemu-system-i386"}
+    assert discover(root).binaries == {"i386": "/usr/bin/qemu-system-i386"}
     make_emulator(tmp_path / "usr/libexec/qemu-kvm")
-    assert emulators.discover(root).qemu_kvm == "/usr/libexec/qemu-kvm"
+    assert discover(root).qemu_kvm == "/usr/libexec/qemu-kvm"
     # A directory that appears later is found too.
     make_emulator(tmp_path / "usr/local/bin/qemu-system-arm")
-    assert emulators.discover(root).binaries["arm"] == "/usr/local/bin/qemu-system-arm"
+    assert discover(root).binaries["arm"] == "/usr/local/bin/qemu-system-arm"
 
 
 def test_unchanged_directories_give_the_same_answer_object(tmp_path, fake_path):
@@ -258,15 +325,15 @@ def test_unchanged_directories_give_the_same_answer_object(tmp_path, fake_path):
     make_emulator(tmp_path / "usr/bin/qemu-system-x86_64")
     old = os.stat(tmp_path / "usr/bin").st_mtime_ns - 10**9
     os.utime(tmp_path / "usr/bin", ns=(old, old))
-    first = emulators.discover(root)
-    assert emulators.discover(root) is first
+    first = discover(root)
+    assert discover(root) is first
 
 
 def test_unset_path_uses_libvirts_default(tmp_path, monkeypatch):
     monkeypatch.delenv("PATH")
     emulators.forget()
     make_emulator(tmp_path / "bin/qemu-system-x86_64")
-    assert emulators.discover(str(tmp_path)).binaries == {"x86_64": "/bin/qemu-system-x86_64"}
+    assert discover(str(tmp_path)).binaries == {"x86_64": "/bin/qemu-system-x86_64"}
     emulators.forget()
 
 
@@ -284,7 +351,7 @@ def test_probe_runs_no_emulator(tmp_path, fake_path):
 
 def test_live_probe_lists_this_hosts_emulators(fresh_process_state):
     host = capsfast.probe()
-    found = emulators.discover("/")
+    found = discover("/")
     expected = guests.for_host(host.arch, found.binaries, found.qemu_kvm, host.kvm, host.kqemu, host.xen)
     assert host.guests == expected
     assert capsfast.probe(refresh=True).guests == expected
@@ -304,7 +371,7 @@ none                 empty machine
 
 
 def test_parse_machine_help():
-    assert machines.parse_help(HELP) == (
+    assert parse_help(HELP) == (
         Machine("microvm", None, False),
         Machine("pc", "pc-i440fx-7.2", False),
         Machine("pc-i440fx-7.2", None, False),
@@ -335,7 +402,7 @@ def test_machines_run_once_then_come_from_the_disk_cache(tmp_path, fake_path, mo
     host = capsfast.probe(root=str(root), machines=True)
     # i686 and x86_64 share the binary: one run.
     assert counter.read_text().count("run") == 1
-    assert [g.machines for g in host.guests] == [machines.parse_help(HELP)] * 2
+    assert [g.machines for g in host.guests] == [parse_help(HELP)] * 2
     assert (tmp_path / ("cache/capsfast/machines-%d" % machines.CACHE_VERSION)).exists()
 
     again = capsfast.probe(root=str(root), machines=True)

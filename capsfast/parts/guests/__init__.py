@@ -1,7 +1,9 @@
 """The ``guests`` part of Host: one guest per architecture with an
-emulator, as libvirt lists them (``discover``: the emulators in the PATH;
-``decide``: libvirt's rules; ``machines``: each emulator's machine types,
-on request)."""
+emulator, as libvirt lists them (``read``: the part's reading;
+``discover``: the emulators in the PATH, asked of the source; ``parse``:
+names, tokens and ``-machine help`` text to values; ``decide``: libvirt's
+rules; ``machines``: each emulator's machine types, on request, by running
+it)."""
 from capsfast.constants import QEMU_KVM
 
 PREFIX = "qemu-system-"

@@ -10,6 +10,7 @@ driver: guests come from the hypervisor's capability tokens.
 """
 from capsfast.constants import X86_ARCHS
 from capsfast.model import Guest, Machine
+from capsfast.parts.guests.parse import xen_token
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,7 +54,6 @@ _TOGGLES_XEN = {"acpi": ("on", "yes"), "apic": ("on", "yes"),
 
 # Xen: libvirt's historical driver hard-codes these paths.
 XEN_LOADER = "/usr/lib/xen/boot/hvmloader"
-_XEN_TOKEN_ARCH = {"x86_32": "i686", "x86_64": "x86_64", "ia64": "ia64", "powerpc64": "ppc64"}
 
 
 def qemu_target(arch: str) -> str:
@@ -133,21 +133,6 @@ def qemu_guests(host_arch: str, binaries: "Mapping[str, str]", qemu_kvm: "str | 
     return tuple(guests)
 
 
-def _parse_xen_token(token: str) -> "tuple[bool, str, str] | None":
-    """(hvm, arch, suffix) of a token like ``hvm-3.0-x86_32p``, or None:
-    libvirt's pattern (xen|hvm)-N.N-(x86_32|x86_64|ia64|powerpc64)(p|be)?"""
-    parts = token.split("-", 2)
-    if len(parts) != 3 or parts[0] not in ("xen", "hvm"):
-        return None
-    major, dot, minor = parts[1].partition(".")
-    if not (dot and major.isdigit() and minor.isdigit() and major.isascii() and minor.isascii()):
-        return None
-    for name, arch in _XEN_TOKEN_ARCH.items():
-        if parts[2].startswith(name):
-            return parts[0] == "hvm", arch, parts[2][len(name):]
-    return None
-
-
 def xen_guests(host_arch: str, xen: "Xen") -> tuple[Guest, ...]:
     """Guests of a Xen dom0 from the hypervisor's tokens, merged per
     (os_type, arch) as libvirt's Xen driver did; none outside dom0."""
@@ -155,7 +140,7 @@ def xen_guests(host_arch: str, xen: "Xen") -> tuple[Guest, ...]:
         return ()
     merged: dict[tuple[bool, str], set[str]] = {}  # dict keeps token order
     for token in xen.capabilities:
-        parsed = _parse_xen_token(token)
+        parsed = xen_token(token)
         if parsed is None:
             continue
         hvm, arch, suffix = parsed

@@ -1,11 +1,17 @@
-"""Machine types per emulator (``--machines``): runs ``<emulator> -machine
-help`` once per binary and keeps the answer in an on-disk cache.
+"""Machine types per emulator (``--machines``), process I/O of this
+machine: runs ``<emulator> -machine help`` once per binary and keeps the
+answer in an on-disk cache.  It stands apart from ``read`` because no
+source can answer it: a source answers files, and only the machine
+capsfast runs on can run an emulator (a recording or a fake root's
+binaries are run from this machine, inside the root).  The text it gets is
+parsed by ``capsfast.parts.guests.parse.parse_help``.
 
-The cache lives in ``$XDG_CACHE_HOME/capsfast/machines-2`` (default
-``~/.cache``) and is keyed by the binary's path, size, mtime and inode, so
-an upgraded or replaced binary is asked again and a second call costs no
-process.  Off by default: it is the one part of capsfast that runs a
-program (libvirt's equivalent QMP probe is what makes it slow).
+The cache lives in ``$XDG_CACHE_HOME/capsfast/machines-3`` (default
+``~/.cache``; the mechanics are ``capsfast.sources.cache``'s) and is keyed
+by the binary's path, size, mtime and inode, so an upgraded or replaced
+binary is asked again and a second call costs no process.  Off by default:
+it is the one part of capsfast that runs a program (libvirt's equivalent
+QMP probe is what makes it slow).
 
 Each run is bounded by ``TIMEOUT`` and ``OUTPUT_LIMIT`` and made in a
 session of its own; its answer must have the shape of QEMU's ``-machine
@@ -19,17 +25,19 @@ import os
 import sys
 
 from capsfast.errors import CapsfastError, printable
-from capsfast.model import Machine
+from capsfast.model import Guest  # loaded already: parse builds Machine values
+from capsfast.parts.guests.parse import cache_body, cache_entries, parse_help
+from capsfast.sources import cache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from capsfast.model import Guest
+    from capsfast.parts.guests.parse import Machines
 
-    Machines = tuple[Machine, ...]
-
-CACHE_VERSION = 2
+# 3: the magic and key lines of capsfast.sources.cache (2: a header line of
+# its own), so a file of version 2 is another file, and never misread.
+CACHE_VERSION = 3
 # Every emulator's machine list: a few hundred KiB at most.
 _MAX_CACHE = 8 << 20
 # Seconds one `-machine help` may take.  QEMU answers in ~50 ms; one that
@@ -39,9 +47,6 @@ TIMEOUT = 5.0
 # Bytes one `-machine help` may print.  QEMU 7.2's longest list (x86_64)
 # is about 3 KB; an emulator printing more is not answering the question.
 OUTPUT_LIMIT = 256 * 1024
-HEADER = "Supported machines are:"
-# The characters of a QEMU machine type name (pc-i440fx-7.2, virt-7.2, s390-ccw-virtio).
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+")
 
 
 def warn(message: str) -> None:
@@ -50,102 +55,31 @@ def warn(message: str) -> None:
     sys.stderr.flush()
 
 
-def parse_help(text: str) -> "Machines":
-    """Machines from QEMU's ``-machine help`` output, in its order.
-
-    The first line is ``Supported machines are:``; the others look like
-    ``pc   Standard PC (...) (alias of pc-i440fx-7.2)`` or ``pc-i440fx-1.4
-    Standard PC (...) (deprecated)``.  ``none`` (the empty machine) is left
-    out, as libvirt does.  Raises CapsfastError for text of another shape."""
-    lines = text.splitlines()
-    if not lines or lines[0].rstrip() != HEADER:
-        raise CapsfastError("its -machine help does not start with %r" % HEADER)
-    machines: list[Machine] = []
-    seen: set[str] = set()
-    for number, line in enumerate(lines[1:], 2):
-        if not line.strip():
-            continue
-        name, _sep, rest = line.strip().partition(" ")
-        if not set(name) <= _NAME_CHARS or not line[0].isalnum() or not line.isprintable():
-            raise CapsfastError("line %d of its -machine help is not a machine type: %r"
-                                % (number, line[:60]))
-        if name == "none" or name in seen:
-            continue
-        seen.add(name)
-        canonical = None
-        marker = "(alias of "
-        start = rest.find(marker)
-        if start >= 0:
-            end = rest.find(")", start)
-            canonical = rest[start + len(marker):end].strip() or None
-        machines.append(Machine(name, canonical, "(deprecated)" in rest))
-    return tuple(machines)
-
-
 def cache_path() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "capsfast", "machines-%d" % CACHE_VERSION)
+    return os.path.join(cache.directory(), "machines-%d" % CACHE_VERSION)
 
 
 def _key(path: str, st: os.stat_result) -> str:
     return "%s\0%d\0%d\0%d" % (path, st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-# The cache file: this header, then one record per emulator, every field
-# ended by a NUL (no path or machine name holds one): the key's four fields
-# (path, size, mtime, inode), the number of machines, then name, canonical
-# name ("" for none) and deprecated ("1" or "0") of each.  Read without the
-# json module, which alone would cost more than the rest of --machines.
-_HEADER = b"capsfast machine types %d\n" % CACHE_VERSION
+# The cache file: capsfast.sources.cache's magic and key lines (the key
+# line names what each entry is keyed by), then the body
+# capsfast.parts.guests.parse.cache_body writes.
+_MAGIC = b"capsfast machine types %d" % CACHE_VERSION
+_KEY = b"per emulator: path, size, mtime, inode"
 
 
-def _load(path: str) -> "dict[str, object]":
-    """The cache's entries by key, as ``_cached`` reads them; {} for a file
-    that is absent, unreadable or not wholly of the shape ``_save`` writes."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_CACHE + 1)
-    except OSError:
-        return {}
-    if len(data) > _MAX_CACHE or not data.startswith(_HEADER) or not data.endswith(b"\0"):
-        return {}
-    try:
-        fields = data[len(_HEADER):-1].decode("utf-8", "surrogateescape").split("\0")
-    except UnicodeDecodeError:  # pragma: no cover - surrogateescape decodes any bytes
-        return {}
-    cache: "dict[str, object]" = {}
-    at = 0
-    while at < len(fields):
-        head = fields[at:at + 5]
-        if len(head) < 5 or not head[4].isdigit():
-            return {}
-        count = int(head[4])
-        body = fields[at + 5:at + 5 + 3 * count]
-        if len(body) != 3 * count or any(flag not in ("0", "1") for flag in body[2::3]):
-            return {}
-        cache["\0".join(head[:4])] = [[name, canonical or None, flag == "1"]
-                                       for name, canonical, flag in zip(body[0::3], body[1::3], body[2::3])]
-        at += 5 + 3 * count
-    return cache
+def _load(path: str) -> "dict[str, Machines]":
+    """The cache's entries by key; {} for a file that is absent,
+    unreadable or not wholly of the shape ``_save`` writes."""
+    body = cache.load(path, _MAGIC, _KEY, _MAX_CACHE)
+    return {} if body is None else cache_entries(body)
 
 
-def _save(path: str, data: "dict[str, object]") -> None:
+def _save(path: str, entries: "dict[str, Machines]") -> None:
     """Write the cache atomically; a read-only home just means no cache."""
-    fields = []
-    for key, entry in sorted(data.items()):
-        machines = _cached(entry) or ()
-        fields += [key, str(len(machines))]
-        for machine in machines:
-            fields += [machine.name, machine.canonical or "", "1" if machine.deprecated else "0"]
-    text = _HEADER + "".join(field + "\0" for field in fields).encode("utf-8", "surrogateescape")
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = "%s.%d.tmp" % (path, os.getpid())
-        with open(tmp, "wb") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    cache.save(path, _MAGIC, _KEY, cache_body(entries))
 
 
 def run_help(binary: str) -> str:
@@ -216,20 +150,6 @@ def _kill_group(pgid: int) -> None:
         pass  # ESRCH: the group is gone, nothing was left behind
 
 
-def _cached(entry: object) -> "Machines | None":
-    """The machines a cache entry holds, or None if it holds none
-    (absent, or not of the shape ``_save`` writes)."""
-    if not isinstance(entry, list):
-        return None
-    machines = []
-    for item in entry:
-        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
-                and (item[1] is None or isinstance(item[1], str))):
-            return None
-        machines.append(Machine(item[0], item[1], bool(item[2])))
-    return tuple(machines)
-
-
 def machines_for(binaries: "Iterable[str]", runner: "Callable[[str], str]" = run_help,
                  cache_file: "str | None" = None,
                  report: "Callable[[str], None]" = warn) -> "dict[str, Machines | None]":
@@ -239,7 +159,7 @@ def machines_for(binaries: "Iterable[str]", runner: "Callable[[str], str]" = run
     fails or hangs maps to None (unknown), is not cached, and is named to
     ``report`` in one line."""
     cache_file = cache_file or cache_path()
-    cache = _load(cache_file)
+    kept = _load(cache_file)
     result: dict[str, Machines | None] = {}
     dirty = False
     for binary in dict.fromkeys(binaries):
@@ -249,7 +169,7 @@ def machines_for(binaries: "Iterable[str]", runner: "Callable[[str], str]" = run
             result[binary] = None
             continue
         key = _key(binary, st)
-        machines = _cached(cache.get(key))
+        machines = kept.get(key)
         if machines is not None:
             result[binary] = machines
             continue
@@ -266,13 +186,13 @@ def machines_for(binaries: "Iterable[str]", runner: "Callable[[str], str]" = run
             result[binary] = None
             continue
         # Drop stale entries of the same path (an upgraded binary).
-        for old in [k for k in cache if k.split("\0", 1)[0] == binary]:
-            del cache[old]
-        cache[key] = [list(m) for m in machines]
+        for old in [k for k in kept if k.split("\0", 1)[0] == binary]:
+            del kept[old]
+        kept[key] = machines
         result[binary] = machines
         dirty = True
     if dirty:
-        _save(cache_file, cache)
+        _save(cache_file, kept)
     return result
 
 
