@@ -232,3 +232,65 @@ def test_the_collector_imports_only_the_standard_library():
     assert "capsfast" not in names and "." not in names, names
     if stdlib is not None:
         assert names <= set(stdlib), names - set(stdlib)
+
+
+# What a pure file of a part may not touch: the file system, processes,
+# the C crossing or a source (beyond its plain values and markers).
+IO_MODULES = {"os", "io", "subprocess", "socket", "shutil", "tempfile", "glob", "fcntl", "select", "selectors",
+              "signal", "pathlib", "mmap", "capsfast._native", "capsfast.sources.base", "capsfast.sources.live",
+              "capsfast.sources.replay", "capsfast.sources.boot", "capsfast.sources.cache"}
+IO_CALLS = {"open", "__import__"}
+
+
+def io_of(path):
+    """The I/O modules ``path`` imports (anywhere, type-only excepted) and
+    the I/O builtins it calls."""
+    found = set()
+    for node in runtime_nodes(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name in IO_MODULES
+                         or alias.name.split(".")[0] in IO_MODULES)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            module = node.module or ""
+            for alias in node.names:
+                full = module + "." + alias.name
+                if module in IO_MODULES or full in IO_MODULES or module.split(".")[0] in IO_MODULES:
+                    found.add(full if full in IO_MODULES else module)
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) in IO_CALLS:
+            found.add(node.func.id + "()")
+    return found
+
+
+def folder_parts():
+    return sorted(p for p in (PACKAGE / "parts").iterdir() if (p / "__init__.py").is_file())
+
+
+def test_every_folder_part_reads_parses_and_decides_in_files_of_those_names():
+    """A newcomer finds a part's I/O in ``read``, its parsing in ``parse``
+    and its rules in ``decide``, in every folder part."""
+    missing = ["%s/%s.py" % (folder.name, name) for folder in folder_parts()
+               for name in ("read", "parse", "decide") if not (folder / (name + ".py")).is_file()]
+    assert not missing, missing
+
+
+def test_parse_and_decide_are_pure():
+    impure = {}
+    for folder in folder_parts():
+        for name in ("parse", "decide"):
+            path = folder / (name + ".py")
+            if path.is_file() and io_of(path):
+                impure["%s/%s.py" % (folder.name, name)] = sorted(io_of(path))
+    assert not impure, impure
+
+
+def test_the_purity_check_sees_io(tmp_path):
+    """The check above is not blind: it sees an I/O import at any depth and
+    a call to open(), and passes a type-only import of a source."""
+    pure = tmp_path / "pure.py"
+    pure.write_text("TYPE_CHECKING = False\nif TYPE_CHECKING:\n    from capsfast.sources.base import Source\n"
+                    "from capsfast.sources.rounds import ABSENT\n")
+    assert io_of(pure) == set()
+    impure = tmp_path / "impure.py"
+    impure.write_text("def f(path):\n    import os.path\n    from capsfast.sources import live\n"
+                      "    return open(path).read()\n")
+    assert io_of(impure) == {"os.path", "capsfast.sources.live", "open()"}
