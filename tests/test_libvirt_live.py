@@ -54,8 +54,15 @@ def unavailable(reason):
     pytest.skip(reason)
 
 
+def tool_env():
+    """The environment for libvirt's own programs: without the sanitizer
+    run's preload, which is for capsfast's module, not for libvirt."""
+    return {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+
+
 def virsh(*args, timeout=300):
-    return subprocess.run(["virsh", "-c", URI] + list(args), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(["virsh", "-c", URI] + list(args), capture_output=True, text=True, timeout=timeout,
+                          env=tool_env())
 
 
 def alive(pid):
@@ -95,7 +102,7 @@ def start_daemon(tmp):
         done = subprocess.CompletedProcess([], 1, "", "unshare not installed")
     else:
         done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-                               conf, QEMU_CONF] + daemon, capture_output=True, text=True, timeout=60)
+                               conf, QEMU_CONF] + daemon, capture_output=True, text=True, timeout=60, env=tool_env())
     if done.returncode != 0:
         if os.environ.get("CI") != "true":
             pytest.skip("no private mount namespace for libvirtd's qemu.conf (%s); "
@@ -106,7 +113,7 @@ def start_daemon(tmp):
             original = f.read()
         try:
             shutil.copyfile(conf, QEMU_CONF)
-            done = subprocess.run(daemon, capture_output=True, text=True, timeout=60)
+            done = subprocess.run(daemon, capture_output=True, text=True, timeout=60, env=tool_env())
             if done.returncode != 0:
                 raise RuntimeError("libvirtd -d failed: %s" % (done.stderr.strip() or done.returncode))
             return wait_for_daemon(pidfile)
@@ -117,16 +124,19 @@ def start_daemon(tmp):
 
 
 def wait_for_daemon(pidfile):
-    for _ in range(300):  # the daemon writes its pid file once it serves
+    # The daemon writes its pid file once it serves; a loaded machine may
+    # take a while, so the wait is by the clock, not by tries.
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
         try:
             with open(pidfile) as f:
                 pid = int(f.read().strip())
             if virsh("uri", timeout=30).returncode == 0:
                 return pid
-        except (OSError, ValueError):
+        except (OSError, ValueError, subprocess.TimeoutExpired):
             pass
         time.sleep(0.2)
-    raise RuntimeError("libvirtd did not come up")
+    raise RuntimeError("libvirtd did not come up in 180 s")
 
 
 def stop_daemon(pid):
@@ -138,7 +148,10 @@ def stop_daemon(pid):
         if not alive(pid):
             return
         time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def need_libvirtd():
