@@ -183,3 +183,25 @@ def test_a_real_shaped_list_within_the_bound_is_taken(tmp_path):
     binary.chmod(0o755)
     found = machines.machines_for([str(binary)], cache_file=str(tmp_path / "m.json"), report=pytest.fail)
     assert [m.name for m in found[str(binary)]] == ["pc", "pc-i440fx-7.2"]
+
+
+def test_cache_off_runs_the_emulator_each_time_and_keeps_nothing(tmp_path, monkeypatch):
+    binary = tmp_path / "qemu-system-x86_64"
+    binary.write_text("#!/bin/sh\necho 'Supported machines are:'\necho 'pc   Standard PC'\n")
+    binary.chmod(0o755)
+    runs = []
+
+    def runner(path):
+        runs.append(path)
+        return machines.run_help(path)
+
+    kept = tmp_path / "machines"
+    monkeypatch.setenv("CAPSFAST_CACHE", "off")
+    for _ in range(2):
+        found = machines.machines_for([str(binary)], runner=runner, cache_file=str(kept), report=pytest.fail)
+        assert [m.name for m in found[str(binary)]] == ["pc"]
+    assert runs == [str(binary)] * 2 and not kept.exists()
+    monkeypatch.delenv("CAPSFAST_CACHE")
+    for _ in range(2):
+        machines.machines_for([str(binary)], runner=runner, cache_file=str(kept), report=pytest.fail)
+    assert runs == [str(binary)] * 3 and kept.exists()

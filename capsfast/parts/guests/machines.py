@@ -157,9 +157,11 @@ def machines_for(binaries: "Iterable[str]", runner: "Callable[[str], str]" = run
     running each one at most once and only when the cache has no entry for
     its current (path, size, mtime, inode).  An emulator that cannot be run,
     fails or hangs maps to None (unknown), is not cached, and is named to
-    ``report`` in one line."""
+    ``report`` in one line.  With ``CAPSFAST_CACHE=off`` each is run and
+    nothing is kept."""
+    use_cache = cache.enabled()
     cache_file = cache_file or cache_path()
-    kept = _load(cache_file)
+    kept = _load(cache_file) if use_cache else {}
     result: dict[str, Machines | None] = {}
     dirty = False
     for binary in dict.fromkeys(binaries):
@@ -191,7 +193,7 @@ def machines_for(binaries: "Iterable[str]", runner: "Callable[[str], str]" = run
         kept[key] = machines
         result[binary] = machines
         dirty = True
-    if dirty:
+    if dirty and use_cache:
         _save(cache_file, kept)
     return result
 
