@@ -15,7 +15,7 @@ import atheris
 
 with atheris.instrument_imports():
     import capsfast
-    from capsfast import devices  # noqa: F401 - instrumented
+    from capsfast.parts.core import parse, read  # noqa: F401 - instrumented
     from capsfast.errors import CapsfastError
     from capsfast.render import json as render_json
 

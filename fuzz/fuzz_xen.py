@@ -9,9 +9,11 @@ import atheris
 
 with atheris.instrument_imports():
     import capsfast
-    from capsfast import devices, libvirt_xml
+    from capsfast import libvirt_xml
+    from capsfast.parts.core import parse, read
     from capsfast.parts.guests import decide as guests
     from capsfast.model import Xen
+    from capsfast.sources.base import OK, FileResult
     from capsfast.render import libvirt as render_libvirt
 
 ROOT = tempfile.mkdtemp(prefix="capsfast-fuzz-")
@@ -22,9 +24,9 @@ def one_input(data):
     fdp = atheris.FuzzedDataProvider(data)
     arch = fdp.PickValueInList(["x86_64", "i686", "aarch64"])
     caps = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 200))
-    result = (0, 0o100644, fdp.ConsumeBytes(4096), False, 0)
-    text = devices.text("/", "/sys/hypervisor/properties/capabilities", result)
-    xen = devices.xen_facts(True, caps.decode("utf-8", "replace"), "xen", text)
+    result = FileResult(OK, 0o100644, fdp.ConsumeBytes(4096), False, 0)
+    text = read.text("/", "/sys/hypervisor/properties/capabilities", result)
+    xen = parse.xen_facts(True, caps.decode("utf-8", "replace"), "xen", text)
     for token in xen.capabilities:
         assert token and not any(ch.isspace() or ord(ch) < 32 for ch in token), token
     got = guests.xen_guests(arch, Xen(xen.present, "dom0", xen.hypervisor_type, xen.capabilities))
