@@ -14,7 +14,6 @@ from capsfast import host as probing
 from capsfast.bench.fixtures import fake_cpuinfo_root, fake_topology_root
 from capsfast.bench.measure import FORBIDDEN_AT_IMPORT, Bench, Result, ratio_of, rounded, run_child, step
 from capsfast.constants import KVM_DEVICE
-from capsfast.parts.core import read as facts
 from capsfast.parts.guests import discover as emulators
 
 if TYPE_CHECKING:

@@ -145,7 +145,7 @@ def platform_steps(host: "Host") -> "list[PlatformStep]":
     capsfast's own: ``[(name, level, detail, hint)]``."""
     from capsfast.parts.platform.decide import TITLES
 
-    dev, iommu, sec = host.devices, host.iommu, host.security
+    dev, sec = host.devices, host.security
     rows: list[PlatformStep] = []
     kvm, hvm = host.kvm, host.hvm
     if kvm.usable and hvm.status != "enabled":
