@@ -14,6 +14,10 @@ KVM_API_VERSION = 12
 
 # RHEL's QEMU, outside the PATH.
 QEMU_KVM = "/usr/libexec/qemu-kvm"
+# Where programs are looked up when PATH is unset: glib's default, which
+# libvirt's virFindFileInPath takes (without its ".": a daemon's working
+# directory holds none of the host's programs).
+DEFAULT_PATH = "/bin:/usr/bin"
 
 # The msr driver's node for CPU 0, and the MSRs that say whether the
 # firmware locked hardware virtualization off.

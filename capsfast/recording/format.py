@@ -25,11 +25,10 @@ import sys
 import time
 
 from capsfast import bounded_json
-from capsfast.constants import KVM_DEVICE, __version__
+from capsfast.constants import DEFAULT_PATH, KVM_DEVICE, __version__
 from capsfast.errors import CapsfastError
 from capsfast.model import Tsc
 from capsfast.parts.core import parse
-from capsfast.parts.guests import DEFAULT_PATH
 from capsfast.recording import capture, collector
 from capsfast.sources.base import NOT_TRIED, OK, KvmDevice, Outcome
 from capsfast.sources.replay import Replay
@@ -131,10 +130,11 @@ def _add_domcaps(files: "dict[str, tuple[bytes | None, int]]", arch: str) -> Non
     from capsfast.sources.live import Live
 
     scenario = json.loads(files[SCENARIO][0] or b"{}")
-    path_env = scenario.get("path") or os.environ.get("PATH") or ""
+    # The PATH the collector searched (this process's, as it records it).
+    searched = Live(arch, path_env=scenario.get("path"))
     descriptors = {name[len(ROOT):]: data for name, (data, _mode) in files.items()
                    if data and name.startswith(ROOT + "/") and "/qemu/firmware/" in name}
-    for name, data in domcaps.recorded_extras(Live(arch), path_env, descriptors).items():
+    for name, data in domcaps.recorded_extras(searched, descriptors).items():
         files.setdefault(name, (data, 0o644))
 
 

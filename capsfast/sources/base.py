@@ -21,7 +21,7 @@ from capsfast import _native
 from capsfast._native import LIST as LIST, MSR as MSR, READ as READ, READ_BLOCK as READ_BLOCK, STAT as STAT
 from capsfast._native import NOT_TRIED as NOT_TRIED, OK as OK
 from capsfast._native import FileResult as FileResult, KvmDevice as KvmDevice, Outcome as Outcome
-from capsfast.constants import KVM_DEVICE, X86_ARCHS
+from capsfast.constants import DEFAULT_PATH, KVM_DEVICE, X86_ARCHS
 from capsfast.errors import CapsfastError
 
 TYPE_CHECKING = False
@@ -209,7 +209,7 @@ class Source:
     """The host under ``root`` (a directory, or "/" with a CPUID dump or a
     forced architecture): its files, CPUID from ``dump`` or none, no device
     of its own.  ``cpu_map``: a CPU map directory laid over the host's own
-    (``--cpu-map``); ``path_env``: the PATH searched for emulators (None:
+    (``--cpu-map``); ``path_env``: the PATH programs are looked up in (None:
     this process's)."""
 
     kind = "root"
@@ -320,6 +320,28 @@ class Source:
             return _os.stat(self.under(path))
         except (OSError, ValueError):
             return None
+
+    def search_path(self) -> str:
+        """The PATH programs are looked up in on the probed host: the
+        recorded one, else this process's; where PATH is unset, glib's
+        default, as libvirt takes it."""
+        if self.path_env is not None:
+            return self.path_env
+        found = _os.environ.get("PATH")
+        return DEFAULT_PATH if found is None else found
+
+    def find_program(self, name: str) -> "str | None":
+        """``name`` looked up as libvirt's virFindFileInPath does: an absolute
+        name as is, else in each directory of ``search_path()`` in turn (an
+        empty one is the working directory); the first regular file this
+        user may run, as the probed host names it, under the root."""
+        candidates = [name] if name.startswith("/") else [
+            _os.path.join(directory or ".", name) for directory in self.search_path().split(":")]
+        for path in candidates:
+            real = self.under(path)
+            if _os.path.isfile(real) and _os.access(real, _os.X_OK):
+                return path if path.startswith("/") else _os.path.abspath(path)
+        return None
 
     def listdir(self, path: str) -> "list[str] | None":
         """The names in the directory ``path`` of the probed host (resolved

@@ -50,8 +50,8 @@ class Live(Source):
     kind = "live"
     has_cpu = HAS_CPUID
 
-    def __init__(self, arch: str, cpu_map: "str | None" = None) -> None:
-        super().__init__("/", arch, None, cpu_map)
+    def __init__(self, arch: str, cpu_map: "str | None" = None, path_env: "str | None" = None) -> None:
+        super().__init__("/", arch, None, cpu_map, path_env)
 
     def device_group(self, path: str) -> "str | None":
         return live_group(path)
@@ -87,17 +87,17 @@ class Live(Source):
         return converse(emulator)
 
     def swtpm_capabilities(self) -> "bytes | None":
-        return swtpm_setup_capabilities(os.environ.get("PATH") or os.defpath)
+        return swtpm_setup_capabilities([self.find_program(name) for name in SWTPM_PROGRAMS])
 
 
 SWTPM_TIMEOUT = 10.0  # seconds swtpm_setup may take to print what it can
+SWTPM_PROGRAMS = ("swtpm", "swtpm_setup", "swtpm_ioctl")  # libvirt wants all three
 
 
-def swtpm_setup_capabilities(path_env: str) -> "bytes | None":
+def swtpm_setup_capabilities(found: "list[str | None]") -> "bytes | None":
     """libvirt's swtpm check (virTPMEmulatorInit): swtpm, swtpm_setup and
-    swtpm_ioctl all found in ``path_env``; then what ``swtpm_setup
+    swtpm_ioctl all ``found`` in the PATH; then what ``swtpm_setup
     --print-capabilities`` prints (b"" where it fails or hangs)."""
-    found = [_in_path(name, path_env) for name in ("swtpm", "swtpm_setup", "swtpm_ioctl")]
     if not all(found):
         return None
     import subprocess
@@ -107,12 +107,3 @@ def swtpm_setup_capabilities(path_env: str) -> "bytes | None":
     except (OSError, subprocess.SubprocessError):
         return b""
     return done.stdout[:1 << 20] if done.returncode == 0 else b""
-
-
-def _in_path(name: str, path_env: str) -> "str | None":
-    # shutil.which's answer, without importing shutil (10 ms) on every call
-    for directory in path_env.split(":"):
-        path = os.path.join(directory or ".", name)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return None

@@ -89,3 +89,33 @@ def test_each_live_host_reads_the_cpu_as_it_is_then(fresh_process_state, tmp_pat
     assert later is not first
     _resolved, reading_again = cpuid_of(lambda: resolve(later))
     assert reading == reading_again == one_walk
+
+
+@pytest.mark.parametrize("path_env", [None, "/opt/qemu/bin:/usr/local/bin", ""])
+def test_guests_and_domain_capabilities_look_in_one_path(tmp_path, monkeypatch, path_env):
+    """The emulator domain capabilities take for the host's arch is the one
+    the guests list, whatever PATH is: set, empty, or unset (then glib's
+    /bin:/usr/bin, as libvirt takes it, not /usr/local/bin)."""
+    from capsfast.errors import CapsfastError
+    from capsfast.parts.domcaps import read as domcaps
+    from capsfast.parts.guests import discover
+    from capsfast.sources.base import Source
+
+    for directory in ("usr/local/bin", "usr/bin", "opt/qemu/bin"):
+        (tmp_path / directory).mkdir(parents=True)
+    for directory in ("usr/local/bin", "opt/qemu/bin"):
+        emulator = tmp_path / directory / "qemu-system-x86_64"
+        emulator.write_text("#!/bin/sh\n")
+        emulator.chmod(0o755)
+    if path_env is None:
+        monkeypatch.delenv("PATH", raising=False)
+    else:
+        monkeypatch.setenv("PATH", path_env)
+    source = Source(str(tmp_path), "x86_64")
+    listed = discover.discover(source).binaries.get("x86_64")
+    try:
+        taken = domcaps.default_emulator(source, "x86_64", "x86_64")
+    except CapsfastError:
+        taken = None
+    assert taken == listed
+    assert source.search_path() == {None: "/bin:/usr/bin"}.get(path_env, path_env)

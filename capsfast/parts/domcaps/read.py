@@ -33,26 +33,9 @@ VFIO_ENTRIES: "tuple[Entry, ...]" = (
 QEMU_KVM = "/usr/libexec/qemu-kvm"
 # virQEMUCapsArchToString: QEMU's name for a guest arch.
 _QEMU_ARCH = {"i686": "i386"}
-DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 # A bound on one firmware descriptor directory's listing, so a hostile tree
 # cannot make the search read without end; real trees hold a dozen files.
 MAX_DESCRIPTOR_FILES = 4096
-
-
-def _path_env(source: "Source") -> str:
-    return source.path_env or os.environ.get("PATH") or DEFAULT_PATH
-
-
-def _find(source: "Source", name: str) -> "str | None":
-    """``name`` searched in the PATH as libvirt's virFindFileInPath does
-    (an absolute name as is), looked up on the probed host."""
-    candidates = [name] if name.startswith("/") else [
-        os.path.join(directory or ".", name) for directory in _path_env(source).split(":")]
-    for path in candidates:
-        real = source.under(path)
-        if os.path.isfile(real) and os.access(real, os.X_OK):
-            return os.path.abspath(path) if not path.startswith("/") else path
-    return None
 
 
 def default_emulator(source: "Source", host_arch: str, arch: str) -> str:
@@ -65,7 +48,7 @@ def default_emulator(source: "Source", host_arch: str, arch: str) -> str:
     if arch == host_arch or (arch == "i686" and host_arch == "x86_64"):
         names.append(QEMU_KVM)
     for name in names:
-        found = _find(source, name)
+        found = source.find_program(name)
         if found is not None:
             return found
     raise CapsfastError("unable to find any emulator to serve '%s' architecture" % printable(arch))
@@ -376,10 +359,9 @@ def domain_caps(inputs: Inputs, asked: Request, *, expand: bool = False
 RECORDED_EMULATORS = ("qemu-system-x86_64", "qemu-system-i386", "qemu-kvm")
 
 
-def recorded_extras(source: "Source", path_env: str, descriptor_files: "dict[str, bytes]"
-                    ) -> "dict[str, bytes]":
+def recorded_extras(source: "Source", descriptor_files: "dict[str, bytes]") -> "dict[str, bytes]":
     """{path in the recording: bytes}: each served emulator's transcript in
-    the PATH as ``qemu/<basename>.replies`` (libvirt's format), what
+    the source's PATH as ``qemu/<basename>.replies`` (libvirt's format), what
     ``swtpm_setup --print-capabilities`` printed, and a placeholder for
     each loader image or NVRAM template the recorded descriptors
     (``descriptor_files``: host path -> contents) name that exists."""
@@ -387,15 +369,11 @@ def recorded_extras(source: "Source", path_env: str, descriptor_files: "dict[str
     from capsfast.sources.base import SWTPM_CAPABILITIES
 
     extras: "dict[str, bytes]" = {}
-    seen = set()
-    for directory in path_env.split(":"):
-        for name in RECORDED_EMULATORS:
-            path = os.path.join(directory or ".", name)
-            if name in seen or not (os.path.isfile(path) and os.access(path, os.X_OK)):
-                continue
-            seen.add(name)
-            _keep_transcript(source, os.path.abspath(path), extras)
-    if os.path.isfile(QEMU_KVM) and "qemu-kvm" not in seen:
+    found = {name: source.find_program(name) for name in RECORDED_EMULATORS}
+    for emulator in found.values():
+        if emulator is not None:
+            _keep_transcript(source, emulator, extras)
+    if found["qemu-kvm"] is None and os.path.isfile(QEMU_KVM):
         _keep_transcript(source, QEMU_KVM, extras)
     printed = source.swtpm_capabilities()
     if printed is not None:

@@ -4,10 +4,9 @@ emulator, as libvirt lists them (``read``: the part's reading;
 names, tokens and ``-machine help`` text to values; ``decide``: libvirt's
 rules; ``machines``: each emulator's machine types, on request, by running
 it)."""
-from capsfast.constants import QEMU_KVM
+from capsfast.constants import DEFAULT_PATH, QEMU_KVM
 
 PREFIX = "qemu-system-"
-DEFAULT_PATH = "/bin:/usr/bin"  # libvirt's choice when PATH is unset
 
 NAME = "guests"
 FIELDS = ("guests",)

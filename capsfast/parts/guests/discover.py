@@ -15,7 +15,6 @@ import stat as _stat
 import time
 
 from capsfast.constants import QEMU_KVM
-from capsfast.parts.guests import DEFAULT_PATH
 from capsfast.parts.guests.parse import emulator_names
 
 TYPE_CHECKING = False
@@ -118,17 +117,11 @@ def _unchanged(source: "Source", watch: "tuple[Stamp, ...]") -> bool:
     return True
 
 
-def search_path() -> str:
-    """The PATH this process searches for emulators, as libvirt would."""
-    path_env = os.environ.get("PATH")
-    return DEFAULT_PATH if path_env is None else path_env
-
-
 def discover(source: "Source") -> "Emulators":
-    """The emulators of the host ``source`` reads, in its ``path_env``
-    (None: this process's PATH); an ``Emulators``, the same object as
+    """The emulators of the host ``source`` reads, in its PATH
+    (``Source.search_path``); an ``Emulators``, the same object as
     last time while nothing changed."""
-    path_env = search_path() if source.path_env is None else source.path_env
+    path_env = source.search_path()
     key = (source.root, path_env)
     entry = _cache.get(key)
     if entry is not None and _unchanged(source, entry.watch):
@@ -180,7 +173,7 @@ def _emulators_key(source: "Source", found: "Emulators", now_ns: int) -> str:
 def boot_scan(source: "Source") -> "tuple[str, tuple[dict[str, str], str | None, tuple[str, ...]]]":
     """(key, (binaries, qemu-kvm, the watched directories)) of a discovery
     made now."""
-    path_env = search_path() if source.path_env is None else source.path_env
+    path_env = source.search_path()
     entry = _scan(source, path_env)
     found = entry.found
     key = "%s\nPATH %s\n%s\n%s" % (_KEY_FORM, path_env, _watch_key(entry.watch),
@@ -191,7 +184,7 @@ def boot_scan(source: "Source") -> "tuple[str, tuple[dict[str, str], str | None,
 def boot_key(source: "Source", binaries: "dict[str, str]", qemu_kvm: "str | None",
              watched: "tuple[str, ...]") -> str:
     """``boot_scan``'s key of the same discovery, read now."""
-    path_env = search_path() if source.path_env is None else source.path_env
+    path_env = source.search_path()
     now_ns = time.time_ns()
     watch: list[Stamp] = []
     for path in watched:
