@@ -57,8 +57,8 @@ def default_emulator(source: "Source", host_arch: str, arch: str) -> str:
 def _check_emulator(source: "Source", emulator: str) -> str:
     if not emulator.startswith("/"):
         emulator = os.path.abspath(emulator)
-    real = source.under(emulator)
-    if not os.path.isfile(real) or not os.access(real, os.X_OK):
+    # An absolute name is looked up as it is: the PATH lookup's own check.
+    if source.find_program(emulator) is None:
         raise CapsfastError("emulator %s: not an executable file" % printable(emulator))
     return emulator
 
