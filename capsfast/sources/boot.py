@@ -196,12 +196,9 @@ def directory_stamps(directory: str) -> str:
     each, relative to the open directory): a file added, removed, replaced
     or touched changes it."""
     try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        names = sorted(os.listdir(directory))
     except OSError:
         return "-"
-    try:
-        names = sorted(os.listdir(fd))
-        return "\n".join("%s %s" % (name, cache.stamp(name, fd)) for name in names)
-    finally:
-        os.close(fd)
+    found = cache.stamps_in(directory, names)
+    return "-" if found is None else "\n".join("%s %s" % pair for pair in zip(names, found))
 

@@ -13,7 +13,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
 ENV_CACHE = "CAPSFAST_CACHE"
 MAX_BYTES = 64 << 20  # no cache file of capsfast comes near this
@@ -114,6 +114,20 @@ def stamp(path: str, dir_fd: "int | None" = None) -> str:
     except (OSError, ValueError):
         return "-"
     return "%d %d %d %d" % (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def stamps_in(directory: str, names: "Iterable[str]") -> "list[str] | None":
+    """The ``stamp`` of each of ``names`` in ``directory``, each stat'ed
+    relative to the directory opened once (a path resolved once, however
+    many files); None where the directory cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return [stamp(name, fd) for name in names]
+    finally:
+        os.close(fd)
 
 
 # -- a CPUID walk in a key -----------------------------------------------------------

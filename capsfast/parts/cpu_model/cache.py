@@ -65,18 +65,10 @@ def _volatile_free(features: "Iterable[Feature]") -> bool:
 def _identities(directory: str, names: "list[str]") -> "list[str | None]":
     """Each map file's identity (name, size, mtime, ctime, inode), or None
     where it cannot be stat'ed; the names resolved in the directory once."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
+    found = shared.stamps_in(directory, names)
+    if found is None:
         return [None] * len(names)
-    out: list[str | None] = []
-    try:
-        for name in names:
-            stamp = shared.stamp(name, fd)
-            out.append(None if stamp == "-" else "%s %s" % (name, stamp))
-    finally:
-        os.close(fd)
-    return out
+    return [None if stamp == "-" else "%s %s" % (name, stamp) for name, stamp in zip(names, found)]
 
 
 def _map_line(directory: str) -> bytes:
