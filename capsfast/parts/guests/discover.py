@@ -151,6 +151,7 @@ def forget() -> None:
 # kept in the older form is a miss, never read with the other meaning.
 _KEY_FORM = "emulators 2"
 
+
 def _watch_key(watch: "tuple[Stamp, ...]") -> str:
     return "\n".join("%s %s" % (path, "-" if mtime is None or ino is None else "racy" if mtime == -1
                                  else "%d %d" % (mtime, ino)) for path, mtime, ino in watch)
@@ -170,25 +171,26 @@ def _emulators_key(source: "Source", found: "Emulators", now_ns: int) -> str:
     return "\n".join(out)
 
 
+def _key(source: "Source", watch: "tuple[Stamp, ...]", found: "Emulators", now_ns: int) -> str:
+    return "%s\nPATH %s\n%s\n%s" % (_KEY_FORM, source.search_path(), _watch_key(watch),
+                                    _emulators_key(source, found, now_ns))
+
+
 def boot_scan(source: "Source") -> "tuple[str, tuple[dict[str, str], str | None, tuple[str, ...]]]":
     """(key, (binaries, qemu-kvm, the watched directories)) of a discovery
     made now."""
-    path_env = source.search_path()
-    entry = _scan(source, path_env)
+    entry = _scan(source, source.search_path())
     found = entry.found
-    key = "%s\nPATH %s\n%s\n%s" % (_KEY_FORM, path_env, _watch_key(entry.watch),
-                                    _emulators_key(source, found, time.time_ns()))
+    key = _key(source, entry.watch, found, time.time_ns())
     return key, (found.binaries, found.qemu_kvm, tuple(path for path, _m, _i in entry.watch))
 
 
 def boot_key(source: "Source", binaries: "dict[str, str]", qemu_kvm: "str | None",
              watched: "tuple[str, ...]") -> str:
     """``boot_scan``'s key of the same discovery, read now."""
-    path_env = source.search_path()
     now_ns = time.time_ns()
     watch: list[Stamp] = []
     for path in watched:
         st = source.stat(path)
         watch.append((path, None, None) if st is None else _stamp(path, st, now_ns))
-    return "%s\nPATH %s\n%s\n%s" % (_KEY_FORM, path_env, _watch_key(tuple(watch)),
-                                _emulators_key(source, Emulators(binaries, qemu_kvm), now_ns))
+    return _key(source, tuple(watch), Emulators(binaries, qemu_kvm), now_ns)
