@@ -121,7 +121,7 @@ def parse(options: "Sequence[Option]", positionals: "Sequence[str]", argv: "Sequ
         opt = found
         if opt.dest in given and not opt.many:
             earlier = given[opt.dest]
-            raise UsageError("%s given twice: give it once%s" % (name, opt.once and " (%s)" % opt.once)
+            raise UsageError("%s given twice: give it once%s" % (name, " (%s)" % opt.once if opt.once else "")
                              if earlier == name else "%s and %s say the same thing: give one of them"
                              % (earlier, name))
         given[opt.dest] = name

@@ -275,6 +275,17 @@ def test_each_conflict_or_misfit_is_one_line_exit_2(argv, words):
     assert_one_line_error(done.returncode, done.stderr, *words)
 
 
+@pytest.mark.parametrize("argv,line", [
+    (["bench", "--quick", "--quick"], "capsfast: --quick given twice: give it once\n"),
+    (["check", "--root", "/", "--root", "/"], "capsfast: --root given twice: give it once\n"),
+])
+def test_an_option_given_twice_is_said_whole(argv, line):
+    """An option with nothing more to say about itself says no more (the
+    message once ended in 'None')."""
+    done = capsfast_run(*argv)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", line)
+
+
 def test_a_hosts_file_that_names_no_host_is_bad_input(tmp_path):
     hosts = tmp_path / "hosts"
     hosts.write_text("# nothing yet\n\n")
