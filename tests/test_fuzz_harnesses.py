@@ -21,8 +21,12 @@ def capsfast_names(tree):
                 bound[alias.asname or alias.name] = (node.module, alias.name)
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.split(".")[0] == "capsfast":
-                    bound[alias.asname or alias.name.split(".")[0]] = (alias.asname and alias.name or "capsfast", None)
+                if alias.name.split(".")[0] != "capsfast":
+                    continue
+                if alias.asname:  # import capsfast.x as y: y is capsfast.x
+                    bound[alias.asname] = (alias.name, None)
+                else:  # import capsfast.x binds capsfast
+                    bound["capsfast"] = ("capsfast", None)
     return bound
 
 
