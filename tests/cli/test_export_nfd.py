@@ -1,5 +1,6 @@
 """capsfast export nfd: every line a valid Kubernetes label, the facts
 right, the file and the --every loop as NFD needs them."""
+import contextlib
 import os
 import re
 import shutil
@@ -331,10 +332,13 @@ def read_or_none(path):
         return None
 
 
-def start_every(tmp_path, fmt, interval, *output):
+@contextlib.contextmanager
+def every(tmp_path, fmt, interval, *output):
     """``capsfast export FMT --every INTERVAL OUTPUT...`` in a process of its
-    own, on a copy of a scenario at ``tmp_path/root`` whose facts the caller
-    changes: (process, root)."""
+    own, on a copy of a scenario at ``tmp_path/root`` whose facts the body
+    changes: yields (process, root).  After the body the process must stop
+    on SIGTERM with status 0 and nothing on stderr; if the body fails it is
+    killed."""
     root = tmp_path / "root"
     shutil.copytree(HOSTS / "intel-enabled" / "root", root)
     proc = subprocess.Popen(
@@ -342,15 +346,22 @@ def start_every(tmp_path, fmt, interval, *output):
         + ["--root", str(root), "--cpuid-dump", str(HOSTS / "intel-enabled" / "cpuid.txt")],
         stderr=subprocess.PIPE,
     )
-    return proc, root
+    try:
+        yield proc, root
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr.read() == b""
 
 
 def test_every_follows_the_facts_renews_the_expiry_and_stops_on_sigterm(tmp_path):
     out = tmp_path / "features.d"
     out.mkdir()
     path = out / "capsfast"
-    proc, root = start_every(tmp_path, "nfd", "0.1", "--dir", str(out))
-    try:
+    with every(tmp_path, "nfd", "0.1", "--dir", str(out)) as (_proc, root):
         first = wait_for(lambda: read_or_none(path), "the first write")
         expiry = first.splitlines()[0]
         assert expiry.startswith("# +expiry-time=")
@@ -367,13 +378,6 @@ def test_every_follows_the_facts_renews_the_expiry_and_stops_on_sigterm(tmp_path
         renewed = wait_for(lambda: (read_or_none(path) or "").splitlines()[:1] != changed.splitlines()[:1]
                            and read_or_none(path), "the expiry to be renewed")
         assert renewed.splitlines()[1:] == changed.splitlines()[1:]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.stderr.read() == b""
     assert sorted(os.listdir(out)) == ["capsfast"]
 
 

@@ -2,7 +2,6 @@
 prometheus_client's parser and by promtool."""
 import os
 import shutil
-import signal
 import stat
 import subprocess
 from pathlib import Path
@@ -14,7 +13,7 @@ from capsfast.cli import main
 from capsfast.parts import kvm_caps as caps_part
 from capsfast.render import prometheus
 from capsfast.model import Guest, Hypervisor, Kvm
-from test_export_nfd import sample_host, start_every, wait_for
+from test_export_nfd import every, sample_host, wait_for
 
 parser = pytest.importorskip(
     "prometheus_client.parser", reason="prometheus_client is not installed (pip install prometheus_client)"
@@ -168,8 +167,7 @@ def test_every_needs_a_file(capsys):
 
 def test_every_writes_each_probes_duration_and_stops_on_sigterm(tmp_path):
     path = tmp_path / "capsfast.prom"
-    proc, root = start_every(tmp_path, "prometheus", "0.05", "--file", str(path))
-    try:
+    with every(tmp_path, "prometheus", "0.05", "--file", str(path)) as (_proc, root):
         wait_for(path.exists, "the first write")
         first = os.stat(path)
         durations = set()
@@ -188,11 +186,4 @@ def test_every_writes_each_probes_duration_and_stops_on_sigterm(tmp_path):
         (root / "dev" / "kvm").unlink()
         wait_for(lambda: value(check_format(path.read_text()), "capsfast_kvm_exists") == 0,
                  "the rewrite after /dev/kvm went away")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.stderr.read() == b""
     assert os.listdir(tmp_path / "root") and sorted(os.listdir(tmp_path)) == ["capsfast.prom", "root"]
